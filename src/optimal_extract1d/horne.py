@@ -1,0 +1,239 @@
+"""Horne (1986) optimal sums over the cross-dispersion axis, all columns at once.
+
+Every array here is ``(n_cross, n_disp)``: cross-dispersion along axis 0,
+dispersion along axis 1. Masks are boolean with True meaning "do not use".
+
+With a normalized, non-negative profile ``P`` and no background term the
+estimator is Horne's eq. (8) and its variance eq. (9)::
+
+    F = sum(P D / V) / sum(P**2 / V),     Var(F) = 1 / sum(P**2 / V)
+
+When a polynomial background is fitted in the same column the flux is the
+profile coefficient of the weighted linear least-squares fit of
+``[P, b_0, b_1, ...]``; with no background basis the two are identical.
+Either way the flux is a linear combination ``F = sum(g D)`` of the pixels,
+and `ColumnSums.pixel_weights` holds ``g`` so that any variance component
+``V_k`` propagates as ``sum(g**2 V_k)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ColumnSums", "extract_columns", "polynomial_basis", "usable_pixels"]
+
+# Columns whose normal matrix is worse conditioned than this are treated as
+# singular; the background terms are then dropped for that column.
+_MAX_CONDITION = 1e10
+
+
+@dataclass(frozen=True)
+class ColumnSums:
+    """Result of the optimal sums over every column.
+
+    Attributes
+    ----------
+    flux : ndarray, shape (n_disp,)
+        Optimal flux per column (data units summed over pixels); NaN where
+        the column has no usable pixel under the profile.
+    variance : ndarray, shape (n_disp,)
+        Variance of ``flux`` from the weights' variance, 1/sum(P^2/V) without
+        background.
+    pixel_weights : ndarray, shape (n_cross, n_disp)
+        ``g`` with ``flux = sum(g * data)`` over usable pixels (0 elsewhere).
+    background : ndarray, shape (n_cross, n_disp)
+        Fitted background at every pixel (0 when no background is fitted).
+    mean_background : ndarray, shape (n_disp,)
+        Mean of ``background`` over the column (NaN in empty columns).
+    background_weights : ndarray, shape (n_cross, n_disp)
+        ``h`` with ``mean_background = sum(h * data)``.
+    npixels : ndarray, shape (n_disp,)
+        Number of usable pixels per column.
+    empty : ndarray of bool, shape (n_disp,)
+        Columns with no usable pixel under the profile (flux is NaN).
+    background_dropped : ndarray of bool, shape (n_disp,)
+        Columns where the background terms were degenerate and were dropped.
+    """
+
+    flux: np.ndarray
+    variance: np.ndarray
+    pixel_weights: np.ndarray
+    background: np.ndarray
+    mean_background: np.ndarray
+    background_weights: np.ndarray
+    npixels: np.ndarray
+    empty: np.ndarray
+    background_dropped: np.ndarray
+
+    def propagate(self, component: np.ndarray) -> np.ndarray:
+        """Propagate a per-pixel variance component to the flux, ``sum(g^2 V_k)``.
+
+        Parameters
+        ----------
+        component : ndarray, shape (n_cross, n_disp)
+            Variance component per pixel; non-finite values count as 0.
+
+        Returns
+        -------
+        ndarray, shape (n_disp,)
+            Variance of the flux due to that component (NaN in empty columns).
+        """
+        return _weighted_square_sum(self.pixel_weights, component, self.empty)
+
+    def propagate_background(self, component: np.ndarray) -> np.ndarray:
+        """Propagate a per-pixel variance component to the mean background."""
+        return _weighted_square_sum(self.background_weights, component, self.empty)
+
+
+def _weighted_square_sum(weights: np.ndarray, component: np.ndarray, empty: np.ndarray):
+    comp = np.where(np.isfinite(component), component, 0.0)
+    out = np.sum(weights**2 * comp, axis=0)
+    return np.where(empty, np.nan, out)
+
+
+def usable_pixels(data: np.ndarray, variance: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Pixels that can enter the sums: unmasked, finite data, finite positive variance.
+
+    Parameters
+    ----------
+    data, variance : ndarray, shape (n_cross, n_disp)
+        Science values and their variance.
+    mask : ndarray of bool, shape (n_cross, n_disp)
+        True for pixels not to use.
+
+    Returns
+    -------
+    ndarray of bool, shape (n_cross, n_disp)
+        True where the pixel is usable.
+    """
+    with np.errstate(invalid="ignore"):
+        return ~mask & np.isfinite(data) & np.isfinite(variance) & (variance > 0)
+
+
+def polynomial_basis(n_cross: int, order: int) -> np.ndarray:
+    """Legendre polynomials up to ``order`` over the cross-dispersion pixels.
+
+    Parameters
+    ----------
+    n_cross : int
+        Number of cross-dispersion pixels.
+    order : int
+        Polynomial degree; -1 gives an empty basis.
+
+    Returns
+    -------
+    ndarray, shape (n_cross, order + 1)
+        Basis evaluated on pixel centres mapped onto [-1, 1].
+    """
+    if order < 0:
+        return np.zeros((n_cross, 0))
+    u = np.linspace(-1.0, 1.0, n_cross) if n_cross > 1 else np.zeros(1)
+    return np.polynomial.legendre.legvander(u, order)
+
+
+def extract_columns(
+    data: np.ndarray,
+    variance: np.ndarray,
+    profile: np.ndarray,
+    mask: np.ndarray,
+    *,
+    bkg_basis: np.ndarray | None = None,
+) -> ColumnSums:
+    """Optimal flux of every column, optionally with a polynomial background.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_cross, n_disp)
+        Science image.
+    variance : ndarray, shape (n_cross, n_disp)
+        Variance used for the weights.
+    profile : ndarray, shape (n_cross, n_disp)
+        Spatial profile, non-negative with unit sum per column (Horne eq. 7
+        normalization over all pixels of the column, masked ones included, so
+        missing pixels are accounted for).
+    mask : ndarray of bool, shape (n_cross, n_disp)
+        True for pixels not to use.
+    bkg_basis : ndarray, shape (n_cross, k), optional
+        Background basis functions fitted together with the profile in every
+        column (e.g. `polynomial_basis`); None or k = 0 for pure Horne sums.
+
+    Returns
+    -------
+    ColumnSums
+        Fluxes, variances and the linear weights behind them.
+    """
+    usable = usable_pixels(data, variance, mask)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_var = np.where(usable, 1.0 / variance, 0.0)
+    d = np.where(usable, data, 0.0)
+    n_cross, n_disp = data.shape
+    basis = np.zeros((n_cross, 0)) if bkg_basis is None else np.asarray(bkg_basis, float)
+    # design[y, x, j]: column j = 0 is the profile, then the background basis.
+    design = np.concatenate(
+        [
+            profile[:, :, None],
+            np.broadcast_to(basis[:, None, :], (n_cross, n_disp, basis.shape[1])),
+        ],
+        axis=2,
+    )
+    normal = np.einsum("yxi,yx,yxj->xij", design, inv_var, design)
+    rhs = np.einsum("yxi,yx,yx->xi", design, inv_var, d)
+    cov, dropped = _invert_normal(normal)
+    coeffs = np.einsum("xij,xj->xi", cov, rhs)
+    # g = (cov @ A^T W)[0]: the flux as a linear combination of the pixels.
+    gmat = np.einsum("xij,yxj,yx->yxi", cov, design, inv_var)
+    npixels = usable.sum(axis=0).astype(float)
+    empty = ~(normal[:, 0, 0] > 0)
+    flux = np.where(empty, np.nan, coeffs[:, 0])
+    var = np.where(empty, np.nan, cov[:, 0, 0])
+    bkg = np.einsum("yk,xk->yx", basis, coeffs[:, 1:])
+    # mean background over the column = mean_y(basis) . coeffs[1:]
+    mean_basis = basis.mean(axis=0)
+    h = np.einsum("k,yxk->yx", mean_basis, gmat[:, :, 1:])
+    mean_bkg = coeffs[:, 1:] @ mean_basis
+    return ColumnSums(
+        flux=flux,
+        variance=var,
+        pixel_weights=np.where(empty, 0.0, gmat[:, :, 0]),
+        background=np.where(empty, np.nan, bkg),
+        mean_background=np.where(empty, np.nan, mean_bkg),
+        background_weights=h,
+        npixels=npixels,
+        empty=empty,
+        background_dropped=dropped,
+    )
+
+
+def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Invert stacked normal matrices; drop the background terms where singular.
+
+    Returns the covariance matrices ``(n_disp, m, m)`` and a boolean array of
+    the columns whose background terms were dropped. Columns with no signal
+    under the profile get a zero covariance.
+    """
+    n_disp, m, _ = normal.shape
+    cov = np.zeros_like(normal)
+    p00 = normal[:, 0, 0]
+    has_profile = p00 > 0
+    with np.errstate(divide="ignore"):
+        profile_only = np.where(has_profile, 1.0 / np.where(has_profile, p00, 1.0), 0.0)
+    if m == 1:
+        cov[:, 0, 0] = profile_only
+        return cov, np.zeros(n_disp, bool)
+    cond = np.full(n_disp, np.inf)
+    finite = np.all(np.isfinite(normal), axis=(1, 2))
+    # Scale rows/cols to unit diagonal before judging the conditioning.
+    diag = np.sqrt(np.abs(np.einsum("xii->xi", normal)))
+    ok_diag = np.all(diag > 0, axis=1) & finite
+    scale = np.where(ok_diag[:, None], diag, 1.0)
+    scaled = normal / scale[:, :, None] / scale[:, None, :]
+    cond[ok_diag] = np.linalg.cond(scaled[ok_diag])
+    good = ok_diag & (cond < _MAX_CONDITION)
+    if np.any(good):
+        inv_scaled = np.linalg.inv(scaled[good])
+        cov[good] = inv_scaled / scale[good][:, :, None] / scale[good][:, None, :]
+    fallback = ~good & has_profile
+    cov[fallback, 0, 0] = profile_only[fallback]
+    return cov, fallback

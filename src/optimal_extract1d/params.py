@@ -1,0 +1,121 @@
+"""The step parameters as one frozen, validated dataclass.
+
+`ExtractParams` field names equal the step's spec names, so the step builds it
+with ``ExtractParams.from_object(step)`` and the pure modules never see stpipe.
+Checks that need the slit shapes live in `check_region`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import ParameterError
+
+__all__ = ["ExtractParams", "KERNELS", "VARIANCE_SOURCES", "check_region"]
+
+KERNELS = ("gaussian", "moffat")
+VARIANCE_SOURCES = ("auto", "var", "wht", "err")
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    """Parameters of one optimal extraction run.
+
+    Attributes
+    ----------
+    extraction_region : tuple of 4 int or None
+        ``(x1, y1, x2, y2)``, inclusive, in slit pixels as stored in the file
+        (x along the image rows); None = the whole slit.
+    slice_width : int
+        Number of dispersion columns coadded into the kernel slice.
+    slice_column : int or None
+        Dispersion-axis pixel at the centre of the slice; None = the column
+        with the most signal.
+    kernel : str
+        PSF template: ``"gaussian"`` or ``"moffat"``.
+    bkg_order : int
+        Degree of the polynomial background fitted with the PSF; -1 = none.
+    variance_source : str
+        ``"auto"``, ``"var"`` (VAR_* arrays), ``"wht"`` (drizzle weights) or
+        ``"err"`` (ERR squared).
+    drizzle_scale : float
+        Pixel scale ratio ``s`` in Var = 1 / (WHT s^4).
+    """
+
+    extraction_region: tuple[int, int, int, int] | None = None
+    slice_width: int = 30
+    slice_column: int | None = None
+    kernel: str = "gaussian"
+    bkg_order: int = 2
+    variance_source: str = "auto"
+    drizzle_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.extraction_region is not None:
+            region = tuple(int(v) for v in self.extraction_region)
+            if len(region) != 4:
+                msg = f"extraction_region needs 4 values (x1, y1, x2, y2), got {region}"
+                raise ParameterError(msg)
+            x1, y1, x2, y2 = region
+            if x2 < x1 or y2 < y1 or min(region) < 0:
+                msg = (
+                    f"extraction_region {region} is empty or negative: "
+                    "need 0 <= x1 <= x2 and 0 <= y1 <= y2"
+                )
+                raise ParameterError(msg)
+            object.__setattr__(self, "extraction_region", region)
+        if self.slice_width < 1:
+            msg = f"slice_width must be >= 1, got {self.slice_width}"
+            raise ParameterError(msg)
+        if self.slice_column is not None and self.slice_column < 0:
+            msg = f"slice_column must be >= 0, got {self.slice_column}"
+            raise ParameterError(msg)
+        if self.kernel not in KERNELS:
+            msg = f"kernel must be one of {KERNELS}, got {self.kernel!r}"
+            raise ParameterError(msg)
+        if self.bkg_order < -1:
+            msg = f"bkg_order must be >= -1 (-1 = no background), got {self.bkg_order}"
+            raise ParameterError(msg)
+        if self.variance_source not in VARIANCE_SOURCES:
+            msg = f"variance_source must be one of {VARIANCE_SOURCES}, got {self.variance_source!r}"
+            raise ParameterError(msg)
+        if not self.drizzle_scale > 0:
+            msg = f"drizzle_scale must be > 0, got {self.drizzle_scale}"
+            raise ParameterError(msg)
+
+    @classmethod
+    def from_object(cls, obj: object) -> ExtractParams:
+        """Build the parameters from the same-named attributes of ``obj`` (a step)."""
+        values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(cls)}
+        if values["extraction_region"] is not None:
+            values["extraction_region"] = tuple(values["extraction_region"])
+        return cls(**values)
+
+
+def check_region(params: ExtractParams, shape: tuple[int, int], name: str) -> None:
+    """Check the extraction region and slice against one slit's image shape.
+
+    Parameters
+    ----------
+    params : ExtractParams
+        The run parameters.
+    shape : tuple of int
+        ``(ny, nx)`` of the slit image as stored in the file.
+    name : str
+        Slit name, for the message.
+
+    Raises
+    ------
+    ParameterError
+        If the region lies outside the slit or the slice column is off the slit.
+    """
+    ny, nx = shape
+    if params.extraction_region is not None:
+        x1, y1, x2, y2 = params.extraction_region
+        if x2 >= nx or y2 >= ny:
+            msg = (
+                f"extraction_region {params.extraction_region} lies outside slit "
+                f"{name!r} of {nx} x {ny} pixels (x 0..{nx - 1}, y 0..{ny - 1})"
+            )
+            raise ParameterError(msg)

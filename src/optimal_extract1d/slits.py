@@ -1,0 +1,446 @@
+"""Datamodels to plain arrays: open the input, iterate slits, read one slit.
+
+This is the input half of the datamodel boundary (`x1d` is the output half).
+Every array leaves here copied, as float64, transposed once so that the
+dispersion runs along axis 1: ``(n_cross, n_disp)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from stdatamodels.jwst import datamodels
+from stdatamodels.jwst.datamodels import dqflags
+
+from .errors import InputError
+from .results import FluxUnits
+
+__all__ = ["SlitData", "open_input", "iter_slits", "meta_source", "read_slit", "slit_name"]
+
+log = logging.getLogger(__name__)
+
+_SLIT_TYPES = (datamodels.ImageModel, datamodels.SlitModel)
+_COPY_ATTRIBUTES = (
+    "slitlet_id",
+    "source_id",
+    "source_name",
+    "source_alias",
+    "source_type",
+    "stellarity",
+    "source_xpos",
+    "source_ypos",
+    "source_ra",
+    "source_dec",
+    "shutter_state",
+    "quadrant",
+    "slit_xscale",
+    "slit_yscale",
+)
+_VERTICAL_EXP_TYPES = ("MIR_LRS-FIXEDSLIT", "MIR_LRS-SLITLESS")
+
+
+@dataclass(frozen=True)
+class SlitData:
+    """One slit as plain arrays, dispersion along axis 1.
+
+    Attributes
+    ----------
+    name : str
+        Slit name.
+    data : ndarray, shape (n_cross, n_disp)
+        Science values.
+    variance : ndarray, shape (n_cross, n_disp)
+        Total variance used for the weights.
+    var_poisson, var_rnoise, var_flat : ndarray, shape (n_cross, n_disp)
+        Variance components propagated to the FLUX_VAR_* columns.
+    mask : ndarray of bool, shape (n_cross, n_disp)
+        True for pixels not to use (DO_NOT_USE, NaN data, bad variance).
+    wavelength, ra, dec : ndarray, shape (n_cross, n_disp)
+        World coordinates of every pixel (NaN where undefined).
+    disp_axis : int
+        1 if the dispersion runs along x in the file, 2 if along y.
+    units : FluxUnits
+        Unit conversion for the output.
+    variance_source : str
+        Which input the variance came from: ``"var"``, ``"wht"``, ``"err"`` or ``"data"``.
+    attributes : dict
+        Slit identity copied to the output spectrum (source_id, ...).
+    offset : tuple of int
+        ``(cross, disp)`` index of element [0, 0] in the full slit (non-zero
+        after cropping to an extraction region).
+    """
+
+    name: str
+    data: np.ndarray
+    variance: np.ndarray
+    var_poisson: np.ndarray
+    var_rnoise: np.ndarray
+    var_flat: np.ndarray
+    mask: np.ndarray
+    wavelength: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    disp_axis: int
+    units: FluxUnits
+    variance_source: str
+    attributes: dict[str, Any]
+    offset: tuple[int, int] = (0, 0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_cross, n_disp)``."""
+        return self.data.shape
+
+    def cropped(self, region: tuple[int, int, int, int] | None) -> SlitData:
+        """The slit restricted to an ``(x1, y1, x2, y2)`` region in file pixels."""
+        if region is None:
+            return self
+        x1, y1, x2, y2 = region
+        if self.disp_axis == 1:
+            cross, disp = slice(y1, y2 + 1), slice(x1, x2 + 1)
+        else:
+            cross, disp = slice(x1, x2 + 1), slice(y1, y2 + 1)
+        arrays = {
+            f.name: getattr(self, f.name)[cross, disp]
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        }
+        return dataclasses.replace(self, offset=(cross.start, disp.start), **arrays)
+
+    def region(self) -> tuple[int, int, int, int]:
+        """``(x1, y1, x2, y2)`` of these arrays in file pixels, inclusive."""
+        c0, d0 = self.offset
+        n_cross, n_disp = self.shape
+        if self.disp_axis == 1:
+            return (d0, c0, d0 + n_disp - 1, c0 + n_cross - 1)
+        return (c0, d0, c0 + n_cross - 1, d0 + n_disp - 1)
+
+
+def open_input(input_data: Any) -> Any:
+    """Open a file name or check a model; raise `InputError` naming the problem.
+
+    Parameters
+    ----------
+    input_data : str, os.PathLike or datamodel
+        The step input.
+
+    Returns
+    -------
+    datamodel
+        ImageModel, SlitModel, MultiSlitModel or ModelContainer.
+
+    Raises
+    ------
+    InputError
+        If the file cannot be read as a JWST datamodel or holds no slit data.
+    """
+    model = input_data
+    if isinstance(input_data, (str, os.PathLike)):
+        path = os.fspath(input_data)
+        if not os.path.exists(path):
+            msg = f"input file {path!r} does not exist"
+            raise InputError(msg)
+        try:
+            model = datamodels.open(path)
+        except Exception as err:  # any reader failure means "not a readable datamodel"
+            msg = f"cannot read {path!r} as a JWST datamodel: {type(err).__name__}: {err}"
+            raise InputError(msg) from err
+    label = getattr(getattr(model, "meta", None), "filename", None) or type(model).__name__
+    if not _is_supported(model):
+        msg = (
+            f"{label}: a {type(model).__name__} is not a spectral slit model; "
+            "expected an s2d ImageModel, SlitModel, MultiSlitModel or a ModelContainer of them"
+        )
+        raise InputError(msg)
+    if not any(True for _ in iter_slits(model)):
+        msg = f"{label}: the {type(model).__name__} contains no slits"
+        raise InputError(msg)
+    return model
+
+
+def _is_supported(model: Any) -> bool:
+    if isinstance(model, datamodels.MultiSlitModel) or isinstance(model, _SLIT_TYPES):
+        return getattr(model, "data", None) is not None if isinstance(model, _SLIT_TYPES) else True
+    if isinstance(model, (list, tuple)) or type(model).__name__ == "ModelContainer":
+        return all(_is_supported(m) for m in model)
+    return False
+
+
+def iter_slits(model: Any) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(slit, parent)`` for every slit of the input, in order.
+
+    ``parent`` is the model the slit came from (itself for a single slit),
+    used for metadata the slit does not carry.
+    """
+    if isinstance(model, datamodels.MultiSlitModel):
+        for slit in model.slits:
+            yield slit, model
+    elif isinstance(model, _SLIT_TYPES):
+        yield model, model
+    else:
+        for member in model:
+            yield from iter_slits(member)
+
+
+def meta_source(model: Any) -> Any:
+    """The model whose primary metadata the output copies (first of a container)."""
+    if isinstance(model, (datamodels.MultiSlitModel, *_SLIT_TYPES)):
+        return model
+    return meta_source(model[0])
+
+
+def slit_name(slit: Any, parent: Any) -> str:
+    """Name of a slit: its NAME, else the fixed-slit name, else the EXP_TYPE."""
+    name = getattr(slit, "name", None) if slit.hasattr("name") else None
+    if not name:
+        name = parent.meta.instrument.fixed_slit or parent.meta.exposure.type or "SLIT"
+    return str(name)
+
+
+def _meta(slit: Any, parent: Any, *path: str) -> Any:
+    """First non-None metadata value at ``path`` on the slit, then on the parent."""
+    for node in (slit, parent):
+        value = node.meta
+        for key in path:
+            value = getattr(value, key, None)
+            if value is None:
+                break
+        if value is not None:
+            return value
+    return None
+
+
+def _array(slit: Any, name: str) -> np.ndarray | None:
+    if not slit.hasattr(name):
+        return None
+    arr = np.asarray(getattr(slit, name), dtype=float)
+    if arr.shape != slit.data.shape:
+        return None
+    return arr.copy()
+
+
+def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: float) -> SlitData:
+    """Read one slit into a `SlitData`.
+
+    Parameters
+    ----------
+    slit, parent : datamodel
+        The slit and the model it came from (see `iter_slits`).
+    variance_source : str
+        ``"auto"``, ``"var"``, ``"wht"`` or ``"err"`` (see `choose_variance`).
+    drizzle_scale : float
+        Pixel scale ratio for the drizzle-weight variance.
+
+    Returns
+    -------
+    SlitData
+
+    Raises
+    ------
+    InputError
+        If the slit has no 2-D science data or no wavelength information.
+    """
+    name = slit_name(slit, parent)
+    data = np.asarray(slit.data, dtype=float) if slit.hasattr("data") else np.zeros((0, 0))
+    if data.ndim != 2 or data.size == 0:
+        msg = f"slit {name!r} has no 2-D science data (shape {data.shape})"
+        raise InputError(msg)
+    disp_axis = _dispersion_axis(slit, parent, name)
+    source, var = choose_variance(slit, variance_source, drizzle_scale, name)
+    wavelength, ra, dec = _world_grid(slit, name)
+    mask = ~np.isfinite(data)
+    if slit.hasattr("dq") and np.shape(slit.dq) == data.shape:
+        mask |= (np.asarray(slit.dq) & dqflags.pixel["DO_NOT_USE"]) != 0
+    arrays = {
+        "data": data.copy(),
+        "mask": mask,
+        "wavelength": wavelength,
+        "ra": ra,
+        "dec": dec,
+        **var,
+    }
+    if disp_axis == 2:
+        arrays = {k: np.ascontiguousarray(v.T) for k, v in arrays.items()}
+    return SlitData(
+        name=name,
+        disp_axis=disp_axis,
+        units=_flux_units(slit, parent, name),
+        variance_source=source,
+        attributes=_identity(slit, parent),
+        **arrays,
+    )
+
+
+def _dispersion_axis(slit: Any, parent: Any, name: str) -> int:
+    axis = _meta(slit, parent, "wcsinfo", "dispersion_direction")
+    if axis in (1, 2):
+        return int(axis)
+    exp_type = _meta(slit, parent, "exposure", "type")
+    guess = 2 if exp_type in _VERTICAL_EXP_TYPES else 1
+    log.warning(
+        "Slit %s: dispersion_direction is not set; assuming %s from EXP_TYPE %s",
+        name,
+        "y" if guess == 2 else "x",
+        exp_type,
+    )
+    return guess
+
+
+def choose_variance(
+    slit: Any, source: str, drizzle_scale: float, name: str
+) -> tuple[str, dict[str, np.ndarray]]:
+    """Pick the per-pixel variance: VAR_* arrays, drizzle weights, ERR, or the data.
+
+    Parameters
+    ----------
+    slit : datamodel
+        The slit.
+    source : str
+        ``"auto"`` tries VAR_POISSON+VAR_RNOISE(+VAR_FLAT), then 1/(WHT s^4),
+        then ERR^2; an explicit choice that is missing falls back to auto
+        with a warning. When nothing is present the variance is the robust
+        scatter of the data (warning).
+    drizzle_scale : float
+        ``s`` in 1/(WHT s^4).
+    name : str
+        Slit name for log messages.
+
+    Returns
+    -------
+    source : str
+        The source used.
+    arrays : dict of ndarray
+        ``variance``, ``var_poisson``, ``var_rnoise``, ``var_flat``.
+    """
+    readers = {"var": _variance_from_var, "wht": _variance_from_wht, "err": _variance_from_err}
+    order = ["var", "wht", "err"] if source == "auto" else [source]
+    for candidate in order:
+        comps = readers[candidate](slit, drizzle_scale)
+        if comps is not None:
+            return candidate, _with_total(*comps)
+    if source != "auto":
+        log.warning(
+            "Slit %s: variance_source=%r is not available; falling back to 'auto'", name, source
+        )
+        return choose_variance(slit, "auto", drizzle_scale, name)
+    data = np.asarray(slit.data, float)
+    finite = data[np.isfinite(data)]
+    scatter = 1.4826 * np.median(np.abs(finite - np.median(finite))) if finite.size else np.nan
+    log.warning(
+        "Slit %s: no VAR_*, WHT or ERR array; using the robust scatter of the data "
+        "(%.3g) as a constant noise level",
+        name,
+        scatter,
+    )
+    var = np.full(data.shape, scatter**2)
+    zero = np.zeros(data.shape)
+    return "data", _with_total(var, zero, zero)
+
+
+def _with_total(vp: np.ndarray, vr: np.ndarray, vf: np.ndarray) -> dict[str, np.ndarray]:
+    """The variance arrays and their sum; a non-finite component makes the pixel unusable."""
+    return {"variance": vp + vr + vf, "var_poisson": vp, "var_rnoise": vr, "var_flat": vf}
+
+
+def _has_values(arr: np.ndarray | None) -> bool:
+    return arr is not None and bool(np.any(np.isfinite(arr) & (arr > 0)))
+
+
+def _variance_from_var(slit: Any, _scale: float):
+    vp, vr, vf = (_array(slit, n) for n in ("var_poisson", "var_rnoise", "var_flat"))
+    if not (_has_values(vp) or _has_values(vr)):
+        return None
+    zero = np.zeros(slit.data.shape)
+    return (
+        vp if vp is not None else zero,
+        vr if vr is not None else zero,
+        vf if vf is not None else zero,
+    )
+
+
+def _variance_from_wht(slit: Any, scale: float):
+    wht = _array(slit, "wht")
+    if not _has_values(wht):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(wht > 0, 1.0 / (wht * scale**4), np.nan)
+    zero = np.zeros(slit.data.shape)
+    return zero, var, zero
+
+
+def _variance_from_err(slit: Any, _scale: float):
+    err = _array(slit, "err")
+    if not _has_values(err):
+        return None
+    zero = np.zeros(slit.data.shape)
+    return err**2, zero, zero
+
+
+def _world_grid(slit: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wavelength, RA and Dec of every pixel, from the WCS (evaluated once)."""
+    ny, nx = slit.data.shape
+    wcs = getattr(slit.meta, "wcs", None)
+    nan = np.full((ny, nx), np.nan)
+    if wcs is not None:
+        y, x = np.mgrid[:ny, :nx].astype(float)
+        try:
+            world = wcs(x, y)
+        except Exception as err:  # a broken WCS is reported, then the array is tried
+            log.warning("Slit %s: WCS evaluation failed (%s: %s)", name, type(err).__name__, err)
+        else:
+            world = world if isinstance(world, tuple) else (world,)
+            lam = np.asarray(world[-1], float)
+            ra, dec = (
+                (np.asarray(world[0], float), np.asarray(world[1], float))
+                if len(world) >= 3
+                else (nan, nan)
+            )
+            if np.any(np.isfinite(lam)):
+                return lam, ra, dec
+    lam = _array(slit, "wavelength")
+    if lam is not None and np.any(np.isfinite(lam) & (lam > 0)):
+        log.warning("Slit %s: no usable WCS; wavelengths from the WAVELENGTH array", name)
+        return np.where(lam > 0, lam, np.nan), nan, nan.copy()
+    msg = f"slit {name!r} has neither a usable WCS nor a WAVELENGTH array"
+    raise InputError(msg)
+
+
+def _flux_units(slit: Any, parent: Any, name: str) -> FluxUnits:
+    bunit = _meta(slit, parent, "bunit_data")
+    area = _meta(slit, parent, "photometry", "pixelarea_steradians")
+    unit = (bunit or "").replace(" ", "")
+    if unit == "MJy/sr":
+        if area:
+            return FluxUnits(area * 1e6, "Jy", 1.0, 1.0, "MJy/sr")
+        log.warning(
+            "Slit %s: pixel solid angle (PIXAR_SR) is missing; FLUX is left in MJy/sr "
+            "summed over pixels",
+            name,
+        )
+        return FluxUnits(1.0, "MJy/sr", 1.0, 1.0, "MJy/sr")
+    if unit == "MJy":
+        bkg = 1.0 / area if area else 0.0
+        return FluxUnits(1e6, "Jy", 0.0, bkg, "MJy/sr")
+    log.warning(
+        "Slit %s: input unit %r is not MJy/sr or MJy; FLUX is left in the input unit", name, bunit
+    )
+    keep = bunit or "DN/s"
+    return FluxUnits(1.0, keep, 1.0, 1.0, keep)
+
+
+def _identity(slit: Any, parent: Any) -> dict[str, Any]:
+    attrs = {}
+    for key in _COPY_ATTRIBUTES:
+        value = getattr(slit, key, None) if slit.hasattr(key) else None
+        if value is not None:
+            attrs[key] = value
+    attrs["spectral_order"] = _meta(slit, parent, "wcsinfo", "spectral_order")
+    attrs["detector"] = _meta(slit, parent, "instrument", "detector")
+    attrs["position_angle"] = _meta(slit, parent, "aperture", "position_angle")
+    return attrs

@@ -1,0 +1,153 @@
+"""Plain results to datamodels: the x1d `MultiSpecModel`, as jwst writes it.
+
+This is the output half of the datamodel boundary (`slits` is the input
+half). Table columns and dtypes come from the SpecModel schema; units and
+conversions follow ``jwst.extract_1d.extract`` (FLUX in Jy, surface
+brightness and background in MJy/sr).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+from jwst.extract_1d.spec_wcs import create_spectral_wcs
+from stdatamodels.jwst import datamodels
+
+from .results import SpectrumResult
+
+__all__ = ["build_x1d", "build_spec", "spec_table_dtype", "METADATA_KEY"]
+
+log = logging.getLogger(__name__)
+
+# Name of the metadata node holding what this package records.
+METADATA_KEY = "optimal_extraction"
+
+
+@cache
+def spec_table_dtype() -> np.dtype:
+    """Dtype of the x1d spectrum table, from the SpecModel schema."""
+    return np.dtype(datamodels.SpecModel().get_dtype("spec_table"))
+
+
+def build_x1d(
+    spectra: Sequence[SpectrumResult], meta_source: Any, run_metadata: dict[str, Any]
+) -> datamodels.MultiSpecModel:
+    """Build the output x1d model.
+
+    Parameters
+    ----------
+    spectra : sequence of SpectrumResult
+        Extracted spectra, in output order.
+    meta_source : datamodel
+        Model whose primary metadata is copied to the output.
+    run_metadata : dict
+        Run-level record (parameters, skipped slits), stored under
+        ``meta.optimal_extraction``.
+
+    Returns
+    -------
+    MultiSpecModel
+    """
+    output = datamodels.MultiSpecModel()
+    output.update(meta_source, only="PRIMARY")
+    for result in spectra:
+        output.spec.append(build_spec(result))
+    output.meta.wcs = None  # each spectrum carries its own WCS, as in jwst
+    output.meta.target.source_type = None
+    setattr(output.meta, METADATA_KEY, run_metadata)
+    return output
+
+
+def build_spec(result: SpectrumResult) -> datamodels.SpecModel:
+    """One x1d spectrum (table + identity + WCS) from an extraction result.
+
+    Columns whose wavelength is not finite are dropped, as jwst does.
+    """
+    keep = np.isfinite(result.wavelength)
+    if not keep.all():
+        log.debug(
+            "Spectrum %s: %d columns without a wavelength dropped", result.name, int((~keep).sum())
+        )
+    table = np.zeros(int(keep.sum()), dtype=spec_table_dtype())
+    for column, values in _columns(result).items():
+        table[column] = values[keep]
+    spec = datamodels.SpecModel(spec_table=table)
+    _set_units(spec, result)
+    spec.name = result.name
+    for key, value in result.attributes.items():
+        if value is not None:
+            setattr(spec, key, value)
+    _set_geometry(spec, result, keep)
+    setattr(spec.meta, METADATA_KEY, result.metadata)
+    return spec
+
+
+def _columns(r: SpectrumResult) -> dict[str, np.ndarray]:
+    u = r.units
+    fs2, sbs2, bks2 = u.flux_scale**2, u.sb_scale**2, u.bkg_scale**2
+    npix = np.where(r.npixels > 0, r.npixels, 1.0)
+    vp, vr, vf = r.var_poisson, r.var_rnoise, r.var_flat
+    bvp, bvr, bvf = r.bkg_var_poisson, r.bkg_var_rnoise, r.bkg_var_flat
+    return {
+        "WAVELENGTH": r.wavelength,
+        "FLUX": r.flux * u.flux_scale,
+        "FLUX_ERROR": np.sqrt(vp + vr + vf) * u.flux_scale,
+        "FLUX_VAR_POISSON": vp * fs2,
+        "FLUX_VAR_RNOISE": vr * fs2,
+        "FLUX_VAR_FLAT": vf * fs2,
+        "SURF_BRIGHT": r.flux / npix * u.sb_scale,
+        "SB_ERROR": np.sqrt(vp + vr + vf) / npix * u.sb_scale,
+        "SB_VAR_POISSON": vp / npix**2 * sbs2,
+        "SB_VAR_RNOISE": vr / npix**2 * sbs2,
+        "SB_VAR_FLAT": vf / npix**2 * sbs2,
+        "DQ": r.dq,
+        "BACKGROUND": r.background * u.bkg_scale,
+        "BKGD_ERROR": np.sqrt(bvp + bvr + bvf) * u.bkg_scale,
+        "BKGD_VAR_POISSON": bvp * bks2,
+        "BKGD_VAR_RNOISE": bvr * bks2,
+        "BKGD_VAR_FLAT": bvf * bks2,
+        "NPIXELS": r.npixels,
+    }
+
+
+def _set_units(spec: datamodels.SpecModel, r: SpectrumResult) -> None:
+    u = r.units
+    units = {"wavelength": "um"}
+    units.update(dict.fromkeys(("flux", "flux_error"), u.flux_unit))
+    units.update(
+        dict.fromkeys(("flux_var_poisson", "flux_var_rnoise", "flux_var_flat"), u.flux_var_unit)
+    )
+    units.update(dict.fromkeys(("surf_bright", "sb_error", "background", "bkgd_error"), u.sb_unit))
+    units.update(
+        dict.fromkeys(
+            (
+                "sb_var_poisson",
+                "sb_var_rnoise",
+                "sb_var_flat",
+                "bkgd_var_poisson",
+                "bkgd_var_rnoise",
+                "bkgd_var_flat",
+            ),
+            u.sb_var_unit,
+        )
+    )
+    for name, unit in units.items():
+        spec.spec_table.columns[name].unit = unit
+
+
+def _set_geometry(spec: datamodels.SpecModel, r: SpectrumResult, keep: np.ndarray) -> None:
+    wavelength = r.wavelength[keep]
+    ra = float(np.nanmedian(r.ra)) if np.any(np.isfinite(r.ra)) else 0.0
+    dec = float(np.nanmedian(r.dec)) if np.any(np.isfinite(r.dec)) else 0.0
+    if wavelength.size > 1:
+        spec.meta.wcs = create_spectral_wcs(ra, dec, wavelength)
+    spec.slit_ra = ra
+    spec.slit_dec = dec
+    spec.dispersion_direction = r.disp_axis
+    x1, y1, x2, y2 = r.region
+    spec.extraction_xstart, spec.extraction_xstop = x1 + 1, x2 + 1
+    spec.extraction_ystart, spec.extraction_ystop = y1 + 1, y2 + 1

@@ -1,0 +1,138 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from jwst.datamodels import ModelContainer
+from stdatamodels.jwst import datamodels
+
+from optimal_extract1d import OptimalExtract1dStep
+from optimal_extract1d.errors import InputError, ParameterError
+from optimal_extract1d.simulate import PIXEL_AREA_SR, simulate_slit
+from optimal_extract1d.simulate_models import make_lrs_image, make_multislit
+
+SIM = dict(n_disp=100, snr=50.0, fwhm=(2.0, 2.0))
+
+
+def truth_jy(sim):
+    return sim.flux * PIXEL_AREA_SR * 1e6
+
+
+@pytest.fixture
+def sims(rng):
+    return [simulate_slit(rng, spectrum=np.ones(100), **SIM) for _ in range(3)]
+
+
+def _check_spectrum(spec, sim):
+    t = spec.spec_table
+    assert abs(np.median(t["FLUX"] / truth_jy(sim)) - 1) < 0.02
+    np.testing.assert_allclose(t["WAVELENGTH"], sim.wavelength, rtol=1e-6)
+
+
+def test_multislit_input_one_spectrum_per_slit(sims):
+    model = make_multislit(sims)
+    before = model.slits[1].data.copy()
+    result = OptimalExtract1dStep.call(model)
+    assert isinstance(result, datamodels.MultiSpecModel)
+    assert result.meta.cal_step.extract_1d == "COMPLETE"
+    assert [s.name for s in result.spec] == ["1", "2", "3"]
+    assert [s.source_id for s in result.spec] == [1, 2, 3]
+    for spec, sim in zip(result.spec, sims, strict=True):
+        _check_spectrum(spec, sim)
+    np.testing.assert_array_equal(model.slits[1].data, before)  # input unchanged
+    assert model.meta.cal_step.extract_1d is None
+
+
+def test_slitmodel_and_container_inputs(sims):
+    slit = make_multislit(sims[:1]).slits[0]
+    slit_model = datamodels.SlitModel(slit.instance)
+    slit_model.meta.exposure.type = "NRS_MSASPEC"
+    single = OptimalExtract1dStep.call(slit_model)
+    assert len(single.spec) == 1
+    _check_spectrum(single.spec[0], sims[0])
+    container = ModelContainer([make_multislit(sims[:2]), make_multislit(sims[2:])])
+    multi = OptimalExtract1dStep.call(container)
+    assert len(multi.spec) == 3
+    for spec, sim in zip(multi.spec, sims, strict=True):
+        _check_spectrum(spec, sim)
+
+
+def test_imagemodel_with_vertical_dispersion(rng):
+    sim = simulate_slit(
+        rng,
+        n_cross=41,
+        n_disp=150,
+        wavelength_range=(5.0, 12.0),
+        spectrum=np.ones(150),
+        snr=40.0,
+        fwhm=(2.5, 2.5),
+    )
+    result = OptimalExtract1dStep.call(make_lrs_image(sim))
+    spec = result.spec[0]
+    assert spec.dispersion_direction == 2
+    assert spec.name == "MIR_LRS-FIXEDSLIT"
+    _check_spectrum(spec, sim)
+
+
+def test_output_table_schema_and_units(sims, tmp_path):
+    path = tmp_path / "sim_s2d.fits"
+    make_multislit(sims).save(path)
+    result = OptimalExtract1dStep.call(str(path))
+    t = result.spec[0].spec_table
+    expected = np.dtype(datamodels.SpecModel().get_dtype("spec_table"))
+    assert t.dtype.names == expected.names
+    assert [t.dtype[n].newbyteorder("=") for n in t.dtype.names] == [
+        expected[n].newbyteorder("=") for n in expected.names
+    ]
+    units = {c.name: c.unit for c in t.columns}
+    assert units["FLUX"] == "Jy" and units["FLUX_VAR_POISSON"] == "Jy^2"
+    assert units["SURF_BRIGHT"] == "MJy/sr" and units["WAVELENGTH"] == "um"
+    np.testing.assert_allclose(
+        t["FLUX_ERROR"] ** 2, t["FLUX_VAR_POISSON"] + t["FLUX_VAR_RNOISE"] + t["FLUX_VAR_FLAT"]
+    )
+    assert np.all(t["NPIXELS"] == 29)  # 31 rows minus the NaN borders
+    meta = result.spec[0].meta.optimal_extraction
+    assert meta.kernel.kernel == "gaussian" and abs(meta.kernel.fwhm - 2.0) < 0.3
+    assert result.meta.optimal_extraction.skipped_slits == []
+
+
+def test_x1d_opens_with_specutils(sims, tmp_path):
+    specutils = pytest.importorskip("specutils")
+    path = tmp_path / "sim_s2d.fits"
+    make_multislit(sims).save(path)
+    OptimalExtract1dStep.call(str(path), save_results=True, output_dir=str(tmp_path))
+    out = tmp_path / "sim_x1d.fits"
+    spectra = specutils.SpectrumList.read(out, format="JWST x1d multi")
+    assert len(spectra) == 3
+    assert spectra[0].flux.unit == "Jy"
+    assert abs(np.median(spectra[0].flux.value / truth_jy(sims[0])) - 1) < 0.02
+
+
+def test_bad_input_and_parameters_raise_clear_errors(sims, tmp_path):
+    with pytest.raises(InputError, match="not a spectral slit model"):
+        OptimalExtract1dStep.call(datamodels.MultiSpecModel())
+    with pytest.raises(ParameterError, match="outside slit '1'"):
+        OptimalExtract1dStep.call(make_multislit(sims), extraction_region=[0, 0, 500, 10])
+
+
+def test_strun_by_alias_offline(sims, tmp_path):
+    path = tmp_path / "offline_s2d.fits"
+    make_multislit(sims).save(path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRDS", "STPIPE"))}
+    env.update(CRDS_SERVER_URL="https://127.0.0.1:9", CRDS_PATH=str(tmp_path / "crds"))
+    strun = os.path.join(os.path.dirname(sys.executable), "strun")
+    proc = subprocess.run(
+        [strun, "optimal_extract_1d", str(path), "--bkg_order=1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "offline_x1d.fits"
+    with datamodels.open(out) as x1d:
+        assert len(x1d.spec) == 3
+        assert x1d.spec[0].meta.optimal_extraction.bkg_order == 1
+        _check_spectrum(x1d.spec[0], sims[0])
