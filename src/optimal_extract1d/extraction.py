@@ -265,4 +265,6 @@ def _spectrum(
         disp_axis=sd.disp_axis,
         attributes=dict(sd.attributes),
         metadata=meta,
+        profile=prof.weights,
+        scene=np.where(sums.empty, 0.0, sums.flux) * prof.weights + np.nan_to_num(sums.background),
     )

@@ -101,6 +101,11 @@ class SpectrumResult:
         Slit identity copied to the output spectrum.
     metadata : dict
         Fit results and status, recorded in the spectrum's metadata.
+    profile : ndarray, shape (n_cross, n_disp), optional
+        Normalized spatial profile used, over ``region`` (dispersion along axis 1).
+    scene : ndarray, shape (n_cross, n_disp), optional
+        Model of the slit over ``region``: flux x profile (all sources of the
+        slit) plus the fitted background.
     """
 
     name: str
@@ -122,6 +127,8 @@ class SpectrumResult:
     disp_axis: int
     attributes: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    profile: np.ndarray | None = None
+    scene: np.ndarray | None = None
 
     @property
     def error(self) -> np.ndarray:
