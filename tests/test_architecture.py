@@ -16,12 +16,13 @@ PURE = {
     "results",
     "simulate",
     "trace",
-    "background",
+    "variance",
+    "spatial",
+    "empirical",
     "nods",
     "psf",
     "sources",
     "errorscale",
-    "fitting",
 }
 BOUNDARY = {"slits", "x1d", "simulate_models", "defaults"}
 STPIPE_MODULES = {"step", "spec3"}

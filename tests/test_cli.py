@@ -19,4 +19,4 @@ def test_demo_recovers_the_injected_flux(tmp_path, capsys):
     out = capsys.readouterr().out
     assert (tmp_path / "demo_x1d.fits").exists() and (tmp_path / "demo_summary.png").exists()
     median_ratio = float(out.split("median F/F_true over 4 slits: ")[1].split(";")[0])
-    assert abs(median_ratio - 1) < 0.05
+    assert abs(median_ratio - 1) < 0.02

@@ -18,20 +18,25 @@ from typing import Any
 
 import numpy as np
 
-from . import coadd, horne, slits
+from . import coadd, horne, slits, spatial
+from .empirical import empirical_profile, trace_support
 from .errors import InputError, OptimalExtractError, ProfileFitError
-from .kernel import KernelFit, KernelTemplate, fit_kernel, make_template
+from .kernel import KernelFit, KernelTemplate, make_template
 from .params import ExtractParams, check_region
-from .profile import Profile, kernel_profile, normalize_profile
-from .results import DQ_DO_NOT_USE, DQ_FALLBACK, DQ_FLUX_ESTIMATED, SpectrumResult
+from .profile import Profile, kernel_profile
+from .results import (
+    DQ_DO_NOT_USE,
+    DQ_FALLBACK,
+    DQ_FLUX_ESTIMATED,
+    DQ_OUTLIER,
+    SpectrumResult,
+)
 from .slits import SlitData
 
 __all__ = ["ExtractionRun", "SkippedSlit", "extract", "extract_slit"]
 
 log = logging.getLogger(__name__)
 
-# FWHM (pixels) of the fixed fallback kernel when the fit fails.
-FALLBACK_FWHM = 2.0
 # A column whose masked pixels carry more than this fraction of the profile
 # gets DQ_FLUX_ESTIMATED: most of its flux comes from the profile, not data.
 MISSING_PROFILE_LIMIT = 0.2
@@ -83,7 +88,7 @@ def extract(model: Any, params: ExtractParams) -> ExtractionRun:
     InputError
         If no slit of the input can be read.
     """
-    template = make_template(params.kernel)
+    template = make_template(_slice_kernel(params.kernel))
     pairs = list(slits.iter_slits(model))
     for slit, parent in pairs:
         if slit.hasattr("data") and np.ndim(slit.data) == 2 and np.size(slit.data):
@@ -117,7 +122,7 @@ def extract(model: Any, params: ExtractParams) -> ExtractionRun:
 def extract_slit(
     slit: SlitData, params: ExtractParams, template: KernelTemplate | None = None
 ) -> list[SpectrumResult]:
-    """Extract one slit: kernel fit on the slice, profile, optimal column sums.
+    """Extract one slit: kernel fit on the slice, profile, Horne's iterated sums.
 
     Parameters
     ----------
@@ -126,94 +131,141 @@ def extract_slit(
     params : ExtractParams
         Run parameters.
     template : KernelTemplate, optional
-        PSF template; built from ``params.kernel`` when None.
+        PSF template for the slice fit; built from ``params.kernel`` when None.
 
     Returns
     -------
     list of SpectrumResult
         One spectrum (several when the slit holds several sources).
     """
-    template = template or make_template(params.kernel)
+    template = template or make_template(_slice_kernel(params.kernel))
     sd = slit.cropped(params.extraction_region)
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
-    column = _slice_column(sd, params, usable)
-    fit, status, reason = _fit_or_fallback(sd, params, template, usable, column)
-    prof = _profile_for(status, fit, sd.shape)
     basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
-    sums = horne.extract_columns(sd.data, sd.variance, prof.weights, sd.mask, bkg_basis=basis)
-    if status != "box" and np.all(sums.empty) and usable.any():
-        reason = f"{reason}; no usable pixel under the fixed kernel" if reason else "empty profile"
-        status, prof = "box", _profile_for("box", fit, sd.shape)
-        sums = horne.extract_columns(sd.data, sd.variance, prof.weights, sd.mask, bkg_basis=basis)
-    meta = {
-        "status": status,
-        "fallback_reason": reason,
-        "slice_column": int(column + sd.offset[1]),
-        "slice_width": int(params.slice_width),
-        "bkg_order": int(params.bkg_order),
-        "variance_source": sd.variance_source,
-        "kernel": fit.to_meta() if fit is not None and status != "box" else {"kernel": "box"},
-    }
-    result = _spectrum(sd, prof, sums, usable, status, meta)
-    n_good = int(np.isfinite(result.flux).sum())
-    log.info(
-        "Slit %s: %s, centre %.2f px, FWHM %.2f px, %d/%d columns extracted",
-        sd.name,
-        status,
-        float(np.nanmedian(prof.centers)) + sd.offset[0],
-        float(np.nanmedian(prof.fwhm)) if np.any(np.isfinite(prof.fwhm)) else np.nan,
-        n_good,
-        sd.shape[1],
-    )
-    return [result]
+    fit_usable = usable & ~spatial.extreme_outliers(sd.data, sd.variance, usable)
+    shape = _spatial_model(sd, params, template, fit_usable, sd.variance)
+    result = _iterate(sd, params, shape.profile.weights, basis)
+    if shape.status == "fit" and _refit_needed(result, fit_usable, shape, params):
+        # Horne's loop: refit the kernel with the model variance, without the outliers.
+        variance = result.var_poisson + sd.var_rnoise + sd.var_flat
+        shape = _spatial_model(sd, params, template, fit_usable & ~result.rejected, variance)
+        result = _iterate(sd, params, shape.profile.weights, basis)
+    if shape.status != "box" and np.all(result.sums.empty) and usable.any():
+        reason = shape.reason + "; " if shape.reason else ""
+        shape = _Shape(
+            spatial.box_profile(sd.shape),
+            "box",
+            reason + "no usable pixel under the kernel",
+            shape.fit,
+            shape.column,
+            {},
+        )
+        result = _iterate(sd, params, shape.profile.weights, basis)
+    spectrum = _spectrum(sd, shape, result, usable, params)
+    _log_slit(sd, shape, spectrum, result)
+    return [spectrum]
 
 
-def _slice_column(sd: SlitData, params: ExtractParams, usable: np.ndarray) -> int:
-    if params.slice_column is not None:
-        return int(np.clip(params.slice_column - sd.offset[1], 0, sd.shape[1] - 1))
-    return coadd.brightest_column(sd.data, sd.variance, usable, params.slice_width)
+@dataclass(frozen=True)
+class _Shape:
+    """The spatial model chosen for a slit and how it was obtained."""
+
+    profile: Profile
+    status: str  # "fit", "fixed_kernel" or "box"
+    reason: str
+    fit: KernelFit | None
+    column: int
+    metadata: dict[str, Any]
 
 
-def _fit_or_fallback(sd, params, template, usable, column):
-    """Fit the kernel; on failure return the fixed fallback kernel and the reason."""
+def _slice_kernel(kernel):
+    """Template fitted to the slice: the empirical profile starts from a Gaussian."""
+    return "gaussian" if kernel == "empirical" else kernel
+
+
+def _spatial_model(
+    sd: SlitData,
+    params: ExtractParams,
+    template: KernelTemplate,
+    usable: np.ndarray,
+    variance: np.ndarray,
+) -> _Shape:
+    """Kernel fit (with its fallbacks), varying kernel and empirical profile."""
     if not usable.any():
         reason = "no usable pixel in the slit"
         log.warning("Slit %s: %s; all fluxes are NaN", sd.name, reason)
-        return None, "box", reason
-    values, sigma = coadd.coadd_columns(sd.data, sd.variance, usable, column, params.slice_width)
+        return _Shape(spatial.box_profile(sd.shape), "box", reason, None, sd.shape[1] // 2, {})
+    column = _slice_column(sd, params, usable, variance)
     try:
-        return fit_kernel(template, values, sigma, bkg_order=params.bkg_order), "fit", ""
+        fit = spatial.fit_slice(template, sd.data, variance, usable, column, params)
     except ProfileFitError as err:
-        center = (sd.shape[0] - 1) / 2.0
+        fit = spatial.fixed_kernel(template, sd.shape[0])
         log.warning(
             "Slit %s: kernel fit failed (%s); falling back to a fixed %s kernel at the "
             "slit centre (%.1f px, FWHM %.1f px)",
             sd.name,
             err,
             template.name,
-            center + sd.offset[0],
-            FALLBACK_FWHM,
+            fit.center + sd.offset[0],
+            fit.fwhm,
         )
-        fixed = KernelFit(
-            template=template,
-            center=center,
-            fwhm=FALLBACK_FWHM,
-            amplitude=np.nan,
-            bkg_coeffs=(),
-            snr=np.nan,
-            chi2_reduced=np.nan,
+        prof = kernel_profile(
+            fit.template,
+            sd.shape[0],
+            np.full(sd.shape[1], fit.center),
+            np.full(sd.shape[1], fit.fwhm),
         )
-        return fixed, "fixed_kernel", str(err)
+        return _Shape(prof, "fixed_kernel", str(err), fit, column, {})
+    wavelength = spatial.column_wavelength(sd.wavelength)
+    varied = spatial.vary_kernel(fit, sd.data, variance, usable, wavelength, params, sd.name)
+    profile, meta = varied.profile, dict(varied.metadata)
+    if params.kernel == "empirical":
+        basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
+        first = horne.extract_columns(sd.data, variance, profile.weights, ~usable, bkg_basis=basis)
+        support = trace_support(profile.centers, profile.fwhm, sd.shape[0])
+        profile = empirical_profile(
+            sd.data, variance, usable, first.flux, first.background, support=support
+        )
+        meta["empirical"] = {"order_along_dispersion": "legendre, see docs"}
+    return _Shape(profile, "fit", "", fit, column, meta)
 
 
-def _profile_for(status: str, fit: KernelFit | None, shape: tuple[int, int]) -> Profile:
-    n_cross, n_disp = shape
-    if status == "box" or fit is None:
-        weights = normalize_profile(np.ones(shape))
-        return Profile(weights, np.full(n_disp, (n_cross - 1) / 2.0), np.full(n_disp, np.nan))
-    return kernel_profile(
-        fit.template, n_cross, np.full(n_disp, fit.center), np.full(n_disp, fit.fwhm)
+def _refit_needed(
+    result: horne.IteratedSums, fit_usable: np.ndarray, shape: _Shape, params: ExtractParams
+) -> bool:
+    """Refit when the variance was remodelled or outliers entered the kernel fits."""
+    if np.isfinite(result.poisson_scale):
+        return True
+    pixels = result.rejected & fit_usable
+    if not pixels.any():
+        return False
+    if params.fit_fwhm or params.fit_trace or params.kernel == "empirical":
+        return True
+    lo = max(shape.column - params.slice_width // 2, 0)
+    return bool(pixels[:, lo : lo + params.slice_width].any())
+
+
+def _iterate(
+    sd: SlitData, params: ExtractParams, profile: np.ndarray, basis: np.ndarray
+) -> horne.IteratedSums:
+    return horne.iterate_extraction(
+        sd.data,
+        sd.var_poisson,
+        sd.var_rnoise + sd.var_flat,
+        profile,
+        sd.mask,
+        bkg_basis=basis,
+        reject_sigma=params.reject_sigma,
+        max_iter=params.max_iter,
     )
+
+
+def _slice_column(
+    sd: SlitData, params: ExtractParams, usable: np.ndarray, variance: np.ndarray
+) -> int:
+    if params.slice_column is not None:
+        return int(np.clip(params.slice_column - sd.offset[1], 0, sd.shape[1] - 1))
+    return coadd.brightest_column(sd.data, variance, usable, params.slice_width)
 
 
 def _along_trace(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -230,29 +282,57 @@ def _along_trace(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.where(sw > 0, mean, plain)
 
 
+def _metadata(
+    sd: SlitData, shape: _Shape, result: horne.IteratedSums, params: ExtractParams
+) -> dict[str, Any]:
+    kernel = (
+        shape.fit.to_meta()
+        if shape.fit is not None and shape.status != "box"
+        else {"kernel": "box"}
+    )
+    if params.kernel == "empirical" and shape.status == "fit":
+        kernel["kernel"] = "empirical"
+    return {
+        "status": shape.status,
+        "fallback_reason": shape.reason,
+        "slice_column": int(shape.column + sd.offset[1]),
+        "slice_width": int(params.slice_width),
+        "bkg_order": int(params.bkg_order),
+        "variance_source": sd.variance_source,
+        "kernel": kernel,
+        **shape.metadata,
+        "iteration": {
+            "n_iter": int(result.n_iter),
+            "n_rejected": int(result.rejected.sum()),
+            "reject_sigma": float(params.reject_sigma),
+            "poisson_variance_modelled": bool(np.isfinite(result.poisson_scale)),
+        },
+    }
+
+
 def _spectrum(
     sd: SlitData,
-    prof: Profile,
-    sums: horne.ColumnSums,
+    shape: _Shape,
+    result: horne.IteratedSums,
     usable: np.ndarray,
-    status: str,
-    meta: dict[str, Any],
+    params: ExtractParams,
 ) -> SpectrumResult:
-    missing = np.sum(np.where(usable, 0.0, prof.weights), axis=0)
+    sums, weights = result.sums, shape.profile.weights
+    missing = np.sum(np.where(usable & ~result.rejected, 0.0, weights), axis=0)
     dq = np.zeros(sd.shape[1], np.uint32)
     dq[~np.isfinite(sums.flux)] |= DQ_DO_NOT_USE
     dq[missing > MISSING_PROFILE_LIMIT] |= DQ_FLUX_ESTIMATED
-    if status != "fit":
+    dq[result.rejected.any(axis=0)] |= DQ_OUTLIER
+    if shape.status != "fit":
         dq |= DQ_FALLBACK
-    weights = prof.weights
     return SpectrumResult(
         name=sd.name,
         flux=sums.flux,
-        var_poisson=sums.propagate(sd.var_poisson),
+        var_poisson=sums.propagate(result.var_poisson),
         var_rnoise=sums.propagate(sd.var_rnoise),
         var_flat=sums.propagate(sd.var_flat),
         background=sums.mean_background,
-        bkg_var_poisson=sums.propagate_background(sd.var_poisson),
+        bkg_var_poisson=sums.propagate_background(result.var_poisson),
         bkg_var_rnoise=sums.propagate_background(sd.var_rnoise),
         bkg_var_flat=sums.propagate_background(sd.var_flat),
         npixels=sums.npixels,
@@ -264,7 +344,23 @@ def _spectrum(
         units=sd.units,
         disp_axis=sd.disp_axis,
         attributes=dict(sd.attributes),
-        metadata=meta,
-        profile=prof.weights,
-        scene=np.where(sums.empty, 0.0, sums.flux) * prof.weights + np.nan_to_num(sums.background),
+        metadata=_metadata(sd, shape, result, params),
+        profile=weights,
+        scene=np.where(sums.empty, 0.0, sums.flux) * weights + np.nan_to_num(sums.background),
+    )
+
+
+def _log_slit(
+    sd: SlitData, shape: _Shape, spectrum: SpectrumResult, result: horne.IteratedSums
+) -> None:
+    fwhm = shape.profile.fwhm
+    log.info(
+        "Slit %s: %s, centre %.2f px, FWHM %.2f px, %d/%d columns extracted, %d outliers",
+        sd.name,
+        shape.status,
+        float(np.nanmedian(shape.profile.centers)) + sd.offset[0],
+        float(np.nanmedian(fwhm)) if np.any(np.isfinite(fwhm)) else np.nan,
+        int(np.isfinite(spectrum.flux).sum()),
+        sd.shape[1],
+        int(result.rejected.sum()),
     )

@@ -22,7 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ColumnSums", "extract_columns", "polynomial_basis", "usable_pixels"]
+from .variance import remodel_poisson
+
+__all__ = [
+    "ColumnSums",
+    "IteratedSums",
+    "extract_columns",
+    "iterate_extraction",
+    "polynomial_basis",
+    "usable_pixels",
+]
 
 # Columns whose normal matrix is worse conditioned than this are treated as
 # singular; the background terms are then dropped for that column.
@@ -237,3 +246,101 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     fallback = ~good & has_profile
     cov[fallback, 0, 0] = profile_only[fallback]
     return cov, fallback
+
+
+@dataclass(frozen=True)
+class IteratedSums:
+    """Result of Horne's iteration (variance re-estimation and outlier rejection).
+
+    Attributes
+    ----------
+    sums : ColumnSums
+        Sums of the last iteration (with the final mask and variance).
+    var_poisson : ndarray, shape (n_cross, n_disp)
+        Poisson variance used at the end (modelled where the data allowed it).
+    rejected : ndarray of bool, shape (n_cross, n_disp)
+        Pixels rejected as outliers.
+    n_iter : int
+        Number of re-estimation passes made.
+    poisson_scale : float
+        Scale of the modelled Poisson variance (NaN if the input was kept).
+    """
+
+    sums: ColumnSums
+    var_poisson: np.ndarray
+    rejected: np.ndarray
+    n_iter: int
+    poisson_scale: float
+
+
+def iterate_extraction(
+    data: np.ndarray,
+    var_poisson: np.ndarray,
+    var_other: np.ndarray,
+    profile: np.ndarray,
+    mask: np.ndarray,
+    *,
+    bkg_basis: np.ndarray | None = None,
+    reject_sigma: float = 5.0,
+    max_iter: int = 5,
+) -> IteratedSums:
+    """Horne's (1986) iteration: model variance, reject the worst outlier per column, repeat.
+
+    Every pass extracts all columns, builds the scene model ``F P + B``,
+    replaces VAR_POISSON by its model prediction (`variance.remodel_poisson`)
+    and rejects, in each column, the single pixel deviating most if it lies
+    more than ``reject_sigma`` standard deviations from the model (Horne's
+    step 8). It stops when nothing changes or after ``max_iter`` passes.
+
+    Parameters
+    ----------
+    data : ndarray, shape (n_cross, n_disp)
+        Science image.
+    var_poisson : ndarray, shape (n_cross, n_disp)
+        Pipeline Poisson variance (re-estimated from the model).
+    var_other : ndarray, shape (n_cross, n_disp)
+        The other variance terms (read noise + flat), kept as they are.
+    profile : ndarray, shape (n_cross, n_disp)
+        Normalized spatial profile.
+    mask : ndarray of bool, shape (n_cross, n_disp)
+        True for pixels not to use.
+    bkg_basis : ndarray, shape (n_cross, k), optional
+        Background basis fitted with the profile.
+    reject_sigma : float
+        Rejection threshold in standard deviations.
+    max_iter : int
+        Maximum number of re-estimation passes; 0 = a single plain extraction.
+
+    Returns
+    -------
+    IteratedSums
+    """
+    rejected = np.zeros(data.shape, bool)
+    vp, scale = var_poisson, np.nan
+    sums = extract_columns(data, vp + var_other, profile, mask, bkg_basis=bkg_basis)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        model = np.nan_to_num(sums.flux)[None, :] * profile + np.nan_to_num(sums.background)
+        usable = usable_pixels(data, vp + var_other, mask | rejected)
+        remodel = remodel_poisson(var_poisson, model, usable)
+        new_vp = remodel.var_poisson
+        new_rej = _worst_outliers(data, model, new_vp + var_other, usable, reject_sigma)
+        changed = np.any(new_rej) or not np.allclose(new_vp, vp, rtol=1e-3, equal_nan=True)
+        vp, scale, rejected = new_vp, remodel.scale, rejected | new_rej
+        if not changed:
+            break
+        sums = extract_columns(data, vp + var_other, profile, mask | rejected, bkg_basis=bkg_basis)
+    return IteratedSums(sums, vp, rejected, n_iter, scale)
+
+
+def _worst_outliers(data, model, variance, usable, reject_sigma) -> np.ndarray:
+    """The most deviant usable pixel of each column, if beyond ``reject_sigma``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(usable, np.abs(data - model) / np.sqrt(variance), 0.0)
+    z = np.where(np.isfinite(z), z, 0.0)
+    worst = np.argmax(z, axis=0)
+    cols = np.arange(data.shape[1])
+    out = np.zeros(data.shape, bool)
+    hit = z[worst, cols] > reject_sigma
+    out[worst[hit], cols[hit]] = True
+    return out

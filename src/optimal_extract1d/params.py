@@ -14,7 +14,7 @@ from .errors import ParameterError
 
 __all__ = ["ExtractParams", "KERNELS", "VARIANCE_SOURCES", "check_region"]
 
-KERNELS = ("gaussian", "moffat")
+KERNELS = ("gaussian", "moffat", "empirical")
 VARIANCE_SOURCES = ("auto", "var", "wht", "err")
 
 
@@ -32,8 +32,9 @@ class ExtractParams:
     slice_column : int or None
         Dispersion-axis pixel at the centre of the slice; None = the column
         with the most signal.
-    kernel : str
-        PSF template: ``"gaussian"`` or ``"moffat"``.
+    kernel : str or astropy 1-D model
+        PSF template: ``"gaussian"``, ``"moffat"``, ``"empirical"`` (Horne's
+        data-driven profile), or (from Python) any astropy 1-D model.
     bkg_order : int
         Degree of the polynomial background fitted with the PSF; -1 = none.
     variance_source : str
@@ -41,6 +42,16 @@ class ExtractParams:
         ``"err"`` (ERR squared).
     drizzle_scale : float
         Pixel scale ratio ``s`` in Var = 1 / (WHT s^4).
+    fit_fwhm, fit_trace : bool
+        Fit the kernel width / centre in bins and model it along the dispersion.
+    fwhm_order, trace_order : int
+        Polynomial degree of the FWHM(λ) and centre(λ) models.
+    n_bins : int or None
+        Number of bins for those fits; None = chosen from the signal.
+    reject_sigma : float
+        Outlier threshold of Horne's iteration, in standard deviations.
+    max_iter : int
+        Passes of Horne's iteration (variance re-estimation + rejection); 0 = none.
     """
 
     extraction_region: tuple[int, int, int, int] | None = None
@@ -50,6 +61,13 @@ class ExtractParams:
     bkg_order: int = 2
     variance_source: str = "auto"
     drizzle_scale: float = 1.0
+    fit_fwhm: bool = False
+    fwhm_order: int = 2
+    fit_trace: bool = False
+    trace_order: int = 2
+    n_bins: int | None = None
+    reject_sigma: float = 5.0
+    max_iter: int = 5
 
     def __post_init__(self) -> None:
         if self.extraction_region is not None:
@@ -71,8 +89,18 @@ class ExtractParams:
         if self.slice_column is not None and self.slice_column < 0:
             msg = f"slice_column must be >= 0, got {self.slice_column}"
             raise ParameterError(msg)
-        if self.kernel not in KERNELS:
+        if isinstance(self.kernel, str) and self.kernel not in KERNELS:
             msg = f"kernel must be one of {KERNELS}, got {self.kernel!r}"
+            raise ParameterError(msg)
+        for name in ("fwhm_order", "trace_order", "max_iter"):
+            if getattr(self, name) < 0:
+                msg = f"{name} must be >= 0, got {getattr(self, name)}"
+                raise ParameterError(msg)
+        if self.n_bins is not None and self.n_bins < 1:
+            msg = f"n_bins must be >= 1 or None, got {self.n_bins}"
+            raise ParameterError(msg)
+        if not self.reject_sigma > 0:
+            msg = f"reject_sigma must be > 0, got {self.reject_sigma}"
             raise ParameterError(msg)
         if self.bkg_order < -1:
             msg = f"bkg_order must be >= -1 (-1 = no background), got {self.bkg_order}"

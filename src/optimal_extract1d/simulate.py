@@ -122,6 +122,7 @@ def simulate_slit(
     cosmic_rays: int = 0,
     correlated: float = 0.0,
     peak_flux: float = 1.0,
+    poisson_from_data: bool = False,
 ) -> SimulatedSlit:
     """Simulate one resampled slit with a point source.
 
@@ -166,6 +167,10 @@ def simulate_slit(
         underestimate the scatter of sums.
     peak_flux : float
         Source flux per column at the spectrum peak (MJy/sr x pixel).
+    poisson_from_data : bool
+        Write VAR_POISSON computed from the noisy data (as the pipeline does
+        from the measured count rate) instead of from the noise-free model.
+        The noise is drawn from the model variance either way.
 
     Returns
     -------
@@ -206,6 +211,15 @@ def simulate_slit(
     if correlated > 0:
         noise = _correlate(noise, correlated)
     data = scene + background + noise * np.sqrt(true_var)
+    if poisson_from_data:
+        positive = np.abs(flux[None, :] * prof) + background + noise * np.sqrt(true_var)
+        ratio = np.divide(
+            np.clip(positive, 0.0, None),
+            source_plus_sky,
+            out=np.zeros_like(positive),
+            where=source_plus_sky > 0,
+        )
+        var_poisson = var_poisson * ratio
     hits = np.zeros((n_cross, n_disp), bool)
     if cosmic_rays:
         idx = rng.choice(n_cross * n_disp, size=cosmic_rays, replace=False)

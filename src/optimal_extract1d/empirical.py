@@ -1,0 +1,102 @@
+"""Horne's (1986) data-driven spatial profile, for sources no template fits.
+
+Each row's fraction of the column flux, ``(D - B) / F``, is smoothed along
+the dispersion axis by a weighted Legendre polynomial (Horne's step 5). All
+rows share one design matrix; their weights ``F^2 / V`` differ, so the
+normal equations are solved as one stacked system. Pixels deviating by more
+than 5 sigma from the smooth fraction are dropped and the fit repeated.
+The result is clipped at zero and normalized per column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .profile import Profile, normalize_profile
+
+__all__ = ["empirical_profile", "trace_support", "DEFAULT_ORDER"]
+
+DEFAULT_ORDER = 6
+_CLIP_SIGMA = 5.0
+
+
+def empirical_profile(
+    data: np.ndarray,
+    variance: np.ndarray,
+    usable: np.ndarray,
+    flux: np.ndarray,
+    background: np.ndarray,
+    *,
+    support: np.ndarray | None = None,
+    order: int = DEFAULT_ORDER,
+    n_iter: int = 2,
+) -> Profile:
+    """Profile from the data: smoothed fractional flux of every row.
+
+    Parameters
+    ----------
+    data, variance : ndarray, shape (n_cross, n_disp)
+        Science image and variance.
+    usable : ndarray of bool, shape (n_cross, n_disp)
+        Pixels that may be used.
+    flux : ndarray, shape (n_disp,)
+        First-pass flux per column (e.g. from a template profile).
+    background : ndarray, shape (n_cross, n_disp)
+        First-pass background per pixel, subtracted before taking fractions.
+    support : ndarray of bool, shape (n_cross, n_disp), optional
+        Pixels where the source may have flux (e.g. within a few FWHM of the
+        trace); the profile is zero elsewhere. Without it the noise of every
+        far row, clipped at zero, would add up into a positive wing and bias
+        the normalization (and the flux) by about 1/S/N.
+    order : int
+        Legendre degree along the dispersion axis (lowered for short slits).
+    n_iter : int
+        Clipping passes.
+
+    Returns
+    -------
+    Profile
+        Non-negative, unit column sums; ``fwhm`` is NaN, ``centers`` the
+        profile centroid per column.
+    """
+    n_cross, n_disp = data.shape
+    order = int(max(0, min(order, n_disp // 10)))
+    u = np.linspace(-1.0, 1.0, n_disp) if n_disp > 1 else np.zeros(1)
+    vander = np.polynomial.legendre.legvander(u, order)  # (n_disp, order + 1)
+    f = np.nan_to_num(flux)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = (data - np.nan_to_num(background)) / f[None, :]
+        weight = np.where(usable & (f[None, :] > 0), f[None, :] ** 2 / variance, 0.0)
+    weight = np.where(np.isfinite(weight) & np.isfinite(frac), weight, 0.0)
+    frac = np.where(weight > 0, frac, 0.0)
+    smooth = np.zeros_like(frac)
+    for _ in range(max(n_iter, 1)):
+        smooth = _row_fits(vander, frac, weight)
+        resid = (frac - smooth) * np.sqrt(weight)
+        weight = np.where(np.abs(resid) > _CLIP_SIGMA, 0.0, weight)
+    if support is not None:
+        smooth = np.where(support, smooth, 0.0)
+    weights = normalize_profile(smooth)
+    y = np.arange(n_cross, dtype=float)
+    centers = np.sum(weights * y[:, None], axis=0)
+    return Profile(weights=weights, centers=centers, fwhm=np.full(n_disp, np.nan))
+
+
+def _row_fits(vander: np.ndarray, frac: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Weighted polynomial fit of every row at once; rows without weight give 0."""
+    normal = np.einsum("xi,yx,xj->yij", vander, weight, vander)
+    rhs = np.einsum("xi,yx,yx->yi", vander, weight, frac)
+    m = vander.shape[1]
+    scale = np.trace(normal, axis1=1, axis2=2)
+    ok = scale > 0
+    coeffs = np.zeros((frac.shape[0], m))
+    if np.any(ok):
+        ridge = 1e-10 * scale[ok][:, None, None] * np.eye(m)
+        coeffs[ok] = np.linalg.solve(normal[ok] + ridge, rhs[ok][:, :, None])[:, :, 0]
+    return coeffs @ vander.T
+
+
+def trace_support(centers: np.ndarray, fwhm: np.ndarray, n_cross: int) -> np.ndarray:
+    """Pixels within ``2 FWHM + 1`` pixels of the trace centre, ``(n_cross, n_disp)``."""
+    y = np.arange(n_cross, dtype=float)[:, None]
+    return np.abs(y - centers[None, :]) <= 2.0 * fwhm[None, :] + 1.0

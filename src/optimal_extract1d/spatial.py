@@ -1,0 +1,213 @@
+"""The spatial model of a slit: kernel slice fit, FWHM(λ)/centre(λ), empirical profile.
+
+Pure functions over ``(n_cross, n_disp)`` arrays. `fit_slice` raises
+`ProfileFitError` when the kernel cannot be fitted; `extraction` decides the
+fallback. `vary_kernel` fits the kernel in bins and models its width and
+centre along the dispersion; bins without enough signal keep the global
+kernel, and every such fallback is logged with the slit name.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import coadd, trace
+from .horne import extract_columns, polynomial_basis
+from .kernel import KernelFit, KernelTemplate, fit_kernel
+from .params import ExtractParams
+from .profile import Profile, kernel_profile, normalize_profile
+
+__all__ = [
+    "KernelVariation",
+    "fit_slice",
+    "fixed_kernel",
+    "box_profile",
+    "vary_kernel",
+    "column_wavelength",
+    "extreme_outliers",
+    "FALLBACK_FWHM",
+]
+
+log = logging.getLogger(__name__)
+
+# FWHM (pixels) of the fixed fallback kernel when the fit fails.
+FALLBACK_FWHM = 2.0
+# Pixels this many sigma from their row median are kept out of the kernel fits
+# (cosmic rays); Horne's model-based rejection handles everything milder.
+EXTREME_SIGMA = 50.0
+
+
+def extreme_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Pixels deviating by more than `EXTREME_SIGMA` from their row median.
+
+    Used only to keep gross cosmic rays out of the slice selection and the
+    kernel fits (bright emission lines stay far below this threshold).
+    """
+    d = np.where(usable, data, np.nan)
+    with np.errstate(invalid="ignore"):
+        rows_ok = usable.any(axis=1)
+        med = np.zeros(data.shape[0])
+        med[rows_ok] = np.nanmedian(d[rows_ok], axis=1)
+        z = np.abs(d - med[:, None]) / np.sqrt(variance)
+    return usable & (np.nan_to_num(z) > EXTREME_SIGMA)
+
+
+def column_wavelength(wavelength: np.ndarray) -> np.ndarray:
+    """Median wavelength of every column, NaN columns filled by interpolation."""
+    n_disp = wavelength.shape[1]
+    lam = np.full(n_disp, np.nan)
+    finite_cols = np.isfinite(wavelength).any(axis=0)
+    if finite_cols.any():
+        lam[finite_cols] = np.nanmedian(wavelength[:, finite_cols], axis=0)
+    x = np.arange(n_disp, dtype=float)
+    good = np.isfinite(lam)
+    if good.sum() >= 2:
+        return np.interp(x, x[good], lam[good])
+    return x
+
+
+def fit_slice(
+    template: KernelTemplate, data, variance, usable, column: int, params: ExtractParams
+) -> KernelFit:
+    """Fit the kernel to the slice of ``params.slice_width`` columns around ``column``.
+
+    Raises
+    ------
+    ProfileFitError
+        When the fit fails or finds no significant source.
+    """
+    values, sigma = coadd.coadd_columns(data, variance, usable, column, params.slice_width)
+    return fit_kernel(template, values, sigma, bkg_order=params.bkg_order)
+
+
+def fixed_kernel(template: KernelTemplate, n_cross: int) -> KernelFit:
+    """The fallback kernel: the template at the slit centre with `FALLBACK_FWHM`."""
+    return KernelFit(
+        template=template,
+        center=(n_cross - 1) / 2.0,
+        fwhm=FALLBACK_FWHM,
+        amplitude=np.nan,
+        bkg_coeffs=(),
+        snr=np.nan,
+        chi2_reduced=np.nan,
+    )
+
+
+def box_profile(shape: tuple[int, int]) -> Profile:
+    """A uniform profile over the whole column (box extraction)."""
+    n_cross, n_disp = shape
+    return Profile(
+        normalize_profile(np.ones(shape)),
+        np.full(n_disp, (n_cross - 1) / 2.0),
+        np.full(n_disp, np.nan),
+    )
+
+
+@dataclass(frozen=True)
+class KernelVariation:
+    """Kernel centre and FWHM per column, and what was fitted.
+
+    Attributes
+    ----------
+    profile : Profile
+        The kernel evaluated with the per-column centre and FWHM.
+    metadata : dict
+        Bin fits and smooth models (coefficients), for the spectrum metadata.
+    """
+
+    profile: Profile
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def vary_kernel(
+    fit: KernelFit, data, variance, usable, wavelength: np.ndarray, params: ExtractParams, name: str
+) -> KernelVariation:
+    """Fit the kernel in bins and model FWHM(λ) and/or centre(λ) smoothly.
+
+    Parameters
+    ----------
+    fit : KernelFit
+        Global kernel (start values, and the fallback for weak bins).
+    data, variance : ndarray, shape (n_cross, n_disp)
+        Science image and variance.
+    usable : ndarray of bool, shape (n_cross, n_disp)
+        Pixels the fits may use.
+    wavelength : ndarray, shape (n_disp,)
+        Wavelength of every column (see `column_wavelength`).
+    params : ExtractParams
+        ``fit_fwhm``, ``fwhm_order``, ``fit_trace``, ``trace_order``, ``n_bins``,
+        ``bkg_order``.
+    name : str
+        Slit name for the log.
+
+    Returns
+    -------
+    KernelVariation
+    """
+    n_cross, n_disp = data.shape
+    centers, fwhm = np.full(n_disp, fit.center), np.full(n_disp, fit.fwhm)
+    flat = kernel_profile(fit.template, n_cross, centers, fwhm)
+    if not (params.fit_fwhm or params.fit_trace):
+        return KernelVariation(flat)
+    basis = polynomial_basis(n_cross, params.bkg_order)
+    first = extract_columns(data, variance, flat.weights, ~usable, bkg_basis=basis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = first.flux / np.sqrt(first.variance)
+    edges = trace.choose_bins(snr, params.n_bins)
+    values, sigma = trace.coadd_bins(data, variance, usable, edges)
+    bins = trace.fit_bins(
+        fit.template,
+        values,
+        sigma,
+        bkg_order=params.bkg_order,
+        center=fit.center,
+        fwhm=fit.fwhm,
+        fit_center=params.fit_trace,
+        fit_fwhm=params.fit_fwhm,
+    )
+    mid_lam = np.interp(0.5 * (edges[:-1] + edges[1:] - 1), np.arange(n_disp), wavelength)
+    meta: dict[str, Any] = {
+        "bins": {
+            "edges": edges.tolist(),
+            "center": bins.center.tolist(),
+            "fwhm": bins.fwhm.tolist(),
+            "snr": bins.snr.tolist(),
+            "good": bins.good.tolist(),
+            "wavelength_um": mid_lam.tolist(),
+        }
+    }
+    n_weak = int((~bins.good).sum())
+    if n_weak and bins.good.any():
+        log.info(
+            "Slit %s: %d of %d bins too faint or unstable (S/N < %.0f, bound or jump); "
+            "they keep the global kernel",
+            name,
+            n_weak,
+            bins.good.size,
+            trace.MIN_BIN_SNR,
+        )
+    for key, on, order, values_b, out in (
+        ("trace_model", params.fit_trace, params.trace_order, bins.center, centers),
+        ("fwhm_model", params.fit_fwhm, params.fwhm_order, bins.fwhm, fwhm),
+    ):
+        if not on:
+            continue
+        if not bins.good.any():
+            log.warning(
+                "Slit %s: no bin has enough signal for %s; using the global kernel",
+                name,
+                key.replace("_model", "(λ)"),
+            )
+            meta[key] = {"fallback": "global kernel", "reason": "no bin with enough signal"}
+            continue
+        smooth = trace.fit_smooth(
+            mid_lam[bins.good], values_b[bins.good], bins.snr[bins.good], order
+        )
+        out[:] = smooth(wavelength)
+        meta[key] = smooth.to_meta()
+    fwhm = np.clip(fwhm, 0.5, None)
+    return KernelVariation(kernel_profile(fit.template, n_cross, centers, fwhm), meta)
