@@ -18,6 +18,7 @@ __all__ = ["empirical_profile", "trace_support", "DEFAULT_ORDER"]
 
 DEFAULT_ORDER = 6
 _CLIP_SIGMA = 5.0
+_SUPPORT_SIGMA = 3.0
 
 
 def empirical_profile(
@@ -44,10 +45,12 @@ def empirical_profile(
     background : ndarray, shape (n_cross, n_disp)
         First-pass background per pixel, subtracted before taking fractions.
     support : ndarray of bool, shape (n_cross, n_disp), optional
-        Pixels where the source may have flux (e.g. within a few FWHM of the
-        trace); the profile is zero elsewhere. Without it the noise of every
-        far row, clipped at zero, would add up into a positive wing and bias
-        the normalization (and the flux) by about 1/S/N.
+        Pixels where the source is expected (e.g. within a few FWHM of the
+        trace). The profile is kept there and wherever the smooth fraction
+        is significant (> 3 sigma of its row fit), and is zero elsewhere:
+        the noise of every far row, clipped at zero, would otherwise add up
+        into a positive wing and bias the normalization (and the flux) by
+        about 1/(S/N), while real wings are significant and stay.
     order : int
         Legendre degree along the dispersion axis (lowered for short slits).
     n_iter : int
@@ -69,31 +72,38 @@ def empirical_profile(
         weight = np.where(usable & (f[None, :] > 0), f[None, :] ** 2 / variance, 0.0)
     weight = np.where(np.isfinite(weight) & np.isfinite(frac), weight, 0.0)
     frac = np.where(weight > 0, frac, 0.0)
-    smooth = np.zeros_like(frac)
+    smooth, noise = np.zeros_like(frac), np.zeros_like(frac)
     for _ in range(max(n_iter, 1)):
-        smooth = _row_fits(vander, frac, weight)
+        smooth, noise = _row_fits(vander, frac, weight)
         resid = (frac - smooth) * np.sqrt(weight)
         weight = np.where(np.abs(resid) > _CLIP_SIGMA, 0.0, weight)
-    if support is not None:
-        smooth = np.where(support, smooth, 0.0)
+    significant = smooth > _SUPPORT_SIGMA * noise
+    keep = significant if support is None else (support | significant)
+    smooth = np.where(keep, smooth, 0.0)
     weights = normalize_profile(smooth)
     y = np.arange(n_cross, dtype=float)
     centers = np.sum(weights * y[:, None], axis=0)
     return Profile(weights=weights, centers=centers, fwhm=np.full(n_disp, np.nan))
 
 
-def _row_fits(vander: np.ndarray, frac: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Weighted polynomial fit of every row at once; rows without weight give 0."""
+def _row_fits(vander: np.ndarray, frac: np.ndarray, weight: np.ndarray):
+    """Weighted polynomial fit of every row at once, and the fit's standard error.
+
+    Rows without weight give 0 (with infinite error).
+    """
     normal = np.einsum("xi,yx,xj->yij", vander, weight, vander)
     rhs = np.einsum("xi,yx,yx->yi", vander, weight, frac)
     m = vander.shape[1]
     scale = np.trace(normal, axis1=1, axis2=2)
     ok = scale > 0
     coeffs = np.zeros((frac.shape[0], m))
+    noise = np.full(frac.shape, np.inf)
     if np.any(ok):
         ridge = 1e-10 * scale[ok][:, None, None] * np.eye(m)
-        coeffs[ok] = np.linalg.solve(normal[ok] + ridge, rhs[ok][:, :, None])[:, :, 0]
-    return coeffs @ vander.T
+        cov = np.linalg.inv(normal[ok] + ridge)
+        coeffs[ok] = np.einsum("yij,yj->yi", cov, rhs[ok])
+        noise[ok] = np.sqrt(np.abs(np.einsum("xi,yij,xj->yx", vander, cov, vander)))
+    return coeffs @ vander.T, noise
 
 
 def trace_support(centers: np.ndarray, fwhm: np.ndarray, n_cross: int) -> np.ndarray:

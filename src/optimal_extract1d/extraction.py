@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import coadd, horne, slits, spatial
+from .empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
 from .empirical import empirical_profile, trace_support
 from .errors import InputError, OptimalExtractError, ProfileFitError
 from .kernel import KernelFit, KernelTemplate, make_template
@@ -220,14 +221,26 @@ def _spatial_model(
     varied = spatial.vary_kernel(fit, sd.data, variance, usable, wavelength, params, sd.name)
     profile, meta = varied.profile, dict(varied.metadata)
     if params.kernel == "empirical":
-        basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
-        first = horne.extract_columns(sd.data, variance, profile.weights, ~usable, bkg_basis=basis)
-        support = trace_support(profile.centers, profile.fwhm, sd.shape[0])
-        profile = empirical_profile(
-            sd.data, variance, usable, first.flux, first.background, support=support
-        )
-        meta["empirical"] = {"order_along_dispersion": "legendre, see docs"}
+        profile = _empirical(sd, params, usable, variance, profile)
+        meta["empirical"] = {"order": EMPIRICAL_ORDER, "support": "2 FWHM + 1 px of the trace"}
     return _Shape(profile, "fit", "", fit, column, meta)
+
+
+def _empirical(
+    sd: SlitData, params: ExtractParams, usable: np.ndarray, variance: np.ndarray, kernel: Profile
+) -> Profile:
+    """Horne's profile from the data, starting from the kernel profile's flux and trace.
+
+    The background comes from the pixels outside the trace support only, so
+    that a polynomial background cannot eat the wings the profile should have.
+    """
+    basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
+    support = trace_support(kernel.centers, kernel.fwhm, sd.shape[0])
+    background = horne.fit_background(sd.data, variance, usable & ~support, basis)
+    first = horne.extract_columns(sd.data - background, variance, kernel.weights, ~usable)
+    return empirical_profile(
+        sd.data, variance, usable, first.flux, background, support=support, order=EMPIRICAL_ORDER
+    )
 
 
 def _refit_needed(

@@ -28,6 +28,7 @@ __all__ = [
     "ColumnSums",
     "IteratedSums",
     "extract_columns",
+    "fit_background",
     "iterate_extraction",
     "polynomial_basis",
     "usable_pixels",
@@ -36,6 +37,8 @@ __all__ = [
 # Columns whose normal matrix is worse conditioned than this are treated as
 # singular; the background terms are then dropped for that column.
 _MAX_CONDITION = 1e10
+# Fractional accuracy assumed for the profile when judging outliers.
+PROFILE_ERROR = 0.05
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,42 @@ def extract_columns(
     )
 
 
+def fit_background(
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, basis: np.ndarray
+) -> np.ndarray:
+    """Weighted least-squares background of every column from the ``usable`` pixels only.
+
+    Parameters
+    ----------
+    data, variance : ndarray, shape (n_cross, n_disp)
+        Science image and variance.
+    usable : ndarray of bool, shape (n_cross, n_disp)
+        Pixels known to hold only background (e.g. away from the trace).
+    basis : ndarray, shape (n_cross, k)
+        Background basis (see `polynomial_basis`).
+
+    Returns
+    -------
+    ndarray, shape (n_cross, n_disp)
+        Background at every pixel; 0 in columns with fewer than k usable pixels.
+    """
+    k = basis.shape[1]
+    if k == 0:
+        return np.zeros(data.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(usable, 1.0 / variance, 0.0)
+    d = np.where(usable, data, 0.0)
+    normal = np.einsum("yi,yx,yj->xij", basis, w, basis)
+    rhs = np.einsum("yi,yx,yx->xi", basis, w, d)
+    enough = usable.sum(axis=0) >= k
+    coeffs = np.zeros((data.shape[1], k))
+    if np.any(enough):
+        scale = np.trace(normal[enough], axis1=1, axis2=2)[:, None, None]
+        ridge = 1e-10 * scale * np.eye(k)
+        coeffs[enough] = np.linalg.solve(normal[enough] + ridge, rhs[enough][:, :, None])[:, :, 0]
+    return basis @ coeffs.T
+
+
 def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Invert stacked normal matrices; drop the background terms where singular.
 
@@ -319,7 +358,8 @@ def iterate_extraction(
     vp, scale = var_poisson, np.nan
     sums = extract_columns(data, vp + var_other, profile, mask, bkg_basis=bkg_basis)
     n_iter = 0
-    for n_iter in range(1, max_iter + 1):
+    while n_iter < max_iter:
+        n_iter += 1
         model = np.nan_to_num(sums.flux)[None, :] * profile + np.nan_to_num(sums.background)
         usable = usable_pixels(data, vp + var_other, mask | rejected)
         remodel = remodel_poisson(var_poisson, model, usable)
@@ -334,9 +374,15 @@ def iterate_extraction(
 
 
 def _worst_outliers(data, model, variance, usable, reject_sigma) -> np.ndarray:
-    """The most deviant usable pixel of each column, if beyond ``reject_sigma``."""
+    """The most deviant usable pixel of each column, if beyond ``reject_sigma``.
+
+    The deviation is measured against the variance plus a `PROFILE_ERROR`
+    fraction of the model, so that at high S/N a profile that is right to a
+    few per cent does not reject the good pixels of the trace core.
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(usable, np.abs(data - model) / np.sqrt(variance), 0.0)
+        scale = np.sqrt(variance + (PROFILE_ERROR * model) ** 2)
+        z = np.where(usable, np.abs(data - model) / scale, 0.0)
     z = np.where(np.isfinite(z), z, 0.0)
     worst = np.argmax(z, axis=0)
     cols = np.arange(data.shape[1])

@@ -15,11 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 __all__ = ["PoissonModel", "remodel_poisson"]
 
 # The scale k must be measured at this significance before it is trusted.
 MIN_SCALE_SIGNIFICANCE = 5.0
+# The per-column sky term is smoothed over this many columns (the sky is smooth).
+SKY_SMOOTH_COLUMNS = 15
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,15 @@ def remodel_poisson(var_poisson: np.ndarray, model: np.ndarray, usable: np.ndarr
     sigma_k = np.sqrt(np.sum(resid**2) / dof / sxx)
     if not (k > 0 and k > MIN_SCALE_SIGNIFICANCE * sigma_k):
         return keep
-    sky = np.clip(v_mean - k * m_mean, 0.0, None)
+    sky = np.clip(_smooth(v_mean - k * m_mean, n_col > 0), 0.0, None)
     modelled = sky[None, :] + k * np.clip(model, 0.0, None)
     return PoissonModel(np.where(ok, modelled, var_poisson), float(k), True)
+
+
+def _smooth(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Running mean over `SKY_SMOOTH_COLUMNS` columns of the valid entries."""
+    w = valid.astype(float)
+    num = uniform_filter1d(np.where(valid, values, 0.0), SKY_SMOOTH_COLUMNS, mode="nearest")
+    den = uniform_filter1d(w, SKY_SMOOTH_COLUMNS, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, 0.0)

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+
+from optimal_extract1d.kernel import evaluate_template, make_template
+from optimal_extract1d.trace import (
+    MIN_BIN_SNR,
+    SmoothModel,
+    choose_bins,
+    coadd_bins,
+    fit_bins,
+    fit_smooth,
+)
+
+
+def test_bins_hold_equal_signal_and_cover_the_slit():
+    snr = np.r_[np.full(100, 2.0), np.full(100, 20.0)]
+    edges = choose_bins(snr, 10)
+    assert edges[0] == 0 and edges[-1] == 200 and np.all(np.diff(edges) > 0)
+    s2 = np.add.reduceat(snr**2, edges[:-1])
+    assert s2.max() / s2.min() < 1.5  # equal shares of S/N^2
+    assert np.sum(edges[:-1] < 100) < 3  # few bins where the signal is weak
+
+
+def test_automatic_bin_count_follows_the_signal():
+    assert len(choose_bins(np.full(400, 1.0), None)) - 1 == 1  # total S/N 20: one bin
+    assert len(choose_bins(np.full(400, 10.0), None)) - 1 == 24  # capped at MAX_BINS
+    assert len(choose_bins(np.full(400, 3.0), None)) - 1 == 5  # 60^2 / 25^2
+
+
+def _bin_profiles(centers, fwhm, amp, noise, rng, n_cross=31):
+    t = make_template("gaussian")
+    y = np.arange(n_cross, dtype=float)
+    values = amp * evaluate_template(t, y, centers, fwhm) + rng.normal(
+        0, noise, (n_cross, centers.size)
+    )
+    return values, np.full(values.shape, noise)
+
+
+def test_all_bins_fitted_at_once_recover_centre_and_width(rng):
+    centers = np.linspace(12.0, 16.0, 8)
+    fwhm = np.linspace(1.6, 3.2, 8)
+    values, sigma = _bin_profiles(centers, fwhm, 10.0, 0.05, rng)
+    fits = fit_bins(
+        make_template("gaussian"),
+        values,
+        sigma,
+        bkg_order=0,
+        center=14.0,
+        fwhm=2.0,
+        fit_center=True,
+        fit_fwhm=True,
+    )
+    np.testing.assert_allclose(fits.center, centers, atol=0.02)
+    np.testing.assert_allclose(fits.fwhm, fwhm, rtol=0.02)
+    assert fits.good.all()
+
+
+def test_faint_bins_are_not_trusted(rng):
+    values, sigma = _bin_profiles(np.full(4, 15.0), np.full(4, 2.0), 10.0, 0.05, rng)
+    values[:, 2] = rng.normal(0, 0.05, 31)  # no source in bin 2
+    fits = fit_bins(
+        make_template("gaussian"),
+        values,
+        sigma,
+        bkg_order=-1,
+        center=15.0,
+        fwhm=2.0,
+        fit_center=False,
+        fit_fwhm=True,
+    )
+    assert fits.good.tolist() == [True, True, False, True]
+    assert fits.snr[2] < MIN_BIN_SNR
+    np.testing.assert_allclose(fits.center, 15.0)  # centre held when only the width is fitted
+
+
+def test_coadd_bins_is_the_weighted_mean():
+    data = np.arange(12.0).reshape(2, 6)
+    var = np.ones((2, 6))
+    usable = np.ones((2, 6), bool)
+    usable[0, 1] = False
+    values, sigma = coadd_bins(data, var, usable, np.array([0, 3, 6]))
+    np.testing.assert_allclose(values, [[1.0, 4.0], [7.0, 10.0]])
+    np.testing.assert_allclose(
+        sigma, [[1 / np.sqrt(2), 1 / np.sqrt(3)], [1 / np.sqrt(3), 1 / np.sqrt(3)]]
+    )
+
+
+def test_smooth_model_clips_outliers_and_holds_beyond_the_range(rng):
+    lam = np.linspace(1.0, 5.0, 12)
+    truth = 1.5 + 0.3 * lam
+    values = truth + rng.normal(0, 0.01, 12)
+    values[5] += 2.0  # a wild bin
+    model = fit_smooth(lam, values, np.ones(12), 2)
+    assert model.n_clipped >= 1
+    np.testing.assert_allclose(model(lam), truth, atol=0.05)
+    assert model(np.array([0.5]))[0] == pytest.approx(model(np.array([1.0]))[0])
+    meta = model.to_meta()
+    assert meta["order"] == 2 and len(meta["coeffs"]) == 3
+    rebuilt = SmoothModel(tuple(meta["coeffs"]), tuple(meta["domain_um"]), 2, 0, 0)
+    np.testing.assert_allclose(rebuilt(lam), model(lam))
+
+
+def test_smooth_model_lowers_the_order_for_few_bins():
+    model = fit_smooth(np.array([2.0, 3.0]), np.array([1.0, 2.0]), np.ones(2), 2)
+    assert model.order == 0
