@@ -19,6 +19,7 @@ PURE = {
     "variance",
     "spatial",
     "empirical",
+    "profilefit",
     "nods",
     "psf",
     "sources",

@@ -15,7 +15,10 @@ def test_flux_recovered_within_one_percent_at_snr_50(rng, shape):
     sim = simulate_slit(
         rng, n_disp=200, snr=50.0, fwhm=(2.0, 2.0), shape=shape, spectrum=np.ones(200)
     )
-    (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams(kernel=shape))
+    # The Moffat index is constrained well only by the whole slit (fit_fwhm refits it
+    # over all bins); from one 30-column slice it scatters by ~1 % in flux.
+    params = ExtractParams(kernel=shape, fit_fwhm=shape == "moffat")
+    (res,) = extract_slit(slit_data_from_sim(sim), params)
     ratio = res.flux / sim.flux
     assert abs(np.median(ratio) - 1.0) < 0.01
     assert res.metadata["status"] == "fit"

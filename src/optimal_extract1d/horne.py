@@ -38,7 +38,7 @@ __all__ = [
 # singular; the background terms are then dropped for that column.
 _MAX_CONDITION = 1e10
 # Fractional accuracy assumed for the profile when judging outliers.
-PROFILE_ERROR = 0.05
+PROFILE_ERROR = 0.1
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,9 @@ class ColumnSums:
         Mean of ``background`` over the column (NaN in empty columns).
     background_weights : ndarray, shape (n_cross, n_disp)
         ``h`` with ``mean_background = sum(h * data)``.
+    leverage : ndarray, shape (n_cross, n_disp)
+        Diagonal of the hat matrix of each column's weighted fit (how much a
+        pixel pulls the model towards itself; 0 for unusable pixels).
     npixels : ndarray, shape (n_disp,)
         Number of usable pixels per column.
     empty : ndarray of bool, shape (n_disp,)
@@ -75,6 +78,7 @@ class ColumnSums:
     background: np.ndarray
     mean_background: np.ndarray
     background_weights: np.ndarray
+    leverage: np.ndarray
     npixels: np.ndarray
     empty: np.ndarray
     background_dropped: np.ndarray
@@ -212,6 +216,7 @@ def extract_columns(
         background=np.where(empty, np.nan, bkg),
         mean_background=np.where(empty, np.nan, mean_bkg),
         background_weights=h,
+        leverage=np.einsum("yxi,yxi->yx", design, gmat),
         npixels=npixels,
         empty=empty,
         background_dropped=dropped,
@@ -362,27 +367,39 @@ def iterate_extraction(
         n_iter += 1
         model = np.nan_to_num(sums.flux)[None, :] * profile + np.nan_to_num(sums.background)
         usable = usable_pixels(data, vp + var_other, mask | rejected)
-        remodel = remodel_poisson(var_poisson, model, usable)
-        new_vp = remodel.var_poisson
-        new_rej = _worst_outliers(data, model, new_vp + var_other, usable, reject_sigma)
-        changed = np.any(new_rej) or not np.allclose(new_vp, vp, rtol=1e-3, equal_nan=True)
-        vp, scale, rejected = new_vp, remodel.scale, rejected | new_rej
+        # Judge outliers with the variance that produced this model, then remodel the
+        # variance only in columns that lost no pixel now: their model is not yet
+        # corrected for the outlier, which would inflate their modelled variance.
+        new_rej = _worst_outliers(data, model, vp + var_other, sums.leverage, usable, reject_sigma)
+        touched = new_rej.any(axis=0)
+        remodel = remodel_poisson(var_poisson, model, usable & ~touched[None, :])
+        new_vp = np.where(touched[None, :], vp, remodel.var_poisson)
+        changed = touched.any() or not np.allclose(new_vp, vp, rtol=1e-3, equal_nan=True)
+        vp, rejected = new_vp, rejected | new_rej
+        scale = remodel.scale if remodel.applied else scale
         if not changed:
             break
         sums = extract_columns(data, vp + var_other, profile, mask | rejected, bkg_basis=bkg_basis)
     return IteratedSums(sums, vp, rejected, n_iter, scale)
 
 
-def _worst_outliers(data, model, variance, usable, reject_sigma) -> np.ndarray:
+def _worst_outliers(data, model, variance, leverage, usable, reject_sigma) -> np.ndarray:
     """The most deviant usable pixel of each column, if beyond ``reject_sigma``.
 
-    The deviation is measured against the variance plus a `PROFILE_ERROR`
-    fraction of the model, so that at high S/N a profile that is right to a
-    few per cent does not reject the good pixels of the trace core.
+    Each pixel is judged against the model fitted *without* it (the deleted
+    residual ``r / (1 - h)`` of the column's weighted fit, with variance
+    ``V / (1 - h)``): a cosmic ray on the trace core drags the full model up
+    and makes the good wings look deviant, but not the model that leaves it
+    out. A `PROFILE_ERROR` fraction of that model is added to the variance,
+    so that at high S/N a profile right to a few per cent does not reject the
+    good pixels of the core.
     """
+    keep = np.clip(1.0 - leverage, 1e-3, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        scale = np.sqrt(variance + (PROFILE_ERROR * model) ** 2)
-        z = np.where(usable, np.abs(data - model) / scale, 0.0)
+        deleted = (data - model) / keep
+        others = data - deleted  # the model at this pixel from the other pixels
+        scale = np.sqrt(variance / keep + (PROFILE_ERROR * others) ** 2)
+        z = np.where(usable, np.abs(deleted) / scale, 0.0)
     z = np.where(np.isfinite(z), z, 0.0)
     worst = np.argmax(z, axis=0)
     cols = np.arange(data.shape[1])

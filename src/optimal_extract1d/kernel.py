@@ -1,30 +1,33 @@
 """PSF templates (astropy.modeling 1-D models) and the kernel fit to a slice.
 
 A *template* is any astropy 1-D model with an amplitude, a centre and a
-width parameter (Gaussian1D, Moffat1D, Lorentz1D, or a user model). The
-*kernel* is the template plus a Polynomial1D background, fitted to the
-coadded cross-dispersion slice with astropy's TRF least-squares fitter.
+width parameter (Gaussian1D, Moffat1D, Lorentz1D, or a user model). It is
+always evaluated integrated over the pixel (`OVERSAMPLE` sub-samples), as
+the data are. The *kernel* is the template plus a polynomial background,
+fitted to the coadded cross-dispersion slice by `profilefit.fit_kernel`.
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from astropy.modeling import Fittable1DModel, Model, fitting, models
-from astropy.utils.exceptions import AstropyUserWarning
+from astropy.modeling import Fittable1DModel, Model, models
 
-from .errors import ParameterError, ProfileFitError
+from .errors import ParameterError
 
 __all__ = [
     "KernelTemplate",
     "KernelFit",
     "make_template",
-    "fit_kernel",
+    "evaluate_native",
     "evaluate_template",
+    "shape_bounds",
+    "with_params",
+    "OVERSAMPLE",
 ]
 
 log = logging.getLogger(__name__)
@@ -32,8 +35,8 @@ log = logging.getLogger(__name__)
 _CENTER_NAMES = ("mean", "x_0", "x0", "center", "loc", "mu")
 _WIDTH_NAMES = ("stddev", "sigma", "fwhm", "gamma", "width", "scale")
 _AMPLITUDE_NAMES = ("amplitude", "amp", "norm")
-# A fit whose flux is below this S/N is treated as "no signal".
-MIN_KERNEL_SNR = 5.0
+# Sub-pixel samples per pixel: templates are integrated over the pixel, like the data.
+OVERSAMPLE = 5
 
 
 @dataclass(frozen=True)
@@ -141,8 +144,8 @@ class KernelFit:
     amplitude : float
         Fitted peak amplitude (data units).
     bkg_coeffs : tuple of float
-        Polynomial1D background coefficients (domain = the slice pixels,
-        window [-1, 1]).
+        Background coefficients: Legendre polynomials over the slice pixels
+        mapped onto [-1, 1] (see `horne.polynomial_basis`).
     snr : float
         Signal-to-noise ratio of the PSF flux in the slice.
     chi2_reduced : float
@@ -174,10 +177,48 @@ class KernelFit:
         }
 
 
+def evaluate_native(
+    template: KernelTemplate,
+    y: np.ndarray,
+    params: Mapping[str, np.ndarray | float],
+    *,
+    oversample: int = OVERSAMPLE,
+) -> np.ndarray:
+    """Pixel-integrated unit-amplitude template for many parameter sets at once.
+
+    Parameters
+    ----------
+    template : KernelTemplate
+        The shape; parameters missing from ``params`` keep the template's value.
+    y : ndarray, shape (n_cross,)
+        Pixel centres.
+    params : mapping of str to ndarray, shape (n_prof,), or float
+        Native parameter values (the amplitude is ignored).
+    oversample : int
+        Sub-pixel samples averaged per pixel (the pixel integral).
+
+    Returns
+    -------
+    ndarray, shape (n_cross, n_prof)
+    """
+    m = template.model
+    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
+    yy = np.asarray(y, float)[:, None, None] + sub[None, None, :]
+    args = []
+    for name in m.param_names:
+        if name == template.amplitude_param:
+            args.append(1.0)
+        else:
+            value = params.get(name, float(getattr(m, name).value))
+            args.append(np.asarray(value, float).reshape(1, -1, 1))
+    out = np.asarray(type(m).evaluate(yy, *args), float).mean(axis=2)
+    return out if out.ndim == 2 else out.reshape(len(y), -1)
+
+
 def evaluate_template(
     template: KernelTemplate, y: np.ndarray, centers: np.ndarray, fwhm: np.ndarray
 ) -> np.ndarray:
-    """Evaluate the unit-amplitude template at many centres and widths at once.
+    """Evaluate the pixel-integrated template at a centre and FWHM per column.
 
     Parameters
     ----------
@@ -193,142 +234,39 @@ def evaluate_template(
     ndarray, shape (n_cross, n_disp)
         Template values (not normalized).
     """
-    m = template.model
     width = np.asarray(fwhm, float) / template.fwhm_per_width()
-    values = []
-    for name in m.param_names:
-        if name == template.amplitude_param:
-            values.append(1.0)
-        elif name == template.center_param:
-            values.append(np.asarray(centers, float)[None, :])
-        elif name == template.width_param:
-            values.append(width[None, :])
-        else:
-            values.append(float(getattr(m, name).value))
-    return np.asarray(type(m).evaluate(np.asarray(y, float)[:, None], *values), float)
+    params = {template.center_param: np.asarray(centers, float), template.width_param: width}
+    return evaluate_native(template, y, params)
 
 
-def fit_kernel(
-    template: KernelTemplate,
-    values: np.ndarray,
-    sigma: np.ndarray,
-    *,
-    bkg_order: int,
-    center: float | None = None,
-    fwhm: float | None = None,
-) -> KernelFit:
-    """Fit PSF template + Polynomial1D background to a 1-D cross-dispersion slice.
+def shape_bounds(template: KernelTemplate, n_cross: int) -> dict[str, tuple[float, float]]:
+    """Fit bounds of the native non-linear parameters of a template.
 
-    Parameters
-    ----------
-    template : KernelTemplate
-        PSF shape to fit.
-    values : ndarray, shape (n_cross,)
-        Coadded slice (NaN where no data).
-    sigma : ndarray, shape (n_cross,)
-        Uncertainty of ``values``.
-    bkg_order : int
-        Background polynomial degree; -1 = no background term.
-    center, fwhm : float, optional
-        Starting centre and FWHM in pixels; from the data when None.
-
-    Returns
-    -------
-    KernelFit
-
-    Raises
-    ------
-    ProfileFitError
-        When too few pixels are valid, the fit does not converge to a positive
-        source inside the slice, or the source is not significant.
+    The centre stays on the slit, the FWHM between 0.4 pixel and the slit
+    length; other shape parameters use the astropy bounds, or a physical
+    range for known templates (Moffat index 0.8-20).
     """
-    y = np.arange(values.size, dtype=float)
-    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
-    n_free = 3 + max(bkg_order + 1, 0)
-    if ok.sum() <= n_free:
-        msg = f"only {int(ok.sum())} valid pixels in the slice for {n_free} free parameters"
-        raise ProfileFitError(msg)
-    yv, dv, sv = y[ok], values[ok], sigma[ok]
-    c0, f0 = _initial_guess(yv, dv, sv, center, fwhm)
-    compound = _build_kernel(template, y, dv, c0, f0, bkg_order)
-    fitter = fitting.TRFLSQFitter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message="The fit may be unsuccessful", category=AstropyUserWarning
-        )
-        fitted = fitter(compound, yv, dv, weights=1.0 / sv, maxiter=200)
-    return _summarize(template, fitted, yv, dv, sv, bkg_order, values.size)
+    m = template.model
+    per = template.fwhm_per_width()
+    bounds = {
+        template.center_param: (-0.5, n_cross - 0.5),
+        template.width_param: (0.4 / per, max(n_cross, 2) / per),
+    }
+    for name in m.param_names:
+        if name in bounds or name == template.amplitude_param:
+            continue
+        lo, hi = getattr(m, name).bounds
+        if template.name == "moffat" and name == "alpha":
+            lo, hi = 0.8, 20.0
+        bounds[name] = (-np.inf if lo is None else lo, np.inf if hi is None else hi)
+    return bounds
 
 
-def _initial_guess(y, d, s, center, fwhm):
-    if center is None:
-        snr = np.convolve(d / s, np.ones(3) / 3.0, mode="same")
-        center = float(y[np.argmax(snr)])
-    if fwhm is None:
-        fwhm = 2.0
-    return float(center), float(fwhm)
-
-
-def _build_kernel(template, y, d, center, fwhm, bkg_order):
-    psf = template.model.copy()
-    amp = max(float(np.nanmax(d) - np.nanmedian(d)), 1e-30)
-    setattr(psf, template.amplitude_param, amp)
-    setattr(psf, template.center_param, center)
-    setattr(psf, template.width_param, fwhm / template.fwhm_per_width())
-    getattr(psf, template.amplitude_param).bounds = (0.0, None)
-    getattr(psf, template.center_param).bounds = (-0.5, y.size - 0.5)
-    w_per = 1.0 / template.fwhm_per_width()
-    getattr(psf, template.width_param).bounds = (0.4 * w_per, max(y.size, 2) * w_per)
-    if bkg_order < 0:
-        return psf
-    bkg = models.Polynomial1D(bkg_order, domain=(0.0, max(y.size - 1.0, 1.0)), window=(-1.0, 1.0))
-    return psf + bkg
-
-
-def _summarize(template, fitted, y, d, s, bkg_order, n_cross) -> KernelFit:
-    psf = fitted[0] if bkg_order >= 0 else fitted
-    bkg = fitted[1] if bkg_order >= 0 else None
-    params = np.asarray(fitted.parameters, float)
-    if not np.all(np.isfinite(params)):
-        msg = "the kernel fit returned non-finite parameters"
-        raise ProfileFitError(msg)
-    fit_template = KernelTemplate(
-        template.name,
-        psf.copy(),
-        template.amplitude_param,
-        template.center_param,
-        template.width_param,
+def with_params(template: KernelTemplate, params: Mapping[str, float]) -> KernelTemplate:
+    """A copy of the template with some native parameters set."""
+    model = template.model.copy()
+    for name, value in params.items():
+        setattr(model, name, float(value))
+    return KernelTemplate(
+        template.name, model, template.amplitude_param, template.center_param, template.width_param
     )
-    center = float(getattr(psf, template.center_param).value)
-    width = abs(float(getattr(psf, template.width_param).value))
-    fwhm = width * fit_template.fwhm_per_width()
-    amplitude = float(getattr(psf, template.amplitude_param).value)
-    resid = (d - fitted(y)) / s
-    dof = max(y.size - params.size, 1)
-    shape = psf(y) / max(amplitude, 1e-300)
-    snr = _psf_snr(shape, d - (bkg(y) if bkg is not None else 0.0), s)
-    if not (amplitude > 0 and -0.5 <= center <= n_cross - 0.5):
-        msg = (
-            f"no positive source inside the slice (amplitude {amplitude:.3g}, centre {center:.2f})"
-        )
-        raise ProfileFitError(msg)
-    if not snr >= MIN_KERNEL_SNR:
-        msg = f"no significant source in the slice (S/N {snr:.2f} < {MIN_KERNEL_SNR})"
-        raise ProfileFitError(msg)
-    return KernelFit(
-        template=fit_template,
-        center=center,
-        fwhm=float(fwhm),
-        amplitude=amplitude,
-        bkg_coeffs=tuple(float(c) for c in bkg.parameters) if bkg is not None else (),
-        snr=float(snr),
-        chi2_reduced=float(np.sum(resid**2) / dof),
-    )
-
-
-def _psf_snr(shape: np.ndarray, d: np.ndarray, s: np.ndarray) -> float:
-    w = shape / s**2
-    denom = np.sum(shape * w)
-    if not denom > 0:
-        return 0.0
-    return float(np.sum(w * d) / denom * np.sqrt(denom))

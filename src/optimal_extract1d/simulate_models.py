@@ -153,16 +153,20 @@ def make_multislit(
 ) -> datamodels.MultiSlitModel:
     """A NIRSpec MOS PRISM-like s2d ``MultiSlitModel`` with one slit per simulation."""
     model = datamodels.MultiSlitModel()
+    _set_nirspec_meta(model, filename)
+    for i, sim in enumerate(sims):
+        ra = 214.85 + 0.001 * i
+        slit = make_slit_model(sim, name=str(i + 1), source_id=i + 1, with_dq=with_dq, ra=ra)
+        _set_nirspec_meta(slit, filename)  # resample_spec copies the exposure metadata too
+        model.slits.append(slit)
+    return model
+
+
+def _set_nirspec_meta(model, filename: str) -> None:
     _set_exposure_meta(model, "NRS_MSASPEC", "NIRSPEC", filename)
     model.meta.instrument.detector = "NRS1"
     model.meta.instrument.grating = "PRISM"
     model.meta.instrument.filter = "CLEAR"
-    for i, sim in enumerate(sims):
-        ra = 214.85 + 0.001 * i
-        model.slits.append(
-            make_slit_model(sim, name=str(i + 1), source_id=i + 1, with_dq=with_dq, ra=ra)
-        )
-    return model
 
 
 def make_lrs_image(

@@ -17,9 +17,10 @@ import numpy as np
 
 from . import coadd, trace
 from .horne import extract_columns, polynomial_basis
-from .kernel import KernelFit, KernelTemplate, fit_kernel
+from .kernel import KernelFit, KernelTemplate, with_params
 from .params import ExtractParams
 from .profile import Profile, kernel_profile, normalize_profile
+from .profilefit import fit_kernel
 
 __all__ = [
     "KernelVariation",
@@ -180,6 +181,10 @@ def vary_kernel(
             "wavelength_um": mid_lam.tolist(),
         }
     }
+    template = fit.template
+    if bins.shape_params and bins.good.any():
+        template = with_params(template, bins.shape_params)
+        meta["shape_params"] = dict(bins.shape_params)
     n_weak = int((~bins.good).sum())
     if n_weak and bins.good.any():
         log.info(
@@ -204,10 +209,12 @@ def vary_kernel(
             )
             meta[key] = {"fallback": "global kernel", "reason": "no bin with enough signal"}
             continue
+        first, last = np.nonzero(bins.good)[0][[0, -1]]
+        covered = (wavelength[edges[first]], wavelength[edges[last + 1] - 1])
         smooth = trace.fit_smooth(
-            mid_lam[bins.good], values_b[bins.good], bins.snr[bins.good], order
+            mid_lam[bins.good], values_b[bins.good], bins.snr[bins.good], order, valid=covered
         )
         out[:] = smooth(wavelength)
         meta[key] = smooth.to_meta()
     fwhm = np.clip(fwhm, 0.5, None)
-    return KernelVariation(kernel_profile(fit.template, n_cross, centers, fwhm), meta)
+    return KernelVariation(kernel_profile(template, n_cross, centers, fwhm), meta)

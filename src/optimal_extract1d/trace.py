@@ -1,11 +1,11 @@
 """Kernel fits in bins along the dispersion axis, and smooth FWHM(λ), centre(λ) models.
 
 All bins of a slit are fitted at once as one least-squares problem
-(`scipy.optimize.least_squares` with a block-diagonal Jacobian sparsity):
-the template's centre and/or width are the non-linear parameters of every
-bin, while its amplitude and the polynomial background are solved exactly
-for each trial (variable projection). Bins whose flux S/N is too low, or
-whose fit runs to a bound, keep the global kernel. The good bins are then
+(`profilefit.fit_profiles`): the template's centre and/or width are the
+non-linear parameters of every bin, while its amplitude and the polynomial
+background are solved exactly for each trial (variable projection). Bins
+whose flux S/N is too low, or whose fit runs to a bound, keep the global
+kernel. The good bins are then
 modelled with a sigma-clipped polynomial in wavelength (astropy
 ``FittingWithOutlierRemoval``) that the extraction evaluates per column.
 """
@@ -13,16 +13,15 @@ modelled with a sigma-clipped polynomial in wavelength (astropy
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from astropy.modeling import fitting, models
 from astropy.stats import sigma_clip
-from scipy.optimize import least_squares
-from scipy.sparse import block_diag
 
 from .horne import polynomial_basis
-from .kernel import KernelTemplate, evaluate_template
+from .kernel import KernelTemplate, shape_bounds, with_params
+from .profilefit import fit_profiles
 
 __all__ = ["BinFits", "SmoothModel", "choose_bins", "coadd_bins", "fit_bins", "fit_smooth"]
 
@@ -52,6 +51,8 @@ class BinFits:
         Flux S/N of each bin's coadded profile.
     good : ndarray of bool, shape (n_bins,)
         Bins whose fit is trusted (enough signal, inside the bounds).
+    shape_params : dict of str to float
+        Other template parameters fitted with one value for all bins.
     """
 
     edges: np.ndarray
@@ -59,6 +60,7 @@ class BinFits:
     fwhm: np.ndarray
     snr: np.ndarray
     good: np.ndarray
+    shape_params: dict[str, float] = field(default_factory=dict)
 
     @property
     def mid_columns(self) -> np.ndarray:
@@ -109,30 +111,6 @@ def coadd_bins(data, variance, usable, edges) -> tuple[np.ndarray, np.ndarray]:
     return values, sigma
 
 
-def _projected(template, values, sigma, basis, center, fwhm):
-    """Weighted residuals after solving amplitude + background exactly; also flux S/N."""
-    y = np.arange(values.shape[0], dtype=float)
-    shape = evaluate_template(template, y, center, fwhm)
-    total = shape.sum(axis=0)
-    shape = shape / np.where(total > 0, total, 1.0)
-    ok = np.isfinite(values) & np.isfinite(sigma)
-    w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
-    d = np.where(ok, values, 0.0)
-    k = basis.shape[1]
-    design = np.concatenate(
-        [shape[:, :, None], np.broadcast_to(basis[:, None, :], (*shape.shape, k))], axis=2
-    )
-    a = design * w[:, :, None]
-    normal = np.einsum("ybi,ybj->bij", a, a) + 1e-12 * np.eye(k + 1)
-    rhs = np.einsum("ybi,yb->bi", a, d * w)
-    coeffs = np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
-    resid = (d * w - np.einsum("ybi,bi->yb", a, coeffs)).T.ravel()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var0 = np.linalg.inv(normal)[:, 0, 0]
-        snr = coeffs[:, 0] / np.sqrt(var0)
-    return resid, snr
-
-
 def fit_bins(
     template: KernelTemplate,
     values: np.ndarray,
@@ -165,44 +143,35 @@ def fit_bins(
         With ``edges`` left empty (filled by the caller).
     """
     n_cross, n_bins = values.shape
-    basis = polynomial_basis(n_cross, bkg_order)
-    free = [name for name, on in (("center", fit_center), ("fwhm", fit_fwhm)) if on]
-    start = {"center": np.full(n_bins, center), "fwhm": np.full(n_bins, fwhm)}
-    lower = {"center": -0.5, "fwhm": 0.5}
-    upper = {"center": n_cross - 0.5, "fwhm": max(0.5 * n_cross, 1.0)}
-
-    def unpack(theta):
-        par = dict(start)
-        for i, name in enumerate(free):
-            par[name] = theta[i :: len(free)]
-        return par
-
-    def residuals(theta):
-        par = unpack(theta)
-        return _projected(template, values, sigma, basis, par["center"], par["fwhm"])[0]
-
-    theta0 = np.column_stack([start[n] for n in free]).ravel()
-    lo = np.tile([lower[n] for n in free], n_bins)
-    hi = np.tile([upper[n] for n in free], n_bins)
-    theta0 = np.clip(theta0, lo + 1e-6, hi - 1e-6)
-    sparsity = block_diag([np.ones((n_cross, len(free)))] * n_bins)
-    sol = least_squares(
-        residuals,
-        theta0,
-        bounds=(lo, hi),
-        jac_sparsity=sparsity,
-        method="trf",
-        x_scale=1.0,
-        max_nfev=60,
+    per = template.fwhm_per_width()
+    cp, wp = template.center_param, template.width_param
+    start = {cp: np.full(n_bins, center), wp: np.full(n_bins, fwhm / per)}
+    free = [name for name, on in ((cp, fit_center), (wp, fit_fwhm)) if on]
+    # Other shape parameters (e.g. the Moffat index) are refitted with one value for
+    # the whole slit when the width is fitted: one slice constrains them poorly.
+    others = [n for n in template.model.param_names if n not in (cp, wp, template.amplitude_param)]
+    shared = others if fit_fwhm else []
+    for name in shared:
+        start[name] = np.full(n_bins, float(getattr(template.model, name).value))
+    fits = fit_profiles(
+        template,
+        values,
+        sigma,
+        polynomial_basis(n_cross, bkg_order),
+        start=start,
+        free=free,
+        shared=shared,
+        bounds=shape_bounds(template, n_cross),
     )
-    par = unpack(sol.x)
-    snr = _projected(template, values, sigma, basis, par["center"], par["fwhm"])[1]
-    at_bound = np.zeros(n_bins, bool)
-    for i, name in enumerate(free):
-        v = sol.x[i :: len(free)]
-        at_bound |= (v <= lower[name] + 1e-3) | (v >= upper[name] - 1e-3)
-    good = (snr >= MIN_BIN_SNR) & ~at_bound & (np.abs(par["center"] - center) <= MAX_CENTER_JUMP)
-    return BinFits(np.zeros(0, int), par["center"], par["fwhm"], np.nan_to_num(snr), good)
+    extra = {n: float(fits.params[n][0]) for n in shared}
+    per = with_params(template, extra).fwhm_per_width()
+    centers, widths = fits.params[cp], np.abs(fits.params[wp]) * per
+    good = (
+        (fits.flux_snr >= MIN_BIN_SNR)
+        & ~fits.at_bound
+        & (np.abs(centers - center) <= MAX_CENTER_JUMP)
+    )
+    return BinFits(np.zeros(0, int), centers, widths, fits.flux_snr, good, extra)
 
 
 @dataclass(frozen=True)
@@ -219,6 +188,9 @@ class SmoothModel:
         Degree used (may be lower than requested when few bins are good).
     n_used, n_clipped : int
         Bins used in and clipped from the fit.
+    valid : tuple of float or None
+        Wavelength range the good bins cover (their outer edges); the model is
+        held constant beyond it. None = ``domain`` (the bin centres).
     """
 
     coeffs: tuple[float, ...]
@@ -226,18 +198,21 @@ class SmoothModel:
     order: int
     n_used: int
     n_clipped: int
+    valid: tuple[float, float] | None = None
 
     def __call__(self, wavelength: np.ndarray) -> np.ndarray:
-        """Evaluate, held constant beyond the fitted wavelength range."""
+        """Evaluate, held constant beyond the wavelengths the bins cover."""
         poly = models.Polynomial1D(self.order, domain=self.domain, window=(-1, 1))
         poly.parameters = np.asarray(self.coeffs, float)
-        return poly(np.clip(wavelength, *self.domain))
+        lo, hi = self.valid if self.valid is not None else self.domain
+        return poly(np.clip(wavelength, lo, hi))
 
     def to_meta(self) -> dict:
         """Plain values for the spectrum metadata."""
         return {
             "coeffs": list(self.coeffs),
             "domain_um": list(self.domain),
+            "valid_um": list(self.valid if self.valid is not None else self.domain),
             "order": self.order,
             "n_bins_used": self.n_used,
             "n_bins_clipped": self.n_clipped,
@@ -246,7 +221,12 @@ class SmoothModel:
 
 
 def fit_smooth(
-    wavelength: np.ndarray, values: np.ndarray, weights: np.ndarray, order: int
+    wavelength: np.ndarray,
+    values: np.ndarray,
+    weights: np.ndarray,
+    order: int,
+    *,
+    valid: tuple[float, float] | None = None,
 ) -> SmoothModel:
     """Fit a sigma-clipped polynomial (3 sigma, 3 iterations) to per-bin values.
 
@@ -256,6 +236,9 @@ def fit_smooth(
         Bin wavelengths, fitted values and weights (e.g. the bin S/N); n >= 1.
     order : int
         Requested degree; lowered to n - 2 (at least 0) when n is small.
+    valid : tuple of float, optional
+        Wavelength range the bins cover, beyond which the model is held
+        constant (default: the bin centres).
 
     Returns
     -------
@@ -275,5 +258,10 @@ def fit_smooth(
         fitted, mask = fitter(poly, wavelength, values, weights=weights)
         clipped = int(np.sum(mask))
     return SmoothModel(
-        tuple(float(c) for c in fitted.parameters), domain, order, n - clipped, clipped
+        tuple(float(c) for c in fitted.parameters),
+        domain,
+        order,
+        n - clipped,
+        clipped,
+        None if valid is None else (float(min(valid)), float(max(valid))),
     )

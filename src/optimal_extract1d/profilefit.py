@@ -1,0 +1,275 @@
+"""Fit a template's non-linear parameters to many 1-D profiles at once.
+
+Every profile ``d_b(y)`` (a kernel slice, or one bin along the dispersion) is
+modelled as ``a_b T(y; theta_b) + sum_k c_bk L_k(y)``: a pixel-integrated
+template with non-linear parameters ``theta_b`` (centre, width, and e.g. the
+Moffat index), a flux ``a_b`` and a polynomial background ``c_bk``. The linear
+parameters are solved exactly for every trial ``theta`` (variable
+projection), so `scipy.optimize.least_squares` only sees the few non-linear
+ones; all profiles form one problem with a block-diagonal Jacobian.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.sparse import block_diag
+
+from .errors import ProfileFitError
+from .horne import polynomial_basis
+from .kernel import KernelFit, KernelTemplate, evaluate_native, shape_bounds
+
+__all__ = ["ProfileFits", "fit_profiles", "fit_kernel", "MIN_KERNEL_SNR"]
+
+# A kernel whose flux in the slice is below this S/N is treated as "no signal".
+MIN_KERNEL_SNR = 5.0
+
+
+@dataclass(frozen=True)
+class ProfileFits:
+    """Fitted parameters of many profiles.
+
+    Attributes
+    ----------
+    params : dict of str to ndarray, shape (n_prof,)
+        Native template parameters (free ones fitted, the others as given).
+    flux : ndarray, shape (n_prof,)
+        Coefficient of the unit-sum template: the profile's flux.
+    flux_snr : ndarray, shape (n_prof,)
+        ``flux`` over its standard error.
+    background : ndarray, shape (n_prof, k)
+        Background coefficients in the given basis.
+    chi2 : ndarray, shape (n_prof,)
+        Chi-square of each profile's fit.
+    dof : ndarray of int, shape (n_prof,)
+        Degrees of freedom of each profile's fit.
+    at_bound : ndarray of bool, shape (n_prof,)
+        Profiles where a free parameter ended on its bound.
+    """
+
+    params: dict[str, np.ndarray]
+    flux: np.ndarray
+    flux_snr: np.ndarray
+    background: np.ndarray
+    chi2: np.ndarray
+    dof: np.ndarray
+    at_bound: np.ndarray
+
+
+def _solve_linear(shape, values, sigma, basis):
+    """Exact amplitude + background for fixed shapes; residuals, coefficients, flux S/N."""
+    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
+    w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
+    d = np.where(ok, values, 0.0)
+    k = basis.shape[1]
+    design = np.concatenate(
+        [shape[:, :, None], np.broadcast_to(basis[:, None, :], (*shape.shape, k))], axis=2
+    )
+    a = design * w[:, :, None]
+    normal = np.einsum("ybi,ybj->bij", a, a)
+    normal += 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(k + 1)
+    cov = np.linalg.inv(normal)
+    coeffs = np.einsum("bij,ybj,yb->bi", cov, a, d * w)
+    resid = d * w - np.einsum("ybi,bi->yb", a, coeffs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = coeffs[:, 0] / np.sqrt(cov[:, 0, 0])
+    return resid, coeffs, snr, ok.sum(axis=0)
+
+
+def fit_profiles(
+    template: KernelTemplate,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    basis: np.ndarray,
+    *,
+    start: Mapping[str, np.ndarray],
+    free: Sequence[str],
+    bounds: Mapping[str, tuple[float, float]],
+    shared: Sequence[str] = (),
+    max_nfev: int = 100,
+) -> ProfileFits:
+    """Fit the ``free`` template parameters of every profile (columns of ``values``).
+
+    Parameters
+    ----------
+    template : KernelTemplate
+        PSF shape (an astropy 1-D model; amplitude is linear and not listed).
+    values, sigma : ndarray, shape (n_cross, n_prof)
+        Profiles and their uncertainties (NaN or sigma <= 0: not used).
+    basis : ndarray, shape (n_cross, k)
+        Background basis solved with the template in every profile.
+    start : mapping of str to ndarray, shape (n_prof,)
+        Value of every native parameter except the amplitude.
+    free : sequence of str
+        Names of the parameters fitted separately in every profile.
+    bounds : mapping of str to (float, float)
+        Bounds of every free and shared parameter.
+    shared : sequence of str
+        Names of parameters fitted with one value common to all profiles
+        (e.g. the Moffat index, constrained by the whole slit); they start
+        from the mean of ``start``.
+    max_nfev : int
+        Limit on residual evaluations.
+
+    Returns
+    -------
+    ProfileFits
+    """
+    n_cross, n_prof = values.shape
+    y = np.arange(n_cross, dtype=float)
+    n_free, n_shared = len(free), len(shared)
+    fixed = {k: np.broadcast_to(np.asarray(v, float), (n_prof,)) for k, v in start.items()}
+
+    def shapes(theta):
+        par = dict(fixed)
+        for i, name in enumerate(free):
+            par[name] = theta[i : n_free * n_prof : n_free]
+        for j, name in enumerate(shared):
+            par[name] = np.full(n_prof, theta[n_free * n_prof + j])
+        raw = evaluate_native(template, y, par)
+        total = raw.sum(axis=0)
+        return raw / np.where(total > 0, total, 1.0), par
+
+    def residuals(theta):
+        return _solve_linear(shapes(theta)[0], values, sigma, basis)[0].T.ravel()
+
+    lo = np.r_[np.tile([bounds[n][0] for n in free], n_prof), [bounds[n][0] for n in shared]]
+    hi = np.r_[np.tile([bounds[n][1] for n in free], n_prof), [bounds[n][1] for n in shared]]
+    theta0 = np.r_[
+        np.column_stack([fixed[n] for n in free]).ravel() if n_free else np.zeros(0),
+        [float(np.mean(fixed[n])) for n in shared],
+    ]
+    span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
+    theta0 = np.clip(theta0, lo + 1e-6 * span, hi - 1e-6 * span)
+    if theta0.size:
+        blocks = block_diag([np.ones((n_cross, n_free))] * n_prof) if n_free else None
+        dense = np.ones((n_cross * n_prof, n_shared))
+        sparsity = dense if blocks is None else np.hstack([blocks.toarray(), dense])
+        sol = least_squares(
+            residuals,
+            theta0,
+            bounds=(lo, hi),
+            jac_sparsity=sparsity,
+            method="trf",
+            max_nfev=max_nfev,
+        )
+        theta = sol.x
+    else:
+        theta = theta0
+    shape, par = shapes(theta)
+    resid, coeffs, snr, n_ok = _solve_linear(shape, values, sigma, basis)
+    edge = np.abs(1e-3 * span)
+    hit = (theta <= lo + edge) | (theta >= hi - edge)
+    at_bound = (
+        hit[: n_free * n_prof].reshape(n_prof, n_free).any(axis=1) | hit[n_free * n_prof :].any()
+    )
+    return ProfileFits(
+        params={k: np.asarray(v, float).copy() for k, v in par.items()},
+        flux=coeffs[:, 0],
+        flux_snr=np.nan_to_num(snr),
+        background=coeffs[:, 1:],
+        chi2=np.sum(resid**2, axis=0),
+        dof=np.maximum(n_ok - n_free - n_shared - coeffs.shape[1], 1),
+        at_bound=at_bound,
+    )
+
+
+def fit_kernel(
+    template: KernelTemplate,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    *,
+    bkg_order: int,
+    center: float | None = None,
+    fwhm: float | None = None,
+) -> KernelFit:
+    """Fit the template (centre, width and other shape parameters) + background to a slice.
+
+    Parameters
+    ----------
+    template : KernelTemplate
+        PSF shape to fit.
+    values : ndarray, shape (n_cross,)
+        Coadded slice (NaN where no data).
+    sigma : ndarray, shape (n_cross,)
+        Uncertainty of ``values``.
+    bkg_order : int
+        Background polynomial degree; -1 = no background term.
+    center, fwhm : float, optional
+        Starting centre and FWHM in pixels; from the data when None.
+
+    Returns
+    -------
+    KernelFit
+        With a template carrying the fitted shape parameters.
+
+    Raises
+    ------
+    ProfileFitError
+        When too few pixels are valid, the fit finds no positive source inside
+        the slice, or the source is below `MIN_KERNEL_SNR`.
+    """
+    n_cross = values.size
+    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
+    free = [n for n in template.model.param_names if n != template.amplitude_param]
+    n_free = 1 + len(free) + max(bkg_order + 1, 0)
+    if ok.sum() <= n_free:
+        msg = f"only {int(ok.sum())} valid pixels in the slice for {n_free} free parameters"
+        raise ProfileFitError(msg)
+    start = {n: np.array([float(getattr(template.model, n).value)]) for n in free}
+    start[template.center_param] = np.array([_center_guess(values, sigma, ok, center)])
+    start[template.width_param] = np.array([(fwhm or 2.0) / template.fwhm_per_width()])
+    fits = fit_profiles(
+        template,
+        values[:, None],
+        sigma[:, None],
+        polynomial_basis(n_cross, bkg_order),
+        start=start,
+        free=free,
+        bounds=shape_bounds(template, n_cross),
+    )
+    return _kernel_fit(template, fits, values, n_cross)
+
+
+def _center_guess(values, sigma, ok, center) -> float:
+    if center is not None:
+        return float(center)
+    snr = np.where(ok, values / np.where(ok, sigma, 1.0), 0.0)
+    smooth = np.convolve(snr, np.ones(3) / 3.0, mode="same")
+    return float(np.argmax(smooth))
+
+
+def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) -> KernelFit:
+    params = {k: float(v[0]) for k, v in fits.params.items()}
+    if not all(np.isfinite(list(params.values()))) or not np.isfinite(fits.flux[0]):
+        msg = "the kernel fit returned non-finite parameters"
+        raise ProfileFitError(msg)
+    model = template.model.copy()
+    for name, value in params.items():
+        setattr(model, name, value)
+    fitted = KernelTemplate(
+        template.name, model, template.amplitude_param, template.center_param, template.width_param
+    )
+    center = params[template.center_param]
+    flux, snr = float(fits.flux[0]), float(fits.flux_snr[0])
+    if not (flux > 0 and -0.5 <= center <= n_cross - 0.5):
+        msg = f"no positive source inside the slice (flux {flux:.3g}, centre {center:.2f})"
+        raise ProfileFitError(msg)
+    if not snr >= MIN_KERNEL_SNR:
+        msg = f"no significant source in the slice (S/N {snr:.2f} < {MIN_KERNEL_SNR})"
+        raise ProfileFitError(msg)
+    shape = evaluate_native(fitted, np.arange(n_cross, dtype=float), {})[:, 0]
+    peak = flux * float(np.max(shape / shape.sum()))
+    setattr(fitted.model, template.amplitude_param, peak / max(float(np.max(shape)), 1e-300))
+    return KernelFit(
+        template=fitted,
+        center=center,
+        fwhm=abs(params[template.width_param]) * fitted.fwhm_per_width(),
+        amplitude=peak,
+        bkg_coeffs=tuple(float(c) for c in fits.background[0]),
+        snr=snr,
+        chi2_reduced=float(fits.chi2[0] / fits.dof[0]),
+    )
