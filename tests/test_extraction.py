@@ -88,19 +88,36 @@ def _curved_widening(rng, snr, **kw):
     )
 
 
+def _crb(sim, bkg_order=2):
+    """Variance of the Horne estimator given the true profile and variance."""
+    from optimal_extract1d.horne import extract_columns, polynomial_basis
+
+    mask = ~np.isfinite(sim.data)
+    out = extract_columns(
+        np.where(mask, np.nan, sim.flux * sim.true_profile),
+        sim.true_variance,
+        sim.true_profile,
+        mask,
+        bkg_basis=polynomial_basis(sim.data.shape[0], bkg_order),
+    )
+    return out.variance
+
+
 def test_fwhm_and_trace_models_remove_the_profile_bias(rng):
-    ratios, pulls, plain = [], [], []
+    ratios, pulls, plain, mse = [], [], [], []
     for _ in range(4):
-        sim = _curved_widening(rng, 40.0)
+        sim = _curved_widening(rng, 40.0, poisson_from_data=True)
         sd = slit_data_from_sim(sim)
         (res,) = extract_slit(sd, ExtractParams(fit_fwhm=True, fit_trace=True))
         (fixed,) = extract_slit(sd, ExtractParams())
         ratios.append(np.median(res.flux / sim.flux))
         plain.append(np.median(fixed.flux / sim.flux))
         pulls.append((res.flux - sim.flux) / res.error)
+        mse.append((res.flux - sim.flux) ** 2 / _crb(sim))
     assert abs(np.mean(ratios) - 1) < 0.01
     assert abs(np.mean(plain) - 1) > 0.05  # one global width is badly wrong here
     assert 0.9 < np.std(np.concatenate(pulls)) < 1.1
+    assert np.mean(np.concatenate(mse)) < 1.15  # close to the Cramer-Rao bound
     meta = res.metadata
     assert meta["fwhm_model"]["order"] == 2 and len(meta["fwhm_model"]["coeffs"]) == 3
     assert meta["trace_model"]["domain_um"][0] < meta["trace_model"]["domain_um"][1]
