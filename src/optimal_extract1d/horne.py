@@ -57,6 +57,9 @@ class ColumnSums:
         ``g`` with ``flux = sum(g * data)`` over usable pixels (0 elsewhere).
     background : ndarray, shape (n_cross, n_disp)
         Fitted background at every pixel (0 when no background is fitted).
+    model : ndarray, shape (n_cross, n_disp)
+        The fitted scene: flux x profile + other components + background
+        (NaN in empty columns).
     mean_background : ndarray, shape (n_disp,)
         Mean of ``background`` over the column (NaN in empty columns).
     background_weights : ndarray, shape (n_cross, n_disp)
@@ -76,6 +79,7 @@ class ColumnSums:
     variance: np.ndarray
     pixel_weights: np.ndarray
     background: np.ndarray
+    model: np.ndarray
     mean_background: np.ndarray
     background_weights: np.ndarray
     leverage: np.ndarray
@@ -156,8 +160,9 @@ def extract_columns(
     mask: np.ndarray,
     *,
     bkg_basis: np.ndarray | None = None,
+    extra: np.ndarray | None = None,
 ) -> ColumnSums:
-    """Optimal flux of every column, optionally with a polynomial background.
+    """Optimal flux of every column, optionally with a background and other components.
 
     Parameters
     ----------
@@ -174,6 +179,10 @@ def extract_columns(
     bkg_basis : ndarray, shape (n_cross, k), optional
         Background basis functions fitted together with the profile in every
         column (e.g. `polynomial_basis`); None or k = 0 for pure Horne sums.
+    extra : ndarray, shape (n_cross, n_disp, m), optional
+        Profiles of other components fitted in the same columns with their
+        own fluxes: other sources in the slit, negative nod copies of the
+        trace. They keep those pixels from biasing the flux of ``profile``.
 
     Returns
     -------
@@ -186,10 +195,13 @@ def extract_columns(
     d = np.where(usable, data, 0.0)
     n_cross, n_disp = data.shape
     basis = np.zeros((n_cross, 0)) if bkg_basis is None else np.asarray(bkg_basis, float)
-    # design[y, x, j]: column j = 0 is the profile, then the background basis.
+    others = np.zeros((n_cross, n_disp, 0)) if extra is None else np.asarray(extra, float)
+    n_other = others.shape[2]
+    # design[y, x, j]: j = 0 is the profile, then the other components, then the background.
     design = np.concatenate(
         [
             profile[:, :, None],
+            others,
             np.broadcast_to(basis[:, None, :], (n_cross, n_disp, basis.shape[1])),
         ],
         axis=2,
@@ -204,16 +216,19 @@ def extract_columns(
     empty = ~(normal[:, 0, 0] > 0)
     flux = np.where(empty, np.nan, coeffs[:, 0])
     var = np.where(empty, np.nan, cov[:, 0, 0])
-    bkg = np.einsum("yk,xk->yx", basis, coeffs[:, 1:])
-    # mean background over the column = mean_y(basis) . coeffs[1:]
+    first_bkg = 1 + n_other
+    bkg = np.einsum("yk,xk->yx", basis, coeffs[:, first_bkg:])
+    # mean background over the column = mean_y(basis) . background coefficients
     mean_basis = basis.mean(axis=0)
-    h = np.einsum("k,yxk->yx", mean_basis, gmat[:, :, 1:])
-    mean_bkg = coeffs[:, 1:] @ mean_basis
+    h = np.einsum("k,yxk->yx", mean_basis, gmat[:, :, first_bkg:])
+    mean_bkg = coeffs[:, first_bkg:] @ mean_basis
+    model = np.einsum("yxi,xi->yx", design, coeffs)
     return ColumnSums(
         flux=flux,
         variance=var,
         pixel_weights=np.where(empty, 0.0, gmat[:, :, 0]),
         background=np.where(empty, np.nan, bkg),
+        model=np.where(empty[None, :], np.nan, model),
         mean_background=np.where(empty, np.nan, mean_bkg),
         background_weights=h,
         leverage=np.einsum("yxi,yxi->yx", design, gmat),
@@ -325,6 +340,7 @@ def iterate_extraction(
     mask: np.ndarray,
     *,
     bkg_basis: np.ndarray | None = None,
+    extra: np.ndarray | None = None,
     reject_sigma: float = 5.0,
     max_iter: int = 5,
 ) -> IteratedSums:
@@ -350,6 +366,8 @@ def iterate_extraction(
         True for pixels not to use.
     bkg_basis : ndarray, shape (n_cross, k), optional
         Background basis fitted with the profile.
+    extra : ndarray, shape (n_cross, n_disp, m), optional
+        Other components fitted with it (see `extract_columns`).
     reject_sigma : float
         Rejection threshold in standard deviations.
     max_iter : int
@@ -361,11 +379,11 @@ def iterate_extraction(
     """
     rejected = np.zeros(data.shape, bool)
     vp, scale = var_poisson, np.nan
-    sums = extract_columns(data, vp + var_other, profile, mask, bkg_basis=bkg_basis)
+    sums = extract_columns(data, vp + var_other, profile, mask, bkg_basis=bkg_basis, extra=extra)
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        model = np.nan_to_num(sums.flux)[None, :] * profile + np.nan_to_num(sums.background)
+        model = np.nan_to_num(sums.model)
         usable = usable_pixels(data, vp + var_other, mask | rejected)
         # Judge outliers with the variance that produced this model, then remodel the
         # variance only in columns that lost no pixel now: their model is not yet
@@ -379,7 +397,9 @@ def iterate_extraction(
         scale = remodel.scale if remodel.applied else scale
         if not changed:
             break
-        sums = extract_columns(data, vp + var_other, profile, mask | rejected, bkg_basis=bkg_basis)
+        sums = extract_columns(
+            data, vp + var_other, profile, mask | rejected, bkg_basis=bkg_basis, extra=extra
+        )
     return IteratedSums(sums, vp, rejected, n_iter, scale)
 
 

@@ -150,6 +150,12 @@ class KernelFit:
         Signal-to-noise ratio of the PSF flux in the slice.
     chi2_reduced : float
         Reduced chi-square of the fit.
+    offsets : tuple of float
+        Centre offsets (pixels) of the other components fitted with the source:
+        further sources (positive flux) and negative nod copies.
+    component_flux, component_snr : tuple of float
+        Flux in the slice of each other component, relative to nothing (data
+        units), and its S/N.
     """
 
     template: KernelTemplate
@@ -159,6 +165,14 @@ class KernelFit:
     bkg_coeffs: tuple[float, ...]
     snr: float
     chi2_reduced: float
+    offsets: tuple[float, ...] = ()
+    component_flux: tuple[float, ...] = ()
+    component_snr: tuple[float, ...] = ()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """``"source"`` or ``"nod"`` (negative copy) for every other component."""
+        return tuple("source" if f > 0 else "nod" for f in self.component_flux)
 
     def to_meta(self) -> dict[str, Any]:
         """Fitted values as plain Python types, for the spectrum metadata."""
@@ -174,6 +188,12 @@ class KernelFit:
             "snr": float(self.snr),
             "chi2_reduced": float(self.chi2_reduced),
             "psf_parameters": shape,
+            "components": [
+                {"offset": float(o), "flux": float(f), "snr": float(n), "kind": k}
+                for o, f, n, k in zip(
+                    self.offsets, self.component_flux, self.component_snr, self.kinds, strict=True
+                )
+            ],
         }
 
 

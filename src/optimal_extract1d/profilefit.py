@@ -20,9 +20,9 @@ from scipy.sparse import block_diag
 
 from .errors import ProfileFitError
 from .horne import polynomial_basis
-from .kernel import KernelFit, KernelTemplate, evaluate_native, shape_bounds
+from .kernel import KernelFit, KernelTemplate, evaluate_native, shape_bounds, with_params
 
-__all__ = ["ProfileFits", "fit_profiles", "fit_kernel", "MIN_KERNEL_SNR"]
+__all__ = ["ProfileFits", "fit_profiles", "fit_kernel", "component_shapes", "MIN_KERNEL_SNR"]
 
 # A kernel whose flux in the slice is below this S/N is treated as "no signal".
 MIN_KERNEL_SNR = 5.0
@@ -35,10 +35,14 @@ class ProfileFits:
     Attributes
     ----------
     params : dict of str to ndarray, shape (n_prof,)
-        Native template parameters (free ones fitted, the others as given).
-    flux : ndarray, shape (n_prof,)
-        Coefficient of the unit-sum template: the profile's flux.
-    flux_snr : ndarray, shape (n_prof,)
+        Native template parameters of the main component (free ones fitted,
+        the others as given).
+    offsets : ndarray, shape (n_comp - 1,)
+        Offsets (pixels) of the other components from the main one.
+    flux : ndarray, shape (n_prof, n_comp)
+        Coefficient of each unit-sum component: its flux (negative for a
+        nod copy).
+    flux_snr : ndarray, shape (n_prof, n_comp)
         ``flux`` over its standard error.
     background : ndarray, shape (n_prof, k)
         Background coefficients in the given basis.
@@ -51,6 +55,7 @@ class ProfileFits:
     """
 
     params: dict[str, np.ndarray]
+    offsets: np.ndarray
     flux: np.ndarray
     flux_snr: np.ndarray
     background: np.ndarray
@@ -59,24 +64,58 @@ class ProfileFits:
     at_bound: np.ndarray
 
 
-def _solve_linear(shape, values, sigma, basis):
-    """Exact amplitude + background for fixed shapes; residuals, coefficients, flux S/N."""
+def _solve_linear(shapes, values, sigma, basis):
+    """Exact fluxes + background for fixed shapes ``(n_cross, n_prof, n_comp)``.
+
+    Returns the weighted residuals, the coefficients ``(n_prof, n_comp + k)``,
+    the flux S/N of every component and the number of usable pixels.
+    """
     ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
     w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
     d = np.where(ok, values, 0.0)
-    k = basis.shape[1]
+    n_comp, k = shapes.shape[2], basis.shape[1]
     design = np.concatenate(
-        [shape[:, :, None], np.broadcast_to(basis[:, None, :], (*shape.shape, k))], axis=2
+        [shapes, np.broadcast_to(basis[:, None, :], (*shapes.shape[:2], k))], axis=2
     )
     a = design * w[:, :, None]
     normal = np.einsum("ybi,ybj->bij", a, a)
-    normal += 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(k + 1)
+    normal += 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(n_comp + k)
     cov = np.linalg.inv(normal)
     coeffs = np.einsum("bij,ybj,yb->bi", cov, a, d * w)
     resid = d * w - np.einsum("ybi,bi->yb", a, coeffs)
     with np.errstate(invalid="ignore", divide="ignore"):
-        snr = coeffs[:, 0] / np.sqrt(cov[:, 0, 0])
+        snr = coeffs[:, :n_comp] / np.sqrt(np.einsum("bii->bi", cov)[:, :n_comp])
     return resid, coeffs, snr, ok.sum(axis=0)
+
+
+def component_shapes(
+    template: KernelTemplate, y: np.ndarray, params: Mapping[str, np.ndarray], offsets: np.ndarray
+) -> np.ndarray:
+    """Unit-sum template at the main centre and at every offset, ``(n_cross, n_prof, n_comp)``.
+
+    Parameters
+    ----------
+    template : KernelTemplate
+        PSF shape.
+    y : ndarray, shape (n_cross,)
+        Pixel centres.
+    params : mapping of str to ndarray, shape (n_prof,)
+        Native parameters of the main component (the others share them, but
+        for the centre).
+    offsets : ndarray, shape (n_comp - 1,)
+        Centre offsets of the other components, pixels.
+    """
+    cp = template.center_param
+    n_prof = np.size(params[cp])
+    shifts = np.r_[0.0, np.asarray(offsets, float)]
+    flat = {
+        k: np.repeat(np.broadcast_to(np.asarray(v, float), (n_prof,)), shifts.size)
+        for k, v in params.items()
+    }
+    flat[cp] = (np.asarray(params[cp], float)[:, None] + shifts[None, :]).ravel()
+    raw = evaluate_native(template, y, flat).reshape(y.size, n_prof, shifts.size)
+    total = raw.sum(axis=0, keepdims=True)
+    return raw / np.where(total > 0, total, 1.0)
 
 
 def fit_profiles(
@@ -89,6 +128,8 @@ def fit_profiles(
     free: Sequence[str],
     bounds: Mapping[str, tuple[float, float]],
     shared: Sequence[str] = (),
+    offsets: Sequence[float] = (),
+    fit_offsets: bool = False,
     max_nfev: int = 100,
 ) -> ProfileFits:
     """Fit the ``free`` template parameters of every profile (columns of ``values``).
@@ -111,6 +152,12 @@ def fit_profiles(
         Names of parameters fitted with one value common to all profiles
         (e.g. the Moffat index, constrained by the whole slit); they start
         from the mean of ``start``.
+    offsets : sequence of float
+        Centre offsets (pixels) of further components of the same shape with
+        their own fluxes: other sources in the slit (positive flux) or
+        negative nod copies of the trace.
+    fit_offsets : bool
+        Fit the offsets (one value each for all profiles) or keep them.
     max_nfev : int
         Limit on residual evaluations.
 
@@ -120,34 +167,48 @@ def fit_profiles(
     """
     n_cross, n_prof = values.shape
     y = np.arange(n_cross, dtype=float)
+    offsets = np.asarray(offsets, float)
     n_free, n_shared = len(free), len(shared)
+    n_off = offsets.size if fit_offsets else 0
     fixed = {k: np.broadcast_to(np.asarray(v, float), (n_prof,)) for k, v in start.items()}
 
-    def shapes(theta):
+    def unpack(theta):
         par = dict(fixed)
         for i, name in enumerate(free):
             par[name] = theta[i : n_free * n_prof : n_free]
         for j, name in enumerate(shared):
             par[name] = np.full(n_prof, theta[n_free * n_prof + j])
-        raw = evaluate_native(template, y, par)
-        total = raw.sum(axis=0)
-        return raw / np.where(total > 0, total, 1.0), par
+        offs = theta[n_free * n_prof + n_shared :] if n_off else offsets
+        return par, offs
 
     def residuals(theta):
-        return _solve_linear(shapes(theta)[0], values, sigma, basis)[0].T.ravel()
+        par, offs = unpack(theta)
+        shapes = component_shapes(template, y, par, offs)
+        return _solve_linear(shapes, values, sigma, basis)[0].T.ravel()
 
-    lo = np.r_[np.tile([bounds[n][0] for n in free], n_prof), [bounds[n][0] for n in shared]]
-    hi = np.r_[np.tile([bounds[n][1] for n in free], n_prof), [bounds[n][1] for n in shared]]
+    names = list(shared)
+    lo = np.r_[
+        np.tile([bounds[n][0] for n in free], n_prof),
+        [bounds[n][0] for n in names],
+        np.full(n_off, -float(n_cross)),
+    ]
+    hi = np.r_[
+        np.tile([bounds[n][1] for n in free], n_prof),
+        [bounds[n][1] for n in names],
+        np.full(n_off, float(n_cross)),
+    ]
     theta0 = np.r_[
         np.column_stack([fixed[n] for n in free]).ravel() if n_free else np.zeros(0),
-        [float(np.mean(fixed[n])) for n in shared],
+        [float(np.mean(fixed[n])) for n in names],
+        offsets if n_off else np.zeros(0),
     ]
     span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
     theta0 = np.clip(theta0, lo + 1e-6 * span, hi - 1e-6 * span)
     if theta0.size:
-        blocks = block_diag([np.ones((n_cross, n_free))] * n_prof) if n_free else None
-        dense = np.ones((n_cross * n_prof, n_shared))
-        sparsity = dense if blocks is None else np.hstack([blocks.toarray(), dense])
+        n_global = n_shared + n_off
+        blocks = block_diag([np.ones((n_cross, n_free))] * n_prof).toarray() if n_free else None
+        dense = np.ones((n_cross * n_prof, n_global))
+        sparsity = dense if blocks is None else np.hstack([blocks, dense])
         sol = least_squares(
             residuals,
             theta0,
@@ -159,20 +220,24 @@ def fit_profiles(
         theta = sol.x
     else:
         theta = theta0
-    shape, par = shapes(theta)
-    resid, coeffs, snr, n_ok = _solve_linear(shape, values, sigma, basis)
+    par, offs = unpack(theta)
+    shapes = component_shapes(template, y, par, offs)
+    resid, coeffs, snr, n_ok = _solve_linear(shapes, values, sigma, basis)
+    n_comp = shapes.shape[2]
     edge = np.abs(1e-3 * span)
     hit = (theta <= lo + edge) | (theta >= hi - edge)
     at_bound = (
-        hit[: n_free * n_prof].reshape(n_prof, n_free).any(axis=1) | hit[n_free * n_prof :].any()
+        hit[: n_free * n_prof].reshape(n_prof, n_free).any(axis=1)
+        | hit[n_free * n_prof : n_free * n_prof + n_shared].any()
     )
     return ProfileFits(
         params={k: np.asarray(v, float).copy() for k, v in par.items()},
-        flux=coeffs[:, 0],
+        offsets=np.asarray(offs, float).copy(),
+        flux=coeffs[:, :n_comp],
         flux_snr=np.nan_to_num(snr),
-        background=coeffs[:, 1:],
+        background=coeffs[:, n_comp:],
         chi2=np.sum(resid**2, axis=0),
-        dof=np.maximum(n_ok - n_free - n_shared - coeffs.shape[1], 1),
+        dof=np.maximum(n_ok - n_free - n_shared - n_off - coeffs.shape[1], 1),
         at_bound=at_bound,
     )
 
@@ -185,6 +250,7 @@ def fit_kernel(
     bkg_order: int,
     center: float | None = None,
     fwhm: float | None = None,
+    offsets: Sequence[float] = (),
 ) -> KernelFit:
     """Fit the template (centre, width and other shape parameters) + background to a slice.
 
@@ -200,6 +266,9 @@ def fit_kernel(
         Background polynomial degree; -1 = no background term.
     center, fwhm : float, optional
         Starting centre and FWHM in pixels; from the data when None.
+    offsets : sequence of float
+        Starting offsets of further components (other sources, nod copies),
+        fitted together with the main one.
 
     Returns
     -------
@@ -230,6 +299,8 @@ def fit_kernel(
         start=start,
         free=free,
         bounds=shape_bounds(template, n_cross),
+        offsets=offsets,
+        fit_offsets=len(offsets) > 0,
     )
     return _kernel_fit(template, fits, values, n_cross)
 
@@ -244,17 +315,12 @@ def _center_guess(values, sigma, ok, center) -> float:
 
 def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) -> KernelFit:
     params = {k: float(v[0]) for k, v in fits.params.items()}
-    if not all(np.isfinite(list(params.values()))) or not np.isfinite(fits.flux[0]):
+    if not all(np.isfinite(list(params.values()))) or not np.all(np.isfinite(fits.flux)):
         msg = "the kernel fit returned non-finite parameters"
         raise ProfileFitError(msg)
-    model = template.model.copy()
-    for name, value in params.items():
-        setattr(model, name, value)
-    fitted = KernelTemplate(
-        template.name, model, template.amplitude_param, template.center_param, template.width_param
-    )
+    fitted = with_params(template, params)
     center = params[template.center_param]
-    flux, snr = float(fits.flux[0]), float(fits.flux_snr[0])
+    flux, snr = float(fits.flux[0, 0]), float(fits.flux_snr[0, 0])
     if not (flux > 0 and -0.5 <= center <= n_cross - 0.5):
         msg = f"no positive source inside the slice (flux {flux:.3g}, centre {center:.2f})"
         raise ProfileFitError(msg)
@@ -272,4 +338,7 @@ def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) ->
         bkg_coeffs=tuple(float(c) for c in fits.background[0]),
         snr=snr,
         chi2_reduced=float(fits.chi2[0] / fits.dof[0]),
+        offsets=tuple(float(o) for o in fits.offsets),
+        component_flux=tuple(float(f) for f in fits.flux[0, 1:]),
+        component_snr=tuple(float(f) for f in fits.flux_snr[0, 1:]),
     )

@@ -167,11 +167,11 @@ def fit_bins(
     per = with_params(template, extra).fwhm_per_width()
     centers, widths = fits.params[cp], np.abs(fits.params[wp]) * per
     good = (
-        (fits.flux_snr >= MIN_BIN_SNR)
+        (fits.flux_snr[:, 0] >= MIN_BIN_SNR)
         & ~fits.at_bound
         & (np.abs(centers - center) <= MAX_CENTER_JUMP)
     )
-    return BinFits(np.zeros(0, int), centers, widths, fits.flux_snr, good, extra)
+    return BinFits(np.zeros(0, int), centers, widths, fits.flux_snr[:, 0], good, extra)
 
 
 @dataclass(frozen=True)
