@@ -17,7 +17,7 @@ from jwst.stpipe import Step
 from stpipe import config_parser
 
 from . import extraction, slits, x1d
-from .defaults import load_mode_defaults
+from .defaults import load_mode_defaults, mode_record
 from .params import ExtractParams
 
 __all__ = ["OptimalExtract1dStep"]
@@ -52,11 +52,12 @@ class OptimalExtract1dStep(Step):
         model = slits.open_input(input_data)
         try:
             params = ExtractParams.from_object(self)
+            used = _plain(dataclasses.asdict(params))
+            meta = slits.meta_source(model).meta
+            record = mode_record(meta.exposure.type, meta.instrument.grating, used)
             run = extraction.extract(model, params)
-            record = {
-                "parameters": _plain(dataclasses.asdict(params)),
-                "skipped_slits": [dataclasses.asdict(s) for s in run.skipped],
-            }
+            record["parameters"] = used
+            record["skipped_slits"] = [dataclasses.asdict(s) for s in run.skipped]
             result = x1d.build_x1d(run.spectra, slits.meta_source(model), record)
         finally:
             if isinstance(input_data, (str, os.PathLike)):
