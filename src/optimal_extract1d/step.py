@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from jwst.stpipe import Step
 from stpipe import config_parser
 
-from . import extraction, slits, x1d
+from . import diagnostics, extraction, slits, x1d
 from .defaults import load_mode_defaults, mode_record
 from .params import ExtractParams
 
@@ -43,6 +43,10 @@ class OptimalExtract1dStep(Step):
     bkg_order = integer(default=2, min=-1)  # Polynomial1D background degree fitted with the PSF; -1 = none
     variance_source = option("auto", "var", "wht", "err", default="auto")  # auto: VAR_* > 1/(WHT s^4) > ERR^2
     drizzle_scale = float(default=1.0, min=0)  # s in Var = 1/(WHT s^4)
+    save_profile = boolean(default=False)  # save the 2-D profile of every slit (suffix profile)
+    save_scene_model = boolean(default=False)  # save the model of every slit (suffix scene_model)
+    save_residual_image = boolean(default=False)  # save data - model of every slit (suffix residual)
+    save_plots = boolean(default=False)  # save a PNG summary of every slit (suffix plot)
     """  # noqa: E501
 
     reference_file_types: ClassVar[list[str]] = []
@@ -59,6 +63,8 @@ class OptimalExtract1dStep(Step):
             record["parameters"] = used
             record["skipped_slits"] = [dataclasses.asdict(s) for s in run.skipped]
             result = x1d.build_x1d(run.spectra, slits.meta_source(model), record)
+            request = diagnostics.DiagnosticsRequest.from_object(self)
+            diagnostics.save(model, run, params, request, self.make_output_path)
         finally:
             if isinstance(input_data, (str, os.PathLike)):
                 model.close()
