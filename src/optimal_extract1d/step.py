@@ -15,9 +15,11 @@ from typing import Any, ClassVar
 
 from jwst.stpipe import Step
 from stpipe import config_parser
+from stpipe.exceptions import ValidationError
 
 from . import diagnostics, extraction, slits, x1d
 from .defaults import load_mode_defaults, mode_record
+from .errors import ParameterError
 from .params import ExtractParams
 
 __all__ = ["OptimalExtract1dStep"]
@@ -70,6 +72,35 @@ class OptimalExtract1dStep(Step):
                 model.close()
         result.meta.cal_step.extract_1d = "COMPLETE"
         return result
+
+    @classmethod
+    def validated_parameters(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Check parameter values (strings allowed) against the spec; return them typed.
+
+        Parameters
+        ----------
+        values : dict
+            Parameter name -> value, e.g. ``{"bkg_order": "1"}`` from a command line.
+
+        Returns
+        -------
+        dict
+            The same names with values converted by the spec.
+
+        Raises
+        ------
+        ParameterError
+            If a name is not a parameter of the step or a value does not fit its spec.
+        """
+        # strings are read as a parameter file would read them ("1,2,3,4" is a list)
+        text = {k: v for k, v in values.items() if isinstance(v, str)}
+        parsed = config_parser.ConfigObj([f"{k} = {v}" for k, v in text.items()])
+        try:
+            step = cls(**{**values, **parsed})
+        except ValidationError as err:
+            msg = f"invalid optimal_extract_1d parameter: {err}"
+            raise ParameterError(msg) from err
+        return {name: getattr(step, name) for name in values}
 
     @staticmethod
     def get_stpipe_loggers():
