@@ -15,15 +15,18 @@ from optimal_extract1d.simulate_models import make_multislit, make_s2d_file
 
 @pytest.fixture
 def inputs(tmp_path):
-    """Two small simulated s2d files, one pure-noise slit file, and one broken file."""
+    """Two small simulated s2d files, a file with a pure-noise slit and an unreadable
+    slit, and one broken file."""
     rng = np.random.default_rng(7)
     good = [
         make_s2d_file(tmp_path / f"g{i}_s2d.fits", rng, n_slits=2, n_disp=80, snr_range=(30, 60))
         for i in range(2)
     ]
-    noise = simulate_slit(rng, n_disp=80, snr=0.01, fwhm=(2.0, 2.0))
+    sims = [simulate_slit(rng, n_disp=80, snr=snr, fwhm=(2.0, 2.0)) for snr in (0.01, 30.0)]
     noisy = tmp_path / "noise_s2d.fits"
-    make_multislit([noise], filename=noisy.name).save(noisy)
+    model = make_multislit(sims, filename=noisy.name)
+    model.slits[1].meta.wcs = None  # no wavelengths: the slit is skipped
+    model.save(noisy)
     broken = tmp_path / "broken_s2d.fits"
     broken.write_text("this is not a FITS file")
     return [g.path for g in good], noisy, broken
@@ -60,9 +63,13 @@ def test_batch_with_processes_writes_x1d_and_summary(inputs, tmp_path, capsys):
         with datamodels.open(x1d) as model:
             assert model.meta.optimal_extraction.parameters.bkg_order == 1
             assert model.meta.optimal_extraction.parameters.slice_width == 20
-    (noise_row,) = by_file[noisy.name]
+    noise_row, skipped_row = by_file[noisy.name]
     assert noise_row["status"] != "fit" and noise_row["needs_review"] == "True"
     assert int(noise_row["n_warnings"]) >= 1 and "Slit 1" in noise_row["warnings"]
+    assert skipped_row["slit"] == "2" and skipped_row["status"] == "skipped"
+    assert skipped_row["needs_review"] == "True" and skipped_row["n_warnings"] == "1"
+    assert "neither a usable WCS" in skipped_row["warnings"]
+    assert "Slit 2" not in noise_row["warnings"]
     (error_row,) = by_file[broken.name]
     assert error_row["status"] == "error" and "cannot read" in error_row["warnings"]
     assert not (out / "broken_x1d.fits").exists()

@@ -142,13 +142,12 @@ def extract_file(path: str, output_dir: str, parameters: dict[str, Any]) -> File
             x1d = OptimalExtract1dStep.call(
                 path, output_dir=output_dir, save_results=True, configure_log=False, **parameters
             )
+            with x1d:
+                rows = _rows(path, os.path.join(output_dir, x1d.meta.filename), x1d, messages)
         except Exception as err:  # any failure of one file is reported, the batch goes on
             error = f"{type(err).__name__}: {err}"
             row = SummaryRow(path, "", "error", True, np.nan, 1, error, "")
             return FileResult(path, (row,), time.perf_counter() - start, error)
-    out = os.path.join(output_dir, x1d.meta.filename)
-    rows = _rows(path, out, x1d, messages)
-    x1d.close()
     return FileResult(path, tuple(rows), time.perf_counter() - start)
 
 
@@ -174,7 +173,7 @@ def _captured_warnings() -> Iterator[list[str]]:
 
 def _rows(path: str, out: str, x1d: Any, messages: list[str]) -> list[SummaryRow]:
     record = getattr(x1d.meta, "optimal_extraction", None)
-    skipped = [(s["name"], s["reason"]) for s in (getattr(record, "skipped_slits", None) or [])]
+    skipped = [(s.name, s.reason) for s in (getattr(record, "skipped_slits", None) or [])]
     names = [str(spec.name) for spec in x1d.spec] + [name for name, _ in skipped]
     about = {name: [m for m in messages if _names_slit(m, name)] for name in names}
     general = [m for m in messages if not any(_names_slit(m, n) for n in names)]
@@ -193,7 +192,7 @@ def _rows(path: str, out: str, x1d: Any, messages: list[str]) -> list[SummaryRow
             )
         )
     for name, reason in skipped:
-        notes = [reason, *about[name], *general]
+        notes = [*(about[name] or [reason]), *general]  # the skip is logged with its reason
         rows.append(
             SummaryRow(path, name, "skipped", True, np.nan, len(notes), " | ".join(notes), out)
         )
