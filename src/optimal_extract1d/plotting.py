@@ -103,8 +103,9 @@ def panel_kernel_slice(ax: Axes, diag: SlitDiagnostics) -> None:
     ax.plot(rows, model, color="C3", lw=1.0, label="model")
     kernel = meta.get("kernel", {})
     title = f"{meta.get('status', '?')}: {kernel.get('kernel', '?')} kernel"
-    if "fwhm" in kernel:
-        title += f", centre {kernel['center']:.2f} px, FWHM {kernel['fwhm']:.2f} px"
+    for key, label in (("center", "centre"), ("fwhm", "FWHM")):
+        if isinstance(kernel.get(key), (int, float)):
+            title += f", {label} {kernel[key]:.2f} px"
     ax.set_title(f"{title}; columns {column - width // 2}..{column + (width - 1) // 2}", fontsize=8)
     ax.set_xlabel("cross-dispersion pixel")
     ax.set_ylabel(f"mean ({slit.units.sb_unit})")
