@@ -46,7 +46,7 @@ NODDED = ("nirspec_mos", "nirspec_mos_prism", "nirspec_fs", "nirspec_fs_prism", 
 # One line per parameter; generic = the step's spec default unless given here.
 PARAMETERS: dict[str, dict[str, Any]] = {
     "slice_width": {"nirspec_mos": 100, "nirspec_fs": 100},
-    "kernel": {"miri_lrs": "moffat"},
+    "kernel": {},
     "bkg_order": dict.fromkeys(NODDED, -1),
 }
 

@@ -30,7 +30,7 @@ SCRIPT = ROOT / "scripts" / "make_mode_defaults.py"
 @pytest.fixture
 def mos_prism_file(rng, tmp_path):
     """A NIRSpec MOS PRISM s2d (mode nirspec_mos_prism: bkg_order -1, spec default 2)."""
-    sims = [simulate_slit(rng, n_disp=80, snr=40.0, fwhm=(2.0, 2.0)) for _ in range(2)]
+    sims = [simulate_slit(rng, n_disp=150, snr=40.0, fwhm=(2.0, 2.0)) for _ in range(2)]
     path = tmp_path / "mos_s2d.fits"
     make_multislit(sims, filename=path.name).save(path)
     return path
@@ -154,18 +154,20 @@ def _strun(args, cwd):
 
 
 def test_strun_with_a_shipped_mode_file_and_a_user_override(mos_prism_file, tmp_path):
-    # The MIRI LRS file on a MOS input: the file's values beat the MOS mode defaults...
-    proc = _strun([str(REFERENCE_DIR / "miri_lrs.asdf"), mos_prism_file.name], tmp_path)
+    # The grating file on a PRISM input: the file's values beat the PRISM mode defaults...
+    proc = _strun([str(REFERENCE_DIR / "nirspec_mos.asdf"), mos_prism_file.name], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with datamodels.open(tmp_path / "mos_x1d.fits") as x1d:
         record = x1d.meta.optimal_extraction
         assert record.mode == "nirspec_mos_prism"
-        assert record.parameters.kernel == "moffat" and record.differs_from_mode == ["kernel"]
+        assert record.parameters.slice_width == 100 and record.mode_parameters.slice_width == 30
+        assert record.differs_from_mode == ["slice_width"]
         assert np.isfinite(x1d.spec[0].spec_table["FLUX"]).all()
     # ... and a command-line value beats both.
     proc = _strun(
-        [str(REFERENCE_DIR / "miri_lrs.asdf"), mos_prism_file.name, "--bkg_order=1"], tmp_path
+        [str(REFERENCE_DIR / "nirspec_mos.asdf"), mos_prism_file.name, "--slice_width=40"],
+        tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with datamodels.open(tmp_path / "mos_x1d.fits") as x1d:
-        assert x1d.meta.optimal_extraction.parameters.bkg_order == 1
+        assert x1d.meta.optimal_extraction.parameters.slice_width == 40
