@@ -35,6 +35,23 @@ def nod_subtracted_cals(outdir: Path) -> list[Path]:
     return paths
 
 
+def spec3_association(outdir: Path) -> Path:
+    """A Spec3 association of the three nod-subtracted cal files; return its path."""
+    from jwst.associations import asn_from_list
+    from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
+
+    cals = nod_subtracted_cals(outdir)
+    asn = asn_from_list.asn_from_list(
+        [p.name for p in cals],
+        rule=DMS_Level3_Base,
+        product_name="jw01345-o062_{source_id}_nirspec_clear-prism",
+    )
+    _, serialized = asn.dump(format="json")
+    path = outdir / "ceers933_spec3_asn.json"
+    path.write_text(serialized)
+    return path
+
+
 def build_ceers_s2d(outdir: Path) -> Path:
     """Run jwst's ResampleSpecStep on the nod-subtracted exposures; return the s2d path."""
     from jwst.datamodels import ModelContainer

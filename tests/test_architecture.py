@@ -25,7 +25,7 @@ PURE = {
     "sources",
     "errorscale",
 }
-BOUNDARY = {"slits", "x1d", "simulate_models", "defaults"}
+BOUNDARY = {"slits", "x1d", "simulate_models", "defaults", "diagnostics"}
 STPIPE_MODULES = {"step", "spec3"}
 DATAMODEL_PACKAGES = ("stdatamodels", "jwst", "gwcs", "stpipe", "asdf", "matplotlib")
 

@@ -1,17 +1,18 @@
 """Horne (1986) optimal extraction of JWST slit spectra as an stpipe step.
 
-``OptimalExtract1dStep`` is imported lazily, so the pure modules
+``OptimalExtract1dStep`` and ``OptimalSpec3Pipeline`` are imported lazily, so the pure modules
 (`horne`, `kernel`, `profile`, ...) can be used without loading jwst.
 """
 
 from importlib import import_module
 
-__all__ = ["OptimalExtract1dStep", "__version__"]
+__all__ = ["OptimalExtract1dStep", "OptimalSpec3Pipeline", "__version__"]
 
 __version__ = "0.1.0"
 
 _LAZY = {
     "OptimalExtract1dStep": "optimal_extract1d.step",
+    "OptimalSpec3Pipeline": "optimal_extract1d.spec3",
 }
 
 

@@ -9,8 +9,9 @@ def get_steps():
     Returns
     -------
     list of tuple (str, str, bool)
-        Step classes registered with stpipe.
+        Step and pipeline classes registered with stpipe.
     """
     return [
         ("optimal_extract1d.step.OptimalExtract1dStep", "optimal_extract_1d", False),
+        ("optimal_extract1d.spec3.OptimalSpec3Pipeline", "calwebb_spec3_optimal", True),
     ]

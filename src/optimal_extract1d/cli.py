@@ -1,4 +1,7 @@
-"""The ``optimal-extract1d`` console script: ``demo`` and ``simulate``."""
+"""The ``optimal-extract1d`` console script: ``demo``, ``simulate`` and ``batch``.
+
+This module only parses; the work is in `demo`, `simulate_models` and `batch`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["main", "split_step_options"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,14 +46,80 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--nods", action="store_true", help="add negative nod copies of the trace (3-shutter nod)"
     )
+    batch = sub.add_parser(
+        "batch",
+        help="extract many s2d files in parallel; write one x1d each and a summary CSV",
+        epilog="Any other --name value (or --name=value) is passed to the step as a "
+        "parameter, e.g. --bkg_order 1 --kernel moffat.",
+    )
+    batch.add_argument("inputs", nargs="+", type=Path, help="s2d files")
+    batch.add_argument(
+        "--workers", type=int, default=1, help="worker processes (default: %(default)s)"
+    )
+    batch.add_argument(
+        "--output-dir", type=Path, default=Path("."), help="x1d directory (default: .)"
+    )
+    batch.add_argument(
+        "--summary", type=Path, default=None, help="CSV (default: OUTPUT_DIR/batch_summary.csv)"
+    )
+    batch.add_argument(
+        "--scheduler", default=None, help="Dask scheduler address: run the files on that cluster"
+    )
     return parser
+
+
+_BATCH_OPTIONS = ("--workers", "--output-dir", "--summary", "--scheduler")
+
+
+def split_step_options(tokens: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Separate step parameters (``--name value`` / ``--name=value``) from batch arguments.
+
+    Parameters
+    ----------
+    tokens : sequence of str
+        The arguments after ``batch``.
+
+    Returns
+    -------
+    batch_tokens : list of str
+        Inputs and the batch's own options, for argparse.
+    step_options : dict
+        Parameter name (dashes read as underscores) -> value string.
+
+    Raises
+    ------
+    SystemExit
+        Via argparse-style usage error when an option has no value.
+    """
+    batch_tokens, options = [], {}
+    it = iter(tokens)
+    for token in it:
+        name, eq, value = token.partition("=")
+        if not token.startswith("--") or name in _BATCH_OPTIONS or token in ("--help", "-h"):
+            batch_tokens.append(token)
+            if name in _BATCH_OPTIONS and not eq:
+                batch_tokens.append(next(it, ""))
+            continue
+        if not eq:
+            value = next(it, None)
+            if value is None:
+                _parser().error(f"step parameter {token} needs a value")
+        options[name[2:].replace("-", "_")] = value
+    return batch_tokens, options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the console script; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    options: dict[str, str] = {}
+    if argv[:1] == ["batch"]:
+        rest, options = split_step_options(argv[1:])
+        argv = ["batch", *rest]
     args = _parser().parse_args(argv)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "batch":
+        return _batch(args, options)
     return _demo(args)
 
 
@@ -67,6 +136,30 @@ def _simulate(args: argparse.Namespace) -> int:
     )
     print(f"wrote {result.path} ({len(result.slits)} slits)")
     return 0
+
+
+def _batch(args: argparse.Namespace, options: dict[str, str]) -> int:
+    from .batch import Progress, check_parameters, format_summary, run_batch, write_summary
+    from .errors import OptimalExtractError
+
+    try:
+        parameters = check_parameters(options)
+        results = run_batch(
+            args.inputs,
+            output_dir=args.output_dir,
+            parameters=parameters,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=Progress(len(args.inputs)).update,
+        )
+    except OptimalExtractError as err:
+        print(f"optimal-extract1d batch: error: {err}", file=sys.stderr)
+        return 2
+    summary = args.summary or args.output_dir / "batch_summary.csv"
+    write_summary(results, summary)
+    print(format_summary(results))
+    print(f"summary written to {summary}")
+    return 1 if any(r.error for r in results) else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -61,10 +61,14 @@ class ExtractionRun:
         One per extracted source, in input order.
     skipped : list of SkippedSlit
         Slits that produced no spectrum.
+    slit_index : list of int
+        For every spectrum, the position of its slit in `slits.iter_slits`
+        order (diagnostics use it to find the slit's data).
     """
 
     spectra: list[SpectrumResult] = field(default_factory=list)
     skipped: list[SkippedSlit] = field(default_factory=list)
+    slit_index: list[int] = field(default_factory=list)
 
 
 def extract(model: Any, params: ExtractParams) -> ExtractionRun:
@@ -95,7 +99,7 @@ def extract(model: Any, params: ExtractParams) -> ExtractionRun:
         if slit.hasattr("data") and np.ndim(slit.data) == 2 and np.size(slit.data):
             check_region(params, np.shape(slit.data), slits.slit_name(slit, parent))
     run = ExtractionRun()
-    for slit, parent in pairs:
+    for index, (slit, parent) in enumerate(pairs):
         name = slits.slit_name(slit, parent)
         try:
             data = slits.read_slit(
@@ -109,10 +113,13 @@ def extract(model: Any, params: ExtractParams) -> ExtractionRun:
             run.skipped.append(SkippedSlit(name, str(err)))
             continue
         try:
-            run.spectra.extend(extract_slit(data, params, template))
+            spectra = extract_slit(data, params, template)
         except OptimalExtractError as err:
             log.warning("Slit %s skipped: %s", name, err)
             run.skipped.append(SkippedSlit(name, str(err)))
+            continue
+        run.spectra.extend(spectra)
+        run.slit_index.extend([index] * len(spectra))
     if not run.spectra and run.skipped:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in run.skipped)
         msg = f"no slit could be extracted ({reasons})"

@@ -1,18 +1,34 @@
-"""Matplotlib figures: the demo summary (diagnostic plots come later)."""
+"""Matplotlib figures: the demo summary and the per-slit diagnostic plot.
+
+`plot_slit` draws one row per panel function in `SLIT_PANELS`. A panel is
+``panel(ax, diag) -> None`` on a `diagnostics.SlitDiagnostics`; to add one
+(e.g. width(lambda) / centre(lambda) of a binned trace fit), write the
+function and append it to `SLIT_PANELS`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
+from .coadd import coadd_columns  # noqa: E402
+from .horne import usable_pixels  # noqa: E402
 from .simulate import PIXEL_AREA_SR  # noqa: E402
 
-__all__ = ["plot_demo_summary"]
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from .diagnostics import SlitDiagnostics
+
+__all__ = ["plot_demo_summary", "plot_slit", "SLIT_PANELS"]
 
 
 def plot_demo_summary(x1d, sims, path: Path) -> None:
@@ -41,6 +57,105 @@ def plot_demo_summary(x1d, sims, path: Path) -> None:
     axes.flat[0].legend(fontsize=7)
     fig.supxlabel("wavelength (um)")
     fig.supylabel("flux (nJy)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _region_window(diag: SlitDiagnostics) -> tuple[int, int, int, int]:
+    """(cross0, cross1, disp0, disp1), inclusive, of the first spectrum's region."""
+    x1, y1, x2, y2 = diag.spectra[0].region
+    return (y1, y2, x1, x2) if diag.slit.disp_axis == 1 else (x1, x2, y1, y2)
+
+
+def panel_slit_image(ax: Axes, diag: SlitDiagnostics) -> None:
+    """The slit (dispersion horizontal), the extraction region and the profile centre."""
+    data = diag.slit.data
+    finite = data[np.isfinite(data)]
+    lo, hi = np.percentile(finite, (2, 99.5)) if finite.size else (0.0, 1.0)
+    ax.imshow(data, origin="lower", aspect="auto", cmap="gray", vmin=lo, vmax=hi)
+    c0, c1, d0, d1 = _region_window(diag)
+    ax.add_patch(
+        Rectangle((d0 - 0.5, c0 - 0.5), d1 - d0 + 1, c1 - c0 + 1, fill=False, ec="C1", lw=0.8)
+    )
+    rows = np.arange(data.shape[0])[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = np.sum(rows * diag.profile, axis=0) / np.sum(diag.profile, axis=0)
+    ax.plot(np.arange(data.shape[1]), centre, color="C3", lw=0.6, label="profile centre")
+    ax.set_xlabel("dispersion pixel")
+    ax.set_ylabel("cross-dispersion pixel")
+    ax.legend(fontsize=7, loc="upper right")
+
+
+def panel_kernel_slice(ax: Axes, diag: SlitDiagnostics) -> None:
+    """The kernel slice (coadded columns) against the model of the same columns."""
+    spectrum = diag.spectra[0]
+    meta = spectrum.metadata
+    slit = diag.slit
+    usable = usable_pixels(slit.data, slit.variance, slit.mask)
+    column, width = int(meta.get("slice_column", 0)), int(meta.get("slice_width", 1))
+    values, sigma = coadd_columns(slit.data, slit.variance, usable, column, width)
+    model, _ = coadd_columns(
+        np.nan_to_num(diag.scene), slit.variance, usable & np.isfinite(diag.scene), column, width
+    )
+    rows = np.arange(slit.shape[0])
+    ax.errorbar(rows, values, sigma, fmt="o", ms=2.5, lw=0.6, color="k", label="slice")
+    ax.plot(rows, model, color="C3", lw=1.0, label="model")
+    kernel = meta.get("kernel", {})
+    title = f"{meta.get('status', '?')}: {kernel.get('kernel', '?')} kernel"
+    for key, label in (("center", "centre"), ("fwhm", "FWHM")):
+        if isinstance(kernel.get(key), (int, float)):
+            title += f", {label} {kernel[key]:.2f} px"
+    ax.set_title(f"{title}; columns {column - width // 2}..{column + (width - 1) // 2}", fontsize=8)
+    ax.set_xlabel("cross-dispersion pixel")
+    ax.set_ylabel(f"mean ({slit.units.sb_unit})")
+    ax.legend(fontsize=7)
+
+
+def panel_spectrum(ax: Axes, diag: SlitDiagnostics) -> None:
+    """The extracted spectra with their 1-sigma errors."""
+    for i, spectrum in enumerate(diag.spectra):
+        scale = spectrum.units.flux_scale
+        flux, err = spectrum.flux * scale, spectrum.error * scale
+        ok = np.isfinite(spectrum.wavelength)
+        lam = spectrum.wavelength[ok]
+        ax.fill_between(
+            lam, (flux - err)[ok], (flux + err)[ok], color=f"C{i}", alpha=0.3, lw=0, step="mid"
+        )
+        ax.step(lam, flux[ok], where="mid", color=f"C{i}", lw=0.7, label=spectrum.name)
+    ax.axhline(0.0, color="0.5", lw=0.5)
+    ax.set_xlabel("wavelength (um)")
+    ax.set_ylabel(f"flux ({diag.spectra[0].units.flux_unit})")
+    ax.legend(fontsize=7)
+
+
+SLIT_PANELS: tuple[Callable[[Axes, SlitDiagnostics], None], ...] = (
+    panel_slit_image,
+    panel_kernel_slice,
+    panel_spectrum,
+)
+
+
+def plot_slit(
+    diag: SlitDiagnostics,
+    path: str | Path,
+    panels: Sequence[Callable[[Axes, SlitDiagnostics], None]] = SLIT_PANELS,
+) -> None:
+    """Write the diagnostic PNG of one slit: one row per panel.
+
+    Parameters
+    ----------
+    diag : diagnostics.SlitDiagnostics
+        The slit and its extraction.
+    path : str or Path
+        Output PNG.
+    panels : sequence of callable
+        ``panel(ax, diag)`` drawers, top to bottom.
+    """
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels)), squeeze=False)
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        panel(ax, diag)
+    fig.suptitle(f"slit {diag.slit.name}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

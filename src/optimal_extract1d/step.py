@@ -15,9 +15,11 @@ from typing import Any, ClassVar
 
 from jwst.stpipe import Step
 from stpipe import config_parser
+from stpipe.exceptions import ValidationError
 
-from . import extraction, slits, x1d
-from .defaults import load_mode_defaults
+from . import diagnostics, extraction, slits, x1d
+from .defaults import load_mode_defaults, mode_record
+from .errors import ParameterError
 from .params import ExtractParams
 
 __all__ = ["OptimalExtract1dStep"]
@@ -50,6 +52,10 @@ class OptimalExtract1dStep(Step):
     n_bins = integer(default=None, min=1)  # bins for the FWHM/trace fits; None = from the signal
     reject_sigma = float(default=5.0, min=0)  # outlier threshold of Horne's iteration (sigma)
     max_iter = integer(default=5, min=0)  # passes of variance re-estimation + rejection; 0 = none
+    save_profile = boolean(default=False)  # save the 2-D profile of every slit (suffix profile)
+    save_scene_model = boolean(default=False)  # save the model of every slit (suffix scene_model)
+    save_residual_image = boolean(default=False)  # save data - model of every slit (suffix residual)
+    save_plots = boolean(default=False)  # save a PNG summary of every slit (suffix plot)
     """  # noqa: E501
 
     reference_file_types: ClassVar[list[str]] = []
@@ -59,17 +65,49 @@ class OptimalExtract1dStep(Step):
         model = slits.open_input(input_data)
         try:
             params = ExtractParams.from_object(self)
+            used = _plain(dataclasses.asdict(params))
+            meta = slits.meta_source(model).meta
+            record = mode_record(meta.exposure.type, meta.instrument.grating, used)
             run = extraction.extract(model, params)
-            record = {
-                "parameters": _plain(dataclasses.asdict(params)),
-                "skipped_slits": [dataclasses.asdict(s) for s in run.skipped],
-            }
+            record["parameters"] = used
+            record["skipped_slits"] = [dataclasses.asdict(s) for s in run.skipped]
             result = x1d.build_x1d(run.spectra, slits.meta_source(model), record)
+            request = diagnostics.DiagnosticsRequest.from_object(self)
+            diagnostics.save(model, run, params, request, self.make_output_path)
         finally:
             if isinstance(input_data, (str, os.PathLike)):
                 model.close()
         result.meta.cal_step.extract_1d = "COMPLETE"
         return result
+
+    @classmethod
+    def validated_parameters(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """Check parameter values (strings allowed) against the spec; return them typed.
+
+        Parameters
+        ----------
+        values : dict
+            Parameter name -> value, e.g. ``{"bkg_order": "1"}`` from a command line.
+
+        Returns
+        -------
+        dict
+            The same names with values converted by the spec.
+
+        Raises
+        ------
+        ParameterError
+            If a name is not a parameter of the step or a value does not fit its spec.
+        """
+        # strings are read as a parameter file would read them ("1,2,3,4" is a list)
+        text = {k: v for k, v in values.items() if isinstance(v, str)}
+        parsed = config_parser.ConfigObj([f"{k} = {v}" for k, v in text.items()])
+        try:
+            step = cls(**{**values, **parsed})
+        except ValidationError as err:
+            msg = f"invalid optimal_extract_1d parameter: {err}"
+            raise ParameterError(msg) from err
+        return {name: getattr(step, name) for name in values}
 
     @staticmethod
     def get_stpipe_loggers():

@@ -1,0 +1,94 @@
+"""Diagnostic images (profile, scene model, residual) and per-slit plots."""
+
+import numpy as np
+import pytest
+from jwst.datamodels import ModelContainer
+from stdatamodels.jwst import datamodels
+
+from optimal_extract1d import OptimalExtract1dStep
+from optimal_extract1d.simulate import simulate_slit
+from optimal_extract1d.simulate_models import make_lrs_image, make_multislit
+
+ALL = dict(save_profile=True, save_scene_model=True, save_residual_image=True)
+
+
+@pytest.fixture
+def mos_file(rng, tmp_path):
+    sims = [simulate_slit(rng, n_disp=90, snr=40.0, fwhm=(2.0, 2.0)) for _ in range(2)]
+    path = tmp_path / "mos_s2d.fits"
+    make_multislit(sims, filename=path.name).save(path)
+    return path
+
+
+def _open(path):
+    with datamodels.open(path) as model:
+        return np.asarray(model.data, float)
+
+
+def test_images_per_slit_have_the_slit_shape_and_residual_is_data_minus_scene(mos_file, tmp_path):
+    region = [5, 3, 80, 26]  # x1, y1, x2, y2
+    OptimalExtract1dStep.call(
+        str(mos_file), output_dir=str(tmp_path), extraction_region=region, **ALL
+    )
+    with datamodels.open(mos_file) as s2d:
+        for slit in s2d.slits:
+            stem = tmp_path / f"mos_{slit.name}"
+            profile = _open(f"{stem}_profile.fits")
+            scene = _open(f"{stem}_scene_model.fits")
+            residual = _open(f"{stem}_residual.fits")
+            data = np.asarray(slit.data, float)
+            assert profile.shape == scene.shape == residual.shape == data.shape
+            np.testing.assert_allclose(residual, data - scene, rtol=1e-6, atol=1e-6)
+            inside = np.zeros(data.shape, bool)
+            inside[3:27, 5:81] = True
+            assert np.all(profile[~inside] == 0) and np.all(np.isnan(scene[~inside]))
+            np.testing.assert_allclose(profile[:, 5:81].sum(axis=0), 1.0, rtol=1e-5)
+            # the model is a good description of the data: residuals are noise-like
+            noise = np.sqrt(slit.var_poisson + slit.var_rnoise + slit.var_flat)
+            pull = (residual / noise)[inside & np.isfinite(residual)]
+            assert abs(np.median(pull)) < 0.2 and 0.7 < np.std(pull) < 1.5
+
+
+def test_dispersion_along_y_is_transposed_back(rng, tmp_path):
+    sim = simulate_slit(
+        rng, n_cross=41, n_disp=120, wavelength_range=(5.0, 12.0), snr=40.0, fwhm=(2.5, 2.5)
+    )
+    model = make_lrs_image(sim, filename="lrs_s2d.fits")
+    OptimalExtract1dStep.call(model, output_dir=str(tmp_path), save_plots=True, **ALL)
+    data = np.asarray(model.data, float)
+    assert data.shape == (120, 41)
+    profile = _open(tmp_path / "lrs_profile.fits")  # single slit: no slit name in the file name
+    residual = _open(tmp_path / "lrs_residual.fits")
+    scene = _open(tmp_path / "lrs_scene_model.fits")
+    assert profile.shape == data.shape
+    np.testing.assert_allclose(profile.sum(axis=1), 1.0, rtol=1e-5)  # normalized along x
+    np.testing.assert_allclose(residual, data - scene, rtol=1e-6, atol=1e-6)
+    assert (tmp_path / "lrs_plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_one_png_per_slit(mos_file, tmp_path):
+    OptimalExtract1dStep.call(str(mos_file), output_dir=str(tmp_path), save_plots=True)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == ["mos_1_plot.png", "mos_2_plot.png"]
+    assert all((tmp_path / p).stat().st_size > 10_000 for p in pngs)
+
+
+def test_nothing_is_written_by_default(mos_file, tmp_path):
+    before = set(tmp_path.iterdir())
+    OptimalExtract1dStep.call(str(mos_file), output_dir=str(tmp_path))
+    assert set(tmp_path.iterdir()) == before
+
+
+def test_repeated_slit_names_in_a_container_get_distinct_files(rng, tmp_path):
+    sims = [simulate_slit(rng, n_disp=60, snr=40.0, fwhm=(2.0, 2.0)) for _ in range(2)]
+    first, second = make_multislit(sims[:1]), make_multislit(sims[1:])  # both slits named "1"
+    OptimalExtract1dStep.call(
+        ModelContainer([first, second]),
+        output_dir=str(tmp_path),
+        output_file="pair",
+        save_profile=True,
+    )
+    assert sorted(p.name for p in tmp_path.glob("*_profile.fits")) == [
+        "pair_1_0_profile.fits",
+        "pair_1_1_profile.fits",
+    ]
