@@ -20,6 +20,7 @@ PURE = {
     "spatial",
     "empirical",
     "profilefit",
+    "assemble",
     "nods",
     "psf",
     "sources",

@@ -18,29 +18,20 @@ from typing import Any
 
 import numpy as np
 
-from . import coadd, horne, slits, spatial
+from . import assemble, coadd, horne, slits, spatial
 from .empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
 from .empirical import empirical_profile, trace_support
 from .errors import InputError, OptimalExtractError, ProfileFitError
 from .kernel import KernelFit, KernelTemplate, make_template
 from .params import ExtractParams, check_region
 from .profile import Profile, kernel_profile
-from .results import (
-    DQ_DO_NOT_USE,
-    DQ_FALLBACK,
-    DQ_FLUX_ESTIMATED,
-    DQ_OUTLIER,
-    SpectrumResult,
-)
+from .results import SpectrumResult
 from .slits import SlitData
+from .sources import ComponentSearch
 
 __all__ = ["ExtractionRun", "SkippedSlit", "extract", "extract_slit"]
 
 log = logging.getLogger(__name__)
-
-# A column whose masked pixels carry more than this fraction of the profile
-# gets DQ_FLUX_ESTIMATED: most of its flux comes from the profile, not data.
-MISSING_PROFILE_LIMIT = 0.2
 
 
 @dataclass(frozen=True)
@@ -144,7 +135,8 @@ def extract_slit(
     Returns
     -------
     list of SpectrumResult
-        One spectrum (several when the slit holds several sources).
+        One spectrum per source of the slit (one unless several were found
+        or given in ``params.source_positions``).
     """
     template = template or make_template(_slice_kernel(params.kernel))
     sd = slit.cropped(params.extraction_region)
@@ -152,43 +144,66 @@ def extract_slit(
     basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
     fit_usable = usable & ~spatial.extreme_outliers(sd.data, sd.variance, usable)
     shape = _spatial_model(sd, params, template, fit_usable, sd.variance)
-    result = _iterate(sd, params, shape.profile.weights, basis)
+    result = _iterate(sd, params, shape, basis)
     if shape.status == "fit" and _refit_needed(result, fit_usable, shape, params):
         # Horne's loop: refit the kernel with the model variance, without the outliers.
         variance = result.var_poisson + sd.var_rnoise + sd.var_flat
         shape = _spatial_model(sd, params, template, fit_usable & ~result.rejected, variance)
-        result = _iterate(sd, params, shape.profile.weights, basis)
+        result = _iterate(sd, params, shape, basis)
     if shape.status != "box" and np.all(result.sums.empty) and usable.any():
-        reason = shape.reason + "; " if shape.reason else ""
+        reason = (shape.reason + "; " if shape.reason else "") + "no usable pixel under the kernel"
         shape = _Shape(
-            spatial.box_profile(sd.shape),
-            "box",
-            reason + "no usable pixel under the kernel",
-            shape.fit,
-            shape.column,
-            {},
+            [spatial.box_profile(sd.shape)], ("source",), "box", reason, shape.fit, shape.column, {}
         )
-        result = _iterate(sd, params, shape.profile.weights, basis)
-    spectrum = _spectrum(sd, shape, result, usable, params)
-    _log_slit(sd, shape, spectrum, result)
-    return [spectrum]
+        result = _iterate(sd, params, shape, basis)
+    spectra = _spectra(sd, shape, result, usable, params, basis)
+    assemble.log_slit(sd, shape.profile, shape.status, spectra, result)
+    return spectra
 
 
 @dataclass(frozen=True)
 class _Shape:
-    """The spatial model chosen for a slit and how it was obtained."""
+    """The spatial model chosen for a slit and how it was obtained.
 
-    profile: Profile
+    ``profiles[0]`` is the main source; the others are further sources or
+    negative nod copies (``kinds``), fitted in every column with their own flux.
+    """
+
+    profiles: list[Profile]
+    kinds: tuple[str, ...]
     status: str  # "fit", "fixed_kernel" or "box"
     reason: str
     fit: KernelFit | None
     column: int
     metadata: dict[str, Any]
 
+    @property
+    def profile(self) -> Profile:
+        """Profile of the main source."""
+        return self.profiles[0]
+
+    def others(self, index: int) -> np.ndarray | None:
+        """Profiles of every component but ``index``, ``(n_cross, n_disp, m)``."""
+        rest = [p.weights for i, p in enumerate(self.profiles) if i != index]
+        return np.stack(rest, axis=2) if rest else None
+
 
 def _slice_kernel(kernel):
     """Template fitted to the slice: the empirical profile starts from a Gaussian."""
     return "gaussian" if kernel == "empirical" else kernel
+
+
+def _search(sd: SlitData, params: ExtractParams) -> ComponentSearch:
+    positions = None
+    if params.source_positions is not None:
+        positions = tuple(p - sd.offset[0] for p in params.source_positions)
+    return ComponentSearch(
+        nods=params.model_nods,
+        sources=positions is None,
+        threshold=params.detect_threshold,
+        expected_nods=sd.nod_offsets,
+        positions=positions,
+    )
 
 
 def _spatial_model(
@@ -198,14 +213,18 @@ def _spatial_model(
     usable: np.ndarray,
     variance: np.ndarray,
 ) -> _Shape:
-    """Kernel fit (with its fallbacks), varying kernel and empirical profile."""
+    """Kernel fit (with its fallbacks), components, varying kernel, empirical profile."""
     if not usable.any():
         reason = "no usable pixel in the slit"
         log.warning("Slit %s: %s; all fluxes are NaN", sd.name, reason)
-        return _Shape(spatial.box_profile(sd.shape), "box", reason, None, sd.shape[1] // 2, {})
+        return _Shape(
+            [spatial.box_profile(sd.shape)], ("source",), "box", reason, None, sd.shape[1] // 2, {}
+        )
     column = _slice_column(sd, params, usable, variance)
     try:
-        fit = spatial.fit_slice(template, sd.data, variance, usable, column, params)
+        fit = spatial.fit_slice(
+            template, sd.data, variance, usable, column, params, _search(sd, params), sd.name
+        )
     except ProfileFitError as err:
         fit = spatial.fixed_kernel(template, sd.shape[0])
         log.warning(
@@ -223,14 +242,14 @@ def _spatial_model(
             np.full(sd.shape[1], fit.center),
             np.full(sd.shape[1], fit.fwhm),
         )
-        return _Shape(prof, "fixed_kernel", str(err), fit, column, {})
+        return _Shape([prof], ("source",), "fixed_kernel", str(err), fit, column, {})
     wavelength = spatial.column_wavelength(sd.wavelength)
     varied = spatial.vary_kernel(fit, sd.data, variance, usable, wavelength, params, sd.name)
-    profile, meta = varied.profile, dict(varied.metadata)
+    profiles, meta = varied.profiles(sd.shape[0]), dict(varied.metadata)
     if params.kernel == "empirical":
-        profile = _empirical(sd, params, usable, variance, profile)
+        profiles[0] = _empirical(sd, params, usable, variance, profiles[0])
         meta["empirical"] = {"order": EMPIRICAL_ORDER, "support": "2 FWHM + 1 px of the trace"}
-    return _Shape(profile, "fit", "", fit, column, meta)
+    return _Shape(profiles, ("source", *fit.kinds), "fit", "", fit, column, meta)
 
 
 def _empirical(
@@ -266,18 +285,60 @@ def _refit_needed(
 
 
 def _iterate(
-    sd: SlitData, params: ExtractParams, profile: np.ndarray, basis: np.ndarray
+    sd: SlitData, params: ExtractParams, shape: _Shape, basis: np.ndarray
 ) -> horne.IteratedSums:
     return horne.iterate_extraction(
         sd.data,
         sd.var_poisson,
         sd.var_rnoise + sd.var_flat,
-        profile,
+        shape.profile.weights,
         sd.mask,
         bkg_basis=basis,
+        extra=shape.others(0),
         reject_sigma=params.reject_sigma,
         max_iter=params.max_iter,
     )
+
+
+def _spectra(
+    sd: SlitData,
+    shape: _Shape,
+    result: horne.IteratedSums,
+    usable: np.ndarray,
+    params: ExtractParams,
+    basis: np.ndarray,
+) -> list[SpectrumResult]:
+    """One spectrum per source component, ordered along the slit."""
+    sources = [i for i, kind in enumerate(shape.kinds) if kind == "source"]
+    variance = result.var_poisson + sd.var_rnoise + sd.var_flat
+    position = {i: float(np.nanmedian(shape.profiles[i].centers)) for i in sources}
+    ordered = sorted(sources, key=position.get)
+    spectra = []
+    for number, i in enumerate(ordered, start=1):
+        sums = (
+            result.sums
+            if i == 0
+            else horne.extract_columns(
+                sd.data,
+                variance,
+                shape.profiles[i].weights,
+                sd.mask | result.rejected,
+                bkg_basis=basis,
+                extra=shape.others(i),
+            )
+        )
+        name = sd.name if len(sources) == 1 else f"{sd.name}_{number}"
+        meta = assemble.metadata(sd, shape, result, params)
+        meta.update(
+            source_index=number,
+            n_sources=len(sources),
+            source_position=position[i] + sd.offset[0],
+            main_source=i == 0,
+        )
+        spectra.append(
+            assemble.spectrum(sd, name, shape.profiles[i], sums, result, usable, shape.status, meta)
+        )
+    return spectra
 
 
 def _slice_column(
@@ -286,101 +347,3 @@ def _slice_column(
     if params.slice_column is not None:
         return int(np.clip(params.slice_column - sd.offset[1], 0, sd.shape[1] - 1))
     return coadd.brightest_column(sd.data, variance, usable, params.slice_width)
-
-
-def _along_trace(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Profile-weighted mean of a per-pixel quantity in every column."""
-    ok = np.isfinite(values)
-    w = np.where(ok, weights, 0.0)
-    sw = w.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.sum(w * np.where(ok, values, 0.0), axis=0) / sw
-    any_ok = ok.any(axis=0)
-    plain = np.full(values.shape[1], np.nan)
-    if np.any(any_ok):
-        plain[any_ok] = np.nanmean(values[:, any_ok], axis=0)
-    return np.where(sw > 0, mean, plain)
-
-
-def _metadata(
-    sd: SlitData, shape: _Shape, result: horne.IteratedSums, params: ExtractParams
-) -> dict[str, Any]:
-    kernel = (
-        shape.fit.to_meta()
-        if shape.fit is not None and shape.status != "box"
-        else {"kernel": "box"}
-    )
-    if params.kernel == "empirical" and shape.status == "fit":
-        kernel["kernel"] = "empirical"
-    return {
-        "status": shape.status,
-        "fallback_reason": shape.reason,
-        "slice_column": int(shape.column + sd.offset[1]),
-        "slice_width": int(params.slice_width),
-        "bkg_order": int(params.bkg_order),
-        "variance_source": sd.variance_source,
-        "kernel": kernel,
-        **shape.metadata,
-        "iteration": {
-            "n_iter": int(result.n_iter),
-            "n_rejected": int(result.rejected.sum()),
-            "reject_sigma": float(params.reject_sigma),
-            "poisson_variance_modelled": bool(np.isfinite(result.poisson_scale)),
-        },
-    }
-
-
-def _spectrum(
-    sd: SlitData,
-    shape: _Shape,
-    result: horne.IteratedSums,
-    usable: np.ndarray,
-    params: ExtractParams,
-) -> SpectrumResult:
-    sums, weights = result.sums, shape.profile.weights
-    missing = np.sum(np.where(usable & ~result.rejected, 0.0, weights), axis=0)
-    dq = np.zeros(sd.shape[1], np.uint32)
-    dq[~np.isfinite(sums.flux)] |= DQ_DO_NOT_USE
-    dq[missing > MISSING_PROFILE_LIMIT] |= DQ_FLUX_ESTIMATED
-    dq[result.rejected.any(axis=0)] |= DQ_OUTLIER
-    if shape.status != "fit":
-        dq |= DQ_FALLBACK
-    return SpectrumResult(
-        name=sd.name,
-        flux=sums.flux,
-        var_poisson=sums.propagate(result.var_poisson),
-        var_rnoise=sums.propagate(sd.var_rnoise),
-        var_flat=sums.propagate(sd.var_flat),
-        background=sums.mean_background,
-        bkg_var_poisson=sums.propagate_background(result.var_poisson),
-        bkg_var_rnoise=sums.propagate_background(sd.var_rnoise),
-        bkg_var_flat=sums.propagate_background(sd.var_flat),
-        npixels=sums.npixels,
-        dq=dq,
-        wavelength=_along_trace(sd.wavelength, weights),
-        ra=_along_trace(sd.ra, weights),
-        dec=_along_trace(sd.dec, weights),
-        region=sd.region(),
-        units=sd.units,
-        disp_axis=sd.disp_axis,
-        attributes=dict(sd.attributes),
-        metadata=_metadata(sd, shape, result, params),
-        profile=weights,
-        scene=np.where(sums.empty, 0.0, sums.flux) * weights + np.nan_to_num(sums.background),
-    )
-
-
-def _log_slit(
-    sd: SlitData, shape: _Shape, spectrum: SpectrumResult, result: horne.IteratedSums
-) -> None:
-    fwhm = shape.profile.fwhm
-    log.info(
-        "Slit %s: %s, centre %.2f px, FWHM %.2f px, %d/%d columns extracted, %d outliers",
-        sd.name,
-        shape.status,
-        float(np.nanmedian(shape.profile.centers)) + sd.offset[0],
-        float(np.nanmedian(fwhm)) if np.any(np.isfinite(fwhm)) else np.nan,
-        int(np.isfinite(spectrum.flux).sum()),
-        sd.shape[1],
-        int(result.rejected.sum()),
-    )

@@ -150,12 +150,13 @@ class KernelFit:
         Signal-to-noise ratio of the PSF flux in the slice.
     chi2_reduced : float
         Reduced chi-square of the fit.
+    flux : float
+        Flux of the source in the slice (data units summed over pixels).
     offsets : tuple of float
         Centre offsets (pixels) of the other components fitted with the source:
         further sources (positive flux) and negative nod copies.
     component_flux, component_snr : tuple of float
-        Flux in the slice of each other component, relative to nothing (data
-        units), and its S/N.
+        Flux in the slice of each other component (data units) and its S/N.
     """
 
     template: KernelTemplate
@@ -165,6 +166,7 @@ class KernelFit:
     bkg_coeffs: tuple[float, ...]
     snr: float
     chi2_reduced: float
+    flux: float = float("nan")
     offsets: tuple[float, ...] = ()
     component_flux: tuple[float, ...] = ()
     component_snr: tuple[float, ...] = ()
@@ -184,6 +186,7 @@ class KernelFit:
             "center": float(self.center),
             "fwhm": float(self.fwhm),
             "amplitude": float(self.amplitude),
+            "flux": float(self.flux),
             "bkg_coeffs": [float(c) for c in self.bkg_coeffs],
             "snr": float(self.snr),
             "chi2_reduced": float(self.chi2_reduced),

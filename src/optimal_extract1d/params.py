@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import ParameterError
 
 __all__ = ["ExtractParams", "KERNELS", "VARIANCE_SOURCES", "check_region"]
@@ -52,6 +54,13 @@ class ExtractParams:
         Outlier threshold of Horne's iteration, in standard deviations.
     max_iter : int
         Passes of Horne's iteration (variance re-estimation + rejection); 0 = none.
+    model_nods : bool
+        Fit negative nod copies of the trace with the source.
+    source_positions : tuple of float or None
+        Cross-dispersion positions (slit pixels as stored) of the sources to
+        extract; None = the brightest, plus any other significant peak.
+    detect_threshold : float
+        S/N (coadded profile, matched filter) a further source or nod copy needs.
     """
 
     extraction_region: tuple[int, int, int, int] | None = None
@@ -68,6 +77,9 @@ class ExtractParams:
     n_bins: int | None = None
     reject_sigma: float = 5.0
     max_iter: int = 5
+    model_nods: bool = True
+    source_positions: tuple[float, ...] | None = None
+    detect_threshold: float = 5.0
 
     def __post_init__(self) -> None:
         if self.extraction_region is not None:
@@ -99,6 +111,15 @@ class ExtractParams:
         if self.n_bins is not None and self.n_bins < 1:
             msg = f"n_bins must be >= 1 or None, got {self.n_bins}"
             raise ParameterError(msg)
+        if self.source_positions is not None:
+            positions = tuple(float(p) for p in self.source_positions)
+            if not positions or not all(np.isfinite(positions)):
+                msg = f"source_positions must be finite pixel positions, got {positions}"
+                raise ParameterError(msg)
+            object.__setattr__(self, "source_positions", positions)
+        if not self.detect_threshold > 0:
+            msg = f"detect_threshold must be > 0, got {self.detect_threshold}"
+            raise ParameterError(msg)
         if not self.reject_sigma > 0:
             msg = f"reject_sigma must be > 0, got {self.reject_sigma}"
             raise ParameterError(msg)
@@ -116,8 +137,9 @@ class ExtractParams:
     def from_object(cls, obj: object) -> ExtractParams:
         """Build the parameters from the same-named attributes of ``obj`` (a step)."""
         values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(cls)}
-        if values["extraction_region"] is not None:
-            values["extraction_region"] = tuple(values["extraction_region"])
+        for key in ("extraction_region", "source_positions"):
+            if values[key] is not None:
+                values[key] = tuple(values[key])
         return cls(**values)
 
 

@@ -338,6 +338,7 @@ def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) ->
         bkg_coeffs=tuple(float(c) for c in fits.background[0]),
         snr=snr,
         chi2_reduced=float(fits.chi2[0] / fits.dof[0]),
+        flux=flux,
         offsets=tuple(float(o) for o in fits.offsets),
         component_flux=tuple(float(f) for f in fits.flux[0, 1:]),
         component_snr=tuple(float(f) for f in fits.flux_snr[0, 1:]),

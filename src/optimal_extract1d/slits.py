@@ -20,6 +20,7 @@ from stdatamodels.jwst.datamodels import dqflags
 
 from .errors import InputError
 from .results import FluxUnits
+from .sources import expected_nod_offsets
 
 __all__ = ["SlitData", "open_input", "iter_slits", "meta_source", "read_slit", "slit_name"]
 
@@ -74,6 +75,9 @@ class SlitData:
     offset : tuple of int
         ``(cross, disp)`` index of element [0, 0] in the full slit (non-zero
         after cropping to an extraction region).
+    nod_offsets : tuple of float
+        Where the exposure's nod pattern puts negative copies of the trace
+        (pixels from the source along the slit); empty when unknown.
     """
 
     name: str
@@ -91,6 +95,7 @@ class SlitData:
     variance_source: str
     attributes: dict[str, Any]
     offset: tuple[int, int] = (0, 0)
+    nod_offsets: tuple[float, ...] = ()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -273,7 +278,21 @@ def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: fl
         units=_flux_units(slit, parent, name),
         variance_source=source,
         attributes=_identity(slit, parent),
+        nod_offsets=_nod_offsets(slit, parent, arrays["ra"], arrays["dec"]),
         **arrays,
+    )
+
+
+def _nod_offsets(slit: Any, parent: Any, ra: np.ndarray, dec: np.ndarray) -> tuple[float, ...]:
+    """Nod-copy offsets (pixels) from the dither metadata and the slit's pixel scale."""
+    with np.errstate(invalid="ignore"):
+        step = np.hypot(np.diff(ra, axis=0) * np.cos(np.deg2rad(dec[1:])), np.diff(dec, axis=0))
+    scale = float(np.nanmedian(step)) * 3600.0 if np.any(np.isfinite(step)) else np.nan
+    return expected_nod_offsets(
+        nod_type=_meta(slit, parent, "dither", "nod_type"),
+        primary_type=_meta(slit, parent, "dither", "primary_type"),
+        y_offset=_meta(slit, parent, "dither", "y_offset"),
+        pixel_scale=scale,
     )
 
 

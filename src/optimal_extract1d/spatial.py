@@ -21,6 +21,7 @@ from .kernel import KernelFit, KernelTemplate, with_params
 from .params import ExtractParams
 from .profile import Profile, kernel_profile, normalize_profile
 from .profilefit import fit_kernel
+from .sources import ComponentSearch, find_components
 
 __all__ = [
     "KernelVariation",
@@ -72,9 +73,19 @@ def column_wavelength(wavelength: np.ndarray) -> np.ndarray:
 
 
 def fit_slice(
-    template: KernelTemplate, data, variance, usable, column: int, params: ExtractParams
+    template: KernelTemplate,
+    data,
+    variance,
+    usable,
+    column: int,
+    params: ExtractParams,
+    search: ComponentSearch | None = None,
+    name: str = "",
 ) -> KernelFit:
     """Fit the kernel to the slice of ``params.slice_width`` columns around ``column``.
+
+    With a ``search``, further sources and negative nod copies found in the
+    slice are fitted together with the main source (`sources.find_components`).
 
     Raises
     ------
@@ -82,7 +93,11 @@ def fit_slice(
         When the fit fails or finds no significant source.
     """
     values, sigma = coadd.coadd_columns(data, variance, usable, column, params.slice_width)
-    return fit_kernel(template, values, sigma, bkg_order=params.bkg_order)
+    start = search.positions[0] if search is not None and search.positions else None
+    fit = fit_kernel(template, values, sigma, bkg_order=params.bkg_order, center=start)
+    if search is None:
+        return fit
+    return find_components(fit, values, sigma, bkg_order=params.bkg_order, search=search, name=name)
 
 
 def fixed_kernel(template: KernelTemplate, n_cross: int) -> KernelFit:
@@ -114,14 +129,28 @@ class KernelVariation:
 
     Attributes
     ----------
-    profile : Profile
-        The kernel evaluated with the per-column centre and FWHM.
+    template : KernelTemplate
+        PSF shape (with any shape parameter refitted over the whole slit).
+    centers, fwhm : ndarray, shape (n_disp,)
+        Centre of the main source and FWHM per column (pixels).
+    offsets : tuple of float
+        Offsets of the other components (sources, nod copies) from the centre.
     metadata : dict
         Bin fits and smooth models (coefficients), for the spectrum metadata.
     """
 
-    profile: Profile
+    template: KernelTemplate
+    centers: np.ndarray
+    fwhm: np.ndarray
+    offsets: tuple[float, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def profiles(self, n_cross: int) -> list[Profile]:
+        """Normalized profile of the main source, then of every other component."""
+        return [
+            kernel_profile(self.template, n_cross, self.centers + off, self.fwhm)
+            for off in (0.0, *self.offsets)
+        ]
 
 
 def vary_kernel(
@@ -132,7 +161,8 @@ def vary_kernel(
     Parameters
     ----------
     fit : KernelFit
-        Global kernel (start values, and the fallback for weak bins).
+        Global kernel (start values, and the fallback for weak bins); its
+        other components move with the source.
     data, variance : ndarray, shape (n_cross, n_disp)
         Science image and variance.
     usable : ndarray of bool, shape (n_cross, n_disp)
@@ -150,26 +180,12 @@ def vary_kernel(
     KernelVariation
     """
     n_cross, n_disp = data.shape
-    centers, fwhm = np.full(n_disp, fit.center), np.full(n_disp, fit.fwhm)
-    flat = kernel_profile(fit.template, n_cross, centers, fwhm)
-    if not (params.fit_fwhm or params.fit_trace):
-        return KernelVariation(flat)
-    basis = polynomial_basis(n_cross, params.bkg_order)
-    first = extract_columns(data, variance, flat.weights, ~usable, bkg_basis=basis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        snr = first.flux / np.sqrt(first.variance)
-    edges = trace.choose_bins(snr, params.n_bins)
-    values, sigma = trace.coadd_bins(data, variance, usable, edges)
-    bins = trace.fit_bins(
-        fit.template,
-        values,
-        sigma,
-        bkg_order=params.bkg_order,
-        center=fit.center,
-        fwhm=fit.fwhm,
-        fit_center=params.fit_trace,
-        fit_fwhm=params.fit_fwhm,
+    flat = KernelVariation(
+        fit.template, np.full(n_disp, fit.center), np.full(n_disp, fit.fwhm), fit.offsets
     )
+    if not (params.fit_fwhm or params.fit_trace):
+        return flat
+    edges, bins = _bin_fits(fit, flat, data, variance, usable, params)
     mid_lam = np.interp(0.5 * (edges[:-1] + edges[1:] - 1), np.arange(n_disp), wavelength)
     meta: dict[str, Any] = {
         "bins": {
@@ -195,26 +211,58 @@ def vary_kernel(
             bins.good.size,
             trace.MIN_BIN_SNR,
         )
+    centers, fwhm = flat.centers.copy(), flat.fwhm.copy()
     for key, on, order, values_b, out in (
         ("trace_model", params.fit_trace, params.trace_order, bins.center, centers),
         ("fwhm_model", params.fit_fwhm, params.fwhm_order, bins.fwhm, fwhm),
     ):
-        if not on:
-            continue
-        if not bins.good.any():
-            log.warning(
-                "Slit %s: no bin has enough signal for %s; using the global kernel",
-                name,
-                key.replace("_model", "(λ)"),
+        if on:
+            meta[key] = _smooth_model(
+                bins, edges, mid_lam, wavelength, values_b, order, out, key, name
             )
-            meta[key] = {"fallback": "global kernel", "reason": "no bin with enough signal"}
-            continue
-        first, last = np.nonzero(bins.good)[0][[0, -1]]
-        covered = (wavelength[edges[first]], wavelength[edges[last + 1] - 1])
-        smooth = trace.fit_smooth(
-            mid_lam[bins.good], values_b[bins.good], bins.snr[bins.good], order, valid=covered
+    return KernelVariation(template, centers, np.clip(fwhm, 0.5, None), fit.offsets, meta)
+
+
+def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, params: ExtractParams):
+    """Bin edges from a first-pass S/N, and the kernel fitted in every bin."""
+    n_cross = data.shape[0]
+    profiles = flat.profiles(n_cross)
+    extra = np.stack([p.weights for p in profiles[1:]], axis=2) if len(profiles) > 1 else None
+    basis = polynomial_basis(n_cross, params.bkg_order)
+    first = extract_columns(
+        data, variance, profiles[0].weights, ~usable, bkg_basis=basis, extra=extra
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = first.flux / np.sqrt(first.variance)
+    edges = trace.choose_bins(snr, params.n_bins)
+    values, sigma = trace.coadd_bins(data, variance, usable, edges)
+    bins = trace.fit_bins(
+        fit.template,
+        values,
+        sigma,
+        bkg_order=params.bkg_order,
+        center=fit.center,
+        fwhm=fit.fwhm,
+        fit_center=params.fit_trace,
+        fit_fwhm=params.fit_fwhm,
+        offsets=fit.offsets,
+    )
+    return edges, bins
+
+
+def _smooth_model(bins, edges, mid_lam, wavelength, values_b, order, out, key, name):
+    """Fit the smooth model of one parameter into ``out``; its metadata (or the fallback)."""
+    if not bins.good.any():
+        log.warning(
+            "Slit %s: no bin has enough signal for %s; using the global kernel",
+            name,
+            key.replace("_model", "(λ)"),
         )
-        out[:] = smooth(wavelength)
-        meta[key] = smooth.to_meta()
-    fwhm = np.clip(fwhm, 0.5, None)
-    return KernelVariation(kernel_profile(template, n_cross, centers, fwhm), meta)
+        return {"fallback": "global kernel", "reason": "no bin with enough signal"}
+    first, last = np.nonzero(bins.good)[0][[0, -1]]
+    covered = (wavelength[edges[first]], wavelength[edges[last + 1] - 1])
+    smooth = trace.fit_smooth(
+        mid_lam[bins.good], values_b[bins.good], bins.snr[bins.good], order, valid=covered
+    )
+    out[:] = smooth(wavelength)
+    return smooth.to_meta()

@@ -52,6 +52,9 @@ class OptimalExtract1dStep(Step):
     n_bins = integer(default=None, min=1)  # bins for the FWHM/trace fits; None = from the signal
     reject_sigma = float(default=5.0, min=0)  # outlier threshold of Horne's iteration (sigma)
     max_iter = integer(default=5, min=0)  # passes of variance re-estimation + rejection; 0 = none
+    model_nods = boolean(default=True)  # fit negative nod copies of the trace with the source
+    source_positions = float_list(default=None)  # cross-dispersion pixel positions of the sources; None = detect
+    detect_threshold = float(default=5.0, min=0)  # S/N a further source or nod copy needs (coadded profile)
     save_profile = boolean(default=False)  # save the 2-D profile of every slit (suffix profile)
     save_scene_model = boolean(default=False)  # save the model of every slit (suffix scene_model)
     save_residual_image = boolean(default=False)  # save data - model of every slit (suffix residual)

@@ -121,6 +121,7 @@ def fit_bins(
     fwhm: float,
     fit_center: bool,
     fit_fwhm: bool,
+    offsets: tuple[float, ...] = (),
 ) -> BinFits:
     """Fit the kernel's centre and/or FWHM to every bin's profile in one problem.
 
@@ -136,6 +137,9 @@ def fit_bins(
         Global kernel values: starting point and value for what is not fitted.
     fit_center, fit_fwhm : bool
         Which parameters are free.
+    offsets : tuple of float
+        Offsets of further components (sources, nod copies) that move with
+        the source; their fluxes are fitted in every bin.
 
     Returns
     -------
@@ -162,6 +166,7 @@ def fit_bins(
         free=free,
         shared=shared,
         bounds=shape_bounds(template, n_cross),
+        offsets=offsets,
     )
     extra = {n: float(fits.params[n][0]) for n in shared}
     per = with_params(template, extra).fwhm_per_width()

@@ -1,0 +1,132 @@
+"""Build a `SpectrumResult` (flux, variances, DQ, coordinates, metadata) from the sums.
+
+Pure: takes the slit arrays, the profile of one source and the column sums
+of `horne`; `extraction` decides what to assemble.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from .horne import ColumnSums, IteratedSums
+from .profile import Profile
+from .results import (
+    DQ_DO_NOT_USE,
+    DQ_FALLBACK,
+    DQ_FLUX_ESTIMATED,
+    DQ_OUTLIER,
+    SpectrumResult,
+)
+
+__all__ = ["spectrum", "metadata", "along_trace", "log_slit", "MISSING_PROFILE_LIMIT"]
+
+log = logging.getLogger(__name__)
+
+# A column whose masked pixels carry more than this fraction of the profile
+# gets DQ_FLUX_ESTIMATED: most of its flux comes from the profile, not data.
+MISSING_PROFILE_LIMIT = 0.2
+
+
+def along_trace(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Profile-weighted mean of a per-pixel quantity in every column."""
+    ok = np.isfinite(values)
+    w = np.where(ok, weights, 0.0)
+    sw = w.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.sum(w * np.where(ok, values, 0.0), axis=0) / sw
+    any_ok = ok.any(axis=0)
+    plain = np.full(values.shape[1], np.nan)
+    if np.any(any_ok):
+        plain[any_ok] = np.nanmean(values[:, any_ok], axis=0)
+    return np.where(sw > 0, mean, plain)
+
+
+def metadata(sd, shape, result: IteratedSums, params) -> dict[str, Any]:
+    """What the spectrum's ``meta.optimal_extraction`` records about the fit."""
+    kernel = (
+        shape.fit.to_meta()
+        if shape.fit is not None and shape.status != "box"
+        else {"kernel": "box"}
+    )
+    if params.kernel == "empirical" and shape.status == "fit":
+        kernel["kernel"] = "empirical"
+    return {
+        "status": shape.status,
+        "fallback_reason": shape.reason,
+        "slice_column": int(shape.column + sd.offset[1]),
+        "slice_width": int(params.slice_width),
+        "bkg_order": int(params.bkg_order),
+        "variance_source": sd.variance_source,
+        "kernel": kernel,
+        **shape.metadata,
+        "iteration": {
+            "n_iter": int(result.n_iter),
+            "n_rejected": int(result.rejected.sum()),
+            "reject_sigma": float(params.reject_sigma),
+            "poisson_variance_modelled": bool(np.isfinite(result.poisson_scale)),
+        },
+    }
+
+
+def spectrum(
+    sd,
+    name: str,
+    profile: Profile,
+    sums: ColumnSums,
+    result: IteratedSums,
+    usable: np.ndarray,
+    status: str,
+    meta: dict[str, Any],
+) -> SpectrumResult:
+    """The spectrum of one source from its column sums."""
+    weights = profile.weights
+    missing = np.sum(np.where(usable & ~result.rejected, 0.0, weights), axis=0)
+    dq = np.zeros(sd.shape[1], np.uint32)
+    dq[~np.isfinite(sums.flux)] |= DQ_DO_NOT_USE
+    dq[missing > MISSING_PROFILE_LIMIT] |= DQ_FLUX_ESTIMATED
+    dq[result.rejected.any(axis=0)] |= DQ_OUTLIER
+    if status != "fit":
+        dq |= DQ_FALLBACK
+    return SpectrumResult(
+        name=name,
+        flux=sums.flux,
+        var_poisson=sums.propagate(result.var_poisson),
+        var_rnoise=sums.propagate(sd.var_rnoise),
+        var_flat=sums.propagate(sd.var_flat),
+        background=sums.mean_background,
+        bkg_var_poisson=sums.propagate_background(result.var_poisson),
+        bkg_var_rnoise=sums.propagate_background(sd.var_rnoise),
+        bkg_var_flat=sums.propagate_background(sd.var_flat),
+        npixels=sums.npixels,
+        dq=dq,
+        wavelength=along_trace(sd.wavelength, weights),
+        ra=along_trace(sd.ra, weights),
+        dec=along_trace(sd.dec, weights),
+        region=sd.region(),
+        units=sd.units,
+        disp_axis=sd.disp_axis,
+        attributes=dict(sd.attributes),
+        metadata=meta,
+        profile=weights,
+        scene=np.nan_to_num(sums.model),
+    )
+
+
+def log_slit(sd, profile: Profile, status: str, spectra, result: IteratedSums) -> None:
+    """One INFO line per slit."""
+    fwhm = profile.fwhm
+    log.info(
+        "Slit %s: %s, centre %.2f px, FWHM %.2f px, %d source(s), %d/%d columns extracted, "
+        "%d outliers",
+        sd.name,
+        status,
+        float(np.nanmedian(profile.centers)) + sd.offset[0],
+        float(np.nanmedian(fwhm)) if np.any(np.isfinite(fwhm)) else np.nan,
+        len(spectra),
+        int(np.isfinite(spectra[0].flux).sum()),
+        sd.shape[1],
+        int(result.rejected.sum()),
+    )
