@@ -152,6 +152,8 @@ class KernelFit:
         Reduced chi-square of the fit.
     flux : float
         Flux of the source in the slice (data units summed over pixels).
+    chi2 : float
+        Chi-square of the fit.
     offsets : tuple of float
         Centre offsets (pixels) of the other components fitted with the source:
         further sources (positive flux) and negative nod copies.
@@ -167,6 +169,7 @@ class KernelFit:
     snr: float
     chi2_reduced: float
     flux: float = float("nan")
+    chi2: float = float("nan")
     offsets: tuple[float, ...] = ()
     component_flux: tuple[float, ...] = ()
     component_snr: tuple[float, ...] = ()

@@ -339,6 +339,7 @@ def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) ->
         snr=snr,
         chi2_reduced=float(fits.chi2[0] / fits.dof[0]),
         flux=flux,
+        chi2=float(fits.chi2[0]),
         offsets=tuple(float(o) for o in fits.offsets),
         component_flux=tuple(float(f) for f in fits.flux[0, 1:]),
         component_snr=tuple(float(f) for f in fits.flux_snr[0, 1:]),

@@ -52,6 +52,10 @@ class SimulatedSlit:
         Pixels hit by an injected cosmic ray.
     nod_offsets : tuple of float
         Offsets (rows) of the negative nod copies.
+    companion_flux : tuple of ndarray, shape (n_disp,)
+        Injected flux of every companion source (summed over the slit rows).
+    companion_offsets : tuple of float
+        Offsets (rows) of the companions from the main trace.
     """
 
     data: np.ndarray
@@ -67,6 +71,8 @@ class SimulatedSlit:
     true_variance: np.ndarray
     cosmic_rays: np.ndarray
     nod_offsets: tuple[float, ...] = field(default=())
+    companion_flux: tuple[np.ndarray, ...] = field(default=())
+    companion_offsets: tuple[float, ...] = field(default=())
 
 
 def _pixel_integrated(
@@ -117,12 +123,13 @@ def simulate_slit(
     moffat_alpha: float = 2.5,
     background: float = 0.0,
     nod_offsets: tuple[float, ...] = (),
-    nod_scale: float = 0.5,
+    nod_scale: float | tuple[float, ...] = 0.5,
     nan_border: int = 1,
     cosmic_rays: int = 0,
     correlated: float = 0.0,
     peak_flux: float = 1.0,
     poisson_from_data: bool = False,
+    companions: tuple[tuple[float, float], ...] = (),
 ) -> SimulatedSlit:
     """Simulate one resampled slit with a point source.
 
@@ -154,9 +161,10 @@ def simulate_slit(
         Sky level (MJy/sr) added to every pixel (adds Poisson variance).
     nod_offsets : tuple of float
         Row offsets of negative copies of the trace (nod subtraction).
-    nod_scale : float
-        Amplitude of each negative copy relative to the source (0.5 for a
-        3-shutter nod, 1 for 2 nods).
+    nod_scale : float or tuple of float
+        Amplitude of each negative copy relative to the source (one value for
+        all, or one per offset): 1 for a 2-point nod; for a 3-shutter slitlet
+        nod combined over its 3 exposures, 1/3 at +-1 and 1/6 at +-2 shutters.
     nan_border : int
         Number of NaN rows at the top and bottom edge.
     cosmic_rays : int
@@ -167,6 +175,9 @@ def simulate_slit(
         underestimate the scatter of sums.
     peak_flux : float
         Source flux per column at the spectrum peak (MJy/sr x pixel).
+    companions : tuple of (float, float)
+        Further point sources ``(offset in rows, flux ratio)`` with the same
+        spectrum shape and PSF, e.g. a neighbour in the same slit.
     poisson_from_data : bool
         Write VAR_POISSON computed from the noisy data (as the pipeline does
         from the measured count rate) instead of from the noise-free model.
@@ -189,8 +200,15 @@ def simulate_slit(
     widths = fwhm[0] + (fwhm[1] - fwhm[0]) * t
     prof = _pixel_integrated(shape, rows, trace, widths, moffat_alpha)
     scene = flux[None, :] * prof
-    for off in nod_offsets:
-        scene = scene - nod_scale * flux[None, :] * _pixel_integrated(
+    companion_flux = []
+    for off, ratio in companions:
+        cprof = _pixel_integrated(shape, rows, trace + off, widths, moffat_alpha)
+        scene = scene + ratio * flux[None, :] * cprof
+        companion_flux.append(ratio * flux * cprof.sum(axis=0))
+    positive_scene = scene.copy()
+    scales = np.broadcast_to(np.asarray(nod_scale, float), (len(nod_offsets),))
+    for off, scale in zip(nod_offsets, scales, strict=True):
+        scene = scene - scale * flux[None, :] * _pixel_integrated(
             shape, rows, trace + off, widths, moffat_alpha
         )
     # Variance: Poisson from source + sky (half the read noise at the peak pixel),
@@ -199,10 +217,10 @@ def simulate_slit(
     p = prof[:, peak_col]
     target = (flux[peak_col] / snr) ** 2  # Var(F) = 1 / sum(p^2 / V), Horne eq. 9
     rn_pure = target * np.sum(p**2)
-    source_plus_sky = np.abs(flux[None, :] * prof) + background
+    source_plus_sky = positive_scene + background
     var_poisson = 0.5 * rn_pure * source_plus_sky / source_plus_sky[:, peak_col].max()
     rn = _solve_read_noise(p, var_poisson[:, peak_col], target)
-    nod_factor = 1.0 + len(nod_offsets) * nod_scale**2
+    nod_factor = 1.0 + float(np.sum(scales**2))
     var_rnoise = np.full((n_cross, n_disp), rn * nod_factor)
     var_poisson = var_poisson * nod_factor
     var_flat = 1e-4 * (scene**2 + background**2)
@@ -212,7 +230,7 @@ def simulate_slit(
         noise = _correlate(noise, correlated)
     data = scene + background + noise * np.sqrt(true_var)
     if poisson_from_data:
-        positive = np.abs(flux[None, :] * prof) + background + noise * np.sqrt(true_var)
+        positive = positive_scene + background + noise * np.sqrt(true_var)
         ratio = np.divide(
             np.clip(positive, 0.0, None),
             source_plus_sky,
@@ -244,6 +262,8 @@ def simulate_slit(
         true_variance=true_var,
         cosmic_rays=hits,
         nod_offsets=tuple(nod_offsets),
+        companion_flux=tuple(companion_flux),
+        companion_offsets=tuple(off for off, _ in companions),
     )
 
 

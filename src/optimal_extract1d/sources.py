@@ -39,8 +39,16 @@ SHUTTER_PITCH_ARCSEC = 0.53
 MAX_COMPONENTS = 6
 # S/N a nod copy needs where the nod pattern predicts one.
 PRIOR_NOD_SNR = 2.0
-# Peaks closer than this many FWHM to a component are that component.
+# Fractional accuracy assumed for the template when testing for a blend.
+PROFILE_ERROR = 0.05
+# Components closer than this many FWHM are one component.
 MIN_SEPARATION_FWHM = 1.0
+# A blend is split into two sources only if they end up this far apart (FWHM).
+SPLIT_MIN_SEPARATION_FWHM = 0.75
+# Nod copies lie a shutter or a nod throw away: at least this many FWHM from a source.
+NOD_MIN_SEPARATION_FWHM = 2.0
+# A further source is looked for this many FWHM from the others (closer: a blend).
+SOURCE_MIN_SEPARATION_FWHM = 1.5
 # Positive peaks this close (pixels) to the first or last valid row are slit-edge
 # artefacts (partial coverage, bar shadows, nod residuals), not sources.
 EDGE_GUARD = 2.0
@@ -99,31 +107,6 @@ def _residual_snr(fit: KernelFit, values, sigma, bkg_order) -> tuple[np.ndarray,
         return np.where(den > 0, num / np.sqrt(den), 0.0), y
 
 
-def _next_candidate(snr, rows, taken, fwhm, search: ComponentSearch, valid: np.ndarray):
-    """Row of the most significant new component, or None."""
-    far = np.all(
-        np.abs(rows[:, None] - np.asarray(taken)[None, :]) >= MIN_SEPARATION_FWHM * fwhm, axis=1
-    )
-    best, best_score = None, 0.0
-    if search.sources and search.positions is None and valid.any():
-        first, last = rows[valid][[0, -1]]
-        inside = (rows >= first + EDGE_GUARD) & (rows <= last - EDGE_GUARD)
-        pos = np.where(far & inside & (snr > search.threshold), snr, 0.0)
-        if pos.max() > best_score:
-            best, best_score = rows[np.argmax(pos)], pos.max() / search.threshold
-    if search.nods:
-        neg = np.where(far & (snr < -search.threshold), -snr, 0.0)
-        if neg.max() / search.threshold > best_score:
-            best, best_score = rows[np.argmax(neg)], neg.max() / search.threshold
-        for off in search.expected_nods:
-            row = taken[0] + off
-            i = int(np.clip(np.round(row), 0, rows.size - 1))
-            ok = 0 <= row <= rows.size - 1 and far[i] and snr[i] < -PRIOR_NOD_SNR
-            if ok and -snr[i] / PRIOR_NOD_SNR > best_score:
-                best, best_score = float(row), -snr[i] / PRIOR_NOD_SNR
-    return best
-
-
 def find_components(
     fit: KernelFit,
     values: np.ndarray,
@@ -135,10 +118,15 @@ def find_components(
 ) -> KernelFit:
     """Add the significant further sources and nod copies to a fitted kernel.
 
+    In order: the user's source positions, negative nod copies, a test
+    whether the main peak is a blend of two sources, further positive
+    sources; each is added only if significant, not a small residual of the
+    main source, and clearly separated from the others.
+
     Parameters
     ----------
     fit : KernelFit
-        The main source fitted to the slice (its own components are kept).
+        The main source fitted to the slice.
     values, sigma : ndarray, shape (n_cross,)
         The coadded slice and its uncertainty.
     bkg_order : int
@@ -153,52 +141,131 @@ def find_components(
     KernelFit
         The kernel with every component found, all fitted together.
     """
+    data = _Slice(values, sigma, bkg_order)
     if search.positions:
-        offsets = [p - fit.center for p in search.positions[1:]]
-        fit = _refit(fit, values, sigma, bkg_order, search.positions[0], offsets) or fit
-    for _ in range(MAX_COMPONENTS - len(fit.offsets)):
-        snr, rows = _residual_snr(fit, values, sigma, bkg_order)
-        taken = [fit.center, *(fit.center + o for o in fit.offsets)]
-        valid = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
-        row = _next_candidate(snr, rows, taken, fit.fwhm, search, valid)
-        if row is None:
-            break
-        refit = _refit(fit, values, sigma, bkg_order, fit.center, [*fit.offsets, row - fit.center])
-        if refit is None or not _credible(refit, row, search):
-            break
-        fit = refit
+        offsets = [p - search.positions[0] for p in search.positions[1:]]
+        fit = _refit(fit, data, search.positions[0], offsets) or fit
+    if search.nods:
+        fit = _add_components(fit, data, search, negative=True)
+    if search.sources and not search.positions:
+        fit = _try_split(fit, data, search)
+        fit = _add_components(fit, data, search, negative=False)
     if fit.offsets:
-        log.info(
-            "Slit %s: %s",
-            name,
-            ", ".join(
-                f"{k} at {o:+.1f} px (S/N {s:.0f})"
-                for k, o, s in zip(fit.kinds, fit.offsets, fit.component_snr, strict=True)
-            ),
+        described = ", ".join(
+            f"{k} at {o:+.1f} px (S/N {s:.0f})"
+            for k, o, s in zip(fit.kinds, fit.offsets, fit.component_snr, strict=True)
         )
+        log.info("Slit %s: %s", name, described)
     return fit
 
 
-def _credible(fit: KernelFit, row: float, search: ComponentSearch) -> bool:
-    """The newest component is significant and not a tiny residual of the main source."""
+@dataclass(frozen=True)
+class _Slice:
+    values: np.ndarray
+    sigma: np.ndarray
+    bkg_order: int
+
+    @property
+    def valid(self) -> np.ndarray:
+        return np.isfinite(self.values) & np.isfinite(self.sigma) & (self.sigma > 0)
+
+
+def _centres(fit: KernelFit) -> np.ndarray:
+    return fit.center + np.r_[0.0, np.asarray(fit.offsets, float)]
+
+
+def _separated(fit: KernelFit, min_fwhm: float) -> bool:
+    c = _centres(fit)
+    gaps = np.abs(c[:, None] - c[None, :])[np.triu_indices(c.size, 1)]
+    return bool(np.all(gaps >= min_fwhm * fit.fwhm))
+
+
+def _try_split(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+    """Replace the main source by two if that is a significantly better fit (a blend)."""
+    half = 0.5 * fit.fwhm
+    pair = _refit(fit, data, fit.center - half, [2 * half, *fit.offsets], fwhm=0.7 * fit.fwhm)
+    if pair is None or not _separated(pair, SPLIT_MIN_SEPARATION_FWHM):
+        return fit
+    # A template right to PROFILE_ERROR leaves chi2 of order (PROFILE_ERROR S/N)^2 that a
+    # second component would also take up: demand that much more.
+    gain = fit.chi2 - pair.chi2
+    needed = search.threshold**2 + (PROFILE_ERROR * fit.snr) ** 2
+    flux, snr = pair.component_flux[0], pair.component_snr[0]
+    fainter, brighter = sorted((flux, pair.flux))
+    if not (
+        gain > needed
+        and fainter > MIN_FLUX_FRACTION * brighter
+        and min(snr, pair.snr) >= search.threshold
+    ):
+        return fit
+    if flux > pair.flux:  # keep the brighter one as the main source
+        swapped = [-pair.offsets[0], *(o - pair.offsets[0] for o in pair.offsets[1:])]
+        pair = _refit(pair, data, pair.center + pair.offsets[0], swapped) or pair
+    return pair
+
+
+def _add_components(
+    fit: KernelFit, data: _Slice, search: ComponentSearch, negative: bool
+) -> KernelFit:
+    """Add nod copies (``negative``) or further sources, strongest first."""
+    while len(fit.offsets) < MAX_COMPONENTS:
+        row = _candidate(fit, data, search, negative)
+        if row is None:
+            return fit
+        refit = _refit(fit, data, fit.center, [*fit.offsets, row - fit.center])
+        if refit is None or not _credible(refit, row, search, negative):
+            return fit
+        fit = refit
+    return fit
+
+
+def _candidate(fit: KernelFit, data: _Slice, search: ComponentSearch, negative: bool):
+    """Row of the most significant new component of the wanted sign, or None."""
+    snr, rows = _residual_snr(fit, data.values, data.sigma, data.bkg_order)
+    centres = _centres(fit)
+    positive = centres[np.r_[True, np.asarray(fit.component_flux) > 0]]
+    dist_all = np.min(np.abs(rows[:, None] - centres[None, :]), axis=1)
+    dist_pos = np.min(np.abs(rows[:, None] - positive[None, :]), axis=1)
+    if negative:
+        allowed = (dist_pos >= NOD_MIN_SEPARATION_FWHM * fit.fwhm) & (dist_all >= fit.fwhm)
+        score = np.where(allowed & (snr < -search.threshold), -snr / search.threshold, 0.0)
+        for off in search.expected_nods:
+            i = int(np.clip(np.round(fit.center + off), 0, rows.size - 1))
+            if allowed[i] and snr[i] < -PRIOR_NOD_SNR:
+                score[i] = max(score[i], -snr[i] / PRIOR_NOD_SNR)
+    else:
+        first, last = rows[data.valid][[0, -1]] if data.valid.any() else (0, -1)
+        inside = (rows >= first + EDGE_GUARD) & (rows <= last - EDGE_GUARD)
+        allowed = inside & (dist_all >= SOURCE_MIN_SEPARATION_FWHM * fit.fwhm)
+        score = np.where(allowed & (snr > search.threshold), snr / search.threshold, 0.0)
+    return float(rows[np.argmax(score)]) if score.max() > 0 else None
+
+
+def _credible(fit: KernelFit, row: float, search: ComponentSearch, negative: bool) -> bool:
+    """The newest component has the wanted sign, is significant and apart from the rest."""
     flux, snr = fit.component_flux[-1], fit.component_snr[-1]
     prior = any(abs(fit.center + o - row) < 1.0 for o in search.expected_nods)
-    needed = PRIOR_NOD_SNR if (prior and flux < 0) else search.threshold
-    return abs(snr) >= needed and abs(flux) >= MIN_FLUX_FRACTION * fit.flux
+    needed = PRIOR_NOD_SNR if (prior and negative) else search.threshold
+    return (
+        (flux < 0) == negative
+        and abs(snr) >= needed
+        and abs(flux) >= MIN_FLUX_FRACTION * fit.flux
+        and _separated(fit, MIN_SEPARATION_FWHM)
+    )
 
 
 def _refit(
-    fit: KernelFit, values, sigma, bkg_order, center: float, offsets: Sequence[float]
+    fit: KernelFit, data: _Slice, center: float, offsets: Sequence[float], fwhm: float | None = None
 ) -> KernelFit | None:
     """Refit with the given components; None if the fit fails."""
     try:
         return fit_kernel(
             fit.template,
-            values,
-            sigma,
-            bkg_order=bkg_order,
+            data.values,
+            data.sigma,
+            bkg_order=data.bkg_order,
             center=center,
-            fwhm=fit.fwhm,
+            fwhm=fwhm or fit.fwhm,
             offsets=offsets,
         )
     except ProfileFitError:
