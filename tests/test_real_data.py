@@ -37,3 +37,26 @@ def test_emission_lines_come_out_positive_and_significant(ceers_s2d):
     cont = np.nanmedian(t["FLUX"][(t["WAVELENGTH"] > 2.8) & (t["WAVELENGTH"] < 3.3)])
     assert np.nanmax(t["FLUX"][np.abs(t["WAVELENGTH"] - 3.43) < 0.02]) > 10 * abs(cont)
     assert spec.meta.optimal_extraction.status == "fit"
+
+
+def test_nod_model_matches_the_positive_trace_alone(ceers_s2d):
+    kw = dict(bkg_order=-1, fit_fwhm=True, fit_trace=True)
+    (full,) = OptimalExtract1dStep.call(str(ceers_s2d), **kw).spec
+    meta = full.meta.optimal_extraction
+    offsets = sorted(c.offset for c in meta.kernel.components)
+    assert all(c.kind == "nod" for c in meta.kernel.components)
+    # the 3-shutter nod puts copies one and two shutters (5.3 px) away
+    np.testing.assert_allclose(offsets, [-10.6, -5.3, 5.3, 10.6], atol=1.2)
+    y = round(meta.source_position)
+    (alone,) = OptimalExtract1dStep.call(
+        str(ceers_s2d), extraction_region=[0, y - 2, 340, y + 3], **kw
+    ).spec
+    t, r = full.spec_table, alone.spec_table
+    ok = np.isfinite(t["FLUX"]) & np.isfinite(r["FLUX"])
+    pull = (t["FLUX"] - r["FLUX"])[ok] / r["FLUX_ERROR"][ok]
+    assert abs(np.median(pull)) < 0.3 and np.median(np.abs(pull)) < 0.5
+    for line in CEERS_LINES_UM:
+        near = np.abs(t["WAVELENGTH"] - line) < 0.03
+        f_full, f_alone = np.nansum(t["FLUX"][near]), np.nansum(r["FLUX"][near])
+        err = np.sqrt(np.nansum(r["FLUX_ERROR"][near] ** 2))
+        assert abs(f_full - f_alone) < 2 * err, (line, f_full, f_alone, err)

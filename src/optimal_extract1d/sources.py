@@ -150,6 +150,7 @@ def find_components(
     if search.sources and not search.positions:
         fit = _try_split(fit, data, search)
         fit = _add_components(fit, data, search, negative=False)
+    fit = _prune(fit, data, search)
     if fit.offsets:
         described = ", ".join(
             f"{k} at {o:+.1f} px (S/N {s:.0f})"
@@ -252,6 +253,33 @@ def _credible(fit: KernelFit, row: float, search: ComponentSearch, negative: boo
         and abs(flux) >= MIN_FLUX_FRACTION * fit.flux
         and _separated(fit, MIN_SEPARATION_FWHM)
     )
+
+
+def _prune(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+    """Drop, weakest first, components that became insignificant once others were added."""
+    fixed = len(search.positions or ()) - 1
+    while len(fit.offsets) > max(fixed, 0):
+        needed = np.array(
+            [
+                PRIOR_NOD_SNR
+                if any(abs(o - e) < 1.0 for e in search.expected_nods) and f < 0
+                else search.threshold
+                for o, f in zip(fit.offsets, fit.component_flux, strict=True)
+            ]
+        )
+        weak = (np.abs(fit.component_snr) < needed) | (
+            np.abs(fit.component_flux) < MIN_FLUX_FRACTION * fit.flux
+        )
+        weak[: max(fixed, 0)] = False
+        if not weak.any():
+            return fit
+        worst = int(np.argmin(np.where(weak, np.abs(fit.component_snr) / needed, np.inf)))
+        offsets = [o for i, o in enumerate(fit.offsets) if i != worst]
+        refit = _refit(fit, data, fit.center, offsets)
+        if refit is None:
+            return fit
+        fit = refit
+    return fit
 
 
 def _refit(

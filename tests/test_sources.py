@@ -1,0 +1,97 @@
+import logging
+
+import numpy as np
+import pytest
+
+from optimal_extract1d.extraction import extract_slit
+from optimal_extract1d.params import ExtractParams
+from optimal_extract1d.simulate import simulate_slit
+from optimal_extract1d.sources import expected_nod_offsets
+
+from conftest import slit_data_from_sim
+
+THREE_SHUTTER = dict(nod_offsets=(-5.3, 5.3, -10.6, 10.6), nod_scale=(1 / 3, 1 / 3, 1 / 6, 1 / 6))
+
+
+def _sim(rng, **kw):
+    kw.setdefault("snr", 50.0)
+    kw.setdefault("center", 15.0)
+    return simulate_slit(rng, n_disp=300, fwhm=(2.0, 2.0), spectrum=np.ones(300), **kw)
+
+
+def test_nod_copies_are_modelled_and_do_not_leak_into_the_flux(rng, caplog):
+    sim = _sim(rng, **THREE_SHUTTER)
+    with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+        (res,) = extract_slit(slit_data_from_sim(sim, name="N1"), ExtractParams())
+    assert abs(np.median(res.flux / sim.flux) - 1) < 0.01
+    comps = res.metadata["kernel"]["components"]
+    offsets = sorted(c["offset"] for c in comps)
+    np.testing.assert_allclose(offsets, [-10.6, -5.3, 5.3, 10.6], atol=0.2)
+    assert all(c["kind"] == "nod" for c in comps)
+    ratios = sorted(c["flux"] / res.metadata["kernel"]["flux"] for c in comps)
+    np.testing.assert_allclose(ratios, [-1 / 3, -1 / 3, -1 / 6, -1 / 6], atol=0.03)
+    assert "N1" in caplog.text and "nod at" in caplog.text
+    # without the nod model, a fitted background soaks up the copies and biases the flux
+    (plain,) = extract_slit(
+        slit_data_from_sim(sim), ExtractParams(model_nods=False, source_positions=(15.0,))
+    )
+    assert abs(np.median(plain.flux / sim.flux) - 1) > 0.03
+
+
+def test_expected_nod_positions_find_faint_copies(rng):
+    sim = _sim(rng, snr=6.0, **THREE_SHUTTER)
+    prior = slit_data_from_sim(
+        sim,
+        nod_offsets=expected_nod_offsets(
+            nod_type="3-SHUTTER-SLITLET", primary_type="NONE", y_offset=None, pixel_scale=0.1
+        ),
+    )
+    (with_prior,) = extract_slit(prior, ExtractParams())
+    (without,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+    n_prior = len(with_prior.metadata["kernel"]["components"])
+    assert n_prior > len(without.metadata["kernel"]["components"])
+    assert n_prior >= 2
+
+
+def test_expected_nod_offsets_from_metadata():
+    assert expected_nod_offsets(
+        nod_type="3-SHUTTER-SLITLET", primary_type="NONE", y_offset=None, pixel_scale=0.1
+    ) == pytest.approx((-5.3, 5.3, -10.6, 10.6))
+    assert expected_nod_offsets(
+        nod_type=None, primary_type="2-POINT-NOD", y_offset=1.5, pixel_scale=0.1
+    ) == pytest.approx((-30.0, 30.0))
+    assert (
+        expected_nod_offsets(nod_type=None, primary_type="NONE", y_offset=1.0, pixel_scale=0.1)
+        == ()
+    )
+
+
+@pytest.mark.parametrize("separation_fwhm", [1.5, 2.5, 4.0])
+def test_two_sources_deblended_within_2_percent(rng, separation_fwhm):
+    sep = 2.0 * separation_fwhm
+    sim = _sim(rng, center=13.0, companions=((sep, 0.7),))
+    spectra = extract_slit(slit_data_from_sim(sim, name="S9"), ExtractParams())
+    assert [s.name for s in spectra] == ["S9_1", "S9_2"]
+    main, companion = spectra
+    assert abs(np.median(main.flux / sim.flux) - 1) < 0.02
+    assert abs(np.median(companion.flux / sim.companion_flux[0]) - 1) < 0.02
+    assert main.metadata["source_position"] == pytest.approx(13.0, abs=0.2)
+    assert companion.metadata["source_position"] == pytest.approx(13.0 + sep, abs=0.2)
+    assert companion.metadata["n_sources"] == 2 and companion.metadata["source_index"] == 2
+
+
+def test_user_source_positions(rng):
+    sim = _sim(rng, center=12.0, companions=((5.0, 0.4),))
+    spectra = extract_slit(slit_data_from_sim(sim), ExtractParams(source_positions=(12.0, 17.0)))
+    assert len(spectra) == 2
+    assert abs(np.median(spectra[1].flux / sim.companion_flux[0]) - 1) < 0.02
+
+
+def test_single_source_stays_single(rng):
+    for shape in ("gaussian", "moffat"):
+        sim = simulate_slit(
+            rng, n_disp=300, snr=200.0, shape=shape, fwhm=(2.0, 2.6), spectrum=np.ones(300)
+        )
+        spectra = extract_slit(slit_data_from_sim(sim, name="S1"), ExtractParams())
+        assert [s.name for s in spectra] == ["S1"]
+        assert spectra[0].metadata["kernel"]["components"] == []
