@@ -32,7 +32,8 @@ def test_emission_lines_come_out_positive_and_significant(ceers_s2d):
         near = np.abs(t["WAVELENGTH"] - line) < 0.02
         peak = np.nanmax(t["FLUX"][near])
         err = t["FLUX_ERROR"][near][np.nanargmax(t["FLUX"][near])]
-        assert peak > 0 and peak / err > 20, (line, peak, err)
+        # errors include the drizzle correlations (error_scale): ~1.7x the VAR_* ones
+        assert peak > 0 and peak / err > 10, (line, peak, err)
     # line flux well above the continuum around it
     cont = np.nanmedian(t["FLUX"][(t["WAVELENGTH"] > 2.8) & (t["WAVELENGTH"] < 3.3)])
     assert np.nanmax(t["FLUX"][np.abs(t["WAVELENGTH"] - 3.43) < 0.02]) > 10 * abs(cont)

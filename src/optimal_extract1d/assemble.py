@@ -80,8 +80,12 @@ def spectrum(
     usable: np.ndarray,
     status: str,
     meta: dict[str, Any],
+    error_factor: float = 1.0,
 ) -> SpectrumResult:
-    """The spectrum of one source from its column sums."""
+    """The spectrum of one source from its column sums.
+
+    ``error_factor`` multiplies every propagated error (see `errorscale`).
+    """
     weights = profile.weights
     missing = np.sum(np.where(usable & ~result.rejected, 0.0, weights), axis=0)
     dq = np.zeros(sd.shape[1], np.uint32)
@@ -90,16 +94,17 @@ def spectrum(
     dq[result.rejected.any(axis=0)] |= DQ_OUTLIER
     if status != "fit":
         dq |= DQ_FALLBACK
+    f2 = error_factor**2
     return SpectrumResult(
         name=name,
         flux=sums.flux,
-        var_poisson=sums.propagate(result.var_poisson),
-        var_rnoise=sums.propagate(sd.var_rnoise),
-        var_flat=sums.propagate(sd.var_flat),
+        var_poisson=f2 * sums.propagate(result.var_poisson),
+        var_rnoise=f2 * sums.propagate(sd.var_rnoise),
+        var_flat=f2 * sums.propagate(sd.var_flat),
         background=sums.mean_background,
-        bkg_var_poisson=sums.propagate_background(result.var_poisson),
-        bkg_var_rnoise=sums.propagate_background(sd.var_rnoise),
-        bkg_var_flat=sums.propagate_background(sd.var_flat),
+        bkg_var_poisson=f2 * sums.propagate_background(result.var_poisson),
+        bkg_var_rnoise=f2 * sums.propagate_background(sd.var_rnoise),
+        bkg_var_flat=f2 * sums.propagate_background(sd.var_flat),
         npixels=sums.npixels,
         dq=dq,
         wavelength=along_trace(sd.wavelength, weights),

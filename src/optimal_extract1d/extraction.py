@@ -22,6 +22,7 @@ from . import assemble, coadd, horne, slits, spatial
 from .empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
 from .empirical import empirical_profile, trace_support
 from .errors import InputError, OptimalExtractError, ProfileFitError
+from .errorscale import residual_error_scale
 from .kernel import KernelFit, KernelTemplate, make_template
 from .params import ExtractParams, check_region
 from .profile import Profile, kernel_profile
@@ -312,9 +313,8 @@ def _spectra(
     sources = [i for i, kind in enumerate(shape.kinds) if kind == "source"]
     variance = result.var_poisson + sd.var_rnoise + sd.var_flat
     position = {i: float(np.nanmedian(shape.profiles[i].centers)) for i in sources}
-    ordered = sorted(sources, key=position.get)
     spectra = []
-    for number, i in enumerate(ordered, start=1):
+    for number, i in enumerate(sorted(sources, key=position.get), start=1):
         sums = (
             result.sums
             if i == 0
@@ -327,7 +327,6 @@ def _spectra(
                 extra=shape.others(i),
             )
         )
-        name = sd.name if len(sources) == 1 else f"{sd.name}_{number}"
         meta = assemble.metadata(sd, shape, result, params)
         meta.update(
             source_index=number,
@@ -335,8 +334,31 @@ def _spectra(
             source_position=position[i] + sd.offset[0],
             main_source=i == 0,
         )
+        factor = 1.0
+        if params.error_scale == "residual":
+            scale = residual_error_scale(
+                sd.data,
+                np.nan_to_num(sums.model),
+                variance,
+                usable & ~result.rejected,
+                sums.pixel_weights,
+                sums.hat(),
+                source=np.nan_to_num(sums.model) - np.nan_to_num(sums.background),
+            )
+            factor, meta["error_scale"] = scale.factor, scale.to_meta()
+        name = sd.name if len(sources) == 1 else f"{sd.name}_{number}"
         spectra.append(
-            assemble.spectrum(sd, name, shape.profiles[i], sums, result, usable, shape.status, meta)
+            assemble.spectrum(
+                sd,
+                name,
+                shape.profiles[i],
+                sums,
+                result,
+                usable,
+                shape.status,
+                meta,
+                error_factor=factor,
+            )
         )
     return spectra
 

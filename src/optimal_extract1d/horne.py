@@ -71,6 +71,8 @@ class ColumnSums:
         Number of usable pixels per column.
     empty : ndarray of bool, shape (n_disp,)
         Columns with no usable pixel under the profile (flux is NaN).
+    design, inv_var, cov : ndarray
+        The fit behind the sums (design matrix, weights, covariance), for `hat`.
     background_dropped : ndarray of bool, shape (n_disp,)
         Columns where the background terms were degenerate and were dropped.
     """
@@ -86,6 +88,19 @@ class ColumnSums:
     npixels: np.ndarray
     empty: np.ndarray
     background_dropped: np.ndarray
+    design: np.ndarray | None = None
+    inv_var: np.ndarray | None = None
+    cov: np.ndarray | None = None
+
+    def hat(self) -> np.ndarray:
+        """Standardized hat matrix of every column, ``(n_disp, n_cross, n_cross)``.
+
+        ``H = W^1/2 A (A^T W A)^-1 A^T W^1/2``: fitted residuals ``z = r / sigma``
+        of independent unit-variance noise have covariance ``I - H``.
+        """
+        root = np.sqrt(self.inv_var)
+        a = self.design * root[:, :, None]
+        return np.einsum("yxi,xij,zxj->xyz", a, self.cov, a)
 
     def propagate(self, component: np.ndarray) -> np.ndarray:
         """Propagate a per-pixel variance component to the flux, ``sum(g^2 V_k)``.
@@ -232,6 +247,9 @@ def extract_columns(
         mean_background=np.where(empty, np.nan, mean_bkg),
         background_weights=h,
         leverage=np.einsum("yxi,yxi->yx", design, gmat),
+        design=design,
+        inv_var=inv_var,
+        cov=cov,
         npixels=npixels,
         empty=empty,
         background_dropped=dropped,
@@ -412,7 +430,9 @@ def _worst_outliers(data, model, variance, leverage, usable, reject_sigma) -> np
     and makes the good wings look deviant, but not the model that leaves it
     out. A `PROFILE_ERROR` fraction of that model is added to the variance,
     so that at high S/N a profile right to a few per cent does not reject the
-    good pixels of the core.
+    good pixels of the core. When the residuals scatter more than the
+    variance says (robust rms > 1, e.g. a VAR array too small), deviations
+    are judged against that scatter, so good pixels are not rejected en masse.
     """
     keep = np.clip(1.0 - leverage, 1e-3, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -421,6 +441,9 @@ def _worst_outliers(data, model, variance, leverage, usable, reject_sigma) -> np
         scale = np.sqrt(variance / keep + (PROFILE_ERROR * others) ** 2)
         z = np.where(usable, np.abs(deleted) / scale, 0.0)
     z = np.where(np.isfinite(z), z, 0.0)
+    finite_z = z[usable & (z > 0)]
+    if finite_z.size >= 20:
+        z = z / max(1.4826 * float(np.median(finite_z)), 1.0)
     worst = np.argmax(z, axis=0)
     cols = np.arange(data.shape[1])
     out = np.zeros(data.shape, bool)

@@ -14,10 +14,11 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["ExtractParams", "KERNELS", "VARIANCE_SOURCES", "check_region"]
+__all__ = ["ExtractParams", "KERNELS", "VARIANCE_SOURCES", "ERROR_SCALES", "check_region"]
 
 KERNELS = ("gaussian", "moffat", "empirical")
 VARIANCE_SOURCES = ("auto", "var", "wht", "err")
+ERROR_SCALES = ("none", "residual")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class ExtractParams:
         extract; None = the brightest, plus any other significant peak.
     detect_threshold : float
         S/N (coadded profile, matched filter) a further source or nod copy needs.
+    error_scale : str
+        ``"residual"``: scale the propagated errors to the scatter of the
+        residuals, pixel correlations included; ``"none"``: keep them.
     """
 
     extraction_region: tuple[int, int, int, int] | None = None
@@ -80,6 +84,7 @@ class ExtractParams:
     model_nods: bool = True
     source_positions: tuple[float, ...] | None = None
     detect_threshold: float = 5.0
+    error_scale: str = "residual"
 
     def __post_init__(self) -> None:
         if self.extraction_region is not None:
@@ -117,6 +122,9 @@ class ExtractParams:
                 msg = f"source_positions must be finite pixel positions, got {positions}"
                 raise ParameterError(msg)
             object.__setattr__(self, "source_positions", positions)
+        if self.error_scale not in ERROR_SCALES:
+            msg = f"error_scale must be one of {ERROR_SCALES}, got {self.error_scale!r}"
+            raise ParameterError(msg)
         if not self.detect_threshold > 0:
             msg = f"detect_threshold must be > 0, got {self.detect_threshold}"
             raise ParameterError(msg)

@@ -1,0 +1,152 @@
+"""Error bars that match the real scatter: scale the propagated variance from the residuals.
+
+Two things make the pipeline's VAR_* arrays wrong for an optimal sum:
+
+* their level (a per-pixel variance that is too small or too large);
+* correlations between pixels along the slit, which drizzling creates: a
+  weighted sum over a column then scatters more than ``sum(g^2 V)`` says,
+  although every pixel on its own is right.
+
+`residual_error_scale` models the noise of the normalized pixels
+``n / sigma`` along the slit as ``C = a_0 I + sum_k a_k T_k`` (``T_k`` pairs
+pixels ``k`` apart, k = 1..`MAX_LAG`) and measures the ``a_k`` from the
+residuals of the column fits. Those residuals are the noise projected by the
+fit, ``z = (I - H) n``, so their lag sums are matched to
+``sum_x (I - H_x) C (I - H_x)`` exactly (a linear system in the ``a_k``):
+the fitted model does not make the noise look smaller or anticorrelated.
+The variance of each column's flux is then ``(g s)^T C (g s)`` instead of
+``(g s)^T (g s)``; the median ratio over the columns is the squared factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ErrorScale", "residual_error_scale", "MAX_LAG"]
+
+# Pixel correlations are measured up to this lag along the slit.
+MAX_LAG = 3
+# Standardized residuals beyond this many robust sigma are outliers, not noise.
+CLIP_SIGMA = 5.0
+# Fewer usable residuals than this: the factor is not measured (1).
+MIN_PIXELS = 50
+
+
+@dataclass(frozen=True)
+class ErrorScale:
+    """How much the propagated flux errors are scaled.
+
+    Attributes
+    ----------
+    factor : float
+        Multiplies FLUX_ERROR (the variances are multiplied by its square).
+    pixel_scale : float
+        Square root of the fitted per-pixel variance scale ``a_0``.
+    correlation : tuple of float
+        Correlation of neighbouring pixels at lags 1..`MAX_LAG`, ``a_k / a_0``.
+    n_pixels : int
+        Residuals used.
+    """
+
+    factor: float
+    pixel_scale: float
+    correlation: tuple[float, ...]
+    n_pixels: int
+
+    def to_meta(self) -> dict:
+        """Plain values for the spectrum metadata."""
+        return {
+            "method": "residual",
+            "factor": self.factor,
+            "pixel_scale": self.pixel_scale,
+            "correlation": list(self.correlation),
+            "n_pixels": self.n_pixels,
+        }
+
+
+def _shift(n: int, lag: int) -> np.ndarray:
+    """Symmetric matrix with ones ``lag`` off the diagonal (identity for 0)."""
+    t = np.eye(n, k=lag)
+    return t if lag == 0 else t + t.T
+
+
+def residual_error_scale(
+    data: np.ndarray,
+    model: np.ndarray,
+    variance: np.ndarray,
+    usable: np.ndarray,
+    weights: np.ndarray,
+    hat: np.ndarray,
+    source: np.ndarray | None = None,
+) -> ErrorScale:
+    """Measure the error scale factor of column-wise optimal sums.
+
+    Parameters
+    ----------
+    data, model, variance : ndarray, shape (n_cross, n_disp)
+        Science image, fitted scene and the variance the sums used.
+    usable : ndarray of bool, shape (n_cross, n_disp)
+        Pixels that entered the sums (outliers already rejected).
+    weights : ndarray, shape (n_cross, n_disp)
+        Flux weights ``g`` of the sums (`horne.ColumnSums.pixel_weights`).
+    hat : ndarray, shape (n_disp, n_cross, n_cross)
+        Standardized hat matrix of every column fit (`horne.ColumnSums.hat`).
+    source : ndarray, shape (n_cross, n_disp), optional
+        The sources' part of the model. Only pixels where it is below the
+        noise are measured: there an imperfect profile leaves no systematic
+        residual that would pass for noise.
+
+    Returns
+    -------
+    ErrorScale
+        Factor 1 when fewer than `MIN_PIXELS` residuals are usable.
+    """
+    n_cross = data.shape[0]
+    sigma = np.sqrt(np.where(usable & (variance > 0), variance, np.nan))
+    with np.errstate(invalid="ignore"):
+        z = (data - model) / sigma
+        faint = np.abs(np.nan_to_num(source)) < sigma if source is not None else True
+    ok = np.isfinite(z) & faint
+    if ok.sum() < MIN_PIXELS:
+        return ErrorScale(1.0, 1.0, (), int(ok.sum()))
+    lev = np.einsum("xyy->yx", hat)
+    zs = z / np.sqrt(np.clip(1.0 - lev, 1e-3, 1.0))
+    rms = 1.4826 * np.median(np.abs(zs[ok] - np.median(zs[ok])))
+    ok &= np.abs(zs) <= CLIP_SIGMA * max(rms, 1e-12)
+    z0 = np.where(ok, z, 0.0)
+    # Q = I - H on the kept pixels only (others neither measured nor paired)
+    keep = ok.T.astype(float)  # (n_disp, n_cross)
+    q = (np.eye(n_cross)[None] - hat) * keep[:, :, None] * keep[:, None, :]
+    lags = range(MAX_LAG + 1)
+    shifts = [_shift(n_cross, k) for k in lags]
+    measured = np.array(
+        [
+            np.sum(z0.T * (z0.T @ np.triu(s) if k else z0.T))
+            for k, s in zip(lags, shifts, strict=True)
+        ]
+    )
+    design = np.empty((len(shifts), len(shifts)))
+    for j, t in enumerate(shifts):
+        e = np.einsum("xab,bc,xcd->xad", q, t, q)
+        for k in lags:
+            design[k, j] = np.sum(
+                np.einsum("xab,ab->x", e, np.triu(shifts[k]) if k else np.eye(n_cross))
+            )
+    coeffs = np.linalg.lstsq(design, measured, rcond=None)[0]
+    if not coeffs[0] > 0:
+        return ErrorScale(1.0, 1.0, (), int(ok.sum()))
+    gs = np.nan_to_num(weights) * np.nan_to_num(sigma)
+    independent = np.sum(gs**2, axis=0)
+    correlated = sum(
+        a * np.einsum("yx,yz,zx->x", gs, t, gs) for a, t in zip(coeffs, shifts, strict=True)
+    )
+    good = independent > 0
+    ratio = np.median(correlated[good] / independent[good]) if good.any() else 1.0
+    return ErrorScale(
+        float(np.sqrt(max(ratio, 1e-6))),
+        float(np.sqrt(coeffs[0])),
+        tuple(float(a / coeffs[0]) for a in coeffs[1:]),
+        int(ok.sum()),
+    )
