@@ -63,8 +63,10 @@ class KernelTemplate:
         if self.name == "gaussian":
             return 2.0 * np.sqrt(2.0 * np.log(2.0))
         if self.name == "moffat":
-            alpha = float(self.model.alpha.value)
-            return 2.0 * np.sqrt(2.0 ** (1.0 / alpha) - 1.0)
+            alpha = np.float64(self.model.alpha.value)
+            # NaN or inf for a fitted alpha <= 0 or ~0: `_summarize` rejects the fit.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return float(2.0 * np.sqrt(np.power(2.0, 1.0 / alpha) - 1.0))
         return _numeric_fwhm(self) / abs(width)
 
 
@@ -256,7 +258,11 @@ def fit_kernel(
         warnings.filterwarnings(
             "ignore", message="The fit may be unsuccessful", category=AstropyUserWarning
         )
-        fitted = fitter(compound, yv, dv, weights=1.0 / sv, maxiter=200)
+        try:
+            fitted = fitter(compound, yv, dv, weights=1.0 / sv, maxiter=200)
+        except (fitting.NonFiniteValueError, ValueError) as err:  # the fit diverged
+            msg = f"the kernel fit failed ({type(err).__name__}: {str(err).splitlines()[0]})"
+            raise ProfileFitError(msg) from err
     return _summarize(template, fitted, yv, dv, sv, bkg_order, values.size)
 
 
@@ -302,6 +308,9 @@ def _summarize(template, fitted, y, d, s, bkg_order, n_cross) -> KernelFit:
     center = float(getattr(psf, template.center_param).value)
     width = abs(float(getattr(psf, template.width_param).value))
     fwhm = width * fit_template.fwhm_per_width()
+    if not (np.isfinite(fwhm) and fwhm > 0):
+        msg = f"the kernel fit returned an unusable shape (FWHM {fwhm:.3g} px)"
+        raise ProfileFitError(msg)
     amplitude = float(getattr(psf, template.amplitude_param).value)
     resid = (d - fitted(y)) / s
     dof = max(y.size - params.size, 1)
