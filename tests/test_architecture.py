@@ -23,7 +23,7 @@ PURE = {
     "errorscale",
     "fitting",
 }
-BOUNDARY = {"slits", "variance", "x1d", "simulate_models", "defaults"}
+BOUNDARY = {"slits", "inputvariance", "x1d", "simulate_models", "defaults"}
 STPIPE_MODULES = {"step", "spec3"}
 DATAMODEL_PACKAGES = ("stdatamodels", "jwst", "gwcs", "stpipe", "asdf", "matplotlib")
 

@@ -22,7 +22,7 @@ from stdatamodels.jwst.datamodels import dqflags
 
 from .errors import InputError
 from .results import FluxUnits
-from .variance import bad_variance, choose_variance, read_array
+from .inputvariance import bad_variance, choose_variance, read_array
 
 __all__ = [
     "SlitData",
@@ -293,7 +293,7 @@ def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: fl
     slit, parent : datamodel
         The slit and the model it came from (see `iter_slits`).
     variance_source : str
-        ``"auto"``, ``"var"``, ``"wht"`` or ``"err"`` (see `variance.choose_variance`).
+        ``"auto"``, ``"var"``, ``"wht"`` or ``"err"`` (see `inputvariance.choose_variance`).
     drizzle_scale : float
         Pixel scale ratio for the drizzle-weight variance.
 
