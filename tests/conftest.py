@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
 
 from optimal_extract1d.results import FluxUnits
 from optimal_extract1d.simulate import simulate_slit
@@ -15,6 +16,17 @@ from optimal_extract1d.slits import SlitData
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ceers-933"
 if "OPTIMAL_EXTRACT1D_SHARED" in os.environ:
     SHARED_DATA = Path(os.environ["OPTIMAL_EXTRACT1D_SHARED"]) / "data" / "ceers-933"
+
+
+# Hypothesis profiles (select with HYPOTHESIS_PROFILE=...). "ci", the default, runs
+# 1000 examples per core property (tests/test_fuzz.py scales the slow end-to-end
+# properties down from this) and keeps the whole suite within a couple of minutes
+# on 2 cores; "dev" is for quick local runs, "thorough" for a long hunt.
+_FUZZ = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", max_examples=1000, **_FUZZ)
+settings.register_profile("dev", max_examples=100, **_FUZZ)
+settings.register_profile("thorough", max_examples=20000, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture

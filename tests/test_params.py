@@ -1,7 +1,7 @@
 import pytest
 
 from optimal_extract1d.errors import ParameterError
-from optimal_extract1d.params import ExtractParams, check_region
+from optimal_extract1d.params import ExtractParams, check_region, check_slice
 
 
 @pytest.mark.parametrize(
@@ -26,3 +26,16 @@ def test_region_outside_the_slit_is_rejected():
     with pytest.raises(ParameterError, match="outside slit 'S1' of 400 x 31 pixels"):
         check_region(params, (31, 400), "S1")
     check_region(ExtractParams(extraction_region=(0, 0, 399, 30)), (31, 400), "S1")
+
+
+def test_slice_is_checked_against_the_dispersion_range_of_the_region():
+    region = (0, 100, 40, 119)  # dispersion along y: rows 100..119
+    with pytest.raises(ParameterError, match="slice_width 30 is wider than slit 'LRS'.*20 disp"):
+        check_slice(ExtractParams(extraction_region=region), (400, 41), "LRS", disp_axis=2)
+    check_slice(
+        ExtractParams(slice_width=20, extraction_region=region), (400, 41), "LRS", disp_axis=2
+    )
+    with pytest.raises(ParameterError, match="slice_column 99 is outside.*pixels 100..119"):
+        params = ExtractParams(slice_width=5, slice_column=99, extraction_region=region)
+        check_slice(params, (400, 41), "LRS", disp_axis=2)
+    check_slice(ExtractParams(slice_column=399), (41, 400), "MOS", disp_axis=1)

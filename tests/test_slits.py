@@ -5,9 +5,10 @@ import pytest
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d.errors import InputError
+from optimal_extract1d.inputvariance import choose_variance
 from optimal_extract1d.simulate import PIXEL_AREA_SR, simulate_slit
 from optimal_extract1d.simulate_models import make_lrs_image, make_slit_model
-from optimal_extract1d.slits import choose_variance, open_input, read_slit
+from optimal_extract1d.slits import open_input, read_slit
 
 
 @pytest.fixture

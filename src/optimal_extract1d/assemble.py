@@ -57,7 +57,7 @@ def metadata(sd, shape, result: IteratedSums, params) -> dict[str, Any]:
         "status": shape.status,
         "fallback_reason": shape.reason,
         "slice_column": int(shape.column + sd.offset[1]),
-        "slice_width": int(params.slice_width),
+        "slice_width": int(min(params.slice_width, sd.shape[1])),
         "bkg_order": int(params.bkg_order),
         "variance_source": sd.variance_source,
         "kernel": kernel,

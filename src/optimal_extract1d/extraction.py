@@ -21,10 +21,10 @@ import numpy as np
 from . import assemble, coadd, horne, slits, spatial
 from .empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
 from .empirical import empirical_profile, trace_support
-from .errors import InputError, OptimalExtractError, ProfileFitError
+from .errors import InputError, OptimalExtractError, ParameterError, ProfileFitError
 from .errorscale import residual_error_scale
 from .kernel import KernelFit, KernelTemplate, make_template
-from .params import ExtractParams, check_region
+from .params import ExtractParams, check_region, check_slice
 from .profile import Profile, kernel_profile
 from .results import SpectrumResult
 from .slits import SlitData
@@ -37,10 +37,22 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SkippedSlit:
-    """A slit that produced no spectrum, and why."""
+    """A slit that produced no spectrum, and why.
+
+    Attributes
+    ----------
+    name : str
+        Slit name.
+    reason : str
+        What went wrong, as logged.
+    error : str
+        Type name of the error (``InputError``, ``ParameterError``, ... or the
+        unexpected exception's type).
+    """
 
     name: str
     reason: str
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,10 @@ class ExtractionRun:
 def extract(model: Any, params: ExtractParams) -> ExtractionRun:
     """Extract every slit of an opened input model.
 
+    Every slit gives a spectrum or a `SkippedSlit` (logged at WARNING, or at
+    ERROR for an unexpected exception); one slit's failure never stops the
+    others.
+
     Parameters
     ----------
     model : datamodel
@@ -81,42 +97,97 @@ def extract(model: Any, params: ExtractParams) -> ExtractionRun:
     Raises
     ------
     ParameterError
-        If a parameter does not fit the input slits (checked before any work).
+        If the extraction region or the kernel slice fits none of the input
+        slits (checked before any work).
     InputError
         If no slit of the input can be read.
+    OptimalExtractError
+        If no slit could be extracted for other reasons.
     """
     template = make_template(_slice_kernel(params.kernel))
+    label = slits.input_label(model)
     pairs = list(slits.iter_slits(model))
-    for slit, parent in pairs:
-        if slit.hasattr("data") and np.ndim(slit.data) == 2 and np.size(slit.data):
-            check_region(params, np.shape(slit.data), slits.slit_name(slit, parent))
+    unfit = _check_parameters(params, pairs, label)
     run = ExtractionRun()
     for index, (slit, parent) in enumerate(pairs):
         name = slits.slit_name(slit, parent)
-        try:
-            data = slits.read_slit(
-                slit,
-                parent,
-                variance_source=params.variance_source,
-                drizzle_scale=params.drizzle_scale,
-            )
-        except InputError as err:
-            log.warning("Slit %s skipped: %s", name, err)
-            run.skipped.append(SkippedSlit(name, str(err)))
+        if index in unfit:
+            log.warning("Slit %s skipped: %s", name, unfit[index])
+            run.skipped.append(SkippedSlit(name, str(unfit[index]), "ParameterError"))
             continue
-        try:
-            spectra = extract_slit(data, params, template)
-        except OptimalExtractError as err:
-            log.warning("Slit %s skipped: %s", name, err)
-            run.skipped.append(SkippedSlit(name, str(err)))
-            continue
+        _extract_one(run, index, slit, parent, name, params, template)
+    if not run.spectra:
+        reasons = "; ".join(f"{s.name}: {s.reason}" for s in run.skipped)
+        msg = f"{label}: no slit could be extracted ({reasons})"
+        bad_input = all(s.error in ("InputError", "ParameterError") for s in run.skipped)
+        raise InputError(msg) if bad_input else OptimalExtractError(msg)
+    return run
+
+
+def _extract_one(run, index, slit, parent, name, params, template) -> None:
+    """Read and extract one slit into ``run``; any failure becomes a `SkippedSlit`."""
+    try:
+        data = slits.read_slit(
+            slit,
+            parent,
+            variance_source=params.variance_source,
+            drizzle_scale=params.drizzle_scale,
+        )
+        spectra = extract_slit(data, params, template)
+    except OptimalExtractError as err:
+        log.warning("Slit %s skipped: %s", name, err)
+        run.skipped.append(SkippedSlit(name, str(err), type(err).__name__))
+    except Exception as err:  # one slit's unexpected failure must not stop the others
+        log.error(
+            "Slit %s skipped: unexpected %s: %s", name, type(err).__name__, err, exc_info=True
+        )
+        run.skipped.append(
+            SkippedSlit(name, f"unexpected {type(err).__name__}: {err}", type(err).__name__)
+        )
+    else:
         run.spectra.extend(spectra)
         run.slit_index.extend([index] * len(spectra))
-    if not run.spectra and run.skipped:
-        reasons = "; ".join(f"{s.name}: {s.reason}" for s in run.skipped)
-        msg = f"no slit could be extracted ({reasons})"
-        raise InputError(msg)
-    return run
+
+
+def _check_parameters(params: ExtractParams, pairs: list, label: str) -> dict[int, ParameterError]:
+    """Check the region and slice against every readable slit, before any work.
+
+    A parameter that fits none of the slits raises `ParameterError`. Otherwise
+    slits outside the extraction region are returned (by index) to be
+    skipped, and slits narrower than the slice are logged: their slice is
+    clipped to the slit.
+    """
+    region_bad: dict[int, ParameterError] = {}
+    slice_bad: dict[int, ParameterError] = {}
+    n_checked = 0
+    for index, (slit, parent) in enumerate(pairs):
+        geometry = slits.stored_geometry(slit, parent)
+        if geometry is None:
+            continue  # no 2-D data: read_slit reports it
+        (shape, disp_axis), name = geometry, slits.slit_name(slit, parent)
+        n_checked += 1
+        try:
+            check_region(params, shape, name)
+        except ParameterError as err:
+            region_bad[index] = err
+            continue
+        try:
+            check_slice(params, shape, name, disp_axis=disp_axis)
+        except ParameterError as err:
+            slice_bad[index] = err
+    _raise_if_fits_none(region_bad, n_checked, label)
+    _raise_if_fits_none(slice_bad, n_checked - len(region_bad), label)
+    for index, err in slice_bad.items():
+        name = slits.slit_name(*pairs[index])
+        log.warning("Slit %s: %s; the slice is clipped to the slit", name, err)
+    return region_bad
+
+
+def _raise_if_fits_none(bad: dict[int, ParameterError], n_checked: int, label: str) -> None:
+    if bad and len(bad) == n_checked:
+        first = next(iter(bad.values()))
+        msg = f"{first} (it fits none of the {n_checked} slit(s) of {label})"
+        raise ParameterError(msg)
 
 
 def extract_slit(

@@ -39,6 +39,8 @@ __all__ = [
 _MAX_CONDITION = 1e10
 # Fractional accuracy assumed for the profile when judging outliers.
 PROFILE_ERROR = 0.1
+# Smallest usable variance: 1 / variance must be finite.
+_MIN_VARIANCE = np.finfo(float).tiny
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,11 @@ class ColumnSums:
     npixels : ndarray, shape (n_disp,)
         Number of usable pixels per column.
     empty : ndarray of bool, shape (n_disp,)
-        Columns with no usable pixel under the profile (flux is NaN).
+        Columns with no usable pixel under the profile, or whose flux or
+        variance would overflow float64 (flux is NaN).
     design, inv_var, cov : ndarray
-        The fit behind the sums (design matrix, weights, covariance), for `hat`.
+        The fit behind the sums (design matrix, column-scaled weights and the
+        matching covariance), for `hat`.
     background_dropped : ndarray of bool, shape (n_disp,)
         Columns where the background terms were degenerate and were dropped.
     """
@@ -131,6 +135,9 @@ def _weighted_square_sum(weights: np.ndarray, component: np.ndarray, empty: np.n
 def usable_pixels(data: np.ndarray, variance: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Pixels that can enter the sums: unmasked, finite data, finite positive variance.
 
+    A variance below the smallest normal float64 (~2.2e-308) counts as zero: its
+    inverse would overflow.
+
     Parameters
     ----------
     data, variance : ndarray, shape (n_cross, n_disp)
@@ -144,7 +151,7 @@ def usable_pixels(data: np.ndarray, variance: np.ndarray, mask: np.ndarray) -> n
         True where the pixel is usable.
     """
     with np.errstate(invalid="ignore"):
-        return ~mask & np.isfinite(data) & np.isfinite(variance) & (variance > 0)
+        return ~mask & np.isfinite(data) & np.isfinite(variance) & (variance >= _MIN_VARIANCE)
 
 
 def polynomial_basis(n_cross: int, order: int) -> np.ndarray:
@@ -205,13 +212,18 @@ def extract_columns(
         Fluxes, variances and the linear weights behind them.
     """
     usable = usable_pixels(data, variance, mask)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv_var = np.where(usable, 1.0 / variance, 0.0)
     d = np.where(usable, data, 0.0)
+    # Scale every column's weights and data to a maximum of 1: the estimator is
+    # invariant to the weights' scale and linear in the data, and no sum can
+    # overflow whatever the input magnitudes.
+    w_scale, d_scale = _column_scale(inv_var), _column_scale(np.abs(d))
+    w, d = inv_var / w_scale, d / d_scale
     n_cross, n_disp = data.shape
     basis = np.zeros((n_cross, 0)) if bkg_basis is None else np.asarray(bkg_basis, float)
     others = np.zeros((n_cross, n_disp, 0)) if extra is None else np.asarray(extra, float)
-    n_other = others.shape[2]
+    first_bkg = 1 + others.shape[2]
     # design[y, x, j]: j = 0 is the profile, then the other components, then the background.
     design = np.concatenate(
         [
@@ -221,39 +233,47 @@ def extract_columns(
         ],
         axis=2,
     )
-    normal = np.einsum("yxi,yx,yxj->xij", design, inv_var, design)
-    rhs = np.einsum("yxi,yx,yx->xi", design, inv_var, d)
+    normal = np.einsum("yxi,yx,yxj->xij", design, w, design)
     cov, dropped = _invert_normal(normal)
-    coeffs = np.einsum("xij,xj->xi", cov, rhs)
-    # g = (cov @ A^T W)[0]: the flux as a linear combination of the pixels.
-    gmat = np.einsum("xij,yxj,yx->yxi", cov, design, inv_var)
-    npixels = usable.sum(axis=0).astype(float)
-    empty = ~(normal[:, 0, 0] > 0)
-    flux = np.where(empty, np.nan, coeffs[:, 0])
-    var = np.where(empty, np.nan, cov[:, 0, 0])
-    first_bkg = 1 + n_other
-    bkg = np.einsum("yk,xk->yx", basis, coeffs[:, first_bkg:])
-    # mean background over the column = mean_y(basis) . background coefficients
-    mean_basis = basis.mean(axis=0)
+    # g = (cov @ A^T W)[0]: the flux as a linear combination of the pixels
+    # (free of the scales: the data scale cancels the weights').
+    with np.errstate(over="ignore", invalid="ignore"):
+        gmat = np.einsum("xij,yxj,yx->yxi", cov, design, w)
+        coeffs = np.einsum("xij,yxj,yx,yx->xi", cov, design, w, d) * d_scale[:, None]
+        var = cov[:, 0, 0] / w_scale
+        mean_basis = basis.mean(axis=0)
+        bkg = _finite_or_nan(np.einsum("yk,xk->yx", basis, coeffs[:, first_bkg:]))
+        mean_bkg = _finite_or_nan(coeffs[:, first_bkg:] @ mean_basis)
+        model = _finite_or_nan(np.einsum("yxi,xi->yx", design, coeffs))
+    # Empty: no usable pixel under the profile, or a result beyond float64.
+    empty = ~(normal[:, 0, 0] > 0) | ~np.isfinite(coeffs[:, 0]) | ~np.isfinite(var)
     h = np.einsum("k,yxk->yx", mean_basis, gmat[:, :, first_bkg:])
-    mean_bkg = coeffs[:, first_bkg:] @ mean_basis
-    model = np.einsum("yxi,xi->yx", design, coeffs)
     return ColumnSums(
-        flux=flux,
-        variance=var,
+        flux=np.where(empty, np.nan, coeffs[:, 0]),
+        variance=np.where(empty, np.nan, var),
         pixel_weights=np.where(empty, 0.0, gmat[:, :, 0]),
         background=np.where(empty, np.nan, bkg),
         model=np.where(empty[None, :], np.nan, model),
         mean_background=np.where(empty, np.nan, mean_bkg),
-        background_weights=h,
+        background_weights=np.where(empty, 0.0, h),
         leverage=np.einsum("yxi,yxi->yx", design, gmat),
         design=design,
-        inv_var=inv_var,
+        inv_var=w,
         cov=cov,
-        npixels=npixels,
+        npixels=usable.sum(axis=0).astype(float),
         empty=empty,
         background_dropped=dropped,
     )
+
+
+def _column_scale(values: np.ndarray) -> np.ndarray:
+    """Largest value of every column (1 where there is none), shape (n_disp,)."""
+    top = np.max(values, axis=0, initial=0.0)
+    return np.where(np.isfinite(top) & (top > 0), top, 1.0)
+
+
+def _finite_or_nan(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(values), values, np.nan)
 
 
 def fit_background(
@@ -303,7 +323,7 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cov = np.zeros_like(normal)
     p00 = normal[:, 0, 0]
     has_profile = p00 > 0
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         profile_only = np.where(has_profile, 1.0 / np.where(has_profile, p00, 1.0), 0.0)
     if m == 1:
         cov[:, 0, 0] = profile_only
@@ -319,7 +339,9 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     good = ok_diag & (cond < _MAX_CONDITION)
     if np.any(good):
         inv_scaled = np.linalg.inv(scaled[good])
-        cov[good] = inv_scaled / scale[good][:, :, None] / scale[good][:, None, :]
+        with np.errstate(over="ignore", invalid="ignore"):
+            cov[good] = inv_scaled / scale[good][:, :, None] / scale[good][:, None, :]
+        good &= np.all(np.isfinite(cov), axis=(1, 2))  # beyond float64: drop the background
     fallback = ~good & has_profile
     cov[fallback, 0, 0] = profile_only[fallback]
     return cov, fallback

@@ -66,8 +66,10 @@ class KernelTemplate:
         if self.name == "gaussian":
             return 2.0 * np.sqrt(2.0 * np.log(2.0))
         if self.name == "moffat":
-            alpha = float(self.model.alpha.value)
-            return 2.0 * np.sqrt(2.0 ** (1.0 / alpha) - 1.0)
+            alpha = np.float64(self.model.alpha.value)
+            # NaN or inf for a fitted alpha <= 0 or ~0: `_summarize` rejects the fit.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return float(2.0 * np.sqrt(np.power(2.0, 1.0 / alpha) - 1.0))
         return _numeric_fwhm(self) / abs(width)
 
 

@@ -2,7 +2,7 @@
 
 `ExtractParams` field names equal the step's spec names, so the step builds it
 with ``ExtractParams.from_object(step)`` and the pure modules never see stpipe.
-Checks that need the slit shapes live in `check_region`.
+Checks that need the slit shapes live in `check_region` and `check_slice`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["ExtractParams", "KERNELS", "VARIANCE_SOURCES", "ERROR_SCALES", "check_region"]
+__all__ = [
+    "ExtractParams",
+    "KERNELS",
+    "VARIANCE_SOURCES",
+    "ERROR_SCALES",
+    "check_region",
+    "check_slice",
+]
 
 KERNELS = ("gaussian", "moffat", "empirical")
 VARIANCE_SOURCES = ("auto", "var", "wht", "err")
@@ -152,7 +159,7 @@ class ExtractParams:
 
 
 def check_region(params: ExtractParams, shape: tuple[int, int], name: str) -> None:
-    """Check the extraction region and slice against one slit's image shape.
+    """Check the extraction region against one slit's image shape.
 
     Parameters
     ----------
@@ -166,7 +173,7 @@ def check_region(params: ExtractParams, shape: tuple[int, int], name: str) -> No
     Raises
     ------
     ParameterError
-        If the region lies outside the slit or the slice column is off the slit.
+        If the region lies outside the slit.
     """
     ny, nx = shape
     if params.extraction_region is not None:
@@ -177,3 +184,56 @@ def check_region(params: ExtractParams, shape: tuple[int, int], name: str) -> No
                 f"{name!r} of {nx} x {ny} pixels (x 0..{nx - 1}, y 0..{ny - 1})"
             )
             raise ParameterError(msg)
+
+
+def check_slice(
+    params: ExtractParams, shape: tuple[int, int], name: str, *, disp_axis: int
+) -> None:
+    """Check the kernel slice (width and column) against one slit's dispersion range.
+
+    The range is the extraction region's when one is set (check it first with
+    `check_region`), else the whole slit.
+
+    Parameters
+    ----------
+    params : ExtractParams
+        The run parameters.
+    shape : tuple of int
+        ``(ny, nx)`` of the slit image as stored in the file.
+    name : str
+        Slit name, for the message.
+    disp_axis : int
+        1 if the slit disperses along x, 2 along y.
+
+    Raises
+    ------
+    ParameterError
+        If ``slice_width`` is wider than the dispersion range or ``slice_column``
+        lies outside it.
+    """
+    first, last = _dispersion_range(params, shape, disp_axis)
+    where = "its extraction region" if params.extraction_region is not None else "the slit"
+    n_disp = last - first + 1
+    if params.slice_width > n_disp:
+        msg = (
+            f"slice_width {params.slice_width} is wider than slit {name!r}: {where} has "
+            f"{n_disp} dispersion columns"
+        )
+        raise ParameterError(msg)
+    if params.slice_column is not None and not first <= params.slice_column <= last:
+        msg = (
+            f"slice_column {params.slice_column} is outside slit {name!r}: {where} covers "
+            f"dispersion pixels {first}..{last}"
+        )
+        raise ParameterError(msg)
+
+
+def _dispersion_range(
+    params: ExtractParams, shape: tuple[int, int], disp_axis: int
+) -> tuple[int, int]:
+    """First and last dispersion pixel (inclusive) of the region, or of the whole slit."""
+    ny, nx = shape
+    if params.extraction_region is None:
+        return 0, (nx if disp_axis == 1 else ny) - 1
+    x1, y1, x2, y2 = params.extraction_region
+    return (x1, x2) if disp_axis == 1 else (y1, y2)

@@ -44,6 +44,8 @@ def normalize_profile(raw: np.ndarray) -> np.ndarray:
         Normalized profile; columns whose clipped sum is 0 are all 0.
     """
     clipped = np.clip(np.where(np.isfinite(raw), raw, 0.0), 0.0, None)
+    peak = np.max(clipped, axis=0, initial=0.0)
+    clipped = clipped / np.where(peak > 0, peak, 1.0)  # the sum cannot overflow
     total = clipped.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, clipped / np.where(total > 0, total, 1.0), 0.0)

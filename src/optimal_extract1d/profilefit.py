@@ -26,6 +26,8 @@ __all__ = ["ProfileFits", "fit_profiles", "fit_kernel", "component_shapes", "MIN
 
 # A kernel whose flux in the slice is below this S/N is treated as "no signal".
 MIN_KERNEL_SNR = 5.0
+# A fit this much worse than the noise does not describe the slice at all.
+MAX_CHI2_REDUCED = 1e5
 
 
 @dataclass(frozen=True)
@@ -321,6 +323,14 @@ def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) ->
     fitted = with_params(template, params)
     center = params[template.center_param]
     flux, snr = float(fits.flux[0, 0]), float(fits.flux_snr[0, 0])
+    fwhm = abs(params[template.width_param]) * fitted.fwhm_per_width()
+    if not (np.isfinite(fwhm) and 0 < fwhm < n_cross):
+        msg = f"the kernel fit returned an unusable shape (FWHM {fwhm:.3g} px, slice {n_cross} px)"
+        raise ProfileFitError(msg)
+    chi2_reduced = float(fits.chi2[0] / fits.dof[0])
+    if not chi2_reduced < MAX_CHI2_REDUCED:
+        msg = f"the kernel does not describe the slice (reduced chi2 {chi2_reduced:.3g})"
+        raise ProfileFitError(msg)
     if not (flux > 0 and -0.5 <= center <= n_cross - 0.5):
         msg = f"no positive source inside the slice (flux {flux:.3g}, centre {center:.2f})"
         raise ProfileFitError(msg)
@@ -333,11 +343,11 @@ def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) ->
     return KernelFit(
         template=fitted,
         center=center,
-        fwhm=abs(params[template.width_param]) * fitted.fwhm_per_width(),
+        fwhm=fwhm,
         amplitude=peak,
         bkg_coeffs=tuple(float(c) for c in fits.background[0]),
         snr=snr,
-        chi2_reduced=float(fits.chi2[0] / fits.dof[0]),
+        chi2_reduced=chi2_reduced,
         flux=flux,
         chi2=float(fits.chi2[0]),
         offsets=tuple(float(o) for o in fits.offsets),

@@ -10,19 +10,31 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from astropy.io import fits
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
 from .errors import InputError
+from .inputvariance import bad_variance, choose_variance, read_array
 from .results import FluxUnits
 from .sources import expected_nod_offsets
 
-__all__ = ["SlitData", "open_input", "iter_slits", "meta_source", "read_slit", "slit_name"]
+__all__ = [
+    "SlitData",
+    "input_label",
+    "open_input",
+    "iter_slits",
+    "meta_source",
+    "read_slit",
+    "slit_name",
+    "stored_geometry",
+]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +56,7 @@ _COPY_ATTRIBUTES = (
     "slit_yscale",
 )
 _VERTICAL_EXP_TYPES = ("MIR_LRS-FIXEDSLIT", "MIR_LRS-SLITLESS")
+_FITS_BLOCK = 2880  # bytes; a FITS file is a whole number of blocks
 
 
 @dataclass(frozen=True)
@@ -143,7 +156,8 @@ def open_input(input_data: Any) -> Any:
     Raises
     ------
     InputError
-        If the file cannot be read as a JWST datamodel or holds no slit data.
+        If the file does not exist, is truncated, cannot be read as a JWST
+        datamodel or holds no slit data.
     """
     model = input_data
     if isinstance(input_data, (str, os.PathLike)):
@@ -151,12 +165,13 @@ def open_input(input_data: Any) -> Any:
         if not os.path.exists(path):
             msg = f"input file {path!r} does not exist"
             raise InputError(msg)
+        _check_fits_size(path)
         try:
             model = datamodels.open(path)
         except Exception as err:  # any reader failure means "not a readable datamodel"
             msg = f"cannot read {path!r} as a JWST datamodel: {type(err).__name__}: {err}"
             raise InputError(msg) from err
-    label = getattr(getattr(model, "meta", None), "filename", None) or type(model).__name__
+    label = input_label(model)
     if not _is_supported(model):
         msg = (
             f"{label}: a {type(model).__name__} is not a spectral slit model; "
@@ -167,6 +182,39 @@ def open_input(input_data: Any) -> Any:
         msg = f"{label}: the {type(model).__name__} contains no slits"
         raise InputError(msg)
     return model
+
+
+def input_label(model: Any) -> str:
+    """The input's file name(s) for messages, else its type name."""
+    if isinstance(model, (list, tuple)) or type(model).__name__ == "ModelContainer":
+        return ", ".join(input_label(m) for m in model) or type(model).__name__
+    return getattr(getattr(model, "meta", None), "filename", None) or type(model).__name__
+
+
+def _check_fits_size(path: str) -> None:
+    """Raise `InputError` if a FITS file is shorter than its headers say (truncated)."""
+    with open(path, "rb") as f:
+        if f.read(6) != b"SIMPLE":
+            return  # not FITS: datamodels.open decides
+    size = os.path.getsize(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path, lazy_load_hdus=False, memmap=False) as hdul:
+                spans = [h.fileinfo() for h in hdul]
+                expected = max(i["datLoc"] + i["datSpan"] for i in spans)
+        except Exception as err:  # any reader failure: the FITS structure is broken
+            msg = f"cannot read {path!r} as FITS: {type(err).__name__}: {err}"
+            raise InputError(msg) from err
+    if size < expected:
+        problem = f"{size} bytes, but its FITS headers describe {expected}"
+    elif size % _FITS_BLOCK:
+        problem = f"{size} bytes is not a whole number of {_FITS_BLOCK}-byte FITS blocks"
+    else:
+        return
+    hint = f" ({str(caught[0].message).splitlines()[0]})" if caught else ""
+    msg = f"{path!r} is truncated or corrupted: {problem}{hint}"
+    raise InputError(msg)
 
 
 def _is_supported(model: Any) -> bool:
@@ -221,13 +269,25 @@ def _meta(slit: Any, parent: Any, *path: str) -> Any:
     return None
 
 
-def _array(slit: Any, name: str) -> np.ndarray | None:
-    if not slit.hasattr(name):
+def stored_geometry(slit: Any, parent: Any) -> tuple[tuple[int, int], int] | None:
+    """Shape of a slit as stored and its dispersion axis, without reading it.
+
+    Parameters
+    ----------
+    slit, parent : datamodel
+        The slit and the model it came from (see `iter_slits`).
+
+    Returns
+    -------
+    tuple or None
+        ``((ny, nx), disp_axis)``, or None when the slit has no 2-D science data
+        (`read_slit` then raises `InputError`).
+    """
+    shape = np.shape(slit.data) if slit.hasattr("data") else ()
+    if len(shape) != 2 or 0 in shape:
         return None
-    arr = np.asarray(getattr(slit, name), dtype=float)
-    if arr.shape != slit.data.shape:
-        return None
-    return arr.copy()
+    axis, _ = _axis(slit, parent)
+    return (int(shape[0]), int(shape[1])), axis
 
 
 def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: float) -> SlitData:
@@ -238,7 +298,7 @@ def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: fl
     slit, parent : datamodel
         The slit and the model it came from (see `iter_slits`).
     variance_source : str
-        ``"auto"``, ``"var"``, ``"wht"`` or ``"err"`` (see `choose_variance`).
+        ``"auto"``, ``"var"``, ``"wht"`` or ``"err"`` (see `inputvariance.choose_variance`).
     drizzle_scale : float
         Pixel scale ratio for the drizzle-weight variance.
 
@@ -259,9 +319,10 @@ def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: fl
     disp_axis = _dispersion_axis(slit, parent, name)
     source, var = choose_variance(slit, variance_source, drizzle_scale, name)
     wavelength, ra, dec = _world_grid(slit, name)
-    mask = ~np.isfinite(data)
-    if slit.hasattr("dq") and np.shape(slit.dq) == data.shape:
-        mask |= (np.asarray(slit.dq) & dqflags.pixel["DO_NOT_USE"]) != 0
+    mask = ~np.isfinite(data) | bad_variance(var)
+    dq = read_array(slit, "dq", name)
+    if dq is not None:
+        mask |= (dq.astype(np.int64) & dqflags.pixel["DO_NOT_USE"]) != 0
     arrays = {
         "data": data.copy(),
         "mask": mask,
@@ -296,109 +357,25 @@ def _nod_offsets(slit: Any, parent: Any, ra: np.ndarray, dec: np.ndarray) -> tup
     )
 
 
-def _dispersion_axis(slit: Any, parent: Any, name: str) -> int:
+def _axis(slit: Any, parent: Any) -> tuple[int, bool]:
+    """Dispersion axis (1 = x, 2 = y) and whether it was guessed from EXP_TYPE."""
     axis = _meta(slit, parent, "wcsinfo", "dispersion_direction")
     if axis in (1, 2):
-        return int(axis)
+        return int(axis), False
     exp_type = _meta(slit, parent, "exposure", "type")
-    guess = 2 if exp_type in _VERTICAL_EXP_TYPES else 1
-    log.warning(
-        "Slit %s: dispersion_direction is not set; assuming %s from EXP_TYPE %s",
-        name,
-        "y" if guess == 2 else "x",
-        exp_type,
-    )
-    return guess
+    return (2 if exp_type in _VERTICAL_EXP_TYPES else 1), True
 
 
-def choose_variance(
-    slit: Any, source: str, drizzle_scale: float, name: str
-) -> tuple[str, dict[str, np.ndarray]]:
-    """Pick the per-pixel variance: VAR_* arrays, drizzle weights, ERR, or the data.
-
-    Parameters
-    ----------
-    slit : datamodel
-        The slit.
-    source : str
-        ``"auto"`` tries VAR_POISSON+VAR_RNOISE(+VAR_FLAT), then 1/(WHT s^4),
-        then ERR^2; an explicit choice that is missing falls back to auto
-        with a warning. When nothing is present the variance is the robust
-        scatter of the data (warning).
-    drizzle_scale : float
-        ``s`` in 1/(WHT s^4).
-    name : str
-        Slit name for log messages.
-
-    Returns
-    -------
-    source : str
-        The source used.
-    arrays : dict of ndarray
-        ``variance``, ``var_poisson``, ``var_rnoise``, ``var_flat``.
-    """
-    readers = {"var": _variance_from_var, "wht": _variance_from_wht, "err": _variance_from_err}
-    order = ["var", "wht", "err"] if source == "auto" else [source]
-    for candidate in order:
-        comps = readers[candidate](slit, drizzle_scale)
-        if comps is not None:
-            return candidate, _with_total(*comps)
-    if source != "auto":
+def _dispersion_axis(slit: Any, parent: Any, name: str) -> int:
+    axis, guessed = _axis(slit, parent)
+    if guessed:
         log.warning(
-            "Slit %s: variance_source=%r is not available; falling back to 'auto'", name, source
+            "Slit %s: dispersion_direction is not set; assuming %s from EXP_TYPE %s",
+            name,
+            "y" if axis == 2 else "x",
+            _meta(slit, parent, "exposure", "type"),
         )
-        return choose_variance(slit, "auto", drizzle_scale, name)
-    data = np.asarray(slit.data, float)
-    finite = data[np.isfinite(data)]
-    scatter = 1.4826 * np.median(np.abs(finite - np.median(finite))) if finite.size else np.nan
-    log.warning(
-        "Slit %s: no VAR_*, WHT or ERR array; using the robust scatter of the data "
-        "(%.3g) as a constant noise level",
-        name,
-        scatter,
-    )
-    var = np.full(data.shape, scatter**2)
-    zero = np.zeros(data.shape)
-    return "data", _with_total(var, zero, zero)
-
-
-def _with_total(vp: np.ndarray, vr: np.ndarray, vf: np.ndarray) -> dict[str, np.ndarray]:
-    """The variance arrays and their sum; a non-finite component makes the pixel unusable."""
-    return {"variance": vp + vr + vf, "var_poisson": vp, "var_rnoise": vr, "var_flat": vf}
-
-
-def _has_values(arr: np.ndarray | None) -> bool:
-    return arr is not None and bool(np.any(np.isfinite(arr) & (arr > 0)))
-
-
-def _variance_from_var(slit: Any, _scale: float):
-    vp, vr, vf = (_array(slit, n) for n in ("var_poisson", "var_rnoise", "var_flat"))
-    if not (_has_values(vp) or _has_values(vr)):
-        return None
-    zero = np.zeros(slit.data.shape)
-    return (
-        vp if vp is not None else zero,
-        vr if vr is not None else zero,
-        vf if vf is not None else zero,
-    )
-
-
-def _variance_from_wht(slit: Any, scale: float):
-    wht = _array(slit, "wht")
-    if not _has_values(wht):
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = np.where(wht > 0, 1.0 / (wht * scale**4), np.nan)
-    zero = np.zeros(slit.data.shape)
-    return zero, var, zero
-
-
-def _variance_from_err(slit: Any, _scale: float):
-    err = _array(slit, "err")
-    if not _has_values(err):
-        return None
-    zero = np.zeros(slit.data.shape)
-    return err**2, zero, zero
+    return axis
 
 
 def _world_grid(slit: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -420,9 +397,16 @@ def _world_grid(slit: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
                 if len(world) >= 3
                 else (nan, nan)
             )
-            if np.any(np.isfinite(lam)):
-                return lam, ra, dec
-    lam = _array(slit, "wavelength")
+            if lam.shape != (ny, nx):
+                log.warning(
+                    "Slit %s: the WCS gave wavelengths of shape %s for SCI of shape %s",
+                    name,
+                    lam.shape,
+                    (ny, nx),
+                )
+            elif np.any(np.isfinite(lam)):
+                return lam, *(np.array(np.broadcast_to(a, lam.shape)) for a in (ra, dec))
+    lam = read_array(slit, "wavelength", name)
     if lam is not None and np.any(np.isfinite(lam) & (lam > 0)):
         log.warning("Slit %s: no usable WCS; wavelengths from the WAVELENGTH array", name)
         return np.where(lam > 0, lam, np.nan), nan, nan.copy()
@@ -446,9 +430,18 @@ def _flux_units(slit: Any, parent: Any, name: str) -> FluxUnits:
     if unit == "MJy":
         bkg = 1.0 / area if area else 0.0
         return FluxUnits(1e6, "Jy", 0.0, bkg, "MJy/sr")
-    log.warning(
-        "Slit %s: input unit %r is not MJy/sr or MJy; FLUX is left in the input unit", name, bunit
-    )
+    if bunit:
+        log.warning(
+            "Slit %s: input unit %r is not MJy/sr or MJy; FLUX is left in the input unit",
+            name,
+            bunit,
+        )
+    else:
+        log.warning(
+            "Slit %s: the input unit (BUNIT) is not set; FLUX is left in the input unit, "
+            "labelled DN/s",
+            name,
+        )
     keep = bunit or "DN/s"
     return FluxUnits(1.0, keep, 1.0, 1.0, keep)
 

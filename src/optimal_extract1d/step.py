@@ -19,7 +19,7 @@ from stpipe.exceptions import ValidationError
 
 from . import diagnostics, extraction, slits, x1d
 from .defaults import load_mode_defaults, mode_record
-from .errors import ParameterError
+from .errors import InputError, ParameterError
 from .params import ExtractParams
 
 __all__ = ["OptimalExtract1dStep"]
@@ -148,6 +148,24 @@ class OptimalExtract1dStep(Step):
             except (OSError, TypeError, ValueError):
                 meta = {}
         return cls._get_config_from_parameters(meta, crds_observatory)
+
+    @classmethod
+    def _get_crds_parameters(cls, dataset):
+        """Metadata for the mode defaults; an unreadable input raises `InputError`.
+
+        stpipe reads the input's metadata before ``process()`` runs and only
+        tolerates OSError, TypeError and ValueError; a truncated or foreign
+        file can raise anything (e.g. KeyError for a missing ASDF extension).
+        As an `InputError` (a ValueError) stpipe carries on without mode
+        defaults, and ``process()`` then reports the problem with the file.
+        """
+        try:
+            return super()._get_crds_parameters(dataset)
+        except (OSError, TypeError, ValueError):
+            raise
+        except Exception as err:  # any other reader failure: "cannot read the metadata"
+            msg = f"cannot read the metadata of {dataset!r}: {type(err).__name__}: {err}"
+            raise InputError(msg) from err
 
     @classmethod
     def _get_config_from_parameters(cls, crds_parameters, crds_observatory):

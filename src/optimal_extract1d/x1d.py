@@ -17,7 +17,7 @@ import numpy as np
 from jwst.extract_1d.spec_wcs import create_spectral_wcs
 from stdatamodels.jwst import datamodels
 
-from .results import SpectrumResult
+from .results import DQ_DO_NOT_USE, SpectrumResult
 
 __all__ = ["build_x1d", "build_spec", "spec_table_dtype", "METADATA_KEY"]
 
@@ -45,8 +45,10 @@ def build_x1d(
     meta_source : datamodel
         Model whose primary metadata is copied to the output.
     run_metadata : dict
-        Run-level record (parameters, skipped slits), stored under
-        ``meta.optimal_extraction``.
+        Run-level record (parameters, ``skipped_slits``), stored under
+        ``meta.optimal_extraction``. A spectrum that cannot be written (an
+        unexpected exception, logged at ERROR) is added to ``skipped_slits``
+        as ``{"name", "reason", "error"}``; the others are still written.
 
     Returns
     -------
@@ -54,27 +56,41 @@ def build_x1d(
     """
     output = datamodels.MultiSpecModel()
     output.update(meta_source, only="PRIMARY")
+    skipped = list(run_metadata.get("skipped_slits", []))
     for result in spectra:
-        output.spec.append(build_spec(result))
+        try:
+            spec = build_spec(result)
+        except Exception as err:  # one spectrum's failure must not lose the others
+            reason = f"unexpected {type(err).__name__} while writing the spectrum: {err}"
+            log.error("Slit %s skipped: %s", result.name, reason, exc_info=True)
+            skipped.append({"name": result.name, "reason": reason, "error": type(err).__name__})
+        else:
+            output.spec.append(spec)
     output.meta.wcs = None  # each spectrum carries its own WCS, as in jwst
     output.meta.target.source_type = None
-    setattr(output.meta, METADATA_KEY, run_metadata)
+    setattr(output.meta, METADATA_KEY, {**run_metadata, "skipped_slits": skipped})
     return output
 
 
 def build_spec(result: SpectrumResult) -> datamodels.SpecModel:
     """One x1d spectrum (table + identity + WCS) from an extraction result.
 
-    Columns whose wavelength is not finite are dropped, as jwst does.
+    Columns whose wavelength is not finite are dropped, as jwst does. A value
+    that overflows float64 in the unit conversion becomes NaN, and a row
+    whose FLUX is not finite gets DQ_DO_NOT_USE.
     """
     keep = np.isfinite(result.wavelength)
-    if not keep.all():
-        log.debug(
+    if not keep.any():
+        log.warning("Spectrum %s: no column has a wavelength; its table is empty", result.name)
+    elif not keep.all():
+        log.info(
             "Spectrum %s: %d columns without a wavelength dropped", result.name, int((~keep).sum())
         )
     table = np.zeros(int(keep.sum()), dtype=spec_table_dtype())
-    for column, values in _columns(result).items():
-        table[column] = values[keep]
+    with np.errstate(over="ignore", invalid="ignore"):
+        for column, values in _columns(result).items():
+            table[column] = values[keep]
+    _no_inf(table)
     spec = datamodels.SpecModel(spec_table=table)
     _set_units(spec, result)
     spec.name = result.name
@@ -84,6 +100,15 @@ def build_spec(result: SpectrumResult) -> datamodels.SpecModel:
     _set_geometry(spec, result, keep)
     setattr(spec.meta, METADATA_KEY, result.metadata)
     return spec
+
+
+def _no_inf(table: np.ndarray) -> None:
+    """Replace values that overflowed in the unit conversion by NaN; flag such rows."""
+    for name in table.dtype.names:
+        values = table[name]
+        if values.dtype.kind == "f" and np.isinf(values).any():
+            values[np.isinf(values)] = np.nan
+    table["DQ"][~np.isfinite(table["FLUX"])] |= DQ_DO_NOT_USE
 
 
 def _columns(r: SpectrumResult) -> dict[str, np.ndarray]:
