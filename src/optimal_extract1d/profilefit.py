@@ -291,28 +291,45 @@ def fit_kernel(
         msg = f"only {int(ok.sum())} valid pixels in the slice for {n_free} free parameters"
         raise ProfileFitError(msg)
     start = {n: np.array([float(getattr(template.model, n).value)]) for n in free}
-    start[template.center_param] = np.array([_center_guess(values, sigma, ok, center)])
     start[template.width_param] = np.array([(fwhm or 2.0) / template.fwhm_per_width()])
-    fits = fit_profiles(
-        template,
-        values[:, None],
-        sigma[:, None],
-        polynomial_basis(n_cross, bkg_order),
-        start=start,
-        free=free,
-        bounds=shape_bounds(template, n_cross),
-        offsets=offsets,
-        fit_offsets=len(offsets) > 0,
-    )
-    return _kernel_fit(template, fits, values, n_cross)
+    best = None
+    for guess in _center_guesses(values, sigma, ok, center):
+        start[template.center_param] = np.array([guess])
+        try:
+            fits = fit_profiles(
+                template,
+                values[:, None],
+                sigma[:, None],
+                polynomial_basis(n_cross, bkg_order),
+                start=start,
+                free=free,
+                bounds=shape_bounds(template, n_cross),
+                offsets=offsets,
+                fit_offsets=len(offsets) > 0,
+            )
+        except ValueError as err:  # scipy: residuals not finite at the start
+            msg = f"the kernel fit failed ({err})"
+            raise ProfileFitError(msg) from err
+        if best is None or fits.chi2[0] < best.chi2[0]:
+            best = fits
+    return _kernel_fit(template, best, values, n_cross)
 
 
-def _center_guess(values, sigma, ok, center) -> float:
+def _center_guesses(values, sigma, ok, center) -> list[float]:
+    """Starting centres: the given one, else the S/N peak and the signal centroid.
+
+    Two starts keep the fit from settling on one wing when the core of the
+    profile is masked (the peak then sits on a wing, the centroid between).
+    """
     if center is not None:
-        return float(center)
+        return [float(center)]
     snr = np.where(ok, values / np.where(ok, sigma, 1.0), 0.0)
     smooth = np.convolve(snr, np.ones(3) / 3.0, mode="same")
-    return float(np.argmax(smooth))
+    peak = float(np.argmax(smooth))
+    near = np.abs(np.arange(values.size) - peak) <= 4.0
+    w = np.where(near & (snr > 0), snr, 0.0)
+    centroid = float(np.sum(w * np.arange(values.size)) / w.sum()) if w.sum() > 0 else peak
+    return [peak] if abs(centroid - peak) < 0.5 else [peak, centroid]
 
 
 def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) -> KernelFit:
