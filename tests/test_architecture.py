@@ -26,7 +26,7 @@ PURE = {
     "sources",
     "errorscale",
 }
-BOUNDARY = {"slits", "inputvariance", "x1d", "simulate_models", "defaults", "diagnostics"}
+BOUNDARY = {"slits", "inputvariance", "x1d", "simulate_models", "defaults", "diagnostics", "psfref"}
 STPIPE_MODULES = {"step", "spec3"}
 DATAMODEL_PACKAGES = ("stdatamodels", "jwst", "gwcs", "stpipe", "asdf", "matplotlib")
 

@@ -12,6 +12,7 @@ from optimal_extract1d.params import ExtractParams, check_region, check_slice
         ({"slice_width": 0}, "slice_width must be >= 1"),
         ({"bkg_order": -2}, "bkg_order must be >= -1"),
         ({"kernel": "boxcar"}, "kernel must be one of"),
+        ({"kernel": "psf"}, "kernel='psf' needs psf_file"),
         ({"variance_source": "magic"}, "variance_source must be one of"),
         ({"drizzle_scale": 0.0}, "drizzle_scale must be > 0"),
     ],

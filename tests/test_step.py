@@ -8,7 +8,8 @@ from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d import OptimalExtract1dStep
-from optimal_extract1d.errors import InputError, ParameterError
+from optimal_extract1d.errors import InputError, ParameterError, ReferenceFileError
+from optimal_extract1d.psfref import EXAMPLE_PSF, read_psf_file, write_psf_file
 from optimal_extract1d.simulate import PIXEL_AREA_SR, simulate_slit
 from optimal_extract1d.simulate_models import make_lrs_image, make_multislit
 
@@ -165,3 +166,89 @@ def test_profile_fits_through_the_step_with_vertical_dispersion(rng):
     fwhm = SmoothModel(tuple(meta.fwhm_model.coeffs), tuple(meta.fwhm_model.domain_um), 2, 0, 0)
     # the fitted (point-sampled) FWHM tracks the injected one, which doubles
     assert fwhm(lam[-1]) / fwhm(lam[0]) > 1.7
+
+
+@pytest.fixture(scope="module")
+def psf_sims():
+    rng = np.random.default_rng(7)
+    table = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
+    return [
+        simulate_slit(rng, n_disp=200, snr=50.0, psf=table, spectrum=np.ones(200)) for _ in range(2)
+    ]
+
+
+def test_psf_kernel_through_the_step_beats_a_gaussian(psf_sims):
+    model = make_multislit(psf_sims)
+    psf = OptimalExtract1dStep.call(model, kernel="psf", psf_file=str(EXAMPLE_PSF))
+    gauss = OptimalExtract1dStep.call(model, kernel="gaussian")
+    for p, g, sim in zip(psf.spec, gauss.spec, psf_sims, strict=True):
+        bias_psf = abs(np.median(p.spec_table["FLUX"] / truth_jy(sim)) - 1)
+        bias_gauss = abs(np.median(g.spec_table["FLUX"] / truth_jy(sim)) - 1)
+        assert bias_psf < 0.01 and bias_gauss > 0.03
+        kernel = p.meta.optimal_extraction.kernel
+        assert kernel.kernel == "psf" and kernel.psf.file == EXAMPLE_PSF.name
+        assert abs(kernel.psf.scale - 1) < 0.03
+    assert psf.meta.optimal_extraction.parameters.psf_file == str(EXAMPLE_PSF)
+
+
+def test_strun_with_a_psf_file(psf_sims, tmp_path):
+    path = tmp_path / "psf_s2d.fits"
+    make_multislit(psf_sims[:1]).save(path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRDS", "STPIPE"))}
+    env.update(CRDS_SERVER_URL="https://127.0.0.1:9", CRDS_PATH=str(tmp_path / "crds"))
+    strun = os.path.join(os.path.dirname(sys.executable), "strun")
+    proc = subprocess.run(
+        [strun, "optimal_extract_1d", str(path), "--kernel=psf", f"--psf_file={EXAMPLE_PSF}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with datamodels.open(tmp_path / "psf_x1d.fits") as x1d:
+        assert x1d.spec[0].meta.optimal_extraction.kernel.psf.file == EXAMPLE_PSF.name
+        ratio = x1d.spec[0].spec_table["FLUX"] / truth_jy(psf_sims[0])
+        assert abs(np.median(ratio) - 1) < 0.01
+
+
+def test_psf_kernel_with_vertical_dispersion_uses_center_col(tmp_path):
+    example = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
+    lam = np.linspace(5.0, 12.0, example.wavelength.size)  # MIRI LRS-like wavelengths
+    centre = float(np.argmin(np.abs(example.offsets)))
+    path = write_psf_file(
+        tmp_path / "lrs_psf.fits", example.values, lam, subpix=5, center=centre, disp_axis=2
+    )
+    table = read_psf_file(path).table("MIR_LRS-FIXEDSLIT", 2)
+    rng = np.random.default_rng(11)
+    sim = simulate_slit(
+        rng,
+        n_cross=41,
+        n_disp=200,
+        wavelength_range=(5.0, 12.0),
+        spectrum=np.ones(200),
+        snr=50.0,
+        psf=table,
+        center=19.4,
+    )
+    result = OptimalExtract1dStep.call(make_lrs_image(sim), kernel="psf", psf_file=str(path))
+    spec = result.spec[0]
+    assert spec.dispersion_direction == 2
+    assert spec.meta.optimal_extraction.kernel.psf.file == "lrs_psf.fits"
+    assert abs(np.median(spec.spec_table["FLUX"] / truth_jy(sim)) - 1) < 0.01
+    with pytest.raises(ReferenceFileError, match=r"center_col \(CENTCOL\) is not set"):
+        OptimalExtract1dStep.call(make_lrs_image(sim), kernel="psf", psf_file=str(EXAMPLE_PSF))
+
+
+def test_psf_kernel_errors_name_the_problem(psf_sims, tmp_path):
+    model = make_multislit(psf_sims)
+    with pytest.raises(ParameterError, match="kernel='psf' needs psf_file"):
+        OptimalExtract1dStep.call(model, kernel="psf")
+    with pytest.raises(ReferenceFileError, match="PSF file '.*missing.fits' does not exist"):
+        OptimalExtract1dStep.call(model, kernel="psf", psf_file=str(tmp_path / "missing.fits"))
+    table = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
+    other = write_psf_file(
+        tmp_path / "s200a1.fits", table.values, table.wavelength, subpix=5, center=75, name="S200A1"
+    )
+    with pytest.raises(ReferenceFileError, match="s200a1.fits' has no aperture for slit '1'"):
+        OptimalExtract1dStep.call(model, kernel="psf", psf_file=str(other))

@@ -7,6 +7,7 @@ of `horne`; `extraction` decides what to assemble.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,8 @@ def metadata(sd, shape, result: IteratedSums, params) -> dict[str, Any]:
     )
     if params.kernel == "empirical" and shape.status == "fit":
         kernel["kernel"] = "empirical"
+    if params.kernel == "psf" and shape.fit is not None and shape.status != "box":
+        kernel["psf"] = _psf_metadata(shape.fit, params.psf_file)
     return {
         "status": shape.status,
         "fallback_reason": shape.reason,
@@ -68,6 +71,19 @@ def metadata(sd, shape, result: IteratedSums, params) -> dict[str, Any]:
             "reject_sigma": float(params.reject_sigma),
             "poisson_variance_modelled": bool(np.isfinite(result.poisson_scale)),
         },
+    }
+
+
+def _psf_metadata(fit, psf_file: str) -> dict[str, Any]:
+    """The PSF reference used and its fitted stretch, for ``kernel = "psf"``."""
+    model, template = fit.template.model, fit.template
+    return {
+        "file": os.path.basename(psf_file),
+        "aperture": str(getattr(getattr(model, "table", None), "name", "")),
+        "scale": float(getattr(model, template.width_param).value),
+        "wavelength_um": float(model.wavelength.value),
+        "reference_fwhm": float(template.fwhm_per_width()),
+        "fwhm_note": "FWHM values are scale x reference_fwhm, the PSF FWHM at wavelength_um",
     }
 
 

@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from . import assemble, coadd, horne, slits, spatial
+from . import assemble, coadd, horne, psfref, slits, spatial
 from .empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
 from .empirical import empirical_profile, trace_support
 from .errors import InputError, OptimalExtractError, ParameterError, ProfileFitError
 from .errorscale import residual_error_scale
-from .kernel import KernelFit, KernelTemplate, make_template
+from .kernel import KernelFit, KernelTemplate, make_template, wavelength_params
 from .params import ExtractParams, check_region, check_slice
 from .profile import Profile, kernel_profile
 from .results import SpectrumResult
@@ -99,15 +99,24 @@ def extract(model: Any, params: ExtractParams) -> ExtractionRun:
     ParameterError
         If the extraction region or the kernel slice fits none of the input
         slits (checked before any work).
+    ReferenceFileError
+        If ``kernel = "psf"`` and the PSF file is missing or bad, or has no
+        aperture for a slit (checked before any work).
     InputError
         If no slit of the input can be read.
     OptimalExtractError
         If no slit could be extracted for other reasons.
     """
-    template = make_template(_slice_kernel(params.kernel))
+    psf = _psf_reference(params)
+    template = None if psf is not None else make_template(_slice_kernel(params.kernel))
     label = slits.input_label(model)
     pairs = list(slits.iter_slits(model))
     unfit = _check_parameters(params, pairs, label)
+    if psf is not None:  # a PSF file that does not fit a slit stops the run before any work
+        for slit, parent in pairs:
+            geometry = slits.stored_geometry(slit, parent)
+            if geometry is not None:
+                psf.table(slits.slit_name(slit, parent), geometry[1])
     run = ExtractionRun()
     for index, (slit, parent) in enumerate(pairs):
         name = slits.slit_name(slit, parent)
@@ -115,7 +124,7 @@ def extract(model: Any, params: ExtractParams) -> ExtractionRun:
             log.warning("Slit %s skipped: %s", name, unfit[index])
             run.skipped.append(SkippedSlit(name, str(unfit[index]), "ParameterError"))
             continue
-        _extract_one(run, index, slit, parent, name, params, template)
+        _extract_one(run, index, slit, parent, name, params, template, psf)
     if not run.spectra:
         reasons = "; ".join(f"{s.name}: {s.reason}" for s in run.skipped)
         msg = f"{label}: no slit could be extracted ({reasons})"
@@ -124,7 +133,7 @@ def extract(model: Any, params: ExtractParams) -> ExtractionRun:
     return run
 
 
-def _extract_one(run, index, slit, parent, name, params, template) -> None:
+def _extract_one(run, index, slit, parent, name, params, template, psf) -> None:
     """Read and extract one slit into ``run``; any failure becomes a `SkippedSlit`."""
     try:
         data = slits.read_slit(
@@ -133,7 +142,8 @@ def _extract_one(run, index, slit, parent, name, params, template) -> None:
             variance_source=params.variance_source,
             drizzle_scale=params.drizzle_scale,
         )
-        spectra = extract_slit(data, params, template)
+        slit_template = template or psf.template(data.name, data.disp_axis, data.wavelength)
+        spectra = extract_slit(data, params, slit_template)
     except OptimalExtractError as err:
         log.warning("Slit %s skipped: %s", name, err)
         run.skipped.append(SkippedSlit(name, str(err), type(err).__name__))
@@ -202,7 +212,8 @@ def extract_slit(
     params : ExtractParams
         Run parameters.
     template : KernelTemplate, optional
-        PSF template for the slice fit; built from ``params.kernel`` when None.
+        PSF template for the slice fit; built from ``params.kernel`` (and
+        ``params.psf_file``) when None.
 
     Returns
     -------
@@ -210,7 +221,7 @@ def extract_slit(
         One spectrum per source of the slit (one unless several were found
         or given in ``params.source_positions``).
     """
-    template = template or make_template(_slice_kernel(params.kernel))
+    template = template or _default_template(params, slit)
     sd = slit.cropped(params.extraction_region)
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
     basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
@@ -265,6 +276,30 @@ def _slice_kernel(kernel):
     return "gaussian" if kernel == "empirical" else kernel
 
 
+def _psf_reference(params: ExtractParams) -> psfref.PSFReference | None:
+    """The PSF file read and checked once, for ``kernel = "psf"``; else None."""
+    if not (isinstance(params.kernel, str) and params.kernel == "psf"):
+        if params.psf_file:
+            log.info(
+                "psf_file %s is not used: kernel is %r, not 'psf'", params.psf_file, params.kernel
+            )
+        return None
+    reference = psfref.read_psf_file(params.psf_file)
+    log.info(
+        "PSF kernel from %s (apertures %s)",
+        reference.filename,
+        ", ".join(ap.name for ap in reference.apertures),
+    )
+    return reference
+
+
+def _default_template(params: ExtractParams, slit: SlitData) -> KernelTemplate:
+    reference = _psf_reference(params)
+    if reference is not None:
+        return reference.template(slit.name, slit.disp_axis, slit.wavelength)
+    return make_template(_slice_kernel(params.kernel))
+
+
 def _search(sd: SlitData, params: ExtractParams) -> ComponentSearch:
     positions = None
     if params.source_positions is not None:
@@ -293,9 +328,18 @@ def _spatial_model(
             [spatial.box_profile(sd.shape)], ("source",), "box", reason, None, sd.shape[1] // 2, {}
         )
     column = _slice_column(sd, params, usable, variance)
+    wavelength = spatial.column_wavelength(sd.wavelength)
     try:
         fit = spatial.fit_slice(
-            template, sd.data, variance, usable, column, params, _search(sd, params), sd.name
+            template,
+            sd.data,
+            variance,
+            usable,
+            column,
+            params,
+            _search(sd, params),
+            sd.name,
+            extra=wavelength_params(template, wavelength[column]),
         )
     except ProfileFitError as err:
         fit = spatial.fixed_kernel(template, sd.shape[0])
@@ -313,9 +357,9 @@ def _spatial_model(
             sd.shape[0],
             np.full(sd.shape[1], fit.center),
             np.full(sd.shape[1], fit.fwhm),
+            wavelength_params(fit.template, wavelength),
         )
         return _Shape([prof], ("source",), "fixed_kernel", str(err), fit, column, {})
-    wavelength = spatial.column_wavelength(sd.wavelength)
     varied = spatial.vary_kernel(fit, sd.data, variance, usable, wavelength, params, sd.name)
     profiles, meta = varied.profiles(sd.shape[0]), dict(varied.metadata)
     if params.kernel == "empirical":

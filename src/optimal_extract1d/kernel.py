@@ -9,6 +9,7 @@ fitted to the coadded cross-dispersion slice by `profilefit.fit_kernel`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,7 +28,10 @@ __all__ = [
     "evaluate_template",
     "shape_bounds",
     "with_params",
+    "fitted_params",
+    "wavelength_params",
     "OVERSAMPLE",
+    "WAVELENGTH_PARAM",
 ]
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,9 @@ _WIDTH_NAMES = ("stddev", "sigma", "fwhm", "gamma", "width", "scale")
 _AMPLITUDE_NAMES = ("amplitude", "amp", "norm")
 # Sub-pixel samples per pixel: templates are integrated over the pixel, like the data.
 OVERSAMPLE = 5
+# A template parameter of this name is the wavelength (microns) of the profile: the
+# data set it (per column, bin or slice), fits never vary it.
+WAVELENGTH_PARAM = "wavelength"
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,19 @@ class KernelTemplate:
                 return float(2.0 * np.sqrt(np.power(2.0, 1.0 / alpha) - 1.0))
         return _numeric_fwhm(self) / abs(width)
 
+    def reference_fwhm(self) -> float | None:
+        """FWHM (pixels) of the model as given, if it is a PSF reference; else None.
 
-def make_template(kernel: str | Fittable1DModel) -> KernelTemplate:
+        A model with a true ``reference_psf`` attribute (`psf.TabulatedPSF1D`)
+        knows its expected width: fits start from it and the fallback kernel
+        uses it.
+        """
+        if not getattr(self.model, "reference_psf", False):
+            return None
+        return abs(float(getattr(self.model, self.width_param).value)) * self.fwhm_per_width()
+
+
+def make_template(kernel: str | Fittable1DModel, *, name: str | None = None) -> KernelTemplate:
     """Build the template for a kernel name or an astropy 1-D model.
 
     Parameters
@@ -81,7 +99,11 @@ def make_template(kernel: str | Fittable1DModel) -> KernelTemplate:
     kernel : str or astropy.modeling.Fittable1DModel
         ``"gaussian"``, ``"moffat"``, or a model instance whose parameters
         include an amplitude, a centre and a width (names such as
-        ``amplitude``/``mean``/``stddev`` or ``x_0``/``fwhm``).
+        ``amplitude``/``mean``/``stddev`` or ``x_0``/``fwhm``/``scale``).
+        Parameters marked ``fixed`` in the model are never fitted; one named
+        `WAVELENGTH_PARAM` is set from the data (see `wavelength_params`).
+    name : str, optional
+        Name recorded in the metadata; the model's class name (lower case) when None.
 
     Returns
     -------
@@ -118,7 +140,7 @@ def make_template(kernel: str | Fittable1DModel) -> KernelTemplate:
             f"{_CENTER_NAMES}, {_WIDTH_NAMES}"
         )
         raise ParameterError(msg)
-    return KernelTemplate(type(kernel).__name__.lower(), kernel.copy(), *picked)
+    return KernelTemplate(name or type(kernel).__name__.lower(), kernel.copy(), *picked)
 
 
 def _numeric_fwhm(template: KernelTemplate) -> float:
@@ -214,6 +236,10 @@ def evaluate_native(
 ) -> np.ndarray:
     """Pixel-integrated unit-amplitude template for many parameter sets at once.
 
+    A model whose ``pixel_integrated`` attribute is true (an effective PSF
+    such as `psf.TabulatedPSF1D`) is already integrated over the pixel: it is
+    sampled at the pixel centres only.
+
     Parameters
     ----------
     template : KernelTemplate
@@ -230,6 +256,8 @@ def evaluate_native(
     ndarray, shape (n_cross, n_prof)
     """
     m = template.model
+    if getattr(m, "pixel_integrated", False):
+        oversample = 1
     sub = (np.arange(oversample) + 0.5) / oversample - 0.5
     yy = np.asarray(y, float)[:, None, None] + sub[None, None, :]
     args = []
@@ -239,12 +267,16 @@ def evaluate_native(
         else:
             value = params.get(name, float(getattr(m, name).value))
             args.append(np.asarray(value, float).reshape(1, -1, 1))
-    out = np.asarray(type(m).evaluate(yy, *args), float).mean(axis=2)
+    out = np.asarray(m.evaluate(yy, *args), float).mean(axis=2)
     return out if out.ndim == 2 else out.reshape(len(y), -1)
 
 
 def evaluate_template(
-    template: KernelTemplate, y: np.ndarray, centers: np.ndarray, fwhm: np.ndarray
+    template: KernelTemplate,
+    y: np.ndarray,
+    centers: np.ndarray,
+    fwhm: np.ndarray,
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Evaluate the pixel-integrated template at a centre and FWHM per column.
 
@@ -255,7 +287,10 @@ def evaluate_template(
     y : ndarray, shape (n_cross,)
         Cross-dispersion pixel coordinates.
     centers, fwhm : ndarray, shape (n_disp,)
-        Centre and FWHM (pixels) for every column.
+        Centre and FWHM (pixels) for every column. The FWHM converts to the
+        width parameter with the template's `KernelTemplate.fwhm_per_width`.
+    extra : mapping of str to ndarray, shape (n_disp,), optional
+        Further native parameters per column, e.g. `wavelength_params`.
 
     Returns
     -------
@@ -264,6 +299,7 @@ def evaluate_template(
     """
     width = np.asarray(fwhm, float) / template.fwhm_per_width()
     params = {template.center_param: np.asarray(centers, float), template.width_param: width}
+    params.update({k: np.asarray(v, float) for k, v in (extra or {}).items()})
     return evaluate_native(template, y, params)
 
 
@@ -295,6 +331,30 @@ def with_params(template: KernelTemplate, params: Mapping[str, float]) -> Kernel
     model = template.model.copy()
     for name, value in params.items():
         setattr(model, name, float(value))
-    return KernelTemplate(
-        template.name, model, template.amplitude_param, template.center_param, template.width_param
-    )
+    return dataclasses.replace(template, model=model)
+
+
+def fitted_params(template: KernelTemplate) -> list[str]:
+    """Native parameters a fit may vary: all but the amplitude and the ``fixed`` ones."""
+    fixed = template.model.fixed
+    return [n for n in template.model.param_names if n != template.amplitude_param and not fixed[n]]
+
+
+def wavelength_params(template: KernelTemplate, wavelength) -> dict[str, np.ndarray]:
+    """The template parameters the data set: ``{WAVELENGTH_PARAM: wavelength}`` or ``{}``.
+
+    Parameters
+    ----------
+    template : KernelTemplate
+        Template; only one with a parameter named `WAVELENGTH_PARAM` takes it.
+    wavelength : float or ndarray
+        Wavelength (microns) of every profile (column, bin or slice).
+
+    Returns
+    -------
+    dict of str to ndarray
+        To pass as ``extra``/``start`` values to the evaluation and fit functions.
+    """
+    if WAVELENGTH_PARAM not in template.model.param_names:
+        return {}
+    return {WAVELENGTH_PARAM: np.asarray(wavelength, float)}

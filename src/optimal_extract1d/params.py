@@ -23,7 +23,7 @@ __all__ = [
     "check_slice",
 ]
 
-KERNELS = ("gaussian", "moffat", "empirical")
+KERNELS = ("gaussian", "moffat", "empirical", "psf")
 VARIANCE_SOURCES = ("auto", "var", "wht", "err")
 ERROR_SCALES = ("none", "residual")
 
@@ -44,7 +44,11 @@ class ExtractParams:
         with the most signal.
     kernel : str or astropy 1-D model
         PSF template: ``"gaussian"``, ``"moffat"``, ``"empirical"`` (Horne's
-        data-driven profile), or (from Python) any astropy 1-D model.
+        data-driven profile), ``"psf"`` (the profiles of ``psf_file``), or
+        (from Python) any astropy 1-D model.
+    psf_file : str or None
+        jwst ``SpecPsfModel`` file with the cross-dispersion PSF per
+        wavelength; required by (and only used with) ``kernel = "psf"``.
     bkg_order : int
         Degree of the polynomial background fitted with the PSF; -1 = none.
     variance_source : str
@@ -78,6 +82,7 @@ class ExtractParams:
     slice_width: int = 30
     slice_column: int | None = None
     kernel: str = "gaussian"
+    psf_file: str | None = None
     bkg_order: int = 2
     variance_source: str = "auto"
     drizzle_scale: float = 1.0
@@ -115,6 +120,9 @@ class ExtractParams:
             raise ParameterError(msg)
         if isinstance(self.kernel, str) and self.kernel not in KERNELS:
             msg = f"kernel must be one of {KERNELS}, got {self.kernel!r}"
+            raise ParameterError(msg)
+        if self.kernel == "psf" and not self.psf_file:
+            msg = "kernel='psf' needs psf_file: a jwst SpecPsfModel file with the PSF profiles"
             raise ParameterError(msg)
         for name in ("fwhm_order", "trace_order", "max_iter"):
             if getattr(self, name) < 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,11 @@ def normalize_profile(raw: np.ndarray) -> np.ndarray:
 
 
 def kernel_profile(
-    template: KernelTemplate, n_cross: int, centers: np.ndarray, fwhm: np.ndarray
+    template: KernelTemplate,
+    n_cross: int,
+    centers: np.ndarray,
+    fwhm: np.ndarray,
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> Profile:
     """Profile from a PSF template at a centre and FWHM per column.
 
@@ -64,6 +69,9 @@ def kernel_profile(
         Number of cross-dispersion pixels.
     centers, fwhm : ndarray, shape (n_disp,)
         Centre and FWHM per column, pixels.
+    extra : mapping of str to ndarray, shape (n_disp,), optional
+        Further template parameters per column (e.g. the wavelength of a
+        tabulated PSF, `kernel.wavelength_params`).
 
     Returns
     -------
@@ -71,5 +79,5 @@ def kernel_profile(
     """
     centers = np.asarray(centers, float)
     fwhm = np.asarray(fwhm, float)
-    raw = evaluate_template(template, np.arange(n_cross, dtype=float), centers, fwhm)
+    raw = evaluate_template(template, np.arange(n_cross, dtype=float), centers, fwhm, extra)
     return Profile(weights=normalize_profile(raw), centers=centers, fwhm=fwhm)

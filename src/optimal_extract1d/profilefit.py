@@ -20,7 +20,14 @@ from scipy.sparse import block_diag
 
 from .errors import ProfileFitError
 from .horne import polynomial_basis
-from .kernel import KernelFit, KernelTemplate, evaluate_native, shape_bounds, with_params
+from .kernel import (
+    KernelFit,
+    KernelTemplate,
+    evaluate_native,
+    fitted_params,
+    shape_bounds,
+    with_params,
+)
 
 __all__ = ["ProfileFits", "fit_profiles", "fit_kernel", "component_shapes", "MIN_KERNEL_SNR"]
 
@@ -267,7 +274,8 @@ def fit_kernel(
     bkg_order : int
         Background polynomial degree; -1 = no background term.
     center, fwhm : float, optional
-        Starting centre and FWHM in pixels; from the data when None.
+        Starting centre and FWHM in pixels; from the data (centre), the
+        template's own width for a PSF reference, else 2 pixels, when None.
     offsets : sequence of float
         Starting offsets of further components (other sources, nod copies),
         fitted together with the main one.
@@ -285,13 +293,14 @@ def fit_kernel(
     """
     n_cross = values.size
     ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
-    free = [n for n in template.model.param_names if n != template.amplitude_param]
+    free = fitted_params(template)
     n_free = 1 + len(free) + max(bkg_order + 1, 0)
     if ok.sum() <= n_free:
         msg = f"only {int(ok.sum())} valid pixels in the slice for {n_free} free parameters"
         raise ProfileFitError(msg)
     start = {n: np.array([float(getattr(template.model, n).value)]) for n in free}
-    start[template.width_param] = np.array([(fwhm or 2.0) / template.fwhm_per_width()])
+    start_fwhm = fwhm or template.reference_fwhm() or 2.0
+    start[template.width_param] = np.array([start_fwhm / template.fwhm_per_width()])
     best = None
     for guess in _center_guesses(values, sigma, ok, center):
         start[template.center_param] = np.array([guess])

@@ -5,7 +5,8 @@ datamodels.
 
 * `simulate_slit`: one slit's arrays, dispersion along axis 1,
   with a pixel-integrated Gaussian or Moffat source whose FWHM varies with
-  wavelength, an offset or curved trace, sky background, NaN borders,
+  wavelength (or the effective profiles of a PSF table, `psf.PSFTable`),
+  an offset or curved trace, sky background, NaN borders,
   optional negative nod copies, cosmic rays and correlated noise, and noise
   drawn from the variance arrays. It returns the injected truth.
 * `simulate_models.make_slit_model` / `make_multislit` / `make_s2d_file`
@@ -19,8 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.ndimage import convolve
+from scipy.ndimage import convolve, map_coordinates
 from scipy.special import erf
+
+from .psf import PSFTable
 
 __all__ = ["SimulatedSlit", "simulate_slit", "default_spectrum", "PIXEL_AREA_SR"]
 
@@ -94,6 +97,23 @@ def _pixel_integrated(
     return prof / prof.sum(axis=0, keepdims=True)
 
 
+def _table_profile(
+    psf: PSFTable, rows: np.ndarray, center: np.ndarray, wavelength: np.ndarray, scale: float
+) -> np.ndarray:
+    """Effective PSF profile of a table at every pixel, unit sum over the rows.
+
+    The table is already integrated over a pixel, so it is sampled at the pixel
+    centres; cubic-spline interpolation, not the kernel's bilinear one.
+    """
+    offset = (rows[:, None] - center[None, :]) / scale
+    fi = (offset - psf.offsets[0]) / psf.step
+    fj = np.interp(wavelength, psf.wavelength, np.arange(psf.wavelength.size, dtype=float))
+    fj = np.broadcast_to(fj[None, :], fi.shape)
+    prof = map_coordinates(psf.values, [fi, fj], order=3, mode="constant", cval=0.0)
+    prof = np.clip(prof, 0.0, None)
+    return prof / prof.sum(axis=0, keepdims=True)
+
+
 def default_spectrum(wavelength: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A galaxy-like spectrum shape: power-law continuum plus a few emission lines (peak ~1)."""
     lam = np.asarray(wavelength, float)
@@ -130,6 +150,8 @@ def simulate_slit(
     peak_flux: float = 1.0,
     poisson_from_data: bool = False,
     companions: tuple[tuple[float, float], ...] = (),
+    psf: PSFTable | None = None,
+    psf_scale: float = 1.0,
 ) -> SimulatedSlit:
     """Simulate one resampled slit with a point source.
 
@@ -182,6 +204,13 @@ def simulate_slit(
         Write VAR_POISSON computed from the noisy data (as the pipeline does
         from the measured count rate) instead of from the noise-free model.
         The noise is drawn from the model variance either way.
+    psf : psf.PSFTable, optional
+        Draw the source profile (and its companions and nod copies) from
+        these effective, pixel-integrated PSF profiles at each column's
+        wavelength instead of ``shape``/``fwhm``; the recorded ``fwhm`` is
+        the table's.
+    psf_scale : float
+        Width stretch applied to the ``psf`` profiles (1 = as tabulated).
 
     Returns
     -------
@@ -197,20 +226,27 @@ def simulate_slit(
     u = 2.0 * t - 1.0
     c0 = (n_cross - 1) / 2.0 if center is None else float(center)
     trace = c0 + slope * u + curvature * u**2
-    widths = fwhm[0] + (fwhm[1] - fwhm[0]) * t
-    prof = _pixel_integrated(shape, rows, trace, widths, moffat_alpha)
+    if psf is None:
+        widths = fwhm[0] + (fwhm[1] - fwhm[0]) * t
+    else:
+        widths = psf_scale * psf.fwhm(wavelength)
+
+    def profile_at(centre):
+        if psf is not None:
+            return _table_profile(psf, rows, centre, wavelength, psf_scale)
+        return _pixel_integrated(shape, rows, centre, widths, moffat_alpha)
+
+    prof = profile_at(trace)
     scene = flux[None, :] * prof
     companion_flux = []
     for off, ratio in companions:
-        cprof = _pixel_integrated(shape, rows, trace + off, widths, moffat_alpha)
+        cprof = profile_at(trace + off)
         scene = scene + ratio * flux[None, :] * cprof
         companion_flux.append(ratio * flux * cprof.sum(axis=0))
     positive_scene = scene.copy()
     scales = np.broadcast_to(np.asarray(nod_scale, float), (len(nod_offsets),))
     for off, scale in zip(nod_offsets, scales, strict=True):
-        scene = scene - scale * flux[None, :] * _pixel_integrated(
-            shape, rows, trace + off, widths, moffat_alpha
-        )
+        scene = scene - scale * flux[None, :] * profile_at(trace + off)
     # Variance: Poisson from source + sky (half the read noise at the peak pixel),
     # read noise solved so that the optimal S/N at the peak column is `snr`.
     peak_col = int(np.argmax(flux))

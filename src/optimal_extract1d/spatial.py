@@ -10,6 +10,7 @@ kernel, and every such fallback is logged with the slit name.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from . import coadd, trace
 from .horne import extract_columns, polynomial_basis
-from .kernel import KernelFit, KernelTemplate, with_params
+from .kernel import KernelFit, KernelTemplate, wavelength_params, with_params
 from .params import ExtractParams
 from .profile import Profile, kernel_profile, normalize_profile
 from .profilefit import fit_kernel
@@ -81,17 +82,23 @@ def fit_slice(
     params: ExtractParams,
     search: ComponentSearch | None = None,
     name: str = "",
+    extra: Mapping[str, float] | None = None,
 ) -> KernelFit:
     """Fit the kernel to the slice of ``params.slice_width`` columns around ``column``.
 
     With a ``search``, further sources and negative nod copies found in the
     slice are fitted together with the main source (`sources.find_components`).
+    ``extra`` sets template parameters the data fix for the slice (e.g. the
+    wavelength of its centre column, `kernel.wavelength_params`); the fitted
+    template keeps them.
 
     Raises
     ------
     ProfileFitError
         When the fit fails or finds no significant source.
     """
+    if extra:
+        template = with_params(template, extra)
     values, sigma = coadd.coadd_columns(data, variance, usable, column, params.slice_width)
     start = search.positions[0] if search is not None and search.positions else None
     fit = fit_kernel(template, values, sigma, bkg_order=params.bkg_order, center=start)
@@ -101,11 +108,14 @@ def fit_slice(
 
 
 def fixed_kernel(template: KernelTemplate, n_cross: int) -> KernelFit:
-    """The fallback kernel: the template at the slit centre with `FALLBACK_FWHM`."""
+    """The fallback kernel: the template at the slit centre with `FALLBACK_FWHM`.
+
+    A PSF reference template keeps its own width instead.
+    """
     return KernelFit(
         template=template,
         center=(n_cross - 1) / 2.0,
-        fwhm=FALLBACK_FWHM,
+        fwhm=template.reference_fwhm() or FALLBACK_FWHM,
         amplitude=np.nan,
         bkg_coeffs=(),
         snr=np.nan,
@@ -137,6 +147,9 @@ class KernelVariation:
         Offsets of the other components (sources, nod copies) from the centre.
     metadata : dict
         Bin fits and smooth models (coefficients), for the spectrum metadata.
+    column_params : dict of str to ndarray, shape (n_disp,)
+        Template parameters the data set per column (the wavelength of a
+        tabulated PSF); empty for analytic templates.
     """
 
     template: KernelTemplate
@@ -144,11 +157,14 @@ class KernelVariation:
     fwhm: np.ndarray
     offsets: tuple[float, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
+    column_params: dict[str, np.ndarray] = field(default_factory=dict)
 
     def profiles(self, n_cross: int) -> list[Profile]:
         """Normalized profile of the main source, then of every other component."""
         return [
-            kernel_profile(self.template, n_cross, self.centers + off, self.fwhm)
+            kernel_profile(
+                self.template, n_cross, self.centers + off, self.fwhm, self.column_params
+            )
             for off in (0.0, *self.offsets)
         ]
 
@@ -181,7 +197,11 @@ def vary_kernel(
     """
     n_cross, n_disp = data.shape
     flat = KernelVariation(
-        fit.template, np.full(n_disp, fit.center), np.full(n_disp, fit.fwhm), fit.offsets
+        fit.template,
+        np.full(n_disp, fit.center),
+        np.full(n_disp, fit.fwhm),
+        fit.offsets,
+        column_params=wavelength_params(fit.template, wavelength),
     )
     if not (params.fit_fwhm or params.fit_trace):
         return flat
@@ -220,7 +240,9 @@ def vary_kernel(
             meta[key] = _smooth_model(
                 bins, edges, mid_lam, wavelength, values_b, order, out, key, name
             )
-    return KernelVariation(template, centers, np.clip(fwhm, 0.5, None), fit.offsets, meta)
+    return KernelVariation(
+        template, centers, np.clip(fwhm, 0.5, None), fit.offsets, meta, flat.column_params
+    )
 
 
 def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, params: ExtractParams):
@@ -236,6 +258,8 @@ def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, par
         snr = first.flux / np.sqrt(first.variance)
     edges = trace.choose_bins(snr, params.n_bins)
     values, sigma = trace.coadd_bins(data, variance, usable, edges)
+    mids, cols = 0.5 * (edges[:-1] + edges[1:] - 1), np.arange(data.shape[1])
+    per_bin = {k: np.interp(mids, cols, v) for k, v in flat.column_params.items()}
     bins = trace.fit_bins(
         fit.template,
         values,
@@ -246,6 +270,7 @@ def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, par
         fit_center=params.fit_trace,
         fit_fwhm=params.fit_fwhm,
         offsets=fit.offsets,
+        extra=per_bin,
     )
     return edges, bins
 

@@ -13,6 +13,7 @@ modelled with a sigma-clipped polynomial in wavelength (astropy
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +21,7 @@ from astropy.modeling import fitting, models
 from astropy.stats import sigma_clip
 
 from .horne import polynomial_basis
-from .kernel import KernelTemplate, shape_bounds, with_params
+from .kernel import KernelTemplate, fitted_params, shape_bounds, with_params
 from .profilefit import fit_profiles
 
 __all__ = ["BinFits", "SmoothModel", "choose_bins", "coadd_bins", "fit_bins", "fit_smooth"]
@@ -122,6 +123,7 @@ def fit_bins(
     fit_center: bool,
     fit_fwhm: bool,
     offsets: tuple[float, ...] = (),
+    extra: Mapping[str, np.ndarray] | None = None,
 ) -> BinFits:
     """Fit the kernel's centre and/or FWHM to every bin's profile in one problem.
 
@@ -140,6 +142,9 @@ def fit_bins(
     offsets : tuple of float
         Offsets of further components (sources, nod copies) that move with
         the source; their fluxes are fitted in every bin.
+    extra : mapping of str to ndarray, shape (n_bins,), optional
+        Template parameters the data set per bin (never fitted), e.g. the
+        wavelength of a tabulated PSF (`kernel.wavelength_params`).
 
     Returns
     -------
@@ -150,10 +155,13 @@ def fit_bins(
     per = template.fwhm_per_width()
     cp, wp = template.center_param, template.width_param
     start = {cp: np.full(n_bins, center), wp: np.full(n_bins, fwhm / per)}
+    start.update(
+        {k: np.broadcast_to(np.asarray(v, float), (n_bins,)) for k, v in (extra or {}).items()}
+    )
     free = [name for name, on in ((cp, fit_center), (wp, fit_fwhm)) if on]
     # Other shape parameters (e.g. the Moffat index) are refitted with one value for
     # the whole slit when the width is fitted: one slice constrains them poorly.
-    others = [n for n in template.model.param_names if n not in (cp, wp, template.amplitude_param)]
+    others = [n for n in fitted_params(template) if n not in (cp, wp) and n not in start]
     shared = others if fit_fwhm else []
     for name in shared:
         start[name] = np.full(n_bins, float(getattr(template.model, name).value))
