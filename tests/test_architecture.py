@@ -20,6 +20,7 @@ PURE = {
     "spatial",
     "empirical",
     "profilefit",
+    "lm",
     "assemble",
     "nods",
     "psf",

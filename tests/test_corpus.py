@@ -963,7 +963,7 @@ def test_x1d_never_writes_inf_when_the_unit_conversion_overflows():
         units=FluxUnits(1e6, "Jy", 0.0, 1.0, "MJy/sr"),  # MJy -> Jy
         disp_axis=1,
     )
-    t = x1d.build_spec(result).spec_table
+    t = x1d.build_spec(result)["spec_table"]
     for name in t.dtype.names:
         if t.dtype[name].kind == "f":
             assert not np.any(np.isinf(t[name])), name

@@ -126,7 +126,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from .simulate_models import make_s2d_file
 
-    extra = {"nod_offsets": (-5.0, 5.0)} if args.nods else {}
+    extra = {}
+    if args.nods:  # a 3-shutter slitlet nod combined over its three exposures
+        extra = {
+            "nod_offsets": (-5.3, 5.3, -10.6, 10.6),
+            "nod_scale": (1 / 3, 1 / 3, 1 / 6, 1 / 6),
+            "nod_type": "3-SHUTTER-SLITLET",
+        }
     result = make_s2d_file(
         args.output,
         np.random.default_rng(args.seed),

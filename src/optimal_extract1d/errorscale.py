@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .horne import ColumnSums
+
 __all__ = ["ErrorScale", "residual_error_scale", "MAX_LAG"]
 
 # Pixel correlations are measured up to this lag along the slit.
@@ -32,6 +34,8 @@ MAX_LAG = 3
 CLIP_SIGMA = 5.0
 # Fewer usable residuals than this: the factor is not measured (1).
 MIN_PIXELS = 50
+# The noise model is fitted on at most this many columns spread over the slit.
+MAX_COLUMNS = 64
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,21 @@ class ErrorScale:
         }
 
 
-def _shift(n: int, lag: int) -> np.ndarray:
-    """Symmetric matrix with ones ``lag`` off the diagonal (identity for 0)."""
-    t = np.eye(n, k=lag)
-    return t if lag == 0 else t + t.T
+def _lag_sum(a: np.ndarray, b: np.ndarray, lag: int) -> np.ndarray:
+    """``sum_y a[y] b[y + lag]`` over axis 0 (lag 0: the plain product sum)."""
+    if lag == 0:
+        return np.sum(a * b, axis=0)
+    return np.sum(a[:-lag] * b[lag:], axis=0)
+
+
+def _times_shift(q: np.ndarray, lag: int) -> np.ndarray:
+    """``q @ T_lag`` for stacked matrices, ``T`` pairing pixels ``lag`` apart."""
+    if lag == 0:
+        return q.copy()
+    out = np.zeros_like(q)
+    out[:, :, lag:] += q[:, :, :-lag]
+    out[:, :, :-lag] += q[:, :, lag:]
+    return out
 
 
 def residual_error_scale(
@@ -78,7 +93,7 @@ def residual_error_scale(
     variance: np.ndarray,
     usable: np.ndarray,
     weights: np.ndarray,
-    hat: np.ndarray,
+    sums: ColumnSums,
     source: np.ndarray | None = None,
 ) -> ErrorScale:
     """Measure the error scale factor of column-wise optimal sums.
@@ -91,8 +106,9 @@ def residual_error_scale(
         Pixels that entered the sums (outliers already rejected).
     weights : ndarray, shape (n_cross, n_disp)
         Flux weights ``g`` of the sums (`horne.ColumnSums.pixel_weights`).
-    hat : ndarray, shape (n_disp, n_cross, n_cross)
-        Standardized hat matrix of every column fit (`horne.ColumnSums.hat`).
+    sums : ColumnSums
+        The column fits, for their hat matrices (of up to `MAX_COLUMNS`
+        columns spread over the slit: the noise statistics are global).
     source : ndarray, shape (n_cross, n_disp), optional
         The sources' part of the model. Only pixels where it is below the
         noise are measured: there an imperfect profile leaves no systematic
@@ -103,7 +119,6 @@ def residual_error_scale(
     ErrorScale
         Factor 1 when fewer than `MIN_PIXELS` residuals are usable.
     """
-    n_cross = data.shape[0]
     sigma = np.sqrt(np.where(usable & (variance > 0), variance, np.nan))
     with np.errstate(invalid="ignore"):
         z = (data - model) / sigma
@@ -111,36 +126,17 @@ def residual_error_scale(
     ok = np.isfinite(z) & faint
     if ok.sum() < MIN_PIXELS:
         return ErrorScale(1.0, 1.0, (), int(ok.sum()))
-    lev = np.einsum("xyy->yx", hat)
-    zs = z / np.sqrt(np.clip(1.0 - lev, 1e-3, 1.0))
+    zs = z / np.sqrt(np.clip(1.0 - np.nan_to_num(sums.leverage), 1e-3, 1.0))
     rms = 1.4826 * np.median(np.abs(zs[ok] - np.median(zs[ok])))
     ok &= np.abs(zs) <= CLIP_SIGMA * max(rms, 1e-12)
-    z0 = np.where(ok, z, 0.0)
-    # Q = I - H on the kept pixels only (others neither measured nor paired)
-    keep = ok.T.astype(float)  # (n_disp, n_cross)
-    q = (np.eye(n_cross)[None] - hat) * keep[:, :, None] * keep[:, None, :]
-    lags = range(MAX_LAG + 1)
-    shifts = [_shift(n_cross, k) for k in lags]
-    measured = np.array(
-        [
-            np.sum(z0.T * (z0.T @ np.triu(s) if k else z0.T))
-            for k, s in zip(lags, shifts, strict=True)
-        ]
-    )
-    design = np.empty((len(shifts), len(shifts)))
-    for j, t in enumerate(shifts):
-        e = np.einsum("xab,bc,xcd->xad", q, t, q)
-        for k in lags:
-            design[k, j] = np.sum(
-                np.einsum("xab,ab->x", e, np.triu(shifts[k]) if k else np.eye(n_cross))
-            )
-    coeffs = np.linalg.lstsq(design, measured, rcond=None)[0]
-    if not coeffs[0] > 0:
+    cols = _sample_columns(ok)
+    coeffs = _noise_model(np.where(ok, z, 0.0)[:, cols], ok[:, cols], sums.hat(cols))
+    if coeffs is None:
         return ErrorScale(1.0, 1.0, (), int(ok.sum()))
     gs = np.nan_to_num(weights) * np.nan_to_num(sigma)
-    independent = np.sum(gs**2, axis=0)
-    correlated = sum(
-        a * np.einsum("yx,yz,zx->x", gs, t, gs) for a, t in zip(coeffs, shifts, strict=True)
+    independent = _lag_sum(gs, gs, 0)
+    correlated = independent * coeffs[0] + sum(
+        2.0 * a * _lag_sum(gs, gs, lag) for lag, a in enumerate(coeffs[1:], start=1)
     )
     good = independent > 0
     ratio = np.median(correlated[good] / independent[good]) if good.any() else 1.0
@@ -150,3 +146,27 @@ def residual_error_scale(
         tuple(float(a / coeffs[0]) for a in coeffs[1:]),
         int(ok.sum()),
     )
+
+
+def _sample_columns(ok: np.ndarray) -> np.ndarray:
+    """Up to `MAX_COLUMNS` columns with measured pixels, spread over the slit."""
+    cols = np.nonzero(ok.sum(axis=0) > MAX_LAG + 1)[0]
+    if cols.size > MAX_COLUMNS:
+        cols = cols[np.linspace(0, cols.size - 1, MAX_COLUMNS).round().astype(int)]
+    return cols
+
+
+def _noise_model(z0: np.ndarray, ok: np.ndarray, hat: np.ndarray) -> np.ndarray | None:
+    """Fit ``a_0..a_L`` so that the residual lag sums match ``(I - H) C (I - H)``."""
+    n_cross = z0.shape[0]
+    keep = ok.T.astype(float)  # (n_cols, n_cross)
+    q = (np.eye(n_cross)[None] - hat) * keep[:, :, None] * keep[:, None, :]
+    lags = range(MAX_LAG + 1)
+    measured = np.array([np.sum(_lag_sum(z0, z0, k)) for k in lags])
+    design = np.empty((len(lags), len(lags)))
+    for j in lags:
+        e = np.matmul(_times_shift(q, j), q)
+        for k in lags:
+            design[k, j] = np.sum(np.trace(e, offset=k, axis1=1, axis2=2))
+    coeffs = np.linalg.lstsq(design, measured, rcond=None)[0]
+    return coeffs if coeffs[0] > 0 else None

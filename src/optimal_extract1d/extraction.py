@@ -34,6 +34,11 @@ __all__ = ["ExtractionRun", "SkippedSlit", "extract", "extract_slit"]
 
 log = logging.getLogger(__name__)
 
+# The kernel is refitted with the model variance when it changed the variance of
+# the trace core (profile above CORE_PROFILE) by more than this (median).
+REFIT_VARIANCE_CHANGE = 0.02
+CORE_PROFILE = 0.05
+
 
 @dataclass(frozen=True)
 class SkippedSlit:
@@ -228,10 +233,12 @@ def extract_slit(
     fit_usable = usable & ~spatial.extreme_outliers(sd.data, sd.variance, usable)
     shape = _spatial_model(sd, params, template, fit_usable, sd.variance)
     result = _iterate(sd, params, shape, basis)
-    if shape.status == "fit" and _refit_needed(result, fit_usable, shape, params):
+    if shape.status == "fit" and _refit_needed(result, sd, fit_usable, shape, params):
         # Horne's loop: refit the kernel with the model variance, without the outliers.
         variance = result.var_poisson + sd.var_rnoise + sd.var_flat
-        shape = _spatial_model(sd, params, template, fit_usable & ~result.rejected, variance)
+        shape = _spatial_model(
+            sd, params, template, fit_usable & ~result.rejected, variance, previous=shape
+        )
         result = _iterate(sd, params, shape, basis)
     if shape.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (shape.reason + "; " if shape.reason else "") + "no usable pixel under the kernel"
@@ -319,15 +326,20 @@ def _spatial_model(
     template: KernelTemplate,
     usable: np.ndarray,
     variance: np.ndarray,
+    previous: _Shape | None = None,
 ) -> _Shape:
-    """Kernel fit (with its fallbacks), components, varying kernel, empirical profile."""
+    """Kernel fit (with its fallbacks), components, varying kernel, empirical profile.
+
+    A ``previous`` shape (refit with the model variance) keeps its slice and
+    components; only their parameters are refitted.
+    """
     if not usable.any():
         reason = "no usable pixel in the slit"
         log.warning("Slit %s: %s; all fluxes are NaN", sd.name, reason)
         return _Shape(
             [spatial.box_profile(sd.shape)], ("source",), "box", reason, None, sd.shape[1] // 2, {}
         )
-    column = _slice_column(sd, params, usable, variance)
+    column = previous.column if previous else _slice_column(sd, params, usable, variance)
     wavelength = spatial.column_wavelength(sd.wavelength)
     try:
         fit = spatial.fit_slice(
@@ -340,6 +352,7 @@ def _spatial_model(
             _search(sd, params),
             sd.name,
             extra=wavelength_params(template, wavelength[column]),
+            previous=previous.fit if previous else None,
         )
     except ProfileFitError as err:
         fit = spatial.fixed_kernel(template, sd.shape[0])
@@ -386,11 +399,21 @@ def _empirical(
 
 
 def _refit_needed(
-    result: horne.IteratedSums, fit_usable: np.ndarray, shape: _Shape, params: ExtractParams
+    result: horne.IteratedSums,
+    sd: SlitData,
+    fit_usable: np.ndarray,
+    shape: _Shape,
+    params: ExtractParams,
 ) -> bool:
-    """Refit when the variance was remodelled or outliers entered the kernel fits."""
+    """Refit when the variance model changed the weights or outliers entered the fits."""
     if np.isfinite(result.poisson_scale):
-        return True
+        core = fit_usable & (shape.profile.weights > CORE_PROFILE)
+        old = sd.var_poisson + sd.var_rnoise + sd.var_flat
+        new = result.var_poisson + sd.var_rnoise + sd.var_flat
+        with np.errstate(invalid="ignore", divide="ignore"):
+            change = np.abs(new - old)[core] / old[core]
+        if change.size and np.nanmedian(change) > REFIT_VARIANCE_CHANGE:
+            return True
     pixels = result.rejected & fit_usable
     if not pixels.any():
         return False
@@ -457,7 +480,7 @@ def _spectra(
                 variance,
                 usable & ~result.rejected,
                 sums.pixel_weights,
-                sums.hat(),
+                sums,
                 source=np.nan_to_num(sums.model) - np.nan_to_num(sums.background),
             )
             factor, meta["error_scale"] = scale.factor, scale.to_meta()

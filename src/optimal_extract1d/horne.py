@@ -39,6 +39,8 @@ __all__ = [
 _MAX_CONDITION = 1e10
 # Fractional accuracy assumed for the profile when judging outliers.
 PROFILE_ERROR = 0.1
+# The iteration stops when the modelled Poisson variance changes less than this.
+VARIANCE_RTOL = 1e-2
 # Smallest usable variance: 1 / variance must be finite.
 _MIN_VARIANCE = np.finfo(float).tiny
 
@@ -96,15 +98,15 @@ class ColumnSums:
     inv_var: np.ndarray | None = None
     cov: np.ndarray | None = None
 
-    def hat(self) -> np.ndarray:
-        """Standardized hat matrix of every column, ``(n_disp, n_cross, n_cross)``.
+    def hat(self, columns: np.ndarray | None = None) -> np.ndarray:
+        """Standardized hat matrices of the columns, ``(n_columns, n_cross, n_cross)``.
 
         ``H = W^1/2 A (A^T W A)^-1 A^T W^1/2``: fitted residuals ``z = r / sigma``
         of independent unit-variance noise have covariance ``I - H``.
         """
-        root = np.sqrt(self.inv_var)
-        a = self.design * root[:, :, None]
-        return np.einsum("yxi,xij,zxj->xyz", a, self.cov, a)
+        cols = slice(None) if columns is None else columns
+        a = np.moveaxis(self.design[:, cols] * np.sqrt(self.inv_var[:, cols])[:, :, None], 1, 0)
+        return np.matmul(np.matmul(a, self.cov[cols]), np.swapaxes(a, 1, 2))
 
     def propagate(self, component: np.ndarray) -> np.ndarray:
         """Propagate a per-pixel variance component to the flux, ``sum(g^2 V_k)``.
@@ -233,21 +235,25 @@ def extract_columns(
         ],
         axis=2,
     )
-    normal = np.einsum("yxi,yx,yxj->xij", design, w, design)
+    # Column-major stacks for batched matrix products: a[x] is (n_cross, m).
+    a = np.ascontiguousarray(np.moveaxis(design, 1, 0))
+    aw = a * w.T[:, :, None]
+    normal = np.matmul(np.swapaxes(aw, 1, 2), a)
     cov, dropped = _invert_normal(normal)
     # g = (cov @ A^T W)[0]: the flux as a linear combination of the pixels
     # (free of the scales: the data scale cancels the weights').
     with np.errstate(over="ignore", invalid="ignore"):
-        gmat = np.einsum("xij,yxj,yx->yxi", cov, design, w)
-        coeffs = np.einsum("xij,yxj,yx,yx->xi", cov, design, w, d) * d_scale[:, None]
+        g = np.matmul(aw, cov)  # (n_disp, n_cross, m), symmetric cov
+        coeffs = np.einsum("xyi,xy->xi", g, d.T) * d_scale[:, None]
         var = cov[:, 0, 0] / w_scale
         mean_basis = basis.mean(axis=0)
-        bkg = _finite_or_nan(np.einsum("yk,xk->yx", basis, coeffs[:, first_bkg:]))
+        bkg = _finite_or_nan(basis @ coeffs[:, first_bkg:].T)
         mean_bkg = _finite_or_nan(coeffs[:, first_bkg:] @ mean_basis)
-        model = _finite_or_nan(np.einsum("yxi,xi->yx", design, coeffs))
+        model = _finite_or_nan(np.matmul(a, coeffs[:, :, None])[:, :, 0].T)
+    gmat = np.moveaxis(g, 0, 1)  # (n_cross, n_disp, m)
     # Empty: no usable pixel under the profile, or a result beyond float64.
     empty = ~(normal[:, 0, 0] > 0) | ~np.isfinite(coeffs[:, 0]) | ~np.isfinite(var)
-    h = np.einsum("k,yxk->yx", mean_basis, gmat[:, :, first_bkg:])
+    h = gmat[:, :, first_bkg:] @ mean_basis
     return ColumnSums(
         flux=np.where(empty, np.nan, coeffs[:, 0]),
         variance=np.where(empty, np.nan, var),
@@ -256,7 +262,7 @@ def extract_columns(
         model=np.where(empty[None, :], np.nan, model),
         mean_background=np.where(empty, np.nan, mean_bkg),
         background_weights=np.where(empty, 0.0, h),
-        leverage=np.einsum("yxi,yxi->yx", design, gmat),
+        leverage=np.sum(a * g, axis=2).T,
         design=design,
         inv_var=w,
         cov=cov,
@@ -335,7 +341,11 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ok_diag = np.all(diag > 0, axis=1) & finite
     scale = np.where(ok_diag[:, None], diag, 1.0)
     scaled = normal / scale[:, :, None] / scale[:, None, :]
-    cond[ok_diag] = np.linalg.cond(scaled[ok_diag])
+    # With a unit diagonal the eigenvalues sum to m, so the smallest is at least
+    # det / m^(m-1): a tiny determinant (one LU per column) flags a bad condition.
+    sign, logdet = np.linalg.slogdet(scaled[ok_diag])
+    with np.errstate(over="ignore", divide="ignore"):
+        cond[ok_diag] = np.where(sign > 0, float(m) ** (m - 1) / np.exp(logdet), np.inf)
     good = ok_diag & (cond < _MAX_CONDITION)
     if np.any(good):
         inv_scaled = np.linalg.inv(scaled[good])
@@ -432,7 +442,7 @@ def iterate_extraction(
         touched = new_rej.any(axis=0)
         remodel = remodel_poisson(var_poisson, model, usable & ~touched[None, :])
         new_vp = np.where(touched[None, :], vp, remodel.var_poisson)
-        changed = touched.any() or not np.allclose(new_vp, vp, rtol=1e-3, equal_nan=True)
+        changed = touched.any() or not np.allclose(new_vp, vp, rtol=VARIANCE_RTOL, equal_nan=True)
         vp, rejected = new_vp, rejected | new_rej
         scale = remodel.scale if remodel.applied else scale
         if not changed:

@@ -1,12 +1,13 @@
 """Fit a template's non-linear parameters to many 1-D profiles at once.
 
 Every profile ``d_b(y)`` (a kernel slice, or one bin along the dispersion) is
-modelled as ``a_b T(y; theta_b) + sum_k c_bk L_k(y)``: a pixel-integrated
+modelled as ``a_b T(y; theta_b) + sum_k c_bk L_k(y)`` plus further components
+of the same shape at offsets (other sources, nod copies): a pixel-integrated
 template with non-linear parameters ``theta_b`` (centre, width, and e.g. the
-Moffat index), a flux ``a_b`` and a polynomial background ``c_bk``. The linear
-parameters are solved exactly for every trial ``theta`` (variable
-projection), so `scipy.optimize.least_squares` only sees the few non-linear
-ones; all profiles form one problem with a block-diagonal Jacobian.
+Moffat index), fluxes and a polynomial background. All profiles form one
+vectorized Levenberg–Marquardt problem (`lm`); the fluxes and background are
+then solved exactly at the best ``theta`` (variable projection) for their
+values and S/N.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.sparse import block_diag
 
 from .errors import ProfileFitError
 from .horne import polynomial_basis
@@ -28,6 +27,7 @@ from .kernel import (
     shape_bounds,
     with_params,
 )
+from .lm import levenberg_marquardt
 
 __all__ = ["ProfileFits", "fit_profiles", "fit_kernel", "component_shapes", "MIN_KERNEL_SNR"]
 
@@ -139,7 +139,7 @@ def fit_profiles(
     shared: Sequence[str] = (),
     offsets: Sequence[float] = (),
     fit_offsets: bool = False,
-    max_nfev: int = 100,
+    max_nfev: int = 40,
 ) -> ProfileFits:
     """Fit the ``free`` template parameters of every profile (columns of ``values``).
 
@@ -168,7 +168,7 @@ def fit_profiles(
     fit_offsets : bool
         Fit the offsets (one value each for all profiles) or keep them.
     max_nfev : int
-        Limit on residual evaluations.
+        Iteration limit of the Levenberg–Marquardt fit (`lm`).
 
     Returns
     -------
@@ -176,69 +176,34 @@ def fit_profiles(
     """
     n_cross, n_prof = values.shape
     y = np.arange(n_cross, dtype=float)
-    offsets = np.asarray(offsets, float)
     n_free, n_shared = len(free), len(shared)
-    n_off = offsets.size if fit_offsets else 0
-    fixed = {k: np.broadcast_to(np.asarray(v, float), (n_prof,)) for k, v in start.items()}
-
-    def unpack(theta):
-        par = dict(fixed)
-        for i, name in enumerate(free):
-            par[name] = theta[i : n_free * n_prof : n_free]
-        for j, name in enumerate(shared):
-            par[name] = np.full(n_prof, theta[n_free * n_prof + j])
-        offs = theta[n_free * n_prof + n_shared :] if n_off else offsets
-        return par, offs
-
-    def residuals(theta):
-        par, offs = unpack(theta)
-        shapes = component_shapes(template, y, par, offs)
-        return _solve_linear(shapes, values, sigma, basis)[0].T.ravel()
-
-    names = list(shared)
-    lo = np.r_[
-        np.tile([bounds[n][0] for n in free], n_prof),
-        [bounds[n][0] for n in names],
-        np.full(n_off, -float(n_cross)),
-    ]
-    hi = np.r_[
-        np.tile([bounds[n][1] for n in free], n_prof),
-        [bounds[n][1] for n in names],
-        np.full(n_off, float(n_cross)),
-    ]
-    theta0 = np.r_[
-        np.column_stack([fixed[n] for n in free]).ravel() if n_free else np.zeros(0),
-        [float(np.mean(fixed[n])) for n in names],
-        offsets if n_off else np.zeros(0),
-    ]
-    span = np.where(np.isfinite(hi - lo), hi - lo, 1.0)
-    theta0 = np.clip(theta0, lo + 1e-6 * span, hi - 1e-6 * span)
-    if theta0.size:
-        n_global = n_shared + n_off
-        blocks = block_diag([np.ones((n_cross, n_free))] * n_prof).toarray() if n_free else None
-        dense = np.ones((n_cross * n_prof, n_global))
-        sparsity = dense if blocks is None else np.hstack([blocks, dense])
-        sol = least_squares(
-            residuals,
-            theta0,
-            bounds=(lo, hi),
-            jac_sparsity=sparsity,
-            method="trf",
-            max_nfev=max_nfev,
-        )
-        theta = sol.x
-    else:
-        theta = theta0
-    par, offs = unpack(theta)
+    n_off = len(offsets) if fit_offsets else 0
+    start = {
+        k: np.clip(np.broadcast_to(np.asarray(v, float), (n_prof,)), *_inside(bounds, k))
+        for k, v in start.items()
+    }
+    found = levenberg_marquardt(
+        template,
+        values,
+        sigma,
+        basis,
+        start=start,
+        free=free,
+        bounds=bounds,
+        shared=shared,
+        offsets=offsets,
+        fit_offsets=fit_offsets,
+        max_iter=max_nfev,
+    )
+    par, offs = found.params, found.offsets
     shapes = component_shapes(template, y, par, offs)
     resid, coeffs, snr, n_ok = _solve_linear(shapes, values, sigma, basis)
     n_comp = shapes.shape[2]
-    edge = np.abs(1e-3 * span)
-    hit = (theta <= lo + edge) | (theta >= hi - edge)
-    at_bound = (
-        hit[: n_free * n_prof].reshape(n_prof, n_free).any(axis=1)
-        | hit[n_free * n_prof : n_free * n_prof + n_shared].any()
-    )
+    at_bound = np.zeros(n_prof, bool)
+    for name in [*free, *shared]:
+        lo, hi = bounds[name]
+        span = (hi - lo) if np.isfinite(hi - lo) else 1.0
+        at_bound |= (par[name] <= lo + 1e-3 * span) | (par[name] >= hi - 1e-3 * span)
     return ProfileFits(
         params={k: np.asarray(v, float).copy() for k, v in par.items()},
         offsets=np.asarray(offs, float).copy(),
@@ -249,6 +214,15 @@ def fit_profiles(
         dof=np.maximum(n_ok - n_free - n_shared - n_off - coeffs.shape[1], 1),
         at_bound=at_bound,
     )
+
+
+def _inside(bounds, name) -> tuple[float, float]:
+    """Bounds shrunk a little, for starting values (no bound for fixed parameters)."""
+    if name not in bounds:
+        return (-np.inf, np.inf)
+    lo, hi = bounds[name]
+    span = (hi - lo) if np.isfinite(hi - lo) else 1.0
+    return (lo + 1e-6 * span, hi - 1e-6 * span)
 
 
 def fit_kernel(
@@ -301,44 +275,48 @@ def fit_kernel(
     start = {n: np.array([float(getattr(template.model, n).value)]) for n in free}
     start_fwhm = fwhm or template.reference_fwhm() or 2.0
     start[template.width_param] = np.array([start_fwhm / template.fwhm_per_width()])
-    best = None
-    for guess in _center_guesses(values, sigma, ok, center):
-        start[template.center_param] = np.array([guess])
-        try:
-            fits = fit_profiles(
-                template,
-                values[:, None],
-                sigma[:, None],
-                polynomial_basis(n_cross, bkg_order),
-                start=start,
-                free=free,
-                bounds=shape_bounds(template, n_cross),
-                offsets=offsets,
-                fit_offsets=len(offsets) > 0,
-            )
-        except ValueError as err:  # scipy: residuals not finite at the start
-            msg = f"the kernel fit failed ({err})"
-            raise ProfileFitError(msg) from err
-        if best is None or fits.chi2[0] < best.chi2[0]:
-            best = fits
-    return _kernel_fit(template, best, values, n_cross)
+    basis = polynomial_basis(n_cross, bkg_order)
+    guess = (
+        center
+        if center is not None
+        else _grid_center(template, values, sigma, basis, start, offsets)
+    )
+    start[template.center_param] = np.array([guess])
+    try:
+        fits = fit_profiles(
+            template,
+            values[:, None],
+            sigma[:, None],
+            basis,
+            start=start,
+            free=free,
+            bounds=shape_bounds(template, n_cross),
+            offsets=offsets,
+            fit_offsets=len(offsets) > 0,
+        )
+    except (ValueError, np.linalg.LinAlgError) as err:  # singular or non-finite
+        msg = f"the kernel fit failed ({err})"
+        raise ProfileFitError(msg) from err
+    return _kernel_fit(template, fits, values, n_cross)
 
 
-def _center_guesses(values, sigma, ok, center) -> list[float]:
-    """Starting centres: the given one, else the S/N peak and the signal centroid.
+def _grid_center(template, values, sigma, basis, start, offsets) -> float:
+    """Best starting centre on a half-pixel grid (linear fits only, all at once).
 
-    Two starts keep the fit from settling on one wing when the core of the
-    profile is masked (the peak then sits on a wing, the centroid between).
+    A grid rather than the peak pixel keeps the fit from starting between two
+    sources or on one wing of a masked core, where Gauss–Newton steps stall.
     """
-    if center is not None:
-        return [float(center)]
-    snr = np.where(ok, values / np.where(ok, sigma, 1.0), 0.0)
-    smooth = np.convolve(snr, np.ones(3) / 3.0, mode="same")
-    peak = float(np.argmax(smooth))
-    near = np.abs(np.arange(values.size) - peak) <= 4.0
-    w = np.where(near & (snr > 0), snr, 0.0)
-    centroid = float(np.sum(w * np.arange(values.size)) / w.sum()) if w.sum() > 0 else peak
-    return [peak] if abs(centroid - peak) < 0.5 else [peak, centroid]
+    grid = np.arange(0.0, values.size - 0.5, 0.5)
+    params = {k: np.repeat(v, grid.size) for k, v in start.items()}
+    params[template.center_param] = grid
+    shapes = component_shapes(
+        template, np.arange(values.size, dtype=float), params, np.asarray(offsets, float)
+    )
+    stacked = np.broadcast_to(values[:, None], (values.size, grid.size))
+    sig = np.broadcast_to(sigma[:, None], stacked.shape)
+    resid, coeffs, _, _ = _solve_linear(shapes, stacked, sig, basis)
+    chi2 = np.where(coeffs[:, 0] > 0, np.sum(resid**2, axis=0), np.inf)
+    return float(grid[np.argmin(chi2)]) if np.isfinite(chi2).any() else float(values.size // 2)
 
 
 def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) -> KernelFit:

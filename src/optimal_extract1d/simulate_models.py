@@ -149,15 +149,26 @@ def _set_exposure_meta(model, exp_type: str, instrument: str, filename: str) -> 
 
 
 def make_multislit(
-    sims: Sequence[SimulatedSlit], *, filename: str = "sim_s2d.fits", with_dq: bool = False
+    sims: Sequence[SimulatedSlit],
+    *,
+    filename: str = "sim_s2d.fits",
+    with_dq: bool = False,
+    nod_type: str | None = None,
 ) -> datamodels.MultiSlitModel:
-    """A NIRSpec MOS PRISM-like s2d ``MultiSlitModel`` with one slit per simulation."""
+    """A NIRSpec MOS PRISM-like s2d ``MultiSlitModel`` with one slit per simulation.
+
+    ``nod_type`` (e.g. ``"3-SHUTTER-SLITLET"``) records the nod pattern in every
+    slit's DITHER metadata, as the pipeline does.
+    """
     model = datamodels.MultiSlitModel()
     _set_nirspec_meta(model, filename)
     for i, sim in enumerate(sims):
         ra = 214.85 + 0.001 * i
         slit = make_slit_model(sim, name=str(i + 1), source_id=i + 1, with_dq=with_dq, ra=ra)
         _set_nirspec_meta(slit, filename)  # resample_spec copies the exposure metadata too
+        if nod_type:
+            slit.meta.dither.nod_type = nod_type
+            slit.meta.dither.total_points = int(nod_type.split("-", 1)[0])
         model.slits.append(slit)
     return model
 
@@ -200,6 +211,7 @@ def make_s2d_file(
     *,
     n_slits: int = 20,
     snr_range: tuple[float, float] = (5.0, 80.0),
+    nod_type: str | None = None,
     **slit_kwargs,
 ) -> SimulatedFile:
     """Simulate a NIRSpec MOS s2d with ``n_slits`` varied slits and save it.
@@ -214,6 +226,8 @@ def make_s2d_file(
         Number of slits.
     snr_range : tuple of float
         Peak-column S/N drawn log-uniformly in this range.
+    nod_type : str, optional
+        Nod pattern recorded in the DITHER metadata (see `make_multislit`).
     **slit_kwargs
         Passed to `simulate.simulate_slit` (fixed for all slits).
 
@@ -232,7 +246,7 @@ def make_s2d_file(
         kwargs.update(slit_kwargs)
         sims.append(simulate_slit(rng, **kwargs))
     path = Path(path)
-    model = make_multislit(sims, filename=path.name)
+    model = make_multislit(sims, filename=path.name, nod_type=nod_type)
     model.save(path)
     model.close()
     return SimulatedFile(path=path, slits=tuple(sims))

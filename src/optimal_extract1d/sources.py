@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .errors import ProfileFitError
 from .horne import polynomial_basis
-from .kernel import KernelFit, evaluate_native
-from .profilefit import component_shapes, fit_kernel
+from .kernel import KernelFit
+from .profilefit import _solve_linear, component_shapes, fit_kernel
 
 __all__ = [
     "ComponentSearch",
@@ -39,6 +39,8 @@ SHUTTER_PITCH_ARCSEC = 0.53
 MAX_COMPONENTS = 6
 # S/N a nod copy needs where the nod pattern predicts one.
 PRIOR_NOD_SNR = 2.0
+# A blend is tested for only when the fit is worse than this reduced chi2.
+MISFIT_CHI2 = 1.5
 # Fractional accuracy assumed for the template when testing for a blend.
 PROFILE_ERROR = 0.05
 # Components closer than this many FWHM are one component.
@@ -83,28 +85,44 @@ class ComponentSearch:
     positions: tuple[float, ...] | None = None
 
 
-def _residual_snr(fit: KernelFit, values, sigma, bkg_order) -> tuple[np.ndarray, np.ndarray]:
-    """Matched-filter S/N of the fit residual at every row, and the row grid."""
-    n = values.size
+def _scan(fit: KernelFit, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Add one component at every row in turn (linear fits, all rows at once).
+
+    The components already found keep their shapes; all fluxes and the
+    background are refitted with the new one, so a background polynomial
+    that was bending to mimic an unmodelled component lets go of it.
+
+    Returns
+    -------
+    gain : ndarray, shape (n_rows,)
+        Decrease of chi2 when a component is added at that row.
+    flux, snr : ndarray, shape (n_rows,)
+        Flux of the added component and its S/N.
+    """
+    n = data.values.size
     y = np.arange(n, dtype=float)
     params = {
         k: np.array([float(getattr(fit.template.model, k).value)])
         for k in fit.template.model.param_names
         if k != fit.template.amplitude_param
     }
-    shapes = component_shapes(fit.template, y, params, np.asarray(fit.offsets))[:, 0, :]
-    fluxes = np.r_[fit.flux, fit.component_flux]
-    basis = polynomial_basis(n, bkg_order)
-    model = shapes @ fluxes + (basis @ np.asarray(fit.bkg_coeffs) if fit.bkg_coeffs else 0.0)
-    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
-    w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0) ** 2, 0.0)
-    resid = np.where(ok, values - model, 0.0)
-    kern = evaluate_native(fit.template, y, {fit.template.center_param: y})  # (n_y, n_rows)
-    kern = kern / np.where(kern.sum(axis=0) > 0, kern.sum(axis=0), 1.0)
-    num = kern.T @ (w * resid)
-    den = (kern**2).T @ w
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.sqrt(den), 0.0), y
+    rows = np.asarray(y - fit.center)
+    shapes = component_shapes(fit.template, y, params, np.r_[fit.offsets, rows])[:, 0, :]
+    fixed, candidates = shapes[:, : len(fit.offsets) + 1], shapes[:, len(fit.offsets) + 1 :]
+    n_rows = candidates.shape[1]
+    stacked = np.concatenate(
+        [np.broadcast_to(fixed[:, None, :], (n, n_rows, fixed.shape[1])), candidates[:, :, None]],
+        axis=2,
+    )
+    values = np.broadcast_to(data.values[:, None], (n, n_rows))
+    sigma = np.broadcast_to(data.sigma[:, None], (n, n_rows))
+    basis = polynomial_basis(n, data.bkg_order)
+    base, _, _, _ = _solve_linear(
+        fixed[:, None, :], data.values[:, None], data.sigma[:, None], basis
+    )
+    resid, coeffs, snr, _ = _solve_linear(stacked, values, sigma, basis)
+    gain = np.sum(base**2) - np.sum(resid**2, axis=0)
+    return gain, coeffs[:, fixed.shape[1]], snr[:, fixed.shape[1]]
 
 
 def find_components(
@@ -118,10 +136,12 @@ def find_components(
 ) -> KernelFit:
     """Add the significant further sources and nod copies to a fitted kernel.
 
-    In order: the user's source positions, negative nod copies, a test
-    whether the main peak is a blend of two sources, further positive
-    sources; each is added only if significant, not a small residual of the
-    main source, and clearly separated from the others.
+    In order: the user's source positions; nod copies and further sources,
+    the most significant first; if the fit is still poor, a test whether the
+    main peak is a blend of two sources (then more components). Each is added
+    only if significant, not a small residual of the main source, and
+    clearly separated from the others; a final pass drops the ones that
+    became insignificant.
 
     Parameters
     ----------
@@ -145,11 +165,9 @@ def find_components(
     if search.positions:
         offsets = [p - search.positions[0] for p in search.positions[1:]]
         fit = _refit(fit, data, search.positions[0], offsets) or fit
-    if search.nods:
-        fit = _add_components(fit, data, search, negative=True)
-    if search.sources and not search.positions:
-        fit = _try_split(fit, data, search)
-        fit = _add_components(fit, data, search, negative=False)
+    if search.nods and search.expected_nods:
+        fit = _expected_nods(fit, data, search)
+    fit = _add_components(fit, data, search)
     fit = _prune(fit, data, search)
     if fit.offsets:
         described = ", ".join(
@@ -181,16 +199,43 @@ def _separated(fit: KernelFit, min_fwhm: float) -> bool:
     return bool(np.all(gaps >= min_fwhm * fit.fwhm))
 
 
+def _expected_nods(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+    """Fit the nod copies where the exposure's nod pattern puts them, all at once.
+
+    Only copies that fall on the slice's valid rows are tried; the ones that
+    come out insignificant are dropped later (`_prune`). One fit instead of
+    a search per copy.
+    """
+    valid = data.valid
+    rows = np.arange(data.values.size)
+    inside = [
+        o
+        for o in search.expected_nods
+        if valid[np.clip(np.round(fit.center + o).astype(int), 0, rows.size - 1)]
+        and 0 <= fit.center + o <= rows.size - 1
+    ]
+    if not inside:
+        return fit
+    trial = _refit(fit, data, fit.center, [*fit.offsets, *inside])
+    if trial is None or not _separated(trial, MIN_SEPARATION_FWHM):
+        return fit
+    return _prune(trial, data, search)
+
+
 def _try_split(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
     """Replace the main source by two if that is a significantly better fit (a blend)."""
+    # A template right to PROFILE_ERROR leaves chi2 of order (PROFILE_ERROR S/N)^2 that a
+    # second component would also take up: demand that much more. No fit can gain more
+    # than the chi2 in excess of its degrees of freedom: skip the fit when that is less.
+    needed = search.threshold**2 + (PROFILE_ERROR * fit.snr) ** 2
+    dof = fit.chi2 / fit.chi2_reduced if fit.chi2_reduced > 0 else 1.0
+    if fit.chi2 - dof < needed:
+        return fit
     half = 0.5 * fit.fwhm
     pair = _refit(fit, data, fit.center - half, [2 * half, *fit.offsets], fwhm=0.7 * fit.fwhm)
     if pair is None or not _separated(pair, SPLIT_MIN_SEPARATION_FWHM):
         return fit
-    # A template right to PROFILE_ERROR leaves chi2 of order (PROFILE_ERROR S/N)^2 that a
-    # second component would also take up: demand that much more.
     gain = fit.chi2 - pair.chi2
-    needed = search.threshold**2 + (PROFILE_ERROR * fit.snr) ** 2
     flux, snr = pair.component_flux[0], pair.component_snr[0]
     fainter, brighter = sorted((flux, pair.flux))
     if not (
@@ -205,41 +250,121 @@ def _try_split(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelF
     return pair
 
 
-def _add_components(
-    fit: KernelFit, data: _Slice, search: ComponentSearch, negative: bool
-) -> KernelFit:
-    """Add nod copies (``negative``) or further sources, strongest first."""
-    while len(fit.offsets) < MAX_COMPONENTS:
-        row = _candidate(fit, data, search, negative)
-        if row is None:
-            return fit
-        refit = _refit(fit, data, fit.center, [*fit.offsets, row - fit.center])
-        if refit is None or not _credible(refit, row, search, negative):
-            return fit
-        fit = refit
+def _add_components(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+    """Add nod copies and further sources, the best first; then one joint refit.
+
+    Candidates come from `_scan` (linear fits with the shapes held), so the
+    search costs one non-linear fit after the first component (whose absence
+    may have distorted the main source's width) and one at the end, rather
+    than one per candidate. The nod-copy and source candidates compete on
+    their chi2 gain: the residual alone is ambiguous (a fitted background
+    bends around unmodelled nod copies into positive bumps, and around an
+    unmodelled neighbour into negative dips). When the fit stays poor, the
+    main source split into two (a blend) is tried once.
+    """
+    start = len(fit.offsets)
+    fit = _greedy(fit, data, search)
+    if search.sources and not search.positions and fit.chi2_reduced > MISFIT_CHI2:
+        split = _try_split(fit, data, search)
+        if split is not fit:
+            fit = _greedy(split, data, search)
+    if len(fit.offsets) > start:
+        fit = _refit(fit, data, fit.center, fit.offsets) or fit
     return fit
 
 
+def _greedy(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+    """Add the best credible candidate while there is one.
+
+    The first step refits the best candidate of each sign non-linearly and
+    keeps the better (an unmodelled component may have distorted the main
+    source's width, so linear gains can mislead there); later steps compare
+    linear gains and hold the shapes.
+    """
+    negative = search.nods
+    positive = search.sources and not search.positions
+    first = True
+    while len(fit.offsets) < MAX_COMPONENTS:
+        found = [
+            c
+            for c in (
+                negative and _candidate(fit, data, search, True),
+                positive and _candidate(fit, data, search, False),
+            )
+            if c
+        ]
+        if not found:
+            return fit
+        step = _refit if first else _linear
+        trials = []
+        for row, _gain, is_negative in sorted(found, key=lambda c: -c[1])[: 2 if first else 1]:
+            trial = step(fit, data, fit.center, [*fit.offsets, row - fit.center])
+            if trial is not None and _credible(trial, row, search, is_negative):
+                trials.append(trial)
+        if not trials:
+            return fit
+        fit, first = min(trials, key=lambda f: f.chi2), False
+    return fit
+
+
+def _linear(fit: KernelFit, data: _Slice, center: float, offsets) -> KernelFit:
+    """The fit with new component offsets, shapes held: fluxes and background only."""
+    n = data.values.size
+    params = {
+        k: np.array([float(getattr(fit.template.model, k).value)])
+        for k in fit.template.model.param_names
+        if k != fit.template.amplitude_param
+    }
+    shapes = component_shapes(
+        fit.template, np.arange(n, dtype=float), params, np.asarray(offsets, float)
+    )
+    resid, coeffs, snr, _ = _solve_linear(
+        shapes, data.values[:, None], data.sigma[:, None], polynomial_basis(n, data.bkg_order)
+    )
+    chi2 = float(np.sum(resid**2))
+    dof = max(fit.chi2 / fit.chi2_reduced if fit.chi2_reduced > 0 else 1.0, 1.0) - (
+        len(offsets) - len(fit.offsets)
+    )
+    return replace(
+        fit,
+        flux=float(coeffs[0, 0]),
+        snr=float(snr[0, 0]),
+        chi2=chi2,
+        chi2_reduced=chi2 / max(dof, 1.0),
+        offsets=tuple(float(o) for o in offsets),
+        component_flux=tuple(float(f) for f in coeffs[0, 1 : shapes.shape[2]]),
+        component_snr=tuple(float(v) for v in snr[0, 1:]),
+    )
+
+
 def _candidate(fit: KernelFit, data: _Slice, search: ComponentSearch, negative: bool):
-    """Row of the most significant new component of the wanted sign, or None."""
-    snr, rows = _residual_snr(fit, data.values, data.sigma, data.bkg_order)
+    """``(row, chi2 gain, negative)`` of the best new component of one sign, or None.
+
+    Rows are ranked by chi2 gain over the gain needed (threshold squared; the
+    nod-pattern prior lowers it where copies are expected).
+    """
+    gain, flux, snr = _scan(fit, data)
+    rows = np.arange(data.values.size, dtype=float)
     centres = _centres(fit)
     positive = centres[np.r_[True, np.asarray(fit.component_flux) > 0]]
     dist_all = np.min(np.abs(rows[:, None] - centres[None, :]), axis=1)
     dist_pos = np.min(np.abs(rows[:, None] - positive[None, :]), axis=1)
+    needed = np.full(rows.size, search.threshold)
     if negative:
         allowed = (dist_pos >= NOD_MIN_SEPARATION_FWHM * fit.fwhm) & (dist_all >= fit.fwhm)
-        score = np.where(allowed & (snr < -search.threshold), -snr / search.threshold, 0.0)
+        allowed &= flux < 0
         for off in search.expected_nods:
-            i = int(np.clip(np.round(fit.center + off), 0, rows.size - 1))
-            if allowed[i] and snr[i] < -PRIOR_NOD_SNR:
-                score[i] = max(score[i], -snr[i] / PRIOR_NOD_SNR)
+            needed[np.abs(rows - (fit.center + off)) < 1.0] = PRIOR_NOD_SNR
     else:
         first, last = rows[data.valid][[0, -1]] if data.valid.any() else (0, -1)
         inside = (rows >= first + EDGE_GUARD) & (rows <= last - EDGE_GUARD)
-        allowed = inside & (dist_all >= SOURCE_MIN_SEPARATION_FWHM * fit.fwhm)
-        score = np.where(allowed & (snr > search.threshold), snr / search.threshold, 0.0)
-    return float(rows[np.argmax(score)]) if score.max() > 0 else None
+        allowed = inside & (dist_all >= SOURCE_MIN_SEPARATION_FWHM * fit.fwhm) & (flux > 0)
+    significant = (np.abs(snr) >= needed) & (gain > needed**2)
+    score = np.where(allowed & significant, gain / needed**2, 0.0)
+    if score.max() <= 0:
+        return None
+    best = int(np.argmax(score))
+    return float(rows[best]), float(gain[best]), negative
 
 
 def _credible(fit: KernelFit, row: float, search: ComponentSearch, negative: bool) -> bool:

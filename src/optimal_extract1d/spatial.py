@@ -83,11 +83,14 @@ def fit_slice(
     search: ComponentSearch | None = None,
     name: str = "",
     extra: Mapping[str, float] | None = None,
+    previous: KernelFit | None = None,
 ) -> KernelFit:
     """Fit the kernel to the slice of ``params.slice_width`` columns around ``column``.
 
     With a ``search``, further sources and negative nod copies found in the
     slice are fitted together with the main source (`sources.find_components`).
+    With a ``previous`` fit (a refit with new weights), its components are
+    refitted from its values and not searched again.
     ``extra`` sets template parameters the data fix for the slice (e.g. the
     wavelength of its centre column, `kernel.wavelength_params`); the fitted
     template keeps them.
@@ -100,6 +103,16 @@ def fit_slice(
     if extra:
         template = with_params(template, extra)
     values, sigma = coadd.coadd_columns(data, variance, usable, column, params.slice_width)
+    if previous is not None:
+        return fit_kernel(
+            with_params(previous.template, extra or {}),
+            values,
+            sigma,
+            bkg_order=params.bkg_order,
+            center=previous.center,
+            fwhm=previous.fwhm,
+            offsets=previous.offsets,
+        )
     start = search.positions[0] if search is not None and search.positions else None
     fit = fit_kernel(template, values, sigma, bkg_order=params.bkg_order, center=start)
     if search is None:

@@ -6,8 +6,8 @@ non-linear parameters of every bin, while its amplitude and the polynomial
 background are solved exactly for each trial (variable projection). Bins
 whose flux S/N is too low, or whose fit runs to a bound, keep the global
 kernel. The good bins are then
-modelled with a sigma-clipped polynomial in wavelength (astropy
-``FittingWithOutlierRemoval``) that the extraction evaluates per column.
+modelled with a sigma-clipped polynomial in wavelength (the power series of
+astropy's ``Polynomial1D``, fitted with numpy) that the extraction evaluates per column.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-from astropy.modeling import fitting, models
-from astropy.stats import sigma_clip
+from numpy.polynomial import polynomial as P
 
 from .horne import polynomial_basis
 from .kernel import KernelTemplate, fitted_params, shape_bounds, with_params
@@ -215,10 +214,9 @@ class SmoothModel:
 
     def __call__(self, wavelength: np.ndarray) -> np.ndarray:
         """Evaluate, held constant beyond the wavelengths the bins cover."""
-        poly = models.Polynomial1D(self.order, domain=self.domain, window=(-1, 1))
-        poly.parameters = np.asarray(self.coeffs, float)
         lo, hi = self.valid if self.valid is not None else self.domain
-        return poly(np.clip(wavelength, lo, hi))
+        u = _to_window(np.clip(wavelength, lo, hi), self.domain)
+        return P.polyval(u, np.asarray(self.coeffs, float))
 
     def to_meta(self) -> dict:
         """Plain values for the spectrum metadata."""
@@ -241,7 +239,11 @@ def fit_smooth(
     *,
     valid: tuple[float, float] | None = None,
 ) -> SmoothModel:
-    """Fit a sigma-clipped polynomial (3 sigma, 3 iterations) to per-bin values.
+    """Fit a sigma-clipped polynomial (3 sigma, 3 passes) to per-bin values.
+
+    The polynomial is the same as astropy's ``Polynomial1D`` with the bins'
+    wavelength range as domain and window [-1, 1]; numpy fits it (this runs
+    for every slit, and the astropy fitter's overhead dominated).
 
     Parameters
     ----------
@@ -261,20 +263,27 @@ def fit_smooth(
     order = int(max(min(order, n - 2), 0))
     lo, hi = float(np.min(wavelength)), float(np.max(wavelength))
     domain = (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
-    poly = models.Polynomial1D(order, domain=domain, window=(-1, 1))
-    if n <= order + 1:
-        fitted, clipped = fitting.LinearLSQFitter()(poly, wavelength, values, weights=weights), 0
-    else:
-        fitter = fitting.FittingWithOutlierRemoval(
-            fitting.LinearLSQFitter(), sigma_clip, niter=3, sigma=3.0
-        )
-        fitted, mask = fitter(poly, wavelength, values, weights=weights)
-        clipped = int(np.sum(mask))
+    u = _to_window(wavelength, domain)
+    clipped = np.zeros(n, bool)
+    for _ in range(3 if n > order + 1 else 1):  # sigma clipping, 3 sigma, 3 passes
+        coeffs = P.polyfit(u[~clipped], values[~clipped], order, w=weights[~clipped])
+        resid = values - P.polyval(u, coeffs)
+        kept = resid[~clipped]
+        again = np.abs(resid - np.median(kept)) > 3.0 * np.std(kept) if kept.size > 2 else clipped
+        if np.array_equal(again, clipped) or again.sum() > n - order - 1:
+            break
+        clipped = again
     return SmoothModel(
-        tuple(float(c) for c in fitted.parameters),
+        tuple(float(c) for c in coeffs),
         domain,
         order,
-        n - clipped,
-        clipped,
+        int(n - clipped.sum()),
+        int(clipped.sum()),
         None if valid is None else (float(min(valid)), float(max(valid))),
     )
+
+
+def _to_window(x: np.ndarray, domain: tuple[float, float]) -> np.ndarray:
+    """Map ``domain`` onto [-1, 1] (astropy Polynomial1D's domain -> window)."""
+    lo, hi = domain
+    return 2.0 * (np.asarray(x, float) - lo) / (hi - lo) - 1.0

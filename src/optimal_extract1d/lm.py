@@ -1,0 +1,262 @@
+"""Vectorized Levenberg–Marquardt for many 1-D profiles of template components.
+
+Every profile ``b`` (a kernel slice or one bin along the dispersion) is
+``m_b(y) = sum_j f_bj Phi(y; c_b + o_j, theta_b) + sum_k a_bk L_k(y)``: unit-sum
+pixel-integrated template components (the source, further sources, nod
+copies at offsets ``o_j``) with fluxes ``f``, plus a polynomial background.
+All parameters of all profiles are improved together by Gauss–Newton steps
+with Marquardt damping, with analytic derivatives (the astropy model's
+``fit_deriv``, else central differences, see `kernel.evaluate_with_derivatives`):
+one template evaluation per iteration for all profiles, no Python loop over
+profiles. Profiles that share nothing are solved as a stack of small systems
+with their own damping; parameters shared by all profiles (a Moffat index,
+component offsets) make one dense system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .kernel import KernelTemplate, evaluate_with_derivatives
+
+__all__ = ["LMResult", "levenberg_marquardt"]
+
+MAX_ITER = 40
+_RTOL = 1e-6
+
+
+@dataclass(frozen=True)
+class LMResult:
+    """Best non-linear parameters found.
+
+    Attributes
+    ----------
+    params : dict of str to ndarray, shape (n_prof,)
+        Native template parameters of the main component.
+    offsets : ndarray, shape (n_comp - 1,)
+        Component offsets.
+    """
+
+    params: dict[str, np.ndarray]
+    offsets: np.ndarray
+
+
+class _Problem:
+    """Data, weights and parameter layout of one fit."""
+
+    def __init__(self, template, values, sigma, basis, free, shared, offsets, fit_offsets):
+        self.template, self.basis = template, basis
+        ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
+        self.w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
+        self.d = np.where(ok, values, 0.0)
+        self.y = np.arange(values.shape[0], dtype=float)
+        self.free, self.shared = list(free), list(shared)
+        self.n_comp = len(offsets) + 1
+        self.fit_offsets = fit_offsets and len(offsets) > 0
+        self.n_lin = self.n_comp + basis.shape[1]
+
+    @property
+    def n_global(self) -> int:
+        return len(self.shared) + (self.n_comp - 1 if self.fit_offsets else 0)
+
+    def components(self, params, offsets, derivatives: bool = True):
+        """Unit-sum components (and derivatives), ``(n_cross, n_prof, n_comp)``."""
+        cp = self.template.center_param
+        n_prof = np.size(params[cp])
+        shifts = np.r_[0.0, offsets]
+        flat = {k: np.repeat(v, self.n_comp) for k, v in params.items()}
+        flat[cp] = (params[cp][:, None] + shifts[None, :]).ravel()
+        names = [n for n in self.free + self.shared if n != cp] + [cp] if derivatives else []
+        t, dt = evaluate_with_derivatives(self.template, self.y, flat, names)
+        shape = (self.y.size, n_prof, self.n_comp)
+        total = t.sum(axis=0)
+        total = np.where(total > 0, total, 1.0)
+        phi = (t / total).reshape(shape)
+        dphi = {n: ((g - t / total * g.sum(axis=0)) / total).reshape(shape) for n, g in dt.items()}
+        return phi, dphi
+
+    def design(self, phi):
+        n_prof = phi.shape[1]
+        bkg = np.broadcast_to(self.basis[:, None, :], (self.y.size, n_prof, self.basis.shape[1]))
+        return np.concatenate([phi, bkg], axis=2)  # (n_cross, n_prof, n_lin)
+
+    def solve_linear(self, phi):
+        """Exact fluxes and background for fixed shapes (the start of every fit)."""
+        a = self.design(phi) * self.w[:, :, None]
+        normal = np.einsum("ybi,ybj->bij", a, a)
+        normal += 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(self.n_lin)
+        rhs = np.einsum("ybi,yb->bi", a, self.d * self.w)
+        return np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
+
+    def residual(self, phi, lin):
+        model = np.einsum("ybi,bi->yb", self.design(phi), lin)
+        return (self.d - model) * self.w
+
+    def jacobian(self, phi, dphi, lin):
+        """Local ``(n_cross, n_prof, n_lin + n_free)`` and global ``(.., n_global)`` parts."""
+        flux = lin[:, : self.n_comp]
+        local = [self.design(phi)]
+        for name in self.free:
+            local.append(np.einsum("ybj,bj->yb", dphi[name], flux)[:, :, None])
+        glob = [np.einsum("ybj,bj->yb", dphi[name], flux)[:, :, None] for name in self.shared]
+        if self.fit_offsets:
+            glob.append(dphi[self.template.center_param][:, :, 1:] * flux[None, :, 1:])
+        w = self.w[:, :, None]
+        jl = np.concatenate(local, axis=2) * w
+        jg = np.concatenate(glob, axis=2) * w if glob else np.zeros((*jl.shape[:2], 0))
+        return jl, jg
+
+
+def levenberg_marquardt(
+    template: KernelTemplate,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    basis: np.ndarray,
+    *,
+    start: Mapping[str, np.ndarray],
+    free: Sequence[str],
+    bounds: Mapping[str, tuple[float, float]],
+    shared: Sequence[str] = (),
+    offsets: Sequence[float] = (),
+    fit_offsets: bool = False,
+    max_iter: int = MAX_ITER,
+) -> LMResult:
+    """Fit the non-linear template parameters of every profile (see the module doc).
+
+    Parameters
+    ----------
+    template : KernelTemplate
+        PSF shape.
+    values, sigma : ndarray, shape (n_cross, n_prof)
+        Profiles and their uncertainties (NaN or sigma <= 0: not used).
+    basis : ndarray, shape (n_cross, k)
+        Background basis.
+    start : mapping of str to ndarray, shape (n_prof,)
+        Every native parameter but the amplitude.
+    free : sequence of str
+        Parameters fitted in every profile separately.
+    bounds : mapping of str to (float, float)
+        Bounds of the free and shared parameters (offsets: the slit length).
+    shared : sequence of str
+        Parameters fitted with one value for all profiles.
+    offsets : sequence of float
+        Offsets of further components.
+    fit_offsets : bool
+        Fit the offsets (shared) or keep them.
+    max_iter : int
+        Iteration limit.
+
+    Returns
+    -------
+    LMResult
+    """
+    prob = _Problem(template, values, sigma, basis, free, shared, offsets, fit_offsets)
+    n_prof = values.shape[1]
+    params = {
+        k: np.array(np.broadcast_to(np.asarray(v, float), (n_prof,))) for k, v in start.items()
+    }
+    for name in shared:
+        params[name] = np.full(n_prof, float(np.mean(params[name])))
+    state = _State(params, np.asarray(offsets, float).copy(), prob, bounds)
+    state.evaluate(fresh_linear=True)
+    lam = np.full(n_prof, 1e-3) if prob.n_global == 0 else np.array([1e-3])
+    for _ in range(max_iter):
+        trial = state.step(lam)
+        better = (
+            trial.chi2 < state.chi2 * (1 + 1e-12)
+            if prob.n_global == 0
+            else (np.full(n_prof, trial.chi2.sum() < state.chi2.sum()))
+        )
+        if prob.n_global:
+            lam = lam / 3.0 if better[0] else lam * 4.0
+        else:
+            lam = np.where(better, lam / 3.0, lam * 4.0)
+        gain = (state.chi2 - trial.chi2) / np.maximum(state.chi2, 1e-300)
+        state = state.accept(trial, better)
+        if np.all((np.abs(gain) < _RTOL) | (lam > 1e8)):
+            break
+    return LMResult(state.params, state.offsets)
+
+
+class _State:
+    """Parameters, their residuals and Jacobian at one point of the fit."""
+
+    def __init__(self, params, offsets, prob: _Problem, bounds):
+        self.params, self.offsets, self.prob, self.bounds = params, offsets, prob, bounds
+        self.lin = None
+
+    def evaluate(self, fresh_linear: bool = False) -> None:
+        """Components and chi2 here (derivatives only when a step is taken from here)."""
+        self.phi, self.dphi = self.prob.components(self.params, self.offsets, derivatives=False)
+        phi = self.phi
+        if fresh_linear or self.lin is None:
+            self.lin = self.prob.solve_linear(phi)
+        self.resid = self.prob.residual(phi, self.lin)
+        self.chi2 = np.sum(self.resid**2, axis=0)
+
+    def step(self, lam: np.ndarray) -> _State:
+        if not self.dphi:
+            self.phi, self.dphi = self.prob.components(self.params, self.offsets)
+        jl, jg = self.prob.jacobian(self.phi, self.dphi, self.lin)
+        if jg.shape[2] == 0:
+            delta_l, delta_g = _local_step(jl, self.resid, lam), np.zeros(0)
+        else:
+            delta_l, delta_g = _dense_step(jl, jg, self.resid, float(lam[0]))
+        return self._moved(delta_l, delta_g)
+
+    def _moved(self, delta_l, delta_g) -> _State:
+        prob = self.prob
+        params = {k: v.copy() for k, v in self.params.items()}
+        for i, name in enumerate(prob.free):
+            params[name] = np.clip(params[name] + delta_l[:, prob.n_lin + i], *self.bounds[name])
+        for j, name in enumerate(prob.shared):
+            params[name] = np.clip(params[name] + delta_g[j], *self.bounds[name])
+        offsets = self.offsets.copy()
+        if prob.fit_offsets:
+            n_cross = prob.y.size
+            offsets = np.clip(offsets + delta_g[len(prob.shared) :], -n_cross, n_cross)
+        trial = _State(params, offsets, prob, self.bounds)
+        trial.lin = self.lin + delta_l[:, : prob.n_lin]
+        trial.evaluate()
+        return trial
+
+    def accept(self, trial: _State, better: np.ndarray) -> _State:
+        if np.all(better):
+            return trial
+        if not np.any(better):
+            return self
+        keep = better  # per-profile acceptance (no shared parameters)
+        params = {k: np.where(keep, trial.params[k], self.params[k]) for k in self.params}
+        merged = _State(params, self.offsets, self.prob, self.bounds)
+        merged.lin = np.where(keep[:, None], trial.lin, self.lin)
+        merged.evaluate()
+        return merged
+
+
+def _local_step(jl: np.ndarray, resid: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """Damped Gauss–Newton step of every profile: ``(J^T J + lam diag) d = J^T r``."""
+    normal = np.einsum("ybi,ybj->bij", jl, jl)
+    grad = np.einsum("ybi,yb->bi", jl, resid)
+    diag = np.einsum("bii->bi", normal)
+    damped = normal + (lam[:, None] * np.maximum(diag, 1e-12))[:, :, None] * np.eye(normal.shape[1])
+    return np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
+
+
+def _dense_step(jl, jg, resid, lam: float):
+    """Damped step with parameters shared by all profiles: one dense system."""
+    n_cross, n_prof, n_loc = jl.shape
+    n_glob = jg.shape[2]
+    size = n_prof * n_loc + n_glob
+    jac = np.zeros((n_cross, n_prof, size))
+    rows = np.arange(n_prof)[:, None]
+    jac[:, rows, rows * n_loc + np.arange(n_loc)[None, :]] = jl  # block-diagonal local parts
+    jac[:, :, n_prof * n_loc :] = jg
+    flat = jac.reshape(n_cross * n_prof, size)
+    normal = flat.T @ flat
+    grad = flat.T @ resid.ravel()
+    damped = normal + lam * np.diag(np.maximum(np.diag(normal), 1e-12))
+    delta = np.linalg.lstsq(damped, grad, rcond=None)[0]
+    return delta[: n_prof * n_loc].reshape(n_prof, n_loc), delta[n_prof * n_loc :]
