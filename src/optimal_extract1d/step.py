@@ -13,6 +13,7 @@ import logging
 import os
 from typing import Any, ClassVar
 
+from astropy.io import fits
 from jwst.stpipe import Step
 from stpipe import config_parser
 from stpipe.exceptions import ValidationError
@@ -152,16 +153,18 @@ class OptimalExtract1dStep(Step):
 
     @classmethod
     def _get_crds_parameters(cls, dataset):
-        """Metadata for the mode defaults; an unreadable input raises `InputError`.
+        """The metadata the mode defaults need (EXP_TYPE, GRATING), read cheaply.
 
-        stpipe reads the input's metadata before ``process()`` runs and only
-        tolerates OSError, TypeError and ValueError; a truncated or foreign
-        file can raise anything (e.g. KeyError for a missing ASDF extension).
-        As an `InputError` (a ValueError) stpipe carries on without mode
-        defaults, and ``process()`` then reports the problem with the file.
+        stpipe calls this before ``process()`` for every run; jwst's version
+        parses the whole ASDF tree (every slit's WCS), which for a 100-slit
+        s2d costs seconds. A FITS file's primary header or a model's ``meta``
+        holds all the mode needs. stpipe only tolerates OSError, TypeError and
+        ValueError here; any other reader failure (a truncated or foreign
+        file) becomes an `InputError` (a ValueError): stpipe carries on without
+        mode defaults and ``process()`` reports the problem with the file.
         """
         try:
-            return super()._get_crds_parameters(dataset)
+            return _mode_keys(dataset), "jwst"
         except (OSError, TypeError, ValueError):
             raise
         except Exception as err:  # any other reader failure: "cannot read the metadata"
@@ -178,6 +181,32 @@ class OptimalExtract1dStep(Step):
         config = config_parser.ConfigObj()
         config.update(defaults.parameters)
         return config
+
+
+def _mode_keys(dataset: Any) -> dict[str, Any]:
+    """``meta.exposure.type`` and ``meta.instrument.grating`` of a file, model or container."""
+    if isinstance(dataset, (str, os.PathLike)):
+        path = os.fspath(dataset)
+        if not path.lower().endswith((".fits", ".fits.gz")):
+            return dict(Step._get_crds_parameters(path)[0])  # associations, ASDF files
+        header = fits.getheader(path, 0)
+        return {
+            "meta.exposure.type": header.get("EXP_TYPE"),
+            "meta.instrument.grating": header.get("GRATING"),
+        }
+    if isinstance(dataset, (list, tuple)) or type(dataset).__name__ == "ModelContainer":
+        if len(dataset) == 0:
+            msg = "the input is an empty list of models"
+            raise ValueError(msg)
+        return _mode_keys(dataset[0])
+    meta = getattr(dataset, "meta", None)
+    if meta is None:
+        msg = f"cannot read the metadata of a {type(dataset).__name__}"
+        raise TypeError(msg)
+    return {
+        "meta.exposure.type": meta.exposure.type,
+        "meta.instrument.grating": meta.instrument.grating,
+    }
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
