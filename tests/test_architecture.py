@@ -27,7 +27,16 @@ PURE = {
     "sources",
     "errorscale",
 }
-BOUNDARY = {"slits", "inputvariance", "x1d", "simulate_models", "defaults", "diagnostics", "psfref"}
+BOUNDARY = {
+    "slits",
+    "inputvariance",
+    "x1d",
+    "specwcs",
+    "simulate_models",
+    "defaults",
+    "diagnostics",
+    "psfref",
+}
 STPIPE_MODULES = {"step", "spec3"}
 DATAMODEL_PACKAGES = ("stdatamodels", "jwst", "gwcs", "stpipe", "asdf", "matplotlib")
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
-from jwst.extract_1d.spec_wcs import create_spectral_wcs
 from stdatamodels.jwst import datamodels
 from stdatamodels.properties import _as_fitsrec as as_fitsrec
 
 from .results import DQ_DO_NOT_USE, SpectrumResult
+from .specwcs import spectral_wcs
 
 __all__ = ["build_x1d", "build_spec", "spec_table_dtype", "METADATA_KEY"]
 
@@ -193,5 +193,5 @@ def _geometry(r: SpectrumResult, keep: np.ndarray) -> dict[str, Any]:
         "extraction_ystop": y2 + 1,
     }
     if wavelength.size > 1:
-        geometry["meta"] = {"wcs": create_spectral_wcs(ra, dec, wavelength)}
+        geometry["meta"] = {"wcs": spectral_wcs(ra, dec, wavelength)}
     return geometry
