@@ -1,11 +1,13 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
+from stdatamodels.validate import ValidationWarning
 
 from optimal_extract1d import OptimalExtract1dStep
 from optimal_extract1d.errors import InputError, ParameterError, ReferenceFileError
@@ -96,6 +98,11 @@ def test_output_table_schema_and_units(sims, tmp_path):
     meta = result.spec[0].meta.optimal_extraction
     assert meta.kernel.kernel == "gaussian" and abs(meta.kernel.fwhm - 2.0) < 0.3
     assert result.meta.optimal_extraction.skipped_slits == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result.validate()  # the whole model passes the schema (as on save)
+    with pytest.warns(ValidationWarning):
+        result.spec[0].source_id = "not an integer"  # later assignments are still validated
 
 
 def test_x1d_opens_with_specutils(sims, tmp_path):
@@ -252,3 +259,17 @@ def test_psf_kernel_errors_name_the_problem(psf_sims, tmp_path):
     )
     with pytest.raises(ReferenceFileError, match="s200a1.fits' has no aperture for slit '1'"):
         OptimalExtract1dStep.call(model, kernel="psf", psf_file=str(other))
+
+
+def test_a_spectrum_the_schema_refuses_is_skipped_and_the_others_written(sims, monkeypatch, caplog):
+    model = make_multislit(sims)
+    model.slits[1].instance["source_name"] = 12.5  # not a string: refused under strict validation
+    monkeypatch.setenv("STRICT_VALIDATION", "true")
+    result = OptimalExtract1dStep.call(model)
+    assert [s.name for s in result.spec] == [model.slits[0].name, model.slits[2].name]
+    (skipped,) = result.meta.optimal_extraction.skipped_slits
+    assert skipped.name == model.slits[1].name
+    assert (
+        "while writing the spectrum" in skipped.reason and "not of type 'string'" in skipped.reason
+    )
+    assert f"Slit {model.slits[1].name} skipped" in caplog.text

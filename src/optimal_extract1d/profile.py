@@ -79,5 +79,17 @@ def kernel_profile(
     """
     centers = np.asarray(centers, float)
     fwhm = np.asarray(fwhm, float)
-    raw = evaluate_template(template, np.arange(n_cross, dtype=float), centers, fwhm, extra)
-    return Profile(weights=normalize_profile(raw), centers=centers, fwhm=fwhm)
+    extra = {k: np.asarray(v, float) for k, v in (extra or {}).items()}
+    y = np.arange(n_cross, dtype=float)
+    if all(_constant(v) for v in (centers, fwhm, *extra.values())):
+        # the same kernel in every column (no fitted variation): evaluate it once
+        one = {k: v[:1] for k, v in extra.items()}
+        column = normalize_profile(evaluate_template(template, y, centers[:1], fwhm[:1], one))
+        weights = np.repeat(column, centers.size, axis=1)
+    else:
+        weights = normalize_profile(evaluate_template(template, y, centers, fwhm, extra))
+    return Profile(weights=weights, centers=centers, fwhm=fwhm)
+
+
+def _constant(values: np.ndarray) -> bool:
+    return values.size > 0 and bool(np.all(values == values[0]))
