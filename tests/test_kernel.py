@@ -87,3 +87,16 @@ def test_pixel_integrals_and_derivatives(name):
         moved = {**params, pname: params[pname] + step}
         numeric = (evaluate_native(template, y, moved) - values) / step
         np.testing.assert_allclose(grad, numeric, atol=1e-4)
+
+
+def test_scattered_pixels_give_the_same_values_as_the_full_slit():
+    template = make_template("gaussian")
+    params = {"mean": np.array([10.3, 15.0]), "stddev": np.array([0.8, 2.0])}
+    full, full_grads = evaluate_with_derivatives(
+        template, np.arange(31.0), params, ["mean", "stddev"]
+    )
+    rows = np.array([2, 9, 10, 11, 17, 30])
+    part, part_grads = evaluate_with_derivatives(template, rows * 1.0, params, ["mean", "stddev"])
+    np.testing.assert_allclose(part, full[rows], atol=1e-15)
+    for name in part_grads:
+        np.testing.assert_allclose(part_grads[name], full_grads[name][rows], atol=1e-14)

@@ -39,7 +39,8 @@ __all__ = [
 _MAX_CONDITION = 1e10
 # Fractional accuracy assumed for the profile when judging outliers.
 PROFILE_ERROR = 0.1
-# The iteration stops when the modelled Poisson variance changes less than this.
+# The iteration stops when the remodelled variance changes the information
+# (sum P^2 / V) of every column's flux by less than this fraction.
 VARIANCE_RTOL = 1e-2
 # Smallest usable variance: 1 / variance must be finite.
 _MIN_VARIANCE = np.finfo(float).tiny
@@ -429,6 +430,7 @@ def iterate_extraction(
     """
     rejected = np.zeros(data.shape, bool)
     vp, scale = var_poisson, np.nan
+    n_extra = 0 if extra is None else np.shape(extra)[2]
     sums = extract_columns(data, vp + var_other, profile, mask, bkg_basis=bkg_basis, extra=extra)
     n_iter = 0
     while n_iter < max_iter:
@@ -442,7 +444,9 @@ def iterate_extraction(
         touched = new_rej.any(axis=0)
         remodel = remodel_poisson(var_poisson, model, usable & ~touched[None, :])
         new_vp = np.where(touched[None, :], vp, remodel.var_poisson)
-        changed = touched.any() or not np.allclose(new_vp, vp, rtol=VARIANCE_RTOL, equal_nan=True)
+        changed = touched.any() or _weights_moved(
+            sums.design[:, :, : 1 + n_extra], vp + var_other, new_vp + var_other, usable
+        )
         vp, rejected = new_vp, rejected | new_rej
         scale = remodel.scale if remodel.applied else scale
         if not changed:
@@ -451,6 +455,22 @@ def iterate_extraction(
             data, vp + var_other, profile, mask | rejected, bkg_basis=bkg_basis, extra=extra
         )
     return IteratedSums(sums, vp, rejected, n_iter, scale)
+
+
+def _weights_moved(components, old_var, new_var, usable) -> bool:
+    """Whether a new variance changes the weight any column gives its components.
+
+    Compares, per column and component, ``sum |P^2/V_new - P^2/V_old|`` with
+    ``sum P^2/V_old`` (the information on the flux): faint pixels far from
+    every trace may change a lot without changing any flux.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_old = np.where(usable, 1.0 / old_var, 0.0)
+        inv_new = np.where(usable, 1.0 / new_var, 0.0)
+    p2 = components**2
+    change = np.einsum("yxj,yx->xj", p2, np.abs(np.nan_to_num(inv_new - inv_old)))
+    info = np.einsum("yxj,yx->xj", p2, np.nan_to_num(inv_old))
+    return bool(np.any(change > VARIANCE_RTOL * info))
 
 
 def _worst_outliers(data, model, variance, leverage, usable, reject_sigma) -> np.ndarray:

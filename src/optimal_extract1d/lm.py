@@ -26,6 +26,9 @@ __all__ = ["LMResult", "levenberg_marquardt"]
 
 MAX_ITER = 40
 _RTOL = 1e-6
+# A step that lowers chi2 by less than this has moved the parameters by about
+# 1 % of their uncertainty or less: converged.
+_ATOL_CHI2 = 1e-4
 
 
 @dataclass(frozen=True)
@@ -174,9 +177,10 @@ def levenberg_marquardt(
             lam = lam / 3.0 if better[0] else lam * 4.0
         else:
             lam = np.where(better, lam / 3.0, lam * 4.0)
-        gain = (state.chi2 - trial.chi2) / np.maximum(state.chi2, 1e-300)
+        drop = np.abs(state.chi2 - trial.chi2)
+        small = (drop < _ATOL_CHI2) | (drop < _RTOL * np.maximum(state.chi2, 1e-300))
         state = state.accept(trial, better)
-        if np.all((np.abs(gain) < _RTOL) | (lam > 1e8)):
+        if np.all(small | (lam > 1e8)):
             break
     return LMResult(state.params, state.offsets)
 
