@@ -239,7 +239,7 @@ def extract_slit(
         shape = _spatial_model(
             sd, params, template, fit_usable & ~result.rejected, variance, previous=shape
         )
-        result = _iterate(sd, params, shape, basis)
+        result = _iterate(sd, params, shape, basis, start=result.var_poisson)
     if shape.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (shape.reason + "; " if shape.reason else "") + "no usable pixel under the kernel"
         shape = _Shape(
@@ -424,7 +424,11 @@ def _refit_needed(
 
 
 def _iterate(
-    sd: SlitData, params: ExtractParams, shape: _Shape, basis: np.ndarray
+    sd: SlitData,
+    params: ExtractParams,
+    shape: _Shape,
+    basis: np.ndarray,
+    start: np.ndarray | None = None,
 ) -> horne.IteratedSums:
     return horne.iterate_extraction(
         sd.data,
@@ -436,6 +440,7 @@ def _iterate(
         extra=shape.others(0),
         reject_sigma=params.reject_sigma,
         max_iter=params.max_iter,
+        start_var_poisson=start,
     )
 
 

@@ -394,6 +394,7 @@ def iterate_extraction(
     extra: np.ndarray | None = None,
     reject_sigma: float = 5.0,
     max_iter: int = 5,
+    start_var_poisson: np.ndarray | None = None,
 ) -> IteratedSums:
     """Horne's (1986) iteration: model variance, reject the worst outlier per column, repeat.
 
@@ -423,13 +424,19 @@ def iterate_extraction(
         Rejection threshold in standard deviations.
     max_iter : int
         Maximum number of re-estimation passes; 0 = a single plain extraction.
+    start_var_poisson : ndarray, shape (n_cross, n_disp), optional
+        Poisson variance for the first pass, e.g. the model of an earlier
+        iteration with a slightly different profile: the iteration then
+        settles in one or two passes. The remodelling still fits the
+        pipeline's ``var_poisson``.
 
     Returns
     -------
     IteratedSums
     """
     rejected = np.zeros(data.shape, bool)
-    vp, scale = var_poisson, np.nan
+    vp = var_poisson if start_var_poisson is None else start_var_poisson
+    scale = np.nan
     n_extra = 0 if extra is None else np.shape(extra)[2]
     sums = extract_columns(data, vp + var_other, profile, mask, bkg_basis=bkg_basis, extra=extra)
     n_iter = 0

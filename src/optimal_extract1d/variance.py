@@ -32,7 +32,8 @@ class PoissonModel:
     Attributes
     ----------
     var_poisson : ndarray, shape (n_cross, n_disp)
-        Modelled VAR_POISSON (the input value where the pixel is not usable).
+        Modelled VAR_POISSON wherever the model and the input are finite (the
+        fit uses the usable pixels only); the input value elsewhere.
     scale : float
         Fitted ``k`` (variance per unit of model signal); NaN when not applied.
     applied : bool
@@ -83,7 +84,8 @@ def remodel_poisson(var_poisson: np.ndarray, model: np.ndarray, usable: np.ndarr
         return keep
     sky = np.clip(_smooth(v_mean - k * m_mean, n_col > 0), 0.0, None)
     modelled = sky[None, :] + k * np.clip(model, 0.0, None)
-    return PoissonModel(np.where(ok, modelled, var_poisson), float(k), True)
+    predicted = np.isfinite(modelled) & np.isfinite(var_poisson)
+    return PoissonModel(np.where(predicted, modelled, var_poisson), float(k), True)
 
 
 def _smooth(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
