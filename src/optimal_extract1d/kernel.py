@@ -27,6 +27,7 @@ __all__ = [
     "make_template",
     "evaluate_native",
     "evaluate_with_derivatives",
+    "cheap_derivatives",
     "evaluate_template",
     "shape_bounds",
     "with_params",
@@ -323,6 +324,11 @@ def evaluate_with_derivatives(
             )
         out[name] = grad.mean(axis=2)
     return values.mean(axis=2), out
+
+
+def cheap_derivatives(template: KernelTemplate) -> bool:
+    """Whether `evaluate_with_derivatives` costs about what `evaluate_native` does."""
+    return type(template.model) is models.Gaussian1D
 
 
 def _gaussian_pixels(

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernel import KernelTemplate, evaluate_with_derivatives
+from .kernel import KernelTemplate, cheap_derivatives, evaluate_with_derivatives
 
 __all__ = ["LMResult", "levenberg_marquardt"]
 
@@ -60,6 +60,7 @@ class _Problem:
         self.n_comp = len(offsets) + 1
         self.fit_offsets = fit_offsets and len(offsets) > 0
         self.n_lin = self.n_comp + basis.shape[1]
+        self.cheap_derivatives = cheap_derivatives(template)
 
     @property
     def n_global(self) -> int:
@@ -193,8 +194,14 @@ class _State:
         self.lin = None
 
     def evaluate(self, fresh_linear: bool = False) -> None:
-        """Components and chi2 here (derivatives only when a step is taken from here)."""
-        self.phi, self.dphi = self.prob.components(self.params, self.offsets, derivatives=False)
+        """Components and chi2 here.
+
+        Derivatives come along when they cost little next to the values (an
+        exact Gaussian); otherwise only when a step is taken from here.
+        """
+        self.phi, self.dphi = self.prob.components(
+            self.params, self.offsets, derivatives=self.prob.cheap_derivatives
+        )
         phi = self.phi
         if fresh_linear or self.lin is None:
             self.lin = self.prob.solve_linear(phi)
@@ -232,11 +239,21 @@ class _State:
             return trial
         if not np.any(better):
             return self
-        keep = better  # per-profile acceptance (no shared parameters)
+        # Per-profile acceptance (no shared parameters): profiles are independent,
+        # so the merged state is the two states' columns, nothing to re-evaluate.
+        keep = better
         params = {k: np.where(keep, trial.params[k], self.params[k]) for k in self.params}
         merged = _State(params, self.offsets, self.prob, self.bounds)
         merged.lin = np.where(keep[:, None], trial.lin, self.lin)
-        merged.evaluate()
+        merged.phi = np.where(keep[None, :, None], trial.phi, self.phi)
+        merged.resid = np.where(keep[None, :], trial.resid, self.resid)
+        merged.chi2 = np.where(keep, trial.chi2, self.chi2)
+        if self.dphi and trial.dphi:
+            merged.dphi = {
+                n: np.where(keep[None, :, None], trial.dphi[n], self.dphi[n]) for n in self.dphi
+            }
+        else:
+            merged.dphi = {}
         return merged
 
 

@@ -261,12 +261,11 @@ def vary_kernel(
 def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, params: ExtractParams):
     """Bin edges from a first-pass S/N, and the kernel fitted in every bin."""
     n_cross = data.shape[0]
-    profiles = flat.profiles(n_cross)
-    extra = np.stack([p.weights for p in profiles[1:]], axis=2) if len(profiles) > 1 else None
+    # The S/N that places the bins needs no other component (nod copies barely
+    # overlap the source): the main profile and the background only.
+    main = kernel_profile(flat.template, n_cross, flat.centers, flat.fwhm, flat.column_params)
     basis = polynomial_basis(n_cross, params.bkg_order)
-    first = extract_columns(
-        data, variance, profiles[0].weights, ~usable, bkg_basis=basis, extra=extra
-    )
+    first = extract_columns(data, variance, main.weights, ~usable, bkg_basis=basis)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = first.flux / np.sqrt(first.variance)
     edges = trace.choose_bins(snr, params.n_bins)
