@@ -52,20 +52,29 @@ def extreme_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray)
     """
     d = np.where(usable, data, np.nan)
     with np.errstate(invalid="ignore"):
-        rows_ok = usable.any(axis=1)
-        med = np.zeros(data.shape[0])
-        med[rows_ok] = np.nanmedian(d[rows_ok], axis=1)
+        med = np.nan_to_num(_nanmedian(d, axis=1))
         z = np.abs(d - med[:, None]) / np.sqrt(variance)
     return usable & (np.nan_to_num(z) > EXTREME_SIGMA)
+
+
+def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
+    """`numpy.nanmedian` along an axis (NaN where all are NaN), by one sort.
+
+    numpy's version loops in Python over the lines of a small array.
+    """
+    a = np.moveaxis(np.asarray(values, float), axis, -1)
+    ordered = np.sort(a, axis=-1)  # NaNs last
+    n = np.sum(~np.isnan(ordered), axis=-1)  # +-inf are values, as for numpy
+    lo = np.clip((n - 1) // 2, 0, None)[..., None]
+    hi = np.clip(n // 2, 0, None)[..., None]
+    mid = 0.5 * (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1))
+    return np.where(n > 0, mid[..., 0], np.nan)
 
 
 def column_wavelength(wavelength: np.ndarray) -> np.ndarray:
     """Median wavelength of every column, NaN columns filled by interpolation."""
     n_disp = wavelength.shape[1]
-    lam = np.full(n_disp, np.nan)
-    finite_cols = np.isfinite(wavelength).any(axis=0)
-    if finite_cols.any():
-        lam[finite_cols] = np.nanmedian(wavelength[:, finite_cols], axis=0)
+    lam = _nanmedian(wavelength, axis=0)
     x = np.arange(n_disp, dtype=float)
     good = np.isfinite(lam)
     if good.sum() >= 2:
