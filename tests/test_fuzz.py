@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from optimal_extract1d.errors import OptimalExtractError, ProfileFitError
+from optimal_extract1d.evaluate import evaluate_template
 from optimal_extract1d.extraction import extract_slit
 from optimal_extract1d.horne import extract_columns, polynomial_basis, usable_pixels
-from optimal_extract1d.kernel import evaluate_template, make_template
+from optimal_extract1d.kernel import make_template
 from optimal_extract1d.params import ExtractParams
 from optimal_extract1d.profile import normalize_profile
 from optimal_extract1d.profilefit import fit_kernel

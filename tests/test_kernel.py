@@ -3,12 +3,12 @@ import pytest
 from astropy.modeling import models
 
 from optimal_extract1d.errors import ParameterError, ProfileFitError
-from optimal_extract1d.kernel import (
+from optimal_extract1d.evaluate import (
     evaluate_native,
     evaluate_template,
     evaluate_with_derivatives,
-    make_template,
 )
+from optimal_extract1d.kernel import make_template
 from optimal_extract1d.profilefit import fit_kernel
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from optimal_extract1d.kernel import evaluate_template, make_template
+from optimal_extract1d.evaluate import evaluate_template
+from optimal_extract1d.kernel import make_template
 from optimal_extract1d.trace import (
     MIN_BIN_SNR,
     SmoothModel,

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .horne import ColumnSums, IteratedSums
+from .horne import ColumnSums
+from .iteration import IteratedSums
 from .profile import Profile
 from .results import (
     DQ_DO_NOT_USE,

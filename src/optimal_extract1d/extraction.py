@@ -18,17 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from . import assemble, coadd, horne, psfref, slits, spatial
-from .empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
-from .empirical import empirical_profile, trace_support
-from .errors import InputError, OptimalExtractError, ParameterError, ProfileFitError
+from . import assemble, horne, inputs, iteration, psfref, slits, spatial
+from .errors import InputError, OptimalExtractError, ParameterError
 from .errorscale import residual_error_scale
-from .kernel import KernelFit, KernelTemplate, make_template, wavelength_params
+from .kernel import KernelTemplate, make_template
 from .params import ExtractParams, check_region, check_slice
-from .profile import Profile, kernel_profile
 from .results import SpectrumResult
 from .slits import SlitData
-from .sources import ComponentSearch
+from .slitshape import SlitShape, box_shape, spatial_model
 
 __all__ = ["ExtractionRun", "SkippedSlit", "extract", "extract_slit"]
 
@@ -114,7 +111,7 @@ def extract(model: Any, params: ExtractParams) -> ExtractionRun:
     """
     psf = _psf_reference(params)
     template = None if psf is not None else make_template(_slice_kernel(params.kernel))
-    label = slits.input_label(model)
+    label = inputs.input_label(model)
     pairs = list(slits.iter_slits(model))
     unfit = _check_parameters(params, pairs, label)
     if psf is not None:  # a PSF file that does not fit a slit stops the run before any work
@@ -231,51 +228,22 @@ def extract_slit(
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
     basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
     fit_usable = usable & ~spatial.extreme_outliers(sd.data, sd.variance, usable)
-    shape = _spatial_model(sd, params, template, fit_usable, sd.variance)
+    shape = spatial_model(sd, params, template, fit_usable, sd.variance)
     result = _iterate(sd, params, shape, basis)
     if shape.status == "fit" and _refit_needed(result, sd, fit_usable, shape, params):
         # Horne's loop: refit the kernel with the model variance, without the outliers.
         variance = result.var_poisson + sd.var_rnoise + sd.var_flat
-        shape = _spatial_model(
+        shape = spatial_model(
             sd, params, template, fit_usable & ~result.rejected, variance, previous=shape
         )
         result = _iterate(sd, params, shape, basis, start=result.var_poisson)
     if shape.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (shape.reason + "; " if shape.reason else "") + "no usable pixel under the kernel"
-        shape = _Shape(
-            [spatial.box_profile(sd.shape)], ("source",), "box", reason, shape.fit, shape.column, {}
-        )
+        shape = box_shape(sd, reason, shape.fit, shape.column)
         result = _iterate(sd, params, shape, basis)
     spectra = _spectra(sd, shape, result, usable, params, basis)
     assemble.log_slit(sd, shape.profile, shape.status, spectra, result)
     return spectra
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """The spatial model chosen for a slit and how it was obtained.
-
-    ``profiles[0]`` is the main source; the others are further sources or
-    negative nod copies (``kinds``), fitted in every column with their own flux.
-    """
-
-    profiles: list[Profile]
-    kinds: tuple[str, ...]
-    status: str  # "fit", "fixed_kernel" or "box"
-    reason: str
-    fit: KernelFit | None
-    column: int
-    metadata: dict[str, Any]
-
-    @property
-    def profile(self) -> Profile:
-        """Profile of the main source."""
-        return self.profiles[0]
-
-    def others(self, index: int) -> np.ndarray | None:
-        """Profiles of every component but ``index``, ``(n_cross, n_disp, m)``."""
-        rest = [p.weights for i, p in enumerate(self.profiles) if i != index]
-        return np.stack(rest, axis=2) if rest else None
 
 
 def _slice_kernel(kernel):
@@ -307,102 +275,11 @@ def _default_template(params: ExtractParams, slit: SlitData) -> KernelTemplate:
     return make_template(_slice_kernel(params.kernel))
 
 
-def _search(sd: SlitData, params: ExtractParams) -> ComponentSearch:
-    positions = None
-    if params.source_positions is not None:
-        positions = tuple(p - sd.offset[0] for p in params.source_positions)
-    return ComponentSearch(
-        nods=params.model_nods,
-        sources=positions is None,
-        threshold=params.detect_threshold,
-        expected_nods=sd.nod_offsets,
-        positions=positions,
-    )
-
-
-def _spatial_model(
-    sd: SlitData,
-    params: ExtractParams,
-    template: KernelTemplate,
-    usable: np.ndarray,
-    variance: np.ndarray,
-    previous: _Shape | None = None,
-) -> _Shape:
-    """Kernel fit (with its fallbacks), components, varying kernel, empirical profile.
-
-    A ``previous`` shape (refit with the model variance) keeps its slice and
-    components; only their parameters are refitted.
-    """
-    if not usable.any():
-        reason = "no usable pixel in the slit"
-        log.warning("Slit %s: %s; all fluxes are NaN", sd.name, reason)
-        return _Shape(
-            [spatial.box_profile(sd.shape)], ("source",), "box", reason, None, sd.shape[1] // 2, {}
-        )
-    column = previous.column if previous else _slice_column(sd, params, usable, variance)
-    wavelength = spatial.column_wavelength(sd.wavelength)
-    try:
-        fit = spatial.fit_slice(
-            template,
-            sd.data,
-            variance,
-            usable,
-            column,
-            params,
-            _search(sd, params),
-            sd.name,
-            extra=wavelength_params(template, wavelength[column]),
-            previous=previous.fit if previous else None,
-        )
-    except ProfileFitError as err:
-        fit = spatial.fixed_kernel(template, sd.shape[0])
-        log.warning(
-            "Slit %s: kernel fit failed (%s); falling back to a fixed %s kernel at the "
-            "slit centre (%.1f px, FWHM %.1f px)",
-            sd.name,
-            err,
-            template.name,
-            fit.center + sd.offset[0],
-            fit.fwhm,
-        )
-        prof = kernel_profile(
-            fit.template,
-            sd.shape[0],
-            np.full(sd.shape[1], fit.center),
-            np.full(sd.shape[1], fit.fwhm),
-            wavelength_params(fit.template, wavelength),
-        )
-        return _Shape([prof], ("source",), "fixed_kernel", str(err), fit, column, {})
-    varied = spatial.vary_kernel(fit, sd.data, variance, usable, wavelength, params, sd.name)
-    profiles, meta = varied.profiles(sd.shape[0]), dict(varied.metadata)
-    if params.kernel == "empirical":
-        profiles[0] = _empirical(sd, params, usable, variance, profiles[0])
-        meta["empirical"] = {"order": EMPIRICAL_ORDER, "support": "2 FWHM + 1 px of the trace"}
-    return _Shape(profiles, ("source", *fit.kinds), "fit", "", fit, column, meta)
-
-
-def _empirical(
-    sd: SlitData, params: ExtractParams, usable: np.ndarray, variance: np.ndarray, kernel: Profile
-) -> Profile:
-    """Horne's profile from the data, starting from the kernel profile's flux and trace.
-
-    The background comes from the pixels outside the trace support only, so
-    that a polynomial background cannot eat the wings the profile should have.
-    """
-    basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
-    support = trace_support(kernel.centers, kernel.fwhm, sd.shape[0])
-    background = horne.fit_background(sd.data, variance, usable & ~support, basis)
-    first = horne.extract_columns(sd.data - background, variance, kernel.weights, ~usable)
-    return empirical_profile(
-        sd.data, variance, usable, first.flux, background, support=support, order=EMPIRICAL_ORDER
-    )
-
-
 def _refit_needed(
-    result: horne.IteratedSums,
+    result: iteration.IteratedSums,
     sd: SlitData,
     fit_usable: np.ndarray,
-    shape: _Shape,
+    shape: SlitShape,
     params: ExtractParams,
 ) -> bool:
     """Refit when the variance model changed the weights or outliers entered the fits."""
@@ -426,11 +303,11 @@ def _refit_needed(
 def _iterate(
     sd: SlitData,
     params: ExtractParams,
-    shape: _Shape,
+    shape: SlitShape,
     basis: np.ndarray,
     start: np.ndarray | None = None,
-) -> horne.IteratedSums:
-    return horne.iterate_extraction(
+) -> iteration.IteratedSums:
+    return iteration.iterate_extraction(
         sd.data,
         sd.var_poisson,
         sd.var_rnoise + sd.var_flat,
@@ -446,8 +323,8 @@ def _iterate(
 
 def _spectra(
     sd: SlitData,
-    shape: _Shape,
-    result: horne.IteratedSums,
+    shape: SlitShape,
+    result: iteration.IteratedSums,
     usable: np.ndarray,
     params: ExtractParams,
     basis: np.ndarray,
@@ -504,11 +381,3 @@ def _spectra(
             )
         )
     return spectra
-
-
-def _slice_column(
-    sd: SlitData, params: ExtractParams, usable: np.ndarray, variance: np.ndarray
-) -> int:
-    if params.slice_column is not None:
-        return int(np.clip(params.slice_column - sd.offset[1], 0, sd.shape[1] - 1))
-    return coadd.brightest_column(sd.data, variance, usable, params.slice_width)

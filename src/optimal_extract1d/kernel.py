@@ -2,22 +2,21 @@
 
 A *template* is any astropy 1-D model with an amplitude, a centre and a
 width parameter (Gaussian1D, Moffat1D, Lorentz1D, or a user model). It is
-always evaluated integrated over the pixel (`OVERSAMPLE` sub-samples), as
-the data are. The *kernel* is the template plus a polynomial background,
-fitted to the coadded cross-dispersion slice by `profilefit.fit_kernel`.
+always evaluated integrated over the pixel, as the data are (`evaluate`).
+The *kernel* is the template plus a polynomial background, fitted to the
+coadded cross-dispersion slice by `profilefit.fit_kernel`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from astropy.modeling import Fittable1DModel, Model, models
-from scipy.special import erf
 
 from .errors import ParameterError
 
@@ -25,15 +24,10 @@ __all__ = [
     "KernelTemplate",
     "KernelFit",
     "make_template",
-    "evaluate_native",
-    "evaluate_with_derivatives",
-    "cheap_derivatives",
-    "evaluate_template",
     "shape_bounds",
     "with_params",
     "fitted_params",
     "wavelength_params",
-    "OVERSAMPLE",
     "WAVELENGTH_PARAM",
 ]
 
@@ -42,8 +36,6 @@ log = logging.getLogger(__name__)
 _CENTER_NAMES = ("mean", "x_0", "x0", "center", "loc", "mu")
 _WIDTH_NAMES = ("stddev", "sigma", "fwhm", "gamma", "width", "scale")
 _AMPLITUDE_NAMES = ("amplitude", "amp", "norm")
-# Sub-pixel samples per pixel: templates are integrated over the pixel, like the data.
-OVERSAMPLE = 5
 # A template parameter of this name is the wavelength (microns) of the profile: the
 # data set it (per column, bin or slice), fits never vary it.
 WAVELENGTH_PARAM = "wavelength"
@@ -228,172 +220,6 @@ class KernelFit:
                 )
             ],
         }
-
-
-def evaluate_native(
-    template: KernelTemplate,
-    y: np.ndarray,
-    params: Mapping[str, np.ndarray | float],
-    *,
-    oversample: int = OVERSAMPLE,
-) -> np.ndarray:
-    """Pixel-integrated unit-amplitude template for many parameter sets at once.
-
-    A model whose ``pixel_integrated`` attribute is true (an effective PSF
-    such as `psf.TabulatedPSF1D`) is already integrated over the pixel: it is
-    sampled at the pixel centres only.
-
-    Parameters
-    ----------
-    template : KernelTemplate
-        The shape; parameters missing from ``params`` keep the template's value.
-    y : ndarray, shape (n_cross,)
-        Pixel centres.
-    params : mapping of str to ndarray, shape (n_prof,), or float
-        Native parameter values (the amplitude is ignored).
-    oversample : int
-        Sub-pixel samples averaged per pixel (the pixel integral).
-
-    Returns
-    -------
-    ndarray, shape (n_cross, n_prof)
-    """
-    m = template.model
-    if type(m) is models.Gaussian1D:
-        return _gaussian_pixels(y, m, params, ())[0]
-    if getattr(m, "pixel_integrated", False):
-        oversample = 1
-    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
-    yy = np.asarray(y, float)[:, None, None] + sub[None, None, :]
-    args = []
-    for name in m.param_names:
-        if name == template.amplitude_param:
-            args.append(1.0)
-        else:
-            value = params.get(name, float(getattr(m, name).value))
-            args.append(np.asarray(value, float).reshape(1, -1, 1))
-    out = np.asarray(m.evaluate(yy, *args), float).mean(axis=2)
-    return out if out.ndim == 2 else out.reshape(len(y), -1)
-
-
-def evaluate_with_derivatives(
-    template: KernelTemplate,
-    y: np.ndarray,
-    params: Mapping[str, np.ndarray | float],
-    names: Sequence[str],
-    *,
-    oversample: int = OVERSAMPLE,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """`evaluate_native` and its derivatives with respect to the parameters ``names``.
-
-    Analytic where the astropy model has ``fit_deriv`` (Gaussian1D, Moffat1D,
-    Lorentz1D, ...), else central differences; both integrated over the pixel
-    like the values (exactly for a Gaussian1D).
-
-    Returns
-    -------
-    values : ndarray, shape (n_cross, n_prof)
-    derivatives : dict of str to ndarray, shape (n_cross, n_prof)
-    """
-    m = template.model
-    if type(m) is models.Gaussian1D:
-        return _gaussian_pixels(y, m, params, names)
-    if getattr(m, "pixel_integrated", False):
-        oversample = 1
-    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
-    yy = np.asarray(y, float)[:, None, None] + sub[None, None, :]
-    args = [
-        1.0
-        if name == template.amplitude_param
-        else np.asarray(params.get(name, float(getattr(m, name).value)), float).reshape(1, -1, 1)
-        for name in m.param_names
-    ]
-    values = np.asarray(m.evaluate(yy, *args), float)
-    analytic = m.fit_deriv(yy, *args) if callable(getattr(m, "fit_deriv", None)) else None
-    out = {}
-    for name in names:
-        i = m.param_names.index(name)
-        if analytic is not None:
-            grad = np.broadcast_to(np.asarray(analytic[i], float), values.shape)
-        else:
-            step = 1e-4 * np.maximum(np.abs(args[i]), 1e-2)
-            up, down = list(args), list(args)
-            up[i], down[i] = args[i] + step, args[i] - step
-            grad = (np.asarray(m.evaluate(yy, *up)) - np.asarray(m.evaluate(yy, *down))) / (
-                2 * step
-            )
-        out[name] = grad.mean(axis=2)
-    return values.mean(axis=2), out
-
-
-def cheap_derivatives(template: KernelTemplate) -> bool:
-    """Whether `evaluate_with_derivatives` costs about what `evaluate_native` does."""
-    return type(template.model) is models.Gaussian1D
-
-
-def _gaussian_pixels(
-    y: np.ndarray, model: Model, params: Mapping[str, Any], names: Sequence[str]
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Exact pixel integrals of a unit-peak Gaussian1D and their derivatives.
-
-    With edges ``a, b = y -/+ 0.5 - mean``, ``G(t) = exp(-t**2 / 2 s**2)``:
-    ``I = s sqrt(pi/2) [erf(b / s sqrt2) - erf(a / s sqrt2)]``,
-    ``dI/dmean = G(a) - G(b)`` and ``dI/ds = (I - b G(b) + a G(a)) / s``.
-    One erf per pixel edge instead of `OVERSAMPLE` exponentials per pixel.
-    """
-    mean = np.asarray(params.get("mean", float(model.mean.value)), float).reshape(1, -1)
-    s = np.asarray(params.get("stddev", float(model.stddev.value)), float).reshape(1, -1)
-    root2s = np.sqrt(2.0) * s
-    y = np.asarray(y, float)
-    contiguous = y.size > 1 and bool(np.all(np.diff(y) == 1.0))
-    if contiguous:  # neighbouring pixels share an edge: one erf (and exp) per edge
-        t = (y[0] - 0.5 + np.arange(y.size + 1.0))[:, None] - mean
-        a, b = t[:-1], t[1:]
-        values = s * np.sqrt(np.pi / 2) * np.diff(erf(t / root2s), axis=0)
-    else:
-        a, b = y[:, None] - 0.5 - mean, y[:, None] + 0.5 - mean
-        values = s * np.sqrt(np.pi / 2) * (erf(b / root2s) - erf(a / root2s))
-    if not names:
-        return values, {}
-    if contiguous:
-        g = np.exp(-((t / root2s) ** 2))
-        ga, gb = g[:-1], g[1:]
-    else:
-        ga, gb = np.exp(-((a / root2s) ** 2)), np.exp(-((b / root2s) ** 2))
-    derivatives = {"mean": lambda: ga - gb, "stddev": lambda: (values - b * gb + a * ga) / s}
-    return values, {name: derivatives[name]() for name in names}
-
-
-def evaluate_template(
-    template: KernelTemplate,
-    y: np.ndarray,
-    centers: np.ndarray,
-    fwhm: np.ndarray,
-    extra: Mapping[str, np.ndarray] | None = None,
-) -> np.ndarray:
-    """Evaluate the pixel-integrated template at a centre and FWHM per column.
-
-    Parameters
-    ----------
-    template : KernelTemplate
-        Shape to evaluate (other shape parameters as stored in the template).
-    y : ndarray, shape (n_cross,)
-        Cross-dispersion pixel coordinates.
-    centers, fwhm : ndarray, shape (n_disp,)
-        Centre and FWHM (pixels) for every column. The FWHM converts to the
-        width parameter with the template's `KernelTemplate.fwhm_per_width`.
-    extra : mapping of str to ndarray, shape (n_disp,), optional
-        Further native parameters per column, e.g. `wavelength_params`.
-
-    Returns
-    -------
-    ndarray, shape (n_cross, n_disp)
-        Template values (not normalized).
-    """
-    width = np.asarray(fwhm, float) / template.fwhm_per_width()
-    params = {template.center_param: np.asarray(centers, float), template.width_param: width}
-    params.update({k: np.asarray(v, float) for k, v in (extra or {}).items()})
-    return evaluate_native(template, y, params)
 
 
 def shape_bounds(template: KernelTemplate, n_cross: int) -> dict[str, tuple[float, float]]:

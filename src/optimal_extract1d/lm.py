@@ -6,7 +6,7 @@ pixel-integrated template components (the source, further sources, nod
 copies at offsets ``o_j``) with fluxes ``f``, plus a polynomial background.
 All parameters of all profiles are improved together by Gauss–Newton steps
 with Marquardt damping, with analytic derivatives (the astropy model's
-``fit_deriv``, else central differences, see `kernel.evaluate_with_derivatives`):
+``fit_deriv``, else central differences, see `evaluate.evaluate_with_derivatives`):
 one template evaluation per iteration for all profiles, no Python loop over
 profiles. Profiles that share nothing are solved as a stack of small systems
 with their own damping; parameters shared by all profiles (a Moffat index,
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernel import KernelTemplate, cheap_derivatives, evaluate_with_derivatives
+from .evaluate import cheap_derivatives, evaluate_with_derivatives
+from .kernel import KernelTemplate
 
 __all__ = ["LMResult", "levenberg_marquardt"]
 

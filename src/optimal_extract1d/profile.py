@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernel import KernelTemplate, evaluate_template
+from .evaluate import evaluate_template
+from .kernel import KernelTemplate
 
 __all__ = ["Profile", "normalize_profile", "kernel_profile"]
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ProfileFitError
+from .evaluate import evaluate_native
 from .horne import polynomial_basis
 from .kernel import (
     KernelFit,
     KernelTemplate,
-    evaluate_native,
     fitted_params,
     shape_bounds,
     with_params,

@@ -1,4 +1,4 @@
-"""Datamodels to plain arrays: open the input, iterate slits, read one slit.
+"""Datamodels to plain arrays: iterate the slits of the input, read one slit.
 
 This is the input half of the datamodel boundary (`x1d` is the output half).
 Every array leaves here copied, as float64, transposed once so that the
@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
 from .errors import InputError
 from .inputvariance import bad_variance, choose_variance, read_array
+from .nods import expected_nod_offsets
 from .results import FluxUnits
-from .sources import expected_nod_offsets
 
 __all__ = [
+    "SLIT_TYPES",
     "SlitData",
-    "input_label",
-    "open_input",
     "iter_slits",
     "meta_source",
     "read_slit",
@@ -38,7 +34,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_SLIT_TYPES = (datamodels.ImageModel, datamodels.SlitModel)
+SLIT_TYPES = (datamodels.ImageModel, datamodels.SlitModel)
 _COPY_ATTRIBUTES = (
     "slitlet_id",
     "source_id",
@@ -56,7 +52,6 @@ _COPY_ATTRIBUTES = (
     "slit_yscale",
 )
 _VERTICAL_EXP_TYPES = ("MIR_LRS-FIXEDSLIT", "MIR_LRS-SLITLESS")
-_FITS_BLOCK = 2880  # bytes; a FITS file is a whole number of blocks
 
 
 @dataclass(frozen=True)
@@ -140,91 +135,6 @@ class SlitData:
         return (c0, d0, c0 + n_cross - 1, d0 + n_disp - 1)
 
 
-def open_input(input_data: Any) -> Any:
-    """Open a file name or check a model; raise `InputError` naming the problem.
-
-    Parameters
-    ----------
-    input_data : str, os.PathLike or datamodel
-        The step input.
-
-    Returns
-    -------
-    datamodel
-        ImageModel, SlitModel, MultiSlitModel or ModelContainer.
-
-    Raises
-    ------
-    InputError
-        If the file does not exist, is truncated, cannot be read as a JWST
-        datamodel or holds no slit data.
-    """
-    model = input_data
-    if isinstance(input_data, (str, os.PathLike)):
-        path = os.fspath(input_data)
-        if not os.path.exists(path):
-            msg = f"input file {path!r} does not exist"
-            raise InputError(msg)
-        _check_fits_size(path)
-        try:
-            model = datamodels.open(path)
-        except Exception as err:  # any reader failure means "not a readable datamodel"
-            msg = f"cannot read {path!r} as a JWST datamodel: {type(err).__name__}: {err}"
-            raise InputError(msg) from err
-    label = input_label(model)
-    if not _is_supported(model):
-        msg = (
-            f"{label}: a {type(model).__name__} is not a spectral slit model; "
-            "expected an s2d ImageModel, SlitModel, MultiSlitModel or a ModelContainer of them"
-        )
-        raise InputError(msg)
-    if not any(True for _ in iter_slits(model)):
-        msg = f"{label}: the {type(model).__name__} contains no slits"
-        raise InputError(msg)
-    return model
-
-
-def input_label(model: Any) -> str:
-    """The input's file name(s) for messages, else its type name."""
-    if isinstance(model, (list, tuple)) or type(model).__name__ == "ModelContainer":
-        return ", ".join(input_label(m) for m in model) or type(model).__name__
-    return getattr(getattr(model, "meta", None), "filename", None) or type(model).__name__
-
-
-def _check_fits_size(path: str) -> None:
-    """Raise `InputError` if a FITS file is shorter than its headers say (truncated)."""
-    with open(path, "rb") as f:
-        if f.read(6) != b"SIMPLE":
-            return  # not FITS: datamodels.open decides
-    size = os.path.getsize(path)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            with fits.open(path, lazy_load_hdus=False, memmap=False) as hdul:
-                spans = [h.fileinfo() for h in hdul]
-                expected = max(i["datLoc"] + i["datSpan"] for i in spans)
-        except Exception as err:  # any reader failure: the FITS structure is broken
-            msg = f"cannot read {path!r} as FITS: {type(err).__name__}: {err}"
-            raise InputError(msg) from err
-    if size < expected:
-        problem = f"{size} bytes, but its FITS headers describe {expected}"
-    elif size % _FITS_BLOCK:
-        problem = f"{size} bytes is not a whole number of {_FITS_BLOCK}-byte FITS blocks"
-    else:
-        return
-    hint = f" ({str(caught[0].message).splitlines()[0]})" if caught else ""
-    msg = f"{path!r} is truncated or corrupted: {problem}{hint}"
-    raise InputError(msg)
-
-
-def _is_supported(model: Any) -> bool:
-    if isinstance(model, datamodels.MultiSlitModel) or isinstance(model, _SLIT_TYPES):
-        return getattr(model, "data", None) is not None if isinstance(model, _SLIT_TYPES) else True
-    if isinstance(model, (list, tuple)) or type(model).__name__ == "ModelContainer":
-        return all(_is_supported(m) for m in model)
-    return False
-
-
 def iter_slits(model: Any) -> Iterator[tuple[Any, Any]]:
     """Yield ``(slit, parent)`` for every slit of the input, in order.
 
@@ -234,7 +144,7 @@ def iter_slits(model: Any) -> Iterator[tuple[Any, Any]]:
     if isinstance(model, datamodels.MultiSlitModel):
         for slit in model.slits:
             yield slit, model
-    elif isinstance(model, _SLIT_TYPES):
+    elif isinstance(model, SLIT_TYPES):
         yield model, model
     else:
         for member in model:
@@ -243,7 +153,7 @@ def iter_slits(model: Any) -> Iterator[tuple[Any, Any]]:
 
 def meta_source(model: Any) -> Any:
     """The model whose primary metadata the output copies (first of a container)."""
-    if isinstance(model, (datamodels.MultiSlitModel, *_SLIT_TYPES)):
+    if isinstance(model, (datamodels.MultiSlitModel, *SLIT_TYPES)):
         return model
     return meta_source(model[0])
 

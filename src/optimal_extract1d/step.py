@@ -18,7 +18,7 @@ from jwst.stpipe import Step
 from stpipe import config_parser
 from stpipe.exceptions import ValidationError
 
-from . import diagnostics, extraction, slits, x1d
+from . import diagnostics, extraction, inputs, slits, x1d
 from .defaults import load_mode_defaults, mode_record
 from .errors import InputError, ParameterError
 from .params import ExtractParams
@@ -68,7 +68,7 @@ class OptimalExtract1dStep(Step):
 
     def process(self, input_data: Any):
         """Extract every slit of ``input_data``; return the x1d ``MultiSpecModel``."""
-        model = slits.open_input(input_data)
+        model = inputs.open_input(input_data)
         try:
             params = ExtractParams.from_object(self)
             used = _plain(dataclasses.asdict(params))
