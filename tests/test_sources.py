@@ -66,17 +66,22 @@ def test_expected_nod_offsets_from_metadata():
 
 
 @pytest.mark.parametrize("separation_fwhm", [1.5, 2.5, 4.0])
-def test_two_sources_deblended_within_2_percent(rng, separation_fwhm):
+def test_two_sources_deblended_within_2_percent(separation_fwhm):
+    """Every noise realization, not just one: a blend fitted as one broad source
+    once drove the search to spurious far components in ~1 of 6 slits (seed 5
+    hits one in the first two at 1.5 FWHM)."""
+    rng = np.random.default_rng(5)
     sep = 2.0 * separation_fwhm
-    sim = _sim(rng, center=13.0, companions=((sep, 0.7),))
-    spectra = extract_slit(slit_data_from_sim(sim, name="S9"), ExtractParams())
-    assert [s.name for s in spectra] == ["S9_1", "S9_2"]
-    main, companion = spectra
-    assert abs(np.median(main.flux / sim.flux) - 1) < 0.02
-    assert abs(np.median(companion.flux / sim.companion_flux[0]) - 1) < 0.02
-    assert main.metadata["source_position"] == pytest.approx(13.0, abs=0.2)
-    assert companion.metadata["source_position"] == pytest.approx(13.0 + sep, abs=0.2)
-    assert companion.metadata["n_sources"] == 2 and companion.metadata["source_index"] == 2
+    for _ in range(8):
+        sim = _sim(rng, center=13.0, companions=((sep, 0.7),))
+        spectra = extract_slit(slit_data_from_sim(sim, name="S9"), ExtractParams())
+        assert [s.name for s in spectra] == ["S9_1", "S9_2"]
+        main, companion = spectra
+        assert abs(np.median(main.flux / sim.flux) - 1) < 0.02
+        assert abs(np.median(companion.flux / sim.companion_flux[0]) - 1) < 0.02
+        assert main.metadata["source_position"] == pytest.approx(13.0, abs=0.2)
+        assert companion.metadata["source_position"] == pytest.approx(13.0 + sep, abs=0.2)
+        assert companion.metadata["n_sources"] == 2 and companion.metadata["source_index"] == 2
 
 
 def test_user_source_positions(rng):

@@ -255,15 +255,23 @@ def _add_components(fit: KernelFit, data: _Slice, search: ComponentSearch) -> Ke
     than one per candidate. The nod-copy and source candidates compete on
     their chi2 gain: the residual alone is ambiguous (a fitted background
     bends around unmodelled nod copies into positive bumps, and around an
-    unmodelled neighbour into negative dips). When the fit stays poor, the
-    main source split into two (a blend) is tried once.
+    unmodelled neighbour into negative dips). The main source split into two
+    (a blend) is tried before the search, and after it when the fit stays
+    poor; the best of these, with chi2 charged threshold**2 per component,
+    is kept.
     """
     start = len(fit.offsets)
-    fit = _greedy(fit, data, search)
-    if search.sources and not search.positions and fit.chi2_reduced > MISFIT_CHI2:
-        split = _try_split(fit, data, search)
-        if split is not fit:
-            fit = _greedy(split, data, search)
+    found = [_greedy(fit, data, search)]
+    if search.sources and not search.positions:
+        # A blend fitted as one broad source leaves residuals that look like other
+        # components: split first, and also after the search if the fit stays poor.
+        for before in (fit, found[0]):
+            if before is found[0] and before.chi2_reduced <= MISFIT_CHI2:
+                continue
+            split = _try_split(before, data, search)
+            if split is not before:
+                found.append(_greedy(split, data, search))
+    fit = min(found, key=lambda f: f.chi2 + search.threshold**2 * len(f.offsets))
     if len(fit.offsets) > start:
         fit = _refit(fit, data, fit.center, fit.offsets) or fit
     return fit
