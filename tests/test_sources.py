@@ -99,3 +99,28 @@ def test_single_source_stays_single(rng):
         spectra = extract_slit(slit_data_from_sim(sim, name="S1"), ExtractParams())
         assert [s.name for s in spectra] == ["S1"]
         assert spectra[0].metadata["kernel"]["components"] == []
+
+
+def test_cosmic_rays_and_data_derived_variance_make_no_spurious_sources():
+    """Components found with the pipeline variance must hold up in the refit with the
+    model variance (pixels that fluctuated low get tiny data-derived variances)."""
+    rng = np.random.default_rng(3)
+    n_spectra = 0
+    for _ in range(20):
+        sim = simulate_slit(
+            rng,
+            n_disp=400,
+            snr=10.0,
+            fwhm=(1.6, 3.2),
+            curvature=0.8,
+            slope=0.3,
+            center=float(rng.uniform(13.0, 17.0)),
+            spectrum=np.ones(400),
+            cosmic_rays=30,
+            poisson_from_data=True,
+        )
+        spectra = extract_slit(
+            slit_data_from_sim(sim), ExtractParams(fit_fwhm=True, fit_trace=True)
+        )
+        n_spectra += len(spectra)
+    assert n_spectra == 20

@@ -25,6 +25,7 @@ from .profilefit import _solve_linear, component_shapes, fit_kernel
 __all__ = [
     "ComponentSearch",
     "find_components",
+    "prune_components",
     "MAX_COMPONENTS",
     "PRIOR_NOD_SNR",
 ]
@@ -43,6 +44,9 @@ PROFILE_ERROR = 0.05
 MIN_SEPARATION_FWHM = 1.0
 # A blend is split into two sources only if they end up this far apart (FWHM).
 SPLIT_MIN_SEPARATION_FWHM = 0.75
+# ... and only into sources at least this wide (pixels): narrower ones are
+# undersampled, fitting noise, cosmic-ray remnants or a curved trace's slice.
+SPLIT_MIN_FWHM = 1.0
 # Nod copies lie a shutter or a nod throw away: at least this many FWHM from a source.
 NOD_MIN_SEPARATION_FWHM = 2.0
 # A further source is looked for this many FWHM from the others (closer: a blend).
@@ -229,7 +233,11 @@ def _try_split(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelF
         return fit
     half = 0.5 * fit.fwhm
     pair = _refit(fit, data, fit.center - half, [2 * half, *fit.offsets], fwhm=0.7 * fit.fwhm)
-    if pair is None or not _separated(pair, SPLIT_MIN_SEPARATION_FWHM):
+    if (
+        pair is None
+        or not _separated(pair, SPLIT_MIN_SEPARATION_FWHM)
+        or pair.fwhm < SPLIT_MIN_FWHM
+    ):
         return fit
     gain = fit.chi2 - pair.chi2
     flux, snr = pair.component_flux[0], pair.component_snr[0]
@@ -382,6 +390,23 @@ def _credible(fit: KernelFit, row: float, search: ComponentSearch, negative: boo
         and abs(flux) >= MIN_FLUX_FRACTION * fit.flux
         and _separated(fit, MIN_SEPARATION_FWHM)
     )
+
+
+def prune_components(
+    fit: KernelFit,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    *,
+    bkg_order: int,
+    search: ComponentSearch,
+) -> KernelFit:
+    """Drop the components that are not significant in this slice (weakest first).
+
+    For a refit with new weights (the model variance): a component found
+    with the pipeline variance, whose data-derived weights favour pixels that
+    fluctuated low, may not hold up.
+    """
+    return _prune(fit, _Slice(values, sigma, bkg_order), search)
 
 
 def _prune(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:

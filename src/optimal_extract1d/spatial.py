@@ -22,7 +22,7 @@ from .kernel import KernelFit, KernelTemplate, wavelength_params, with_params
 from .params import ExtractParams
 from .profile import Profile, kernel_profile, normalize_profile
 from .profilefit import fit_kernel
-from .sources import ComponentSearch, find_components
+from .sources import ComponentSearch, find_components, prune_components
 
 __all__ = [
     "KernelVariation",
@@ -99,7 +99,8 @@ def fit_slice(
     With a ``search``, further sources and negative nod copies found in the
     slice are fitted together with the main source (`sources.find_components`).
     With a ``previous`` fit (a refit with new weights), its components are
-    refitted from its values and not searched again.
+    refitted from its values and not searched again; the ones no longer
+    significant are dropped.
     ``extra`` sets template parameters the data fix for the slice (e.g. the
     wavelength of its centre column, `kernel.wavelength_params`); the fitted
     template keeps them.
@@ -113,7 +114,7 @@ def fit_slice(
         template = with_params(template, extra)
     values, sigma = coadd.coadd_columns(data, variance, usable, column, params.slice_width)
     if previous is not None:
-        return fit_kernel(
+        fit = fit_kernel(
             with_params(previous.template, extra or {}),
             values,
             sigma,
@@ -122,6 +123,9 @@ def fit_slice(
             fwhm=previous.fwhm,
             offsets=previous.offsets,
         )
+        if search is None or not fit.offsets:
+            return fit
+        return prune_components(fit, values, sigma, bkg_order=params.bkg_order, search=search)
     start = search.positions[0] if search is not None and search.positions else None
     fit = fit_kernel(template, values, sigma, bkg_order=params.bkg_order, center=start)
     if search is None:
