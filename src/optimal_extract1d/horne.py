@@ -311,11 +311,12 @@ def fit_background(
 
 
 def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Invert stacked normal matrices; drop the background terms where singular.
+    """Invert stacked normal matrices; keep the profile term alone where singular.
 
     Returns the covariance matrices ``(n_disp, m, m)`` and a boolean array of
-    the columns whose background terms were dropped. Columns with no signal
-    under the profile get a zero covariance.
+    the columns where every term but the profile (background and other
+    components) was dropped. Columns with no signal under the profile get a
+    zero covariance.
     """
     n_disp, m, _ = normal.shape
     cov = np.zeros_like(normal)

@@ -251,7 +251,7 @@ def vary_kernel(
     if n_weak and bins.good.any():
         log.info(
             "Slit %s: %d of %d bins too faint or unstable (S/N < %.0f, bound or jump); "
-            "they keep the global kernel",
+            "the smooth models are fitted to the others",
             name,
             n_weak,
             bins.good.size,
