@@ -47,6 +47,8 @@ SPLIT_MIN_SEPARATION_FWHM = 0.75
 # ... and only into sources at least this wide (pixels): narrower ones are
 # undersampled, fitting noise, cosmic-ray remnants or a curved trace's slice.
 SPLIT_MIN_FWHM = 1.0
+# A source this close to the main one (its FWHM) is re-tested as a blend in a refit.
+UNSPLIT_MAX_SEPARATION_FWHM = 3.0
 # Nod copies lie a shutter or a nod throw away: at least this many FWHM from a source.
 NOD_MIN_SEPARATION_FWHM = 2.0
 # A further source is looked for this many FWHM from the others (closer: a blend).
@@ -406,7 +408,38 @@ def prune_components(
     with the pipeline variance, whose data-derived weights favour pixels that
     fluctuated low, may not hold up.
     """
-    return _prune(fit, _Slice(values, sigma, bkg_order), search)
+    data = _Slice(values, sigma, bkg_order)
+    return _prune(_unsplit(fit, data, search), data, search)
+
+
+def _unsplit(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+    """Merge a split pair back into one source when these weights no longer demand two.
+
+    The source nearest the main one, if within `UNSPLIT_MAX_SEPARATION_FWHM`
+    (a split narrows both parts, so a pair can end up farther apart than
+    `SOURCE_MIN_SEPARATION_FWHM` in its own FWHM), is tested as `_try_split`
+    tested it, against the single source refitted from the pair's combined
+    centre and width.
+    """
+    if search.positions:
+        return fit
+    close = [
+        (abs(o), i)
+        for i, (o, f) in enumerate(zip(fit.offsets, fit.component_flux, strict=True))
+        if f > 0 and abs(o) < UNSPLIT_MAX_SEPARATION_FWHM * fit.fwhm
+    ]
+    if not close:
+        return fit
+    i = min(close)[1]
+    offset, share = fit.offsets[i], fit.component_flux[i] / (fit.flux + fit.component_flux[i])
+    sigma = fit.fwhm / 2.3548
+    width = 2.3548 * np.sqrt(sigma**2 + share * (1 - share) * offset**2)
+    rest = [o - share * offset for j, o in enumerate(fit.offsets) if j != i]
+    single = _refit(fit, data, fit.center + share * offset, rest, fwhm=width)
+    if single is None:
+        return fit
+    needed = search.threshold**2 + (PROFILE_ERROR * single.snr) ** 2
+    return single if single.chi2 - fit.chi2 < needed else fit
 
 
 def _prune(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
