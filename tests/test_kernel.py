@@ -79,7 +79,7 @@ def test_pixel_integrals_and_derivatives(name):
         for n in template.model.param_names
     ]
     brute = template.model.evaluate(y[:, None, None] + sub, *args).mean(axis=2)
-    atol = 1e-7 if name == "gaussian" else 5e-3  # Moffat: OVERSAMPLE midpoints, <0.5% of peak
+    atol = 1e-7 if name == "gaussian" else 2e-4  # Moffat: OVERSAMPLE-node quadrature
     np.testing.assert_allclose(values, brute, atol=atol)
 
     for pname, grad in grads.items():

@@ -1,7 +1,7 @@
 """Pixel-integrated evaluation of PSF templates, many parameter sets at once.
 
 Templates are integrated over each pixel, as the data are: exactly (erf) for
-a Gaussian1D, by `OVERSAMPLE` sub-pixel samples otherwise, or sampled at the
+a Gaussian1D, by `OVERSAMPLE`-point Gauss–Legendre quadrature otherwise, or sampled at the
 pixel centres for a model that is already pixel-integrated (an effective
 PSF such as `psf.TabulatedPSF1D`).
 """
@@ -25,8 +25,18 @@ __all__ = [
     "evaluate_with_derivatives",
 ]
 
-# Sub-pixel samples per pixel: templates are integrated over the pixel, like the data.
+# Gauss–Legendre nodes per pixel: templates are integrated over the pixel, like the
+# data (exact for polynomials up to degree 2 OVERSAMPLE - 1; midpoints were 0.1-0.4 %
+# of the peak off for a Moffat of FWHM 1-2 px).
 OVERSAMPLE = 5
+
+
+def _pixel_nodes(oversample: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets from the pixel centre and weights (summing to 1) of the quadrature."""
+    if oversample <= 1:
+        return np.zeros(1), np.ones(1)
+    nodes, weights = np.polynomial.legendre.leggauss(oversample)
+    return 0.5 * nodes, 0.5 * weights
 
 
 def evaluate_native(
@@ -51,7 +61,7 @@ def evaluate_native(
     params : mapping of str to ndarray, shape (n_prof,), or float
         Native parameter values (the amplitude is ignored).
     oversample : int
-        Sub-pixel samples averaged per pixel (the pixel integral).
+        Quadrature nodes per pixel (the pixel integral).
 
     Returns
     -------
@@ -62,7 +72,7 @@ def evaluate_native(
         return _gaussian_pixels(y, m, params, ())[0]
     if getattr(m, "pixel_integrated", False):
         oversample = 1
-    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
+    sub, weights = _pixel_nodes(oversample)
     yy = np.asarray(y, float)[:, None, None] + sub[None, None, :]
     args = []
     for name in m.param_names:
@@ -71,7 +81,7 @@ def evaluate_native(
         else:
             value = params.get(name, float(getattr(m, name).value))
             args.append(np.asarray(value, float).reshape(1, -1, 1))
-    out = np.asarray(m.evaluate(yy, *args), float).mean(axis=2)
+    out = np.asarray(m.evaluate(yy, *args), float) @ weights
     return out if out.ndim == 2 else out.reshape(len(y), -1)
 
 
@@ -99,7 +109,7 @@ def evaluate_with_derivatives(
         return _gaussian_pixels(y, m, params, names)
     if getattr(m, "pixel_integrated", False):
         oversample = 1
-    sub = (np.arange(oversample) + 0.5) / oversample - 0.5
+    sub, weights = _pixel_nodes(oversample)
     yy = np.asarray(y, float)[:, None, None] + sub[None, None, :]
     args = [
         1.0
@@ -121,8 +131,8 @@ def evaluate_with_derivatives(
             grad = (np.asarray(m.evaluate(yy, *up)) - np.asarray(m.evaluate(yy, *down))) / (
                 2 * step
             )
-        out[name] = grad.mean(axis=2)
-    return values.mean(axis=2), out
+        out[name] = grad @ weights
+    return values @ weights, out
 
 
 def cheap_derivatives(template: KernelTemplate) -> bool:
