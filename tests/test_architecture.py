@@ -28,6 +28,7 @@ PURE = {
     "psf",
     "sources",
     "errorscale",
+    "outliers",
 }
 BOUNDARY = {
     "slits",

@@ -92,3 +92,46 @@ def test_repeated_slit_names_in_a_container_get_distinct_files(rng, tmp_path):
         "pair_1_0_profile.fits",
         "pair_1_1_profile.fits",
     ]
+
+
+def _diagnostics(model, **kw):
+    from optimal_extract1d.diagnostics import slit_diagnostics
+    from optimal_extract1d.extraction import extract
+    from optimal_extract1d.params import ExtractParams
+
+    params = ExtractParams(**kw)
+    return slit_diagnostics(model, extract(model, params), params)
+
+
+def test_plot_shows_the_binned_fits_and_the_smooth_models_used(rng):
+    import matplotlib.pyplot as plt
+
+    from optimal_extract1d.plotting import SLIT_PANELS, panel_kernel_variation
+
+    sim = simulate_slit(
+        rng,
+        n_disp=300,
+        snr=40.0,
+        fwhm=(1.6, 3.2),
+        curvature=0.8,
+        slope=0.4,
+        center=14.2,
+        spectrum=np.ones(300),
+    )
+    model = make_multislit([sim])
+    (plain,) = _diagnostics(model)
+    assert not panel_kernel_variation.applies(plain)  # no bins: the panel is left out
+    (diag,) = _diagnostics(model, fit_fwhm=True, fit_trace=True)
+    assert panel_kernel_variation in SLIT_PANELS and panel_kernel_variation.applies(diag)
+    fig, ax = plt.subplots()
+    panel_kernel_variation(ax, diag)
+    lines = {line.get_label(): line for a in fig.axes for line in a.get_lines()}
+    d0 = diag.spectra[0].region[0]
+    centre, fwhm = lines["centre model"], lines["FWHM model"]
+    columns = np.asarray(centre.get_xdata(), int)
+    # the drawn models are the ones the extraction used: they follow the injected
+    # (curved) trace and the doubling width
+    np.testing.assert_allclose(centre.get_ydata(), sim.center[columns], atol=0.05)
+    np.testing.assert_allclose(fwhm.get_ydata(), sim.fwhm[columns], rtol=0.06)
+    assert columns[0] == d0 and len(lines["centre (bins)"].get_xdata()) >= 10
+    plt.close(fig)

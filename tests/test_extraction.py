@@ -9,6 +9,7 @@ from optimal_extract1d.params import ExtractParams
 from optimal_extract1d.psfref import EXAMPLE_PSF, read_psf_file
 from optimal_extract1d.results import DQ_DO_NOT_USE, DQ_FALLBACK, DQ_OUTLIER
 from optimal_extract1d.simulate import simulate_slit
+from optimal_extract1d.trace import SmoothModel
 
 
 @pytest.mark.parametrize("shape", ["gaussian", "moffat"])
@@ -121,7 +122,12 @@ def test_fwhm_and_trace_models_remove_the_profile_bias(rng):
     assert np.mean(np.concatenate(mse)) < 1.15  # close to the Cramer-Rao bound
     meta = res.metadata
     assert meta["fwhm_model"]["order"] == 2 and len(meta["fwhm_model"]["coeffs"]) == 3
-    assert meta["trace_model"]["domain_um"][0] < meta["trace_model"]["domain_um"][1]
+    assert meta["fwhm_model"]["variable"].startswith("wavelength")
+    assert meta["trace_model"]["variable"].startswith("dispersion pixel")
+    # the trace follows the injected one (a parabola in the dispersion pixel)
+    trace_model = SmoothModel.from_meta(meta["trace_model"])
+    columns = np.arange(sim.flux.size)
+    np.testing.assert_allclose(trace_model(columns), sim.center, atol=0.05)
     assert sum(meta["bins"]["good"]) >= 10
 
 

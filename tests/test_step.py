@@ -170,7 +170,7 @@ def test_profile_fits_through_the_step_with_vertical_dispersion(rng):
     lam = spec.spec_table["WAVELENGTH"]
     from optimal_extract1d.trace import SmoothModel
 
-    fwhm = SmoothModel(tuple(meta.fwhm_model.coeffs), tuple(meta.fwhm_model.domain_um), 2, 0, 0)
+    fwhm = SmoothModel.from_meta(meta.fwhm_model)
     # the fitted (point-sampled) FWHM tracks the injected one, which doubles
     assert fwhm(lam[-1]) / fwhm(lam[0]) > 1.7
 

@@ -23,9 +23,10 @@ def test_bins_hold_equal_signal_and_cover_the_slit():
 
 
 def test_automatic_bin_count_follows_the_signal():
-    assert len(choose_bins(np.full(400, 1.0), None)) - 1 == 1  # total S/N 20: one bin
+    assert len(choose_bins(np.full(400, 0.5), None)) - 1 == 1  # total S/N 10: one bin
     assert len(choose_bins(np.full(400, 10.0), None)) - 1 == 24  # capped at MAX_BINS
-    assert len(choose_bins(np.full(400, 3.0), None)) - 1 == 5  # 60^2 / 25^2
+    assert len(choose_bins(np.full(400, 3.0), None)) - 1 == 16  # 60^2 / 15^2
+    assert len(choose_bins(np.full(400, 1.0), None)) - 1 == 1  # 20^2 / 15^2 = 1.8
 
 
 def _bin_profiles(centers, fwhm, amp, noise, rng, n_cross=31):
@@ -97,7 +98,8 @@ def test_smooth_model_clips_outliers_and_holds_beyond_the_range(rng):
     assert model(np.array([0.5]))[0] == pytest.approx(model(np.array([1.0]))[0])
     meta = model.to_meta()
     assert meta["order"] == 2 and len(meta["coeffs"]) == 3
-    rebuilt = SmoothModel(tuple(meta["coeffs"]), tuple(meta["domain_um"]), 2, 0, 0)
+    rebuilt = SmoothModel.from_meta(meta)
+    assert rebuilt == model
     np.testing.assert_allclose(rebuilt(lam), model(lam))
 
 

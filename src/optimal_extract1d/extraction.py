@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from . import assemble, horne, inputs, iteration, psfref, slits, spatial
+from . import assemble, horne, inputs, iteration, psfref, slits
 from .errors import InputError, OptimalExtractError, ParameterError
 from .errorscale import residual_error_scale
 from .kernel import KernelTemplate, make_template
+from .outliers import fit_outliers
 from .params import ExtractParams, check_region, check_slice
 from .results import SpectrumResult
 from .slits import SlitData
@@ -227,7 +228,7 @@ def extract_slit(
     sd = slit.cropped(params.extraction_region)
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
     basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
-    fit_usable = usable & ~spatial.extreme_outliers(sd.data, sd.variance, usable)
+    fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
     shape = spatial_model(sd, params, template, fit_usable, sd.variance)
     result = _iterate(sd, params, shape, basis)
     if shape.status == "fit" and _refit_needed(result, sd, fit_usable, shape, params):

@@ -59,7 +59,7 @@ class ExtractParams:
     fit_fwhm, fit_trace : bool
         Fit the kernel width / centre in bins and model it along the dispersion.
     fwhm_order, trace_order : int
-        Polynomial degree of the FWHM(λ) and centre(λ) models.
+        Polynomial degree of the FWHM(wavelength) and centre(dispersion pixel) models.
     n_bins : int or None
         Number of bins for those fits; None = chosen from the signal.
     reject_sigma : float

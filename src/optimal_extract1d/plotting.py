@@ -1,9 +1,10 @@
 """Matplotlib figures: the demo summary and the per-slit diagnostic plot.
 
 `plot_slit` draws one row per panel function in `SLIT_PANELS`. A panel is
-``panel(ax, diag) -> None`` on a `diagnostics.SlitDiagnostics`; to add one
-(e.g. width(lambda) / centre(lambda) of a binned trace fit), write the
-function and append it to `SLIT_PANELS`.
+``panel(ax, diag) -> None`` on a `diagnostics.SlitDiagnostics`; to add one,
+write the function and append it to `SLIT_PANELS`. A panel with an
+``applies(diag) -> bool`` attribute is drawn only where it returns True (the
+binned width/centre fits exist only with ``fit_fwhm`` or ``fit_trace``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from .coadd import coadd_columns  # noqa: E402
 from .horne import usable_pixels  # noqa: E402
 from .simulate import PIXEL_AREA_SR  # noqa: E402
+from .trace import SmoothModel  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -129,9 +131,51 @@ def panel_spectrum(ax: Axes, diag: SlitDiagnostics) -> None:
     ax.legend(fontsize=7)
 
 
+def panel_kernel_variation(ax: Axes, diag: SlitDiagnostics) -> None:
+    """Binned centre and FWHM fits with their smooth models, along the dispersion."""
+    meta = diag.spectra[0].metadata
+    bins = meta["bins"]
+    d0 = _region_window(diag)[2]
+    edges = np.asarray(bins["edges"], float)
+    mid = d0 + 0.5 * (edges[:-1] + edges[1:] - 1)
+    good = np.asarray(bins["good"], bool)
+    columns = np.arange(int(edges[-1])) if edges.size else np.zeros(0)
+    wavelength = diag.spectra[0].wavelength
+    right = ax.twinx()
+    for axis, key, model_key, color, label in (
+        (ax, "center", "trace_model", "C0", "centre"),
+        (right, "fwhm", "fwhm_model", "C3", "FWHM"),
+    ):
+        values = np.asarray(bins[key], float)
+        axis.plot(mid[good], values[good], "o", ms=3.5, color=color, label=f"{label} (bins)")
+        axis.plot(
+            mid[~good],
+            values[~good],
+            "o",
+            ms=3.5,
+            mfc="none",
+            color=color,
+            label=f"{label} (bins not used)",
+        )
+        smooth = meta.get(model_key, {})
+        if "coeffs" in smooth:
+            model = SmoothModel.from_meta(smooth)
+            x = columns if model.variable == "column" else wavelength[: columns.size]
+            axis.plot(d0 + columns, model(x), color=color, lw=1.0, label=f"{label} model")
+        axis.set_ylabel(f"{label} (px)", color=color)
+    ax.set_xlabel("dispersion pixel")
+    handles = [h for a in (ax, right) for h in a.get_legend_handles_labels()[0]]
+    ax.legend(handles=handles, fontsize=7, ncols=3, loc="upper left")
+    ax.set_title("kernel in bins (fit_trace / fit_fwhm) and the smooth models used", fontsize=8)
+
+
+panel_kernel_variation.applies = lambda diag: "bins" in diag.spectra[0].metadata
+
+
 SLIT_PANELS: tuple[Callable[[Axes, SlitDiagnostics], None], ...] = (
     panel_slit_image,
     panel_kernel_slice,
+    panel_kernel_variation,
     panel_spectrum,
 )
 
@@ -152,6 +196,7 @@ def plot_slit(
     panels : sequence of callable
         ``panel(ax, diag)`` drawers, top to bottom.
     """
+    panels = [p for p in panels if getattr(p, "applies", lambda _: True)(diag)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels)), squeeze=False)
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         panel(ax, diag)

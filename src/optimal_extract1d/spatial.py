@@ -19,6 +19,7 @@ import numpy as np
 from . import coadd, trace
 from .horne import extract_columns, polynomial_basis
 from .kernel import KernelFit, KernelTemplate, wavelength_params, with_params
+from .outliers import nanmedian
 from .params import ExtractParams
 from .profile import Profile, kernel_profile, normalize_profile
 from .profilefit import fit_kernel
@@ -31,7 +32,6 @@ __all__ = [
     "box_profile",
     "vary_kernel",
     "column_wavelength",
-    "extreme_outliers",
     "FALLBACK_FWHM",
 ]
 
@@ -39,42 +39,12 @@ log = logging.getLogger(__name__)
 
 # FWHM (pixels) of the fixed fallback kernel when the fit fails.
 FALLBACK_FWHM = 2.0
-# Pixels this many sigma from their row median are kept out of the kernel fits
-# (cosmic rays); Horne's model-based rejection handles everything milder.
-EXTREME_SIGMA = 50.0
-
-
-def extreme_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> np.ndarray:
-    """Pixels deviating by more than `EXTREME_SIGMA` from their row median.
-
-    Used only to keep gross cosmic rays out of the slice selection and the
-    kernel fits (bright emission lines stay far below this threshold).
-    """
-    d = np.where(usable, data, np.nan)
-    with np.errstate(invalid="ignore"):
-        med = np.nan_to_num(_nanmedian(d, axis=1))
-        z = np.abs(d - med[:, None]) / np.sqrt(variance)
-    return usable & (np.nan_to_num(z) > EXTREME_SIGMA)
-
-
-def _nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
-    """`numpy.nanmedian` along an axis (NaN where all are NaN), by one sort.
-
-    numpy's version loops in Python over the lines of a small array.
-    """
-    a = np.moveaxis(np.asarray(values, float), axis, -1)
-    ordered = np.sort(a, axis=-1)  # NaNs last
-    n = np.sum(~np.isnan(ordered), axis=-1)  # +-inf are values, as for numpy
-    lo = np.clip((n - 1) // 2, 0, None)[..., None]
-    hi = np.clip(n // 2, 0, None)[..., None]
-    mid = 0.5 * (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1))
-    return np.where(n > 0, mid[..., 0], np.nan)
 
 
 def column_wavelength(wavelength: np.ndarray) -> np.ndarray:
     """Median wavelength of every column, NaN columns filled by interpolation."""
     n_disp = wavelength.shape[1]
-    lam = _nanmedian(wavelength, axis=0)
+    lam = nanmedian(wavelength, axis=0)
     x = np.arange(n_disp, dtype=float)
     good = np.isfinite(lam)
     if good.sum() >= 2:
@@ -258,13 +228,37 @@ def vary_kernel(
             trace.MIN_BIN_SNR,
         )
     centers, fwhm = flat.centers.copy(), flat.fwhm.copy()
-    for key, on, order, values_b, out in (
-        ("trace_model", params.fit_trace, params.trace_order, bins.center, centers),
-        ("fwhm_model", params.fit_fwhm, params.fwhm_order, bins.fwhm, fwhm),
+    # The centre follows the detector geometry (smooth in pixels), the width
+    # the diffraction (smooth in wavelength): for the PRISM, whose dispersion
+    # changes tenfold, a low-order polynomial in wavelength bends a pixel-smooth
+    # trace by ~0.1 px.
+    columns = np.arange(n_disp, dtype=float)
+    mid_col = 0.5 * (edges[:-1] + edges[1:] - 1)
+    for key, on, order, values_b, out, x, mid_x, variable in (
+        (
+            "trace_model",
+            params.fit_trace,
+            params.trace_order,
+            bins.center,
+            centers,
+            columns,
+            mid_col,
+            "column",
+        ),
+        (
+            "fwhm_model",
+            params.fit_fwhm,
+            params.fwhm_order,
+            bins.fwhm,
+            fwhm,
+            wavelength,
+            mid_lam,
+            "wavelength",
+        ),
     ):
         if on:
             meta[key] = _smooth_model(
-                bins, edges, mid_lam, wavelength, values_b, order, out, key, name
+                bins, edges, mid_x, x, values_b, order, out, key, name, variable
             )
     return KernelVariation(
         template, centers, np.clip(fwhm, 0.5, None), fit.offsets, meta, flat.column_params
@@ -300,8 +294,8 @@ def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, par
     return edges, bins
 
 
-def _smooth_model(bins, edges, mid_lam, wavelength, values_b, order, out, key, name):
-    """Fit the smooth model of one parameter into ``out``; its metadata (or the fallback)."""
+def _smooth_model(bins, edges, mid_x, x, values_b, order, out, key, name, variable):
+    """Fit the smooth model of one parameter in ``x`` into ``out``; its metadata (or fallback)."""
     if not bins.good.any():
         log.warning(
             "Slit %s: no bin has enough signal for %s; using the global kernel",
@@ -310,9 +304,14 @@ def _smooth_model(bins, edges, mid_lam, wavelength, values_b, order, out, key, n
         )
         return {"fallback": "global kernel", "reason": "no bin with enough signal"}
     first, last = np.nonzero(bins.good)[0][[0, -1]]
-    covered = (wavelength[edges[first]], wavelength[edges[last + 1] - 1])
+    covered = (x[edges[first]], x[edges[last + 1] - 1])
     smooth = trace.fit_smooth(
-        mid_lam[bins.good], values_b[bins.good], bins.snr[bins.good], order, valid=covered
+        mid_x[bins.good],
+        values_b[bins.good],
+        bins.snr[bins.good],
+        order,
+        valid=covered,
+        variable=variable,
     )
-    out[:] = smooth(wavelength)
+    out[:] = smooth(x)
     return smooth.to_meta()

@@ -50,7 +50,7 @@ class OptimalExtract1dStep(Step):
     fit_fwhm = boolean(default=False)  # fit the kernel FWHM in bins and model FWHM(wavelength)
     fwhm_order = integer(default=2, min=0)  # polynomial degree of FWHM(wavelength)
     fit_trace = boolean(default=False)  # fit the kernel centre in bins and model centre(wavelength)
-    trace_order = integer(default=2, min=0)  # polynomial degree of centre(wavelength)
+    trace_order = integer(default=2, min=0)  # polynomial degree of centre(dispersion pixel)
     n_bins = integer(default=None, min=1)  # bins for the FWHM/trace fits; None = from the signal
     reject_sigma = float(default=5.0, min=0)  # outlier threshold of Horne's iteration (sigma)
     max_iter = integer(default=5, min=0)  # passes of variance re-estimation + rejection; 0 = none

@@ -6,8 +6,10 @@ non-linear parameters of every bin, while its amplitude and the polynomial
 background are solved exactly for each trial (variable projection). Bins
 whose flux S/N is too low, or whose fit runs to a bound, keep the global
 kernel. The good bins are then
-modelled with a sigma-clipped polynomial in wavelength (the power series of
-astropy's ``Polynomial1D``, fitted with numpy) that the extraction evaluates per column.
+modelled with a sigma-clipped polynomial (the power series of astropy's
+``Polynomial1D``, fitted with numpy) that the extraction evaluates per column:
+the width in wavelength (diffraction sets it), the centre in the dispersion
+pixel (the detector geometry sets it, as in specreduce's ``FitTrace``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 # Bins need this flux S/N for their width or centre to be trusted.
 MIN_BIN_SNR = 10.0
 # Automatic binning aims at this S/N per bin, with at most MAX_BINS bins.
-TARGET_BIN_SNR = 25.0
+TARGET_BIN_SNR = 15.0
 MAX_BINS = 24
 MIN_BIN_COLUMNS = 4
 # A bin centre further than this (pixels) from the global centre is "wild".
@@ -186,23 +188,32 @@ def fit_bins(
     return BinFits(np.zeros(0, int), centers, widths, fits.flux_snr[:, 0], good, extra)
 
 
+# The abscissae a smooth model can use, as written in its metadata.
+VARIABLES = {
+    "wavelength": "wavelength (um), Polynomial1D with domain -> window [-1, 1]",
+    "column": "dispersion pixel (0-based), Polynomial1D with domain -> window [-1, 1]",
+}
+
+
 @dataclass(frozen=True)
 class SmoothModel:
-    """A sigma-clipped polynomial in wavelength for a kernel parameter.
+    """A sigma-clipped polynomial in wavelength or dispersion pixel for a kernel parameter.
 
     Attributes
     ----------
     coeffs : tuple of float
         Polynomial1D coefficients over ``domain`` mapped to [-1, 1].
     domain : tuple of float
-        Wavelength range (microns) of the fitted bins.
+        Range of the variable (microns or pixels) at the fitted bins.
     order : int
         Degree used (may be lower than requested when few bins are good).
     n_used, n_clipped : int
         Bins used in and clipped from the fit.
     valid : tuple of float or None
-        Wavelength range the good bins cover (their outer edges); the model is
-        held constant beyond it. None = ``domain`` (the bin centres).
+        Range the good bins cover (their outer edges); the model is held
+        constant beyond it. None = ``domain`` (the bin centres).
+    variable : str
+        ``"wavelength"`` (microns) or ``"column"`` (dispersion pixel).
     """
 
     coeffs: tuple[float, ...]
@@ -211,59 +222,85 @@ class SmoothModel:
     n_used: int
     n_clipped: int
     valid: tuple[float, float] | None = None
+    variable: str = "wavelength"
 
-    def __call__(self, wavelength: np.ndarray) -> np.ndarray:
-        """Evaluate, held constant beyond the wavelengths the bins cover."""
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Evaluate at ``x`` (of `variable`), held constant beyond the range the bins cover."""
         lo, hi = self.valid if self.valid is not None else self.domain
-        u = _to_window(np.clip(wavelength, lo, hi), self.domain)
+        u = _to_window(np.clip(x, lo, hi), self.domain)
         return P.polyval(u, np.asarray(self.coeffs, float))
 
     def to_meta(self) -> dict:
-        """Plain values for the spectrum metadata."""
+        """Plain values for the spectrum metadata (`from_meta` rebuilds the model)."""
         return {
             "coeffs": list(self.coeffs),
-            "domain_um": list(self.domain),
-            "valid_um": list(self.valid if self.valid is not None else self.domain),
+            "domain": list(self.domain),
+            "valid": list(self.valid if self.valid is not None else self.domain),
             "order": self.order,
             "n_bins_used": self.n_used,
             "n_bins_clipped": self.n_clipped,
-            "variable": "wavelength (um), Polynomial1D with domain -> window [-1, 1]",
+            "variable": VARIABLES[self.variable],
         }
+
+    @classmethod
+    def from_meta(cls, meta: Mapping) -> SmoothModel:
+        """The model recorded by `to_meta` (a dict or the spectrum's metadata node)."""
+        get = meta.get if isinstance(meta, Mapping) else lambda key: getattr(meta, key)
+        text = str(get("variable"))
+        variable = next(k for k, v in VARIABLES.items() if v == text)
+        domain = (float(get("domain")[0]), float(get("domain")[1]))
+        valid = (float(get("valid")[0]), float(get("valid")[1]))
+        return cls(
+            tuple(float(c) for c in get("coeffs")),
+            domain,
+            int(get("order")),
+            int(get("n_bins_used")),
+            int(get("n_bins_clipped")),
+            None if valid == domain else valid,
+            variable,
+        )
 
 
 def fit_smooth(
-    wavelength: np.ndarray,
+    x: np.ndarray,
     values: np.ndarray,
     weights: np.ndarray,
     order: int,
     *,
     valid: tuple[float, float] | None = None,
+    variable: str = "wavelength",
 ) -> SmoothModel:
     """Fit a sigma-clipped polynomial (3 sigma, 3 passes) to per-bin values.
 
     The polynomial is the same as astropy's ``Polynomial1D`` with the bins'
-    wavelength range as domain and window [-1, 1]; numpy fits it (this runs
+    range of ``x`` as domain and window [-1, 1]; numpy fits it (this runs
     for every slit, and the astropy fitter's overhead dominated).
 
     Parameters
     ----------
-    wavelength, values, weights : ndarray, shape (n,)
-        Bin wavelengths, fitted values and weights (e.g. the bin S/N); n >= 1.
+    x, values, weights : ndarray, shape (n,)
+        Bin positions (wavelengths or columns), fitted values and weights
+        (e.g. the bin S/N); n >= 1.
     order : int
         Requested degree; lowered to n - 2 (at least 0) when n is small.
     valid : tuple of float, optional
-        Wavelength range the bins cover, beyond which the model is held
+        Range of ``x`` the bins cover, beyond which the model is held
         constant (default: the bin centres).
+    variable : str
+        What ``x`` is: ``"wavelength"`` or ``"column"`` (see `VARIABLES`).
 
     Returns
     -------
     SmoothModel
     """
-    n = wavelength.size
+    if variable not in VARIABLES:
+        msg = f"unknown smooth-model variable {variable!r}; use one of {list(VARIABLES)}"
+        raise ValueError(msg)
+    n = x.size
     order = int(max(min(order, n - 2), 0))
-    lo, hi = float(np.min(wavelength)), float(np.max(wavelength))
+    lo, hi = float(np.min(x)), float(np.max(x))
     domain = (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
-    u = _to_window(wavelength, domain)
+    u = _to_window(x, domain)
     clipped = np.zeros(n, bool)
     for _ in range(3 if n > order + 1 else 1):  # sigma clipping, 3 sigma, 3 passes
         coeffs = P.polyfit(u[~clipped], values[~clipped], order, w=weights[~clipped])
@@ -280,6 +317,7 @@ def fit_smooth(
         int(n - clipped.sum()),
         int(clipped.sum()),
         None if valid is None else (float(min(valid)), float(max(valid))),
+        variable,
     )
 
 

@@ -1,0 +1,116 @@
+"""Screening of gross outliers (cosmic rays) before the kernel fits.
+
+The kernel slice and the bins coadd tens of columns; one cosmic ray of a few
+ten sigma in them can pull the fitted width to a fraction of a pixel and
+leave the real source as a "second component". Before any fit, every pixel
+is compared with a local model of its column: the running median profile of
+the `WINDOW` neighbouring columns (the continuum shape, free of single-pixel
+and single-column features), scaled and offset to the column by weighted
+least squares. An emission line follows the profile and is absorbed by the
+scale; a cosmic ray does not. The worst pixel of a column is dropped while it
+deviates by more than `OUTLIER_SIGMA` (noise plus `MODEL_FLOOR` of the local
+model, which covers the change of the trace across the window) from the
+fit of the column made without it, up to `MAX_PASSES` per column. Horne's
+model-based rejection in the extraction handles everything milder.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = ["fit_outliers", "nanmedian", "OUTLIER_SIGMA", "WINDOW"]
+
+# Columns in the running median profile (odd).
+WINDOW = 9
+# Deviation (sigma) beyond which a pixel is kept out of the kernel fits.
+OUTLIER_SIGMA = 10.0
+# Fraction of the local model added to the noise: trace drift and width change
+# across the window, and undersampling, make the median profile this uncertain.
+MODEL_FLOOR = 0.1
+# Pixels dropped per column at most (one per pass).
+MAX_PASSES = 3
+
+
+def nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
+    """`numpy.nanmedian` along an axis (NaN where all are NaN), by one sort.
+
+    numpy's version loops in Python over the lines of a small array.
+    """
+    a = np.moveaxis(np.asarray(values, float), axis, -1)
+    ordered = np.sort(a, axis=-1)  # NaNs last
+    n = np.sum(~np.isnan(ordered), axis=-1)  # +-inf are values, as for numpy
+    lo = np.clip((n - 1) // 2, 0, None)[..., None]
+    hi = np.clip(n // 2, 0, None)[..., None]
+    mid = 0.5 * (np.take_along_axis(ordered, lo, -1) + np.take_along_axis(ordered, hi, -1))
+    return np.where(n > 0, mid[..., 0], np.nan)
+
+
+def fit_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Pixels to keep out of the kernel fits, shape (n_cross, n_disp).
+
+    Parameters
+    ----------
+    data, variance : ndarray, shape (n_cross, n_disp)
+        Science image and its variance.
+    usable : ndarray of bool, shape (n_cross, n_disp)
+        Pixels that may be used.
+
+    Returns
+    -------
+    ndarray of bool
+        Usable pixels deviating from their column's local model by more than
+        `OUTLIER_SIGMA` (at most `MAX_PASSES` per column).
+    """
+    n_cross, n_disp = data.shape
+    out = np.zeros(data.shape, bool)
+    if n_cross < 3 or n_disp < 3:
+        return out
+    d = np.where(usable, data, np.nan)
+    half = WINDOW // 2
+    padded = np.pad(d, ((0, 0), (half, half)), constant_values=np.nan)
+    with np.errstate(invalid="ignore"):
+        profile = nanmedian(sliding_window_view(padded, WINDOW, axis=1), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(usable & np.isfinite(profile) & (variance > 0), 1.0 / variance, 0.0)
+    m = np.nan_to_num(profile)
+    v = np.nan_to_num(d)
+    for _ in range(MAX_PASSES):
+        with np.errstate(all="ignore"):  # huge values: overflow gives inf, not a rejection
+            z = _deleted_residuals(m, v, w, variance)
+        z = np.where((w > 0) & np.isfinite(z), z, 0.0)
+        worst = np.argmax(z, axis=0)
+        cols = np.nonzero(z[worst, np.arange(n_disp)] > OUTLIER_SIGMA)[0]
+        if cols.size == 0:
+            break
+        out[worst[cols], cols] = True
+        w[worst[cols], cols] = 0.0
+    return out
+
+
+def _deleted_residuals(m: np.ndarray, v: np.ndarray, w: np.ndarray, variance: np.ndarray):
+    """|z| of every pixel against its column's fit ``v = a m + b`` made without it.
+
+    The fit is weighted least squares per column; the residual of pixel i
+    from the fit without i is r_i / (1 - h_i), with h_i its leverage, and its
+    variance V_i / (1 - h_i). Leaving the pixel out matters: a cosmic ray on
+    the profile peak drags the scale of a fit that includes it so far that
+    its own residual looks small.
+    """
+    s1, sm, smm = w.sum(0), (w * m).sum(0), (w * m * m).sum(0)
+    sv, smv = (w * v).sum(0), (w * m * v).sum(0)
+    det = s1 * smm - sm * sm
+    solvable = det > 1e-9 * np.maximum(s1 * smm, 1e-300)
+    a = np.where(solvable, (s1 * smv - sm * sv) / det, 0.0)
+    b = np.where(solvable, (smm * sv - sm * smv) / det, np.where(s1 > 0, sv / s1, 0.0))
+    leverage = np.where(
+        solvable, w * (m * m * s1 - 2.0 * m * sm + smm) / det, np.where(s1 > 0, w / s1, 1.0)
+    )
+    keep = 1.0 - leverage
+    deleted = (v - (a * m + b)) / keep
+    predicted = v - deleted
+    return np.where(
+        keep > 1e-6,
+        np.abs(deleted) / np.sqrt(variance / keep + (MODEL_FLOOR * predicted) ** 2),
+        0.0,
+    )

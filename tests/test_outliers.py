@@ -1,0 +1,67 @@
+"""Cosmic-ray screening before the kernel fits."""
+
+import numpy as np
+
+from optimal_extract1d.outliers import OUTLIER_SIGMA, fit_outliers
+from optimal_extract1d.simulate import simulate_slit
+
+
+def _slit(rng, snr, spectrum=None, **kw):
+    sim = simulate_slit(
+        rng,
+        n_disp=200,
+        snr=snr,
+        fwhm=(1.6, 3.2),
+        curvature=0.8,
+        slope=0.4,
+        spectrum=np.ones(200) if spectrum is None else spectrum,
+        nan_border=0,
+        **kw,
+    )
+    variance = sim.var_poisson + sim.var_rnoise + sim.var_flat
+    return sim, sim.data.copy(), variance, np.isfinite(sim.data)
+
+
+def test_cosmic_rays_are_screened_and_clean_pixels_kept(rng):
+    sim, data, variance, usable = _slit(rng, 20.0, cosmic_rays=40)
+    screened = fit_outliers(data, variance, usable)
+    strong = sim.cosmic_rays & (
+        np.abs(data - sim.flux * sim.true_profile) > 2 * OUTLIER_SIGMA * np.sqrt(sim.true_variance)
+    )
+    assert np.all(screened[strong])  # every strong hit, on the trace or off it
+    assert np.sum(screened & ~sim.cosmic_rays) <= 2  # and hardly a clean pixel
+
+
+def test_a_huge_hit_on_the_profile_peak_is_screened(rng):
+    sim, data, variance, usable = _slit(rng, 20.0)
+    peak = int(np.argmax(sim.true_profile[:, 100]))
+    data[peak, 100] += 1e6 * sim.flux[100]
+    screened = fit_outliers(data, variance, usable)
+    assert screened[peak, 100]
+    assert screened[:, 100].sum() == 1  # its column's other pixels stay
+
+
+def test_emission_lines_and_a_bright_tilted_trace_are_not_screened(rng):
+    # column S/N 300 along a curved, widening trace, with lines 5x and 20x the
+    # continuum in single columns: all follow the profile, none is a cosmic ray
+    spectrum = np.ones(200)
+    spectrum[[60, 140]] = (5.0, 20.0)
+    sim, data, variance, usable = _slit(rng, 300.0, spectrum=spectrum)
+    screened = fit_outliers(data, variance, usable)
+    assert not screened.any()
+
+
+def test_negative_hits_from_the_other_nod_are_screened(rng):
+    sim, data, variance, usable = _slit(rng, 10.0)
+    data[5, 50] -= 60 * np.sqrt(variance[5, 50])
+    data[int(np.argmax(sim.true_profile[:, 120])), 120] -= 60 * np.sqrt(variance[15, 120])
+    screened = fit_outliers(data, variance, usable)
+    assert screened[5, 50] and screened[:, 120].sum() == 1
+    assert screened.sum() == 2
+
+
+def test_masked_and_tiny_slits_screen_nothing(rng):
+    sim, data, variance, usable = _slit(rng, 10.0)
+    assert not fit_outliers(data, variance, np.zeros_like(usable)).any()
+    assert not fit_outliers(data[:2], variance[:2], usable[:2]).any()
+    assert not fit_outliers(data[:, :1], variance[:, :1], usable[:, :1]).any()
