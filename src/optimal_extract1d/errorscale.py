@@ -26,7 +26,7 @@ import numpy as np
 
 from .horne import ColumnSums
 
-__all__ = ["ErrorScale", "residual_error_scale", "MAX_LAG"]
+__all__ = ["ErrorScale", "residual_error_scale", "slice_noise_scale", "MAX_LAG"]
 
 # Pixel correlations are measured up to this lag along the slit.
 MAX_LAG = 3
@@ -146,6 +146,51 @@ def residual_error_scale(
         tuple(float(a / coeffs[0]) for a in coeffs[1:]),
         int(ok.sum()),
     )
+
+
+def slice_noise_scale(
+    data: np.ndarray,
+    model: np.ndarray,
+    variance: np.ndarray,
+    usable: np.ndarray,
+    source: np.ndarray,
+    cross: ErrorScale,
+    width: int,
+) -> float:
+    """How much the real noise of a kernel-slice fit exceeds what the variance says.
+
+    A slice coadds ``width`` columns, so pixel correlations *along* the
+    dispersion add to the ones along the slit that `residual_error_scale`
+    measured: for separable correlations the variance of a flux fitted to the
+    slice grows by ``cross.factor**2 * (1 + 2 sum_k (1 - k/width) rho_k)``,
+    with ``rho_k`` the correlation of residuals ``k`` columns apart (lags
+    1..`MAX_LAG`, measured where the sources are below the noise, outliers
+    clipped). The per-column fits remove nothing along the dispersion, so the
+    residuals show those correlations as they are.
+
+    Returns
+    -------
+    float
+        The factor on the slice's standard errors (>= 1; 1 if unmeasurable).
+    """
+    sigma = np.sqrt(np.where(usable & (variance > 0), variance, np.nan))
+    with np.errstate(invalid="ignore"):
+        z = (data - model) / sigma
+        ok = np.isfinite(z) & (np.abs(np.nan_to_num(source)) < sigma)
+    if ok.sum() < MIN_PIXELS:
+        return max(cross.factor, 1.0)
+    rms = 1.4826 * np.median(np.abs(z[ok] - np.median(z[ok])))
+    ok &= np.abs(z) <= CLIP_SIGMA * max(rms, 1e-12)
+    z0 = np.where(ok, z, 0.0).T  # lags along the dispersion: axis 0 of the transpose
+    pairs0 = np.sum(_lag_sum(ok.T.astype(float), ok.T.astype(float), 0))
+    along = 1.0
+    for lag in range(1, min(MAX_LAG, z0.shape[0] - 1) + 1):
+        pairs = np.sum(_lag_sum(ok.T.astype(float), ok.T.astype(float), lag))
+        if pairs < MIN_PIXELS:
+            break
+        rho = (np.sum(_lag_sum(z0, z0, lag)) / pairs) / (np.sum(z0 * z0) / pairs0)
+        along += 2.0 * (1.0 - lag / max(width, 1)) * rho
+    return float(max(cross.factor * np.sqrt(max(along, 0.0)), 1.0))
 
 
 def _sample_columns(ok: np.ndarray) -> np.ndarray:

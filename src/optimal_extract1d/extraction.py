@@ -20,7 +20,7 @@ import numpy as np
 
 from . import assemble, horne, inputs, iteration, psfref, slits
 from .errors import InputError, OptimalExtractError, ParameterError
-from .errorscale import residual_error_scale
+from .errorscale import residual_error_scale, slice_noise_scale
 from .kernel import KernelTemplate, make_template
 from .outliers import fit_outliers
 from .params import ExtractParams, check_region, check_slice
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 # The kernel is refitted with the model variance when it changed the variance of
 # the trace core (profile above CORE_PROFILE) by more than this (median).
 REFIT_VARIANCE_CHANGE = 0.02
+# Further sources are re-tested when the slice's real noise exceeds the
+# propagated one by more than this factor.
+NOISE_RETEST = 1.1
 CORE_PROFILE = 0.05
 
 
@@ -231,11 +234,21 @@ def extract_slit(
     fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
     shape = spatial_model(sd, params, template, fit_usable, sd.variance)
     result = _iterate(sd, params, shape, basis)
-    if shape.status == "fit" and _refit_needed(result, sd, fit_usable, shape, params):
-        # Horne's loop: refit the kernel with the model variance, without the outliers.
+    noise = _slice_noise(sd, shape, result, usable, params)
+    if shape.status == "fit" and (
+        noise > 1.0 or _refit_needed(result, sd, fit_usable, shape, params)
+    ):
+        # Horne's loop: refit the kernel with the model variance, without the outliers
+        # (and the further sources re-tested against the real noise of the slice).
         variance = result.var_poisson + sd.var_rnoise + sd.var_flat
         shape = spatial_model(
-            sd, params, template, fit_usable & ~result.rejected, variance, previous=shape
+            sd,
+            params,
+            template,
+            fit_usable & ~result.rejected,
+            variance,
+            previous=shape,
+            noise_scale=noise,
         )
         result = _iterate(sd, params, shape, basis, start=result.var_poisson)
     if shape.status != "box" and np.all(result.sums.empty) and usable.any():
@@ -299,6 +312,41 @@ def _refit_needed(
         return True
     lo = max(shape.column - params.slice_width // 2, 0)
     return bool(pixels[:, lo : lo + params.slice_width].any())
+
+
+def _slice_noise(
+    sd: SlitData,
+    shape: SlitShape,
+    result: iteration.IteratedSums,
+    usable: np.ndarray,
+    params: ExtractParams,
+) -> float:
+    """Real over propagated noise of the kernel slice, when further sources were found.
+
+    Drizzled pixels are correlated along and across the slit, so a detection
+    at ``detect_threshold`` in the variance's terms can be noise. With
+    ``error_scale = "residual"`` the first round's residuals measure by how
+    much (`errorscale.slice_noise_scale`); 1 when not needed or not above
+    `NOISE_RETEST`.
+    """
+    if params.error_scale != "residual" or shape.kinds.count("source") < 2:
+        return 1.0
+    variance = result.var_poisson + sd.var_rnoise + sd.var_flat
+    sums = result.sums
+    model = np.nan_to_num(sums.model)
+    source = model - np.nan_to_num(sums.background)
+    ok = usable & ~result.rejected
+    cross = residual_error_scale(sd.data, model, variance, ok, sums.pixel_weights, sums, source)
+    noise = slice_noise_scale(sd.data, model, variance, ok, source, cross, params.slice_width)
+    if noise <= NOISE_RETEST:
+        return 1.0
+    log.info(
+        "Slit %s: the residuals scatter %.2f x the variance over the kernel slice "
+        "(correlated pixels); further sources re-tested against that noise",
+        sd.name,
+        noise,
+    )
+    return noise
 
 
 def _iterate(

@@ -77,11 +77,13 @@ def spatial_model(
     usable: np.ndarray,
     variance: np.ndarray,
     previous: SlitShape | None = None,
+    noise_scale: float = 1.0,
 ) -> SlitShape:
     """Kernel fit (with its fallbacks), components, varying kernel, empirical profile.
 
     A ``previous`` shape (refit with the model variance) keeps its slice and
-    components; only their parameters are refitted.
+    components; only their parameters are refitted, and components no longer
+    significant with the slice's errors times ``noise_scale`` are dropped.
     """
     if not usable.any():
         reason = "no usable pixel in the slit"
@@ -101,6 +103,7 @@ def spatial_model(
             sd.name,
             extra=wavelength_params(template, wavelength[column]),
             previous=previous.fit if previous else None,
+            noise_scale=noise_scale,
         )
     except ProfileFitError as err:
         fit = spatial.fixed_kernel(template, sd.shape[0])

@@ -63,6 +63,7 @@ def fit_slice(
     name: str = "",
     extra: Mapping[str, float] | None = None,
     previous: KernelFit | None = None,
+    noise_scale: float = 1.0,
 ) -> KernelFit:
     """Fit the kernel to the slice of ``params.slice_width`` columns around ``column``.
 
@@ -70,7 +71,8 @@ def fit_slice(
     slice are fitted together with the main source (`sources.find_components`).
     With a ``previous`` fit (a refit with new weights), its components are
     refitted from its values and not searched again; the ones no longer
-    significant are dropped.
+    significant, with the slice's standard errors times ``noise_scale`` (the
+    real noise of correlated pixels), are dropped.
     ``extra`` sets template parameters the data fix for the slice (e.g. the
     wavelength of its centre column, `kernel.wavelength_params`); the fitted
     template keeps them.
@@ -84,6 +86,7 @@ def fit_slice(
         template = with_params(template, extra)
     values, sigma = coadd.coadd_columns(data, variance, usable, column, params.slice_width)
     if previous is not None:
+        sigma = sigma * noise_scale
         fit = fit_kernel(
             with_params(previous.template, extra or {}),
             values,
