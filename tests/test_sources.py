@@ -12,6 +12,23 @@ from optimal_extract1d.simulate import simulate_slit
 THREE_SHUTTER = dict(nod_offsets=(-5.3, 5.3, -10.6, 10.6), nod_scale=(1 / 3, 1 / 3, 1 / 6, 1 / 6))
 
 
+def _benchmark_slit(rng, shape, snr):
+    """A slit like benchmarks/accuracy.py's: widening PSF, curved trace, cosmic rays."""
+    return simulate_slit(
+        rng,
+        n_disp=400,
+        snr=snr,
+        shape=shape,
+        fwhm=(1.6, 3.2),
+        curvature=0.8,
+        slope=0.3,
+        center=float(rng.uniform(13.0, 17.0)),
+        spectrum=np.ones(400),
+        cosmic_rays=30,
+        poisson_from_data=True,
+    )
+
+
 def _sim(rng, **kw):
     kw.setdefault("snr", 50.0)
     kw.setdefault("center", 15.0)
@@ -109,19 +126,7 @@ def test_cosmic_rays_and_data_derived_variance_make_no_spurious_sources(shape, s
     rng = np.random.default_rng(3)
     n_spectra = 0
     for _ in range(20):
-        sim = simulate_slit(
-            rng,
-            n_disp=400,
-            snr=snr,
-            shape=shape,
-            fwhm=(1.6, 3.2),
-            curvature=0.8,
-            slope=0.3,
-            center=float(rng.uniform(13.0, 17.0)),
-            spectrum=np.ones(400),
-            cosmic_rays=30,
-            poisson_from_data=True,
-        )
+        sim = _benchmark_slit(rng, shape, snr)
         spectra = extract_slit(
             slit_data_from_sim(sim), ExtractParams(fit_fwhm=True, fit_trace=True)
         )
@@ -136,19 +141,7 @@ def test_a_template_that_misses_the_wings_finds_no_companion_at_high_snr():
     rng = np.random.default_rng(3)
     counts = {"gaussian": 0, "empirical": 0}
     for _ in range(10):
-        sim = simulate_slit(
-            rng,
-            n_disp=400,
-            snr=100.0,
-            shape="moffat",
-            fwhm=(1.6, 3.2),
-            curvature=0.8,
-            slope=0.3,
-            center=float(rng.uniform(13.0, 17.0)),
-            spectrum=np.ones(400),
-            cosmic_rays=30,
-            poisson_from_data=True,
-        )
+        sim = _benchmark_slit(rng, "moffat", 100.0)
         sd = slit_data_from_sim(sim)
         for kernel in counts:
             params = ExtractParams(kernel=kernel, bkg_order=2, fit_fwhm=True, fit_trace=True)
