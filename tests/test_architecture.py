@@ -29,6 +29,8 @@ PURE = {
     "sources",
     "errorscale",
     "outliers",
+    "components",
+    "pruning",
 }
 BOUNDARY = {
     "slits",

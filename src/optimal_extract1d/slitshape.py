@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import coadd, horne, spatial
+from .components import ComponentSearch
 from .empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
 from .empirical import empirical_profile, trace_support
 from .errors import ProfileFitError
@@ -23,7 +24,6 @@ from .kernel import KernelFit, KernelTemplate, wavelength_params
 from .params import ExtractParams
 from .profile import Profile, kernel_profile
 from .slits import SlitData
-from .sources import ComponentSearch
 
 __all__ = ["SlitShape", "spatial_model", "box_shape"]
 

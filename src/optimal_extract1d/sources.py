@@ -12,34 +12,33 @@ so close pairs are deblended rather than found twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
-from .errors import ProfileFitError
+from .components import (
+    MIN_FLUX_FRACTION,
+    PRIOR_NOD_SNR,
+    PROFILE_ERROR,
+    ComponentSearch,
+    SliceData,
+    centres,
+    refit,
+    separated,
+)
 from .horne import polynomial_basis
 from .kernel import KernelFit
-from .profilefit import _solve_linear, component_shapes, fit_kernel
+from .profilefit import _solve_linear, component_shapes
+from .pruning import prune
 
-__all__ = [
-    "ComponentSearch",
-    "find_components",
-    "prune_components",
-    "MAX_COMPONENTS",
-    "PRIOR_NOD_SNR",
-]
+__all__ = ["find_components", "MAX_COMPONENTS"]
 
 log = logging.getLogger(__name__)
 
 # At most this many components besides the main source.
 MAX_COMPONENTS = 6
-# S/N a nod copy needs where the nod pattern predicts one.
-PRIOR_NOD_SNR = 2.0
 # A blend is tested for only when the fit is worse than this reduced chi2.
 MISFIT_CHI2 = 1.5
-# Fractional accuracy assumed for the template when testing for a blend.
-PROFILE_ERROR = 0.05
 # Components closer than this many FWHM are one component.
 MIN_SEPARATION_FWHM = 1.0
 # A blend is split into two sources only if they end up this far apart (FWHM).
@@ -47,8 +46,6 @@ SPLIT_MIN_SEPARATION_FWHM = 0.75
 # ... and only into sources at least this wide (pixels): narrower ones are
 # undersampled, fitting noise, cosmic-ray remnants or a curved trace's slice.
 SPLIT_MIN_FWHM = 1.0
-# A source this close to the main one (its FWHM) is re-tested as a blend in a refit.
-UNSPLIT_MAX_SEPARATION_FWHM = 3.0
 # Nod copies lie a shutter or a nod throw away: at least this many FWHM from a source.
 NOD_MIN_SEPARATION_FWHM = 2.0
 # A further source is looked for this many FWHM from the others (closer: a blend).
@@ -56,40 +53,11 @@ SOURCE_MIN_SEPARATION_FWHM = 1.5
 # Positive peaks this close (pixels) to the first or last valid row are slit-edge
 # artefacts (partial coverage, bar shadows, nod residuals), not sources.
 EDGE_GUARD = 2.0
-# A component fainter than this fraction of the main source is not trusted: at
-# high S/N a profile right to a few per cent leaves residual peaks that large.
-MIN_FLUX_FRACTION = 0.05
-# ... and within this many FWHM of the main source, where those residuals lie, a
-# further source must also gain the chi2 such a template error leaves,
-# (PROFILE_ERROR x S/N)^2 (a Gaussian fitted to a Moffat at slice S/N 550 "found"
+# Within this many FWHM of the main source, where a template right only to
+# PROFILE_ERROR leaves residuals, a further source must also gain the chi2 they
+# hold, (PROFILE_ERROR x S/N)^2 (a Gaussian fitted to a Moffat at slice S/N 550 "found"
 # a 5 % source 1 FWHM away).
 MISMATCH_REACH_FWHM = 3.0
-
-
-@dataclass(frozen=True)
-class ComponentSearch:
-    """What to look for around the main source.
-
-    Attributes
-    ----------
-    nods : bool
-        Look for negative nod copies.
-    sources : bool
-        Look for further positive sources.
-    threshold : float
-        Detection threshold, matched-filter S/N of the coadded profile.
-    expected_nods : tuple of float
-        Offsets (pixels from the source) where the nod pattern puts copies.
-    positions : tuple of float or None
-        User source positions (slice pixels); when given, no positive
-        sources are searched for and these start the fit.
-    """
-
-    nods: bool = True
-    sources: bool = True
-    threshold: float = 5.0
-    expected_nods: tuple[float, ...] = ()
-    positions: tuple[float, ...] | None = None
 
 
 def _scan(fit: KernelFit, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -168,14 +136,14 @@ def find_components(
     KernelFit
         The kernel with every component found, all fitted together.
     """
-    data = _Slice(values, sigma, bkg_order)
+    data = SliceData(values, sigma, bkg_order)
     if search.positions:
         offsets = [p - search.positions[0] for p in search.positions[1:]]
-        fit = _refit(fit, data, search.positions[0], offsets) or fit
+        fit = refit(fit, data, search.positions[0], offsets) or fit
     if search.nods and search.expected_nods:
         fit = _expected_nods(fit, data, search)
     fit = _add_components(fit, data, search)
-    fit = _prune(fit, data, search)
+    fit = prune(fit, data, search)
     if fit.offsets:
         described = ", ".join(
             f"{k} at {o:+.1f} px (S/N {s:.0f})"
@@ -185,32 +153,11 @@ def find_components(
     return fit
 
 
-@dataclass(frozen=True)
-class _Slice:
-    values: np.ndarray
-    sigma: np.ndarray
-    bkg_order: int
-
-    @property
-    def valid(self) -> np.ndarray:
-        return np.isfinite(self.values) & np.isfinite(self.sigma) & (self.sigma > 0)
-
-
-def _centres(fit: KernelFit) -> np.ndarray:
-    return fit.center + np.r_[0.0, np.asarray(fit.offsets, float)]
-
-
-def _separated(fit: KernelFit, min_fwhm: float) -> bool:
-    c = _centres(fit)
-    gaps = np.abs(c[:, None] - c[None, :])[np.triu_indices(c.size, 1)]
-    return bool(np.all(gaps >= min_fwhm * fit.fwhm))
-
-
-def _expected_nods(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+def _expected_nods(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
     """Fit the nod copies where the exposure's nod pattern puts them, all at once.
 
     Only copies that fall on the slice's valid rows are tried; the ones that
-    come out insignificant are dropped later (`_prune`). One fit instead of
+    come out insignificant are dropped later (`pruning.prune`). One fit instead of
     a search per copy.
     """
     valid = data.valid
@@ -223,13 +170,13 @@ def _expected_nods(fit: KernelFit, data: _Slice, search: ComponentSearch) -> Ker
     ]
     if not inside:
         return fit
-    trial = _refit(fit, data, fit.center, [*fit.offsets, *inside])
-    if trial is None or not _separated(trial, MIN_SEPARATION_FWHM):
+    trial = refit(fit, data, fit.center, [*fit.offsets, *inside])
+    if trial is None or not separated(trial, MIN_SEPARATION_FWHM):
         return fit
-    return _prune(trial, data, search)
+    return prune(trial, data, search)
 
 
-def _try_split(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+def _try_split(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
     """Replace the main source by two if that is a significantly better fit (a blend)."""
     # A template right to PROFILE_ERROR leaves chi2 of order (PROFILE_ERROR S/N)^2 that a
     # second component would also take up: demand that much more. No fit can gain more
@@ -239,12 +186,8 @@ def _try_split(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelF
     if fit.chi2 - dof < needed:
         return fit
     half = 0.5 * fit.fwhm
-    pair = _refit(fit, data, fit.center - half, [2 * half, *fit.offsets], fwhm=0.7 * fit.fwhm)
-    if (
-        pair is None
-        or not _separated(pair, SPLIT_MIN_SEPARATION_FWHM)
-        or pair.fwhm < SPLIT_MIN_FWHM
-    ):
+    pair = refit(fit, data, fit.center - half, [2 * half, *fit.offsets], fwhm=0.7 * fit.fwhm)
+    if pair is None or not separated(pair, SPLIT_MIN_SEPARATION_FWHM) or pair.fwhm < SPLIT_MIN_FWHM:
         return fit
     gain = fit.chi2 - pair.chi2
     flux, snr = pair.component_flux[0], pair.component_snr[0]
@@ -257,11 +200,11 @@ def _try_split(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelF
         return fit
     if flux > pair.flux:  # keep the brighter one as the main source
         swapped = [-pair.offsets[0], *(o - pair.offsets[0] for o in pair.offsets[1:])]
-        pair = _refit(pair, data, pair.center + pair.offsets[0], swapped) or pair
+        pair = refit(pair, data, pair.center + pair.offsets[0], swapped) or pair
     return pair
 
 
-def _add_components(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+def _add_components(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
     """Add nod copies and further sources, the best first; then one joint refit.
 
     Candidates come from `_scan` (linear fits with the shapes held), so the
@@ -288,7 +231,7 @@ def _add_components(fit: KernelFit, data: _Slice, search: ComponentSearch) -> Ke
                 found.append(_greedy(split, data, search))
     fit = min(found, key=lambda f: f.chi2 + sum(_charge(f, search, o) for o in f.offsets))
     if len(fit.offsets) > start:
-        fit = _refit(fit, data, fit.center, fit.offsets) or fit
+        fit = refit(fit, data, fit.center, fit.offsets) or fit
     return fit
 
 
@@ -302,7 +245,7 @@ def _charge(fit: KernelFit, search: ComponentSearch, offset: float | np.ndarray)
     return search.threshold**2 + np.where(near, (PROFILE_ERROR * fit.snr) ** 2, 0.0)
 
 
-def _greedy(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
+def _greedy(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
     """Add the best credible candidate while there is one.
 
     The first step refits the best candidate of each sign non-linearly and
@@ -324,7 +267,7 @@ def _greedy(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
         ]
         if not found:
             return fit
-        step = _refit if first else _linear
+        step = refit if first else _linear
         trials = []
         for row, _gain, is_negative in sorted(found, key=lambda c: -c[1])[: 2 if first else 1]:
             trial = step(fit, data, fit.center, [*fit.offsets, row - fit.center])
@@ -336,7 +279,7 @@ def _greedy(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
     return fit
 
 
-def _linear(fit: KernelFit, data: _Slice, center: float, offsets) -> KernelFit:
+def _linear(fit: KernelFit, data: SliceData, center: float, offsets) -> KernelFit:
     """The fit with new component offsets, shapes held: fluxes and background only."""
     n = data.values.size
     params = {
@@ -366,7 +309,7 @@ def _linear(fit: KernelFit, data: _Slice, center: float, offsets) -> KernelFit:
     )
 
 
-def _candidate(fit: KernelFit, data: _Slice, search: ComponentSearch, negative: bool):
+def _candidate(fit: KernelFit, data: SliceData, search: ComponentSearch, negative: bool):
     """``(row, chi2 gain, negative)`` of the best new component of one sign, or None.
 
     Rows are ranked by chi2 gain over the gain needed (threshold squared, plus
@@ -375,9 +318,9 @@ def _candidate(fit: KernelFit, data: _Slice, search: ComponentSearch, negative: 
     """
     gain, flux, snr = _scan(fit, data)
     rows = np.arange(data.values.size, dtype=float)
-    centres = _centres(fit)
-    positive = centres[np.r_[True, np.asarray(fit.component_flux) > 0]]
-    dist_all = np.min(np.abs(rows[:, None] - centres[None, :]), axis=1)
+    at = centres(fit)
+    positive = at[np.r_[True, np.asarray(fit.component_flux) > 0]]
+    dist_all = np.min(np.abs(rows[:, None] - at[None, :]), axis=1)
     dist_pos = np.min(np.abs(rows[:, None] - positive[None, :]), axis=1)
     needed = np.full(rows.size, search.threshold)
     needed_gain = needed**2
@@ -409,98 +352,5 @@ def _credible(fit: KernelFit, row: float, search: ComponentSearch, negative: boo
         (flux < 0) == negative
         and abs(snr) >= needed
         and abs(flux) >= MIN_FLUX_FRACTION * fit.flux
-        and _separated(fit, MIN_SEPARATION_FWHM)
+        and separated(fit, MIN_SEPARATION_FWHM)
     )
-
-
-def prune_components(
-    fit: KernelFit,
-    values: np.ndarray,
-    sigma: np.ndarray,
-    *,
-    bkg_order: int,
-    search: ComponentSearch,
-) -> KernelFit:
-    """Drop the components that are not significant in this slice (weakest first).
-
-    For a refit with new weights (the model variance): a component found
-    with the pipeline variance, whose data-derived weights favour pixels that
-    fluctuated low, may not hold up.
-    """
-    data = _Slice(values, sigma, bkg_order)
-    return _prune(_unsplit(fit, data, search), data, search)
-
-
-def _unsplit(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
-    """Merge a split pair back into one source when these weights no longer demand two.
-
-    The source nearest the main one, if within `UNSPLIT_MAX_SEPARATION_FWHM`
-    (a split narrows both parts, so a pair can end up farther apart than
-    `SOURCE_MIN_SEPARATION_FWHM` in its own FWHM), is tested as `_try_split`
-    tested it, against the single source refitted from the pair's combined
-    centre and width.
-    """
-    if search.positions:
-        return fit
-    close = [
-        (abs(o), i)
-        for i, (o, f) in enumerate(zip(fit.offsets, fit.component_flux, strict=True))
-        if f > 0 and abs(o) < UNSPLIT_MAX_SEPARATION_FWHM * fit.fwhm
-    ]
-    if not close:
-        return fit
-    i = min(close)[1]
-    offset, share = fit.offsets[i], fit.component_flux[i] / (fit.flux + fit.component_flux[i])
-    sigma = fit.fwhm / 2.3548
-    width = 2.3548 * np.sqrt(sigma**2 + share * (1 - share) * offset**2)
-    rest = [o - share * offset for j, o in enumerate(fit.offsets) if j != i]
-    single = _refit(fit, data, fit.center + share * offset, rest, fwhm=width)
-    if single is None:
-        return fit
-    needed = search.threshold**2 + (PROFILE_ERROR * single.snr) ** 2
-    return single if single.chi2 - fit.chi2 < needed else fit
-
-
-def _prune(fit: KernelFit, data: _Slice, search: ComponentSearch) -> KernelFit:
-    """Drop, weakest first, components that became insignificant once others were added."""
-    fixed = len(search.positions or ()) - 1
-    while len(fit.offsets) > max(fixed, 0):
-        needed = np.array(
-            [
-                PRIOR_NOD_SNR
-                if any(abs(o - e) < 1.0 for e in search.expected_nods) and f < 0
-                else search.threshold
-                for o, f in zip(fit.offsets, fit.component_flux, strict=True)
-            ]
-        )
-        weak = (np.abs(fit.component_snr) < needed) | (
-            np.abs(fit.component_flux) < MIN_FLUX_FRACTION * fit.flux
-        )
-        weak[: max(fixed, 0)] = False
-        if not weak.any():
-            return fit
-        worst = int(np.argmin(np.where(weak, np.abs(fit.component_snr) / needed, np.inf)))
-        offsets = [o for i, o in enumerate(fit.offsets) if i != worst]
-        refit = _refit(fit, data, fit.center, offsets)
-        if refit is None:
-            return fit
-        fit = refit
-    return fit
-
-
-def _refit(
-    fit: KernelFit, data: _Slice, center: float, offsets: Sequence[float], fwhm: float | None = None
-) -> KernelFit | None:
-    """Refit with the given components; None if the fit fails."""
-    try:
-        return fit_kernel(
-            fit.template,
-            data.values,
-            data.sigma,
-            bkg_order=data.bkg_order,
-            center=center,
-            fwhm=fwhm or fit.fwhm,
-            offsets=offsets,
-        )
-    except ProfileFitError:
-        return None

@@ -17,13 +17,15 @@ from typing import Any
 import numpy as np
 
 from . import coadd, trace
+from .components import ComponentSearch
 from .horne import extract_columns, polynomial_basis
 from .kernel import KernelFit, KernelTemplate, wavelength_params, with_params
 from .outliers import nanmedian
 from .params import ExtractParams
 from .profile import Profile, kernel_profile, normalize_profile
 from .profilefit import fit_kernel
-from .sources import ComponentSearch, find_components, prune_components
+from .pruning import prune_components
+from .sources import find_components
 
 __all__ = [
     "KernelVariation",
