@@ -119,16 +119,10 @@ def residual_error_scale(
     ErrorScale
         Factor 1 when fewer than `MIN_PIXELS` residuals are usable.
     """
-    sigma = np.sqrt(np.where(usable & (variance > 0), variance, np.nan))
-    with np.errstate(invalid="ignore"):
-        z = (data - model) / sigma
-        faint = np.abs(np.nan_to_num(source)) < sigma if source is not None else True
-    ok = np.isfinite(z) & faint
+    z, sigma, ok = _residuals(data, model, variance, usable, source)
     if ok.sum() < MIN_PIXELS:
         return ErrorScale(1.0, 1.0, (), int(ok.sum()))
-    zs = z / np.sqrt(np.clip(1.0 - np.nan_to_num(sums.leverage), 1e-3, 1.0))
-    rms = 1.4826 * np.median(np.abs(zs[ok] - np.median(zs[ok])))
-    ok &= np.abs(zs) <= CLIP_SIGMA * max(rms, 1e-12)
+    ok = _inliers(z / np.sqrt(np.clip(1.0 - np.nan_to_num(sums.leverage), 1e-3, 1.0)), ok)
     cols = _sample_columns(ok)
     coeffs = _noise_model(np.where(ok, z, 0.0)[:, cols], ok[:, cols], sums.hat(cols))
     if coeffs is None:
@@ -173,24 +167,40 @@ def slice_noise_scale(
     float
         The factor on the slice's standard errors (>= 1; 1 if unmeasurable).
     """
+    z, _, ok = _residuals(data, model, variance, usable, source)
+    if ok.sum() < MIN_PIXELS:
+        return max(cross.factor, 1.0)
+    ok = _inliers(z, ok)
+    # lags along the dispersion: axis 0 of the transposes
+    z0, measured = np.where(ok, z, 0.0).T, ok.T.astype(float)
+    variance_z = np.sum(z0 * z0) / np.sum(measured)
+    along = 1.0
+    for lag in range(1, min(MAX_LAG, z0.shape[0] - 1) + 1):
+        pairs = np.sum(_lag_sum(measured, measured, lag))
+        if pairs < MIN_PIXELS:
+            break
+        rho = np.sum(_lag_sum(z0, z0, lag)) / pairs / variance_z
+        along += 2.0 * (1.0 - lag / max(width, 1)) * rho
+    return float(max(cross.factor * np.sqrt(max(along, 0.0)), 1.0))
+
+
+def _residuals(data, model, variance, usable, source):
+    """Normalized residuals ``z``, ``sigma`` and where ``z`` measures noise.
+
+    Only pixels where the sources' model (``source``, if given) is below the
+    noise: there an imperfect profile leaves no systematic residual.
+    """
     sigma = np.sqrt(np.where(usable & (variance > 0), variance, np.nan))
     with np.errstate(invalid="ignore"):
         z = (data - model) / sigma
-        ok = np.isfinite(z) & (np.abs(np.nan_to_num(source)) < sigma)
-    if ok.sum() < MIN_PIXELS:
-        return max(cross.factor, 1.0)
+        faint = np.abs(np.nan_to_num(source)) < sigma if source is not None else True
+    return z, sigma, np.isfinite(z) & faint
+
+
+def _inliers(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``ok`` without the residuals beyond `CLIP_SIGMA` robust (MAD) sigma."""
     rms = 1.4826 * np.median(np.abs(z[ok] - np.median(z[ok])))
-    ok &= np.abs(z) <= CLIP_SIGMA * max(rms, 1e-12)
-    z0 = np.where(ok, z, 0.0).T  # lags along the dispersion: axis 0 of the transpose
-    pairs0 = np.sum(_lag_sum(ok.T.astype(float), ok.T.astype(float), 0))
-    along = 1.0
-    for lag in range(1, min(MAX_LAG, z0.shape[0] - 1) + 1):
-        pairs = np.sum(_lag_sum(ok.T.astype(float), ok.T.astype(float), lag))
-        if pairs < MIN_PIXELS:
-            break
-        rho = (np.sum(_lag_sum(z0, z0, lag)) / pairs) / (np.sum(z0 * z0) / pairs0)
-        along += 2.0 * (1.0 - lag / max(width, 1)) * rho
-    return float(max(cross.factor * np.sqrt(max(along, 0.0)), 1.0))
+    return ok & (np.abs(z) <= CLIP_SIGMA * max(rms, 1e-12))
 
 
 def _sample_columns(ok: np.ndarray) -> np.ndarray:

@@ -240,7 +240,7 @@ def extract_slit(
     ):
         # Horne's loop: refit the kernel with the model variance, without the outliers
         # (and the further sources re-tested against the real noise of the slice).
-        variance = result.var_poisson + sd.var_rnoise + sd.var_flat
+        variance = _model_variance(sd, result)
         shape = spatial_model(
             sd,
             params,
@@ -300,7 +300,7 @@ def _refit_needed(
     if np.isfinite(result.poisson_scale):
         core = fit_usable & (shape.profile.weights > CORE_PROFILE)
         old = sd.var_poisson + sd.var_rnoise + sd.var_flat
-        new = result.var_poisson + sd.var_rnoise + sd.var_flat
+        new = _model_variance(sd, result)
         with np.errstate(invalid="ignore", divide="ignore"):
             change = np.abs(new - old)[core] / old[core]
         if change.size and np.nanmedian(change) > REFIT_VARIANCE_CHANGE:
@@ -312,6 +312,11 @@ def _refit_needed(
         return True
     lo = max(shape.column - params.slice_width // 2, 0)
     return bool(pixels[:, lo : lo + params.slice_width].any())
+
+
+def _model_variance(sd: SlitData, result: iteration.IteratedSums) -> np.ndarray:
+    """The variance the iteration ended with: its Poisson part and the input's others."""
+    return result.var_poisson + sd.var_rnoise + sd.var_flat
 
 
 def _slice_noise(
@@ -331,7 +336,7 @@ def _slice_noise(
     """
     if params.error_scale != "residual" or shape.kinds.count("source") < 2:
         return 1.0
-    variance = result.var_poisson + sd.var_rnoise + sd.var_flat
+    variance = _model_variance(sd, result)
     sums = result.sums
     model = np.nan_to_num(sums.model)
     source = model - np.nan_to_num(sums.background)
@@ -380,7 +385,7 @@ def _spectra(
 ) -> list[SpectrumResult]:
     """One spectrum per source component, ordered along the slit."""
     sources = [i for i, kind in enumerate(shape.kinds) if kind == "source"]
-    variance = result.var_poisson + sd.var_rnoise + sd.var_flat
+    variance = _model_variance(sd, result)
     position = {i: float(np.nanmedian(shape.profiles[i].centers)) for i in sources}
     spectra = []
     for number, i in enumerate(sorted(sources, key=position.get), start=1):

@@ -23,7 +23,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 from .coadd import coadd_columns  # noqa: E402
 from .horne import usable_pixels  # noqa: E402
 from .simulate import PIXEL_AREA_SR  # noqa: E402
-from .trace import SmoothModel  # noqa: E402
+from .trace import SmoothModel, bin_centres  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -137,7 +137,7 @@ def panel_kernel_variation(ax: Axes, diag: SlitDiagnostics) -> None:
     bins = meta["bins"]
     d0 = _region_window(diag)[2]
     edges = np.asarray(bins["edges"], float)
-    mid = d0 + 0.5 * (edges[:-1] + edges[1:] - 1)
+    mid = d0 + bin_centres(edges)
     good = np.asarray(bins["good"], bool)
     columns = np.arange(int(edges[-1])) if edges.size else np.zeros(0)
     wavelength = diag.spectra[0].wavelength

@@ -207,7 +207,9 @@ def vary_kernel(
     if not (params.fit_fwhm or params.fit_trace):
         return flat
     edges, bins = _bin_fits(fit, flat, data, variance, usable, params)
-    mid_lam = np.interp(0.5 * (edges[:-1] + edges[1:] - 1), np.arange(n_disp), wavelength)
+    columns = np.arange(n_disp, dtype=float)
+    mid_col = trace.bin_centres(edges)
+    mid_lam = np.interp(mid_col, columns, wavelength)
     meta: dict[str, Any] = {
         "bins": {
             "edges": edges.tolist(),
@@ -237,8 +239,6 @@ def vary_kernel(
     # the diffraction (smooth in wavelength): for the PRISM, whose dispersion
     # changes tenfold, a low-order polynomial in wavelength bends a pixel-smooth
     # trace by ~0.1 px.
-    columns = np.arange(n_disp, dtype=float)
-    mid_col = 0.5 * (edges[:-1] + edges[1:] - 1)
     for key, on, order, values_b, out, x, mid_x, variable in (
         (
             "trace_model",
@@ -282,7 +282,7 @@ def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, par
         snr = first.flux / np.sqrt(first.variance)
     edges = trace.choose_bins(snr, params.n_bins)
     values, sigma = trace.coadd_bins(data, variance, usable, edges)
-    mids, cols = 0.5 * (edges[:-1] + edges[1:] - 1), np.arange(data.shape[1])
+    mids, cols = trace.bin_centres(edges), np.arange(data.shape[1])
     per_bin = {k: np.interp(mids, cols, v) for k, v in flat.column_params.items()}
     bins = trace.fit_bins(
         fit.template,

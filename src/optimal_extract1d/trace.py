@@ -25,7 +25,15 @@ from .horne import polynomial_basis
 from .kernel import KernelTemplate, fitted_params, shape_bounds, with_params
 from .profilefit import fit_profiles
 
-__all__ = ["BinFits", "SmoothModel", "choose_bins", "coadd_bins", "fit_bins", "fit_smooth"]
+__all__ = [
+    "BinFits",
+    "SmoothModel",
+    "bin_centres",
+    "choose_bins",
+    "coadd_bins",
+    "fit_bins",
+    "fit_smooth",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +53,6 @@ class BinFits:
 
     Attributes
     ----------
-    edges : ndarray of int, shape (n_bins + 1,)
-        Column edges of the bins (bin i is ``edges[i]:edges[i+1]``).
     center, fwhm : ndarray, shape (n_bins,)
         Fitted centre and FWHM (pixels); the global value where not fitted.
     snr : ndarray, shape (n_bins,)
@@ -57,17 +63,17 @@ class BinFits:
         Other template parameters fitted with one value for all bins.
     """
 
-    edges: np.ndarray
     center: np.ndarray
     fwhm: np.ndarray
     snr: np.ndarray
     good: np.ndarray
     shape_params: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def mid_columns(self) -> np.ndarray:
-        """Central column of every bin."""
-        return 0.5 * (self.edges[:-1] + self.edges[1:] - 1)
+
+def bin_centres(edges: np.ndarray) -> np.ndarray:
+    """Central column of every bin (bin i is ``edges[i]:edges[i+1]``)."""
+    edges = np.asarray(edges, float)
+    return 0.5 * (edges[:-1] + edges[1:] - 1)
 
 
 def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
@@ -185,7 +191,7 @@ def fit_bins(
         & ~fits.at_bound
         & (np.abs(centers - center) <= MAX_CENTER_JUMP)
     )
-    return BinFits(np.zeros(0, int), centers, widths, fits.flux_snr[:, 0], good, extra)
+    return BinFits(centers, widths, fits.flux_snr[:, 0], good, extra)
 
 
 # The abscissae a smooth model can use, as written in its metadata.
