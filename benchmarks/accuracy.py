@@ -83,22 +83,15 @@ def simulate_set(config: Config, snr: float, n_slits: int, rng):
     return sims
 
 
-def crb_variance(sim) -> np.ndarray:
-    """Variance of the Horne estimator with the true profile and true variance."""
-    mask = ~np.isfinite(sim.data)
-    var = sim.true_variance
-    noise_free = np.where(mask, np.nan, sim.flux * sim.true_profile)
-    out = extract_columns(noise_free, var, sim.true_profile, mask,
-                          bkg_basis=polynomial_basis(sim.data.shape[0], BKG_ORDER))
-    return out.variance
+def oracle(sim):
+    """The Horne estimate with the true profile and true variance, on the noisy data.
 
-
-def oracle_flux(sim) -> np.ndarray:
-    """The Horne estimate with the true profile and true variance, on the noisy data."""
+    Its ``variance`` (which does not depend on the data) is the CRB; its
+    ``flux`` the oracle's estimate for var/oracle.
+    """
     mask = ~np.isfinite(sim.data)
-    out = extract_columns(np.where(mask, np.nan, sim.data), sim.true_variance, sim.true_profile,
-                          mask, bkg_basis=polynomial_basis(sim.data.shape[0], BKG_ORDER))
-    return out.flux
+    return extract_columns(np.where(mask, np.nan, sim.data), sim.true_variance, sim.true_profile,
+                           mask, bkg_basis=polynomial_basis(sim.data.shape[0], BKG_ORDER))
 
 
 def box_reference(sims, path: Path, half_width: float) -> Path:
@@ -126,18 +119,18 @@ def main_spectra(x1d) -> tuple[list, int]:
     return main, len(x1d.spec) - len(main)
 
 
-def figures(x1d, sims) -> dict[str, float]:
+def figures(x1d, sims, oracles) -> dict[str, float]:
     biased, mse, oracle, pulls, cr_ok = [], [], [], [], []
     spectra, extra = main_spectra(x1d)
-    for spec, sim in zip(spectra, sims, strict=True):
+    for spec, sim, best in zip(spectra, sims, oracles, strict=True):
         t = spec.spec_table
         flux, err = t["FLUX"] / TO_JY, t["FLUX_ERROR"] / TO_JY
-        truth, crb = sim.flux, crb_variance(sim)
+        truth, crb = sim.flux, best.variance
         clean = ~sim.cosmic_rays.any(axis=0)
         good = np.isfinite(flux) & np.isfinite(crb) & clean
         biased.append((flux / truth)[good & (truth / np.sqrt(crb) >= 10)])
         mse.append(((flux - truth) ** 2 / crb)[good])
-        oracle.append(((oracle_flux(sim) - truth) ** 2 / crb)[good])
+        oracle.append(((best.flux - truth) ** 2 / crb)[good])
         pulls.append(((flux - truth) / err)[good & (err > 0)])
         hit = np.unique(np.nonzero(sim.cosmic_rays & (sim.true_profile > 1e-3))[1])
         cr_ok.append(np.abs((flux[hit] - truth[hit]) / err[hit]) < 3)
@@ -178,8 +171,9 @@ def run(n_slits: int, seed: int) -> list[tuple[str, float, str, dict]]:
                     METHODS[3]: jwst_box(model, "N/A"),
                     METHODS[4]: jwst_box(model, str(ref)),
                 }
+                oracles = [oracle(sim) for sim in sims]
                 for method, x1d in outputs.items():
-                    rows.append((config.name, snr, method, figures(x1d, sims)))
+                    rows.append((config.name, snr, method, figures(x1d, sims, oracles)))
     return rows
 
 
