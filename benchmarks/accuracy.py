@@ -46,9 +46,9 @@ from pathlib import Path
 import numpy as np
 
 from optimal_extract1d import OptimalExtract1dStep
-from optimal_extract1d.horne import extract_columns, polynomial_basis
-from optimal_extract1d.simulate import PIXEL_AREA_SR, simulate_slit
-from optimal_extract1d.simulate_models import make_multislit
+from optimal_extract1d.core.horne import extract_columns, polynomial_basis
+from optimal_extract1d.sim.models import make_multislit
+from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, simulate_slit
 
 TO_JY = PIXEL_AREA_SR * 1e6
 # Background degree of every optimal run and of the CRB (the generic default; the

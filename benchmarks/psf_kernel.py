@@ -20,9 +20,9 @@ import logging
 import numpy as np
 
 from optimal_extract1d import OptimalExtract1dStep
-from optimal_extract1d.psfref import EXAMPLE_PSF, read_psf_file
-from optimal_extract1d.simulate import PIXEL_AREA_SR, simulate_slit
-from optimal_extract1d.simulate_models import make_multislit
+from optimal_extract1d.io.psfref import EXAMPLE_PSF, read_psf_file
+from optimal_extract1d.sim.models import make_multislit
+from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, simulate_slit
 
 KERNELS = (
     {"kernel": "psf", "psf_file": str(EXAMPLE_PSF)},

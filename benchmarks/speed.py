@@ -95,7 +95,7 @@ RUNNERS = {
 
 
 def make_file(path: Path, n_slits: int) -> None:
-    from optimal_extract1d.simulate_models import make_s2d_file
+    from optimal_extract1d.sim.models import make_s2d_file
 
     nods = dict(nod_offsets=(-5.3, 5.3, -10.6, 10.6), nod_scale=(1 / 3, 1 / 3, 1 / 6, 1 / 6))
     make_s2d_file(path, np.random.default_rng(0), n_slits=n_slits, snr_range=(5, 80),

@@ -28,7 +28,7 @@ from scipy.special import erf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from optimal_extract1d.psfref import write_psf_file  # noqa: E402
+from optimal_extract1d.io.psfref import write_psf_file  # noqa: E402
 
 OUT = ROOT / "src" / "optimal_extract1d" / "reference_files" / "example_psf_nirspec_prism.fits"
 SUBPIX = 5

@@ -1,4 +1,4 @@
-"""Shared fixtures: synthetic slits from `optimal_extract1d.simulate`."""
+"""Shared fixtures: synthetic slits from `optimal_extract1d.sim.simulate`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from optimal_extract1d.results import FluxUnits
-from optimal_extract1d.simulate import simulate_slit
-from optimal_extract1d.slits import SlitData
+from optimal_extract1d.sim.simulate import simulate_slit
+from optimal_extract1d.slitdata import SlitData
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ceers-933"
 if "OPTIMAL_EXTRACT1D_SHARED" in os.environ:

@@ -1,96 +1,121 @@
-"""The layering of DEVELOPERS.md / STYLE.md: imports point downward only."""
+"""The layering of DEVELOPERS.md / STYLE.md, per subpackage: imports point downward only."""
 
 import ast
 from pathlib import Path
 
+import pytest
+
 import optimal_extract1d
 
 PACKAGE = Path(optimal_extract1d.__file__).parent
-PURE = {
-    "errors",
-    "params",
-    "kernel",
-    "evaluate",
-    "profile",
-    "coadd",
-    "horne",
-    "iteration",
-    "results",
-    "simulate",
-    "trace",
-    "variance",
-    "spatial",
-    "empirical",
-    "profilefit",
-    "lm",
-    "assemble",
-    "nods",
-    "psf",
-    "sources",
-    "errorscale",
-    "outliers",
-    "components",
-    "pruning",
+VOCABULARY = {"errors", "params", "results", "slitdata"}
+SHELL = {"step", "spec3", "_integration"}
+# What each layer may import from the package (besides itself and the vocabulary).
+ALLOWED = {
+    "vocabulary": set(),
+    "core": set(),
+    "psf": {"core"},
+    "scene": {"core", "psf"},
+    "io": {"core", "psf", "scene"},
+    "sim": {"psf"},
+    "pipeline": {"core", "psf", "scene", "io"},
+    "shell": {"pipeline", "io", "shell"},
+    "cli": {"shell", "pipeline", "io", "sim", "core", "psf", "scene"},
 }
-BOUNDARY = {
-    "slits",
-    "inputvariance",
-    "x1d",
-    "specwcs",
-    "simulate_models",
-    "defaults",
-    "diagnostics",
-    "psfref",
-}
-STPIPE_MODULES = {"step", "spec3"}
+PURE_LAYERS = {"vocabulary", "core", "psf", "scene"}
 DATAMODEL_PACKAGES = ("stdatamodels", "jwst", "gwcs", "stpipe", "asdf", "matplotlib")
 
 
-def _imports(path):
-    tree = ast.parse(path.read_text())
-    names = set()
-    for node in ast.walk(tree):
+def _layer(module: str) -> str:
+    """Layer of a package-relative dotted module name (``core.horne``, ``step``)."""
+    head = module.split(".")[0]
+    if head in VOCABULARY:
+        return "vocabulary"
+    if head in SHELL:
+        return "shell"
+    return head
+
+
+def _imports(path: Path, module: str) -> tuple[set[str], set[str]]:
+    """(package modules imported, as package-relative names; external modules imported)."""
+    package = module.split(".")[:-1] if path.name != "__init__.py" else module.split(".")
+    local, external = set(), set()
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            for alias in node.names:
+                if alias.name.startswith("optimal_extract1d."):
+                    local.add(alias.name.removeprefix("optimal_extract1d."))
+                else:
+                    external.add(alias.name)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = node.module or ""
-                names.update(f".{base}" if base else f".{a.name}" for a in node.names)
+                base = package[: len(package) - node.level + 1]
+                stem = [*base, *(node.module.split(".") if node.module else [])]
+                if node.module:
+                    local.add(".".join(stem))
+                else:
+                    local.update(".".join([*stem, a.name]) for a in node.names)
+            elif node.module.startswith("optimal_extract1d"):
+                local.add(node.module.removeprefix("optimal_extract1d").lstrip("."))
             else:
-                names.add(node.module)
-    return names
+                external.add(node.module)
+    return {m for m in local if m}, external
 
 
 def _modules():
-    return {p.stem: _imports(p) for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
-
-
-def test_pure_modules_import_no_datamodels_and_nothing_above_them():
-    for name, imports in _modules().items():
-        if name not in PURE:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts == ("__init__",):
             continue
-        for imp in imports:
-            assert not imp.startswith(DATAMODEL_PACKAGES), f"{name} imports {imp}"
-            if imp.startswith("."):
-                assert imp[1:].split(".")[0] in PURE, f"pure module {name} imports {imp}"
+        module = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        yield path, module
 
 
-def test_only_the_step_modules_know_stpipe():
-    for name, imports in _modules().items():
-        uses = any(i.startswith(("stpipe", "jwst.stpipe", "jwst.pipeline")) for i in imports)
-        assert not uses or name in STPIPE_MODULES, f"{name} imports stpipe"
+MODULES = list(_modules())
 
 
-def test_boundary_modules_do_not_import_the_coordinator_or_step():
-    for name, imports in _modules().items():
-        if name in BOUNDARY | PURE:
-            local = {i[1:].split(".")[0] for i in imports if i.startswith(".")}
-            assert not local & {"extraction", "step", "spec3", "cli", "demo"}, name
+def test_every_module_belongs_to_a_known_layer():
+    for _, module in MODULES:
+        assert _layer(module) in ALLOWED, f"{module} is in no layer of tests/test_architecture.py"
+
+
+@pytest.mark.parametrize("path, module", MODULES, ids=[m for _, m in MODULES])
+def test_imports_point_downward(path, module):
+    layer = _layer(module)
+    local, external = _imports(path, module)
+    for imported in local:
+        target = _layer(imported)
+        assert target in {layer, "vocabulary"} | ALLOWED[layer], (
+            f"{module} ({layer}) imports {imported} ({target})"
+        )
+    if layer in PURE_LAYERS:
+        for imp in external:
+            assert not imp.startswith(DATAMODEL_PACKAGES), f"pure {module} imports {imp}"
+
+
+def test_only_the_shell_knows_stpipe():
+    for path, module in MODULES:
+        _, external = _imports(path, module)
+        uses = any(i.startswith(("stpipe", "jwst.stpipe", "jwst.pipeline")) for i in external)
+        assert not uses or _layer(module) == "shell", f"{module} imports stpipe"
+
+
+def test_vocabulary_imports_only_the_vocabulary():
+    for path, module in MODULES:
+        if _layer(module) == "vocabulary":
+            local, _ = _imports(path, module)
+            assert all(_layer(m) == "vocabulary" for m in local), module
+
+
+def test_every_subpackage_says_what_it_owns_and_may_import():
+    for sub in sorted(p.parent for p in PACKAGE.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse((sub / "__init__.py").read_text()))
+        assert doc and "May import" in doc, f"{sub.name}/__init__.py lacks its contract"
 
 
 def test_every_module_declares_all():
-    for path in PACKAGE.glob("*.py"):
-        if path.stem in {"__init__"}:
+    for path, _ in MODULES:
+        if path.name == "__init__.py":
             continue
         assert "__all__" in path.read_text(), f"{path.name} has no __all__"
 
@@ -104,3 +129,21 @@ def test_dq_bits_match_jwst():
     assert results.DQ_OUTLIER == dqflags.pixel["OUTLIER"]
     assert results.DQ_FLUX_ESTIMATED == dqflags.pixel["FLUX_ESTIMATED"]
     assert results.DQ_FALLBACK == dqflags.pixel["OTHER_BAD_PIXEL"]
+
+
+def test_no_import_cycles():
+    """Lazy imports included: a module never reaches itself through the package's imports."""
+    graph = {}
+    names = {module for _, module in MODULES}
+    for path, module in MODULES:
+        local, _ = _imports(path, module)
+        # `from .io import slits` names a module; `from .results import X` names its module
+        graph[module] = {m if m in names else m.rsplit(".", 1)[0] for m in local} & names
+    for start in graph:
+        stack, seen = list(graph[start]), set()
+        while stack:
+            node = stack.pop()
+            assert node != start, f"import cycle through {start}"
+            if node not in seen:
+                seen.add(node)
+                stack.extend(graph.get(node, ()))

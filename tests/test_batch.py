@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from stdatamodels.jwst import datamodels
 
-from optimal_extract1d.batch import run_batch
-from optimal_extract1d.cli import main, split_step_options
+from optimal_extract1d.cli.batch import run_batch
+from optimal_extract1d.cli.main import main, split_step_options
 from optimal_extract1d.errors import InputError
-from optimal_extract1d.simulate import simulate_slit
-from optimal_extract1d.simulate_models import make_multislit, make_s2d_file
+from optimal_extract1d.sim.models import make_multislit, make_s2d_file
+from optimal_extract1d.sim.simulate import simulate_slit
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import numpy as np
 from stdatamodels.jwst import datamodels
 
-from optimal_extract1d.cli import main
+from optimal_extract1d.cli.main import main
 
 
 def test_simulate_writes_a_readable_s2d(tmp_path, capsys):

@@ -33,8 +33,10 @@ from gwcs import WCS
 from stdatamodels.jwst import datamodels
 from stpipe.exceptions import ValidationError
 
-from optimal_extract1d import OptimalExtract1dStep, extraction, x1d
+from optimal_extract1d import OptimalExtract1dStep
 from optimal_extract1d.errors import InputError, ParameterError
+from optimal_extract1d.io import x1d
+from optimal_extract1d.pipeline import extraction
 from optimal_extract1d.results import (
     DQ_DO_NOT_USE,
     DQ_FALLBACK,
@@ -42,8 +44,8 @@ from optimal_extract1d.results import (
     FluxUnits,
     SpectrumResult,
 )
-from optimal_extract1d.simulate import PIXEL_AREA_SR, simulate_slit
-from optimal_extract1d.simulate_models import make_lrs_image, make_multislit, slit_wcs
+from optimal_extract1d.sim.models import make_lrs_image, make_multislit, slit_wcs
+from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, simulate_slit
 
 N_CROSS, N_DISP, CENTER = 25, 80, 12
 SIM = dict(n_cross=N_CROSS, n_disp=N_DISP, snr=50.0, fwhm=(2.0, 2.0))

@@ -12,16 +12,16 @@ import pytest
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d import OptimalExtract1dStep
-from optimal_extract1d.defaults import (
+from optimal_extract1d.errors import ReferenceFileError
+from optimal_extract1d.io.defaults import (
     MODE_STEMS,
     REFERENCE_DIR,
     load_mode_defaults,
     mode_file_name,
     read_mode_file,
 )
-from optimal_extract1d.errors import ReferenceFileError
-from optimal_extract1d.simulate import simulate_slit
-from optimal_extract1d.simulate_models import make_multislit
+from optimal_extract1d.sim.models import make_multislit
+from optimal_extract1d.sim.simulate import simulate_slit
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "make_mode_defaults.py"

@@ -6,8 +6,8 @@ from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d import OptimalExtract1dStep
-from optimal_extract1d.simulate import simulate_slit
-from optimal_extract1d.simulate_models import make_lrs_image, make_multislit
+from optimal_extract1d.sim.models import make_lrs_image, make_multislit
+from optimal_extract1d.sim.simulate import simulate_slit
 
 ALL = dict(save_profile=True, save_scene_model=True, save_residual_image=True)
 
@@ -95,9 +95,9 @@ def test_repeated_slit_names_in_a_container_get_distinct_files(rng, tmp_path):
 
 
 def _diagnostics(model, **kw):
-    from optimal_extract1d.diagnostics import slit_diagnostics
-    from optimal_extract1d.extraction import extract
+    from optimal_extract1d.io.diagnostics import slit_diagnostics
     from optimal_extract1d.params import ExtractParams
+    from optimal_extract1d.pipeline.extraction import extract
 
     params = ExtractParams(**kw)
     return slit_diagnostics(model, extract(model, params), params)
@@ -106,7 +106,7 @@ def _diagnostics(model, **kw):
 def test_plot_shows_the_binned_fits_and_the_smooth_models_used(rng):
     import matplotlib.pyplot as plt
 
-    from optimal_extract1d.plotting import SLIT_PANELS, panel_kernel_variation
+    from optimal_extract1d.io.plotting import SLIT_PANELS, panel_kernel_variation
 
     sim = simulate_slit(
         rng,

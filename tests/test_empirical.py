@@ -1,7 +1,7 @@
 import numpy as np
 
-from optimal_extract1d.empirical import empirical_profile, trace_support
-from optimal_extract1d.horne import extract_columns
+from optimal_extract1d.core.empirical import empirical_profile, trace_support
+from optimal_extract1d.core.horne import extract_columns
 
 
 def test_empirical_profile_recovers_a_shape_no_template_fits(rng):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from conftest import slit_data_from_sim
 
-from optimal_extract1d.extraction import extract_slit
 from optimal_extract1d.params import ExtractParams
-from optimal_extract1d.simulate import simulate_slit
+from optimal_extract1d.pipeline.extraction import extract_slit
+from optimal_extract1d.sim.simulate import simulate_slit
 
 
 def _pulls(rng, n, params, var_scale=1.0, **kw):

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from conftest import slit_data_from_sim
 
-from optimal_extract1d.extraction import extract_slit
+from optimal_extract1d.io.psfref import EXAMPLE_PSF, read_psf_file
 from optimal_extract1d.params import ExtractParams
-from optimal_extract1d.psfref import EXAMPLE_PSF, read_psf_file
+from optimal_extract1d.pipeline.extraction import extract_slit
 from optimal_extract1d.results import DQ_DO_NOT_USE, DQ_FALLBACK, DQ_OUTLIER
-from optimal_extract1d.simulate import simulate_slit
-from optimal_extract1d.trace import SmoothModel
+from optimal_extract1d.scene.trace import SmoothModel
+from optimal_extract1d.sim.simulate import simulate_slit
 
 
 @pytest.mark.parametrize("shape", ["gaussian", "moffat"])
@@ -92,7 +92,7 @@ def _curved_widening(rng, snr, **kw):
 
 def _crb(sim, bkg_order=2):
     """Variance of the Horne estimator given the true profile and variance."""
-    from optimal_extract1d.horne import extract_columns, polynomial_basis
+    from optimal_extract1d.core.horne import extract_columns, polynomial_basis
 
     mask = ~np.isfinite(sim.data)
     out = extract_columns(

@@ -17,16 +17,16 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from optimal_extract1d.core.horne import extract_columns, polynomial_basis, usable_pixels
+from optimal_extract1d.core.profile import normalize_profile
 from optimal_extract1d.errors import OptimalExtractError, ProfileFitError
-from optimal_extract1d.evaluate import evaluate_template
-from optimal_extract1d.extraction import extract_slit
-from optimal_extract1d.horne import extract_columns, polynomial_basis, usable_pixels
-from optimal_extract1d.kernel import make_template
 from optimal_extract1d.params import ExtractParams
-from optimal_extract1d.profile import normalize_profile
-from optimal_extract1d.profilefit import fit_kernel
+from optimal_extract1d.pipeline.extraction import extract_slit
+from optimal_extract1d.psf.evaluate import evaluate_template
+from optimal_extract1d.psf.kernel import make_template
+from optimal_extract1d.psf.profilefit import fit_kernel
 from optimal_extract1d.results import DQ_DO_NOT_USE
-from optimal_extract1d.simulate import simulate_slit
+from optimal_extract1d.sim.simulate import simulate_slit
 
 END_TO_END = settings(max_examples=max(20, settings().max_examples // 10))
 SPECIALS = st.sampled_from([np.nan, np.inf, -np.inf])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from optimal_extract1d.horne import extract_columns, polynomial_basis, usable_pixels
-from optimal_extract1d.profile import normalize_profile
+from optimal_extract1d.core.horne import extract_columns, polynomial_basis, usable_pixels
+from optimal_extract1d.core.profile import normalize_profile
 
 
 def gaussian_profile(n_cross, n_disp, center=10.0, sigma=1.2):

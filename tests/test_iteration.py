@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from optimal_extract1d import iteration
-from optimal_extract1d.horne import polynomial_basis
-from optimal_extract1d.profile import normalize_profile
+from optimal_extract1d.core import iteration
+from optimal_extract1d.core.horne import polynomial_basis
+from optimal_extract1d.core.profile import normalize_profile
 
 
 def gaussian_profile(n_cross, n_disp, center, sigma):

@@ -3,13 +3,13 @@ import pytest
 from astropy.modeling import models
 
 from optimal_extract1d.errors import ParameterError, ProfileFitError
-from optimal_extract1d.evaluate import (
+from optimal_extract1d.psf.evaluate import (
     evaluate_native,
     evaluate_template,
     evaluate_with_derivatives,
 )
-from optimal_extract1d.kernel import make_template
-from optimal_extract1d.profilefit import fit_kernel
+from optimal_extract1d.psf.kernel import make_template
+from optimal_extract1d.psf.profilefit import fit_kernel
 
 
 def _slice(template_name, center, fwhm, n=31, amp=10.0, bkg=0.0, noise=0.05, seed=0):

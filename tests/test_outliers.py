@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from optimal_extract1d.outliers import OUTLIER_SIGMA, fit_outliers
-from optimal_extract1d.simulate import simulate_slit
+from optimal_extract1d.core.outliers import OUTLIER_SIGMA, fit_outliers
+from optimal_extract1d.sim.simulate import simulate_slit
 
 
 def _slit(rng, snr, spectrum=None, **kw):

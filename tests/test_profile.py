@@ -1,8 +1,9 @@
 import numpy as np
 
-from optimal_extract1d.coadd import brightest_column, coadd_columns
-from optimal_extract1d.kernel import make_template
-from optimal_extract1d.profile import kernel_profile, normalize_profile
+from optimal_extract1d.core.coadd import brightest_column, coadd_columns
+from optimal_extract1d.core.profile import normalize_profile
+from optimal_extract1d.psf.evaluate import kernel_profile
+from optimal_extract1d.psf.kernel import make_template
 
 
 def test_normalize_clips_and_sums_to_one():

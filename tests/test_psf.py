@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 from optimal_extract1d.errors import ReferenceFileError
-from optimal_extract1d.evaluate import evaluate_native, evaluate_template
-from optimal_extract1d.kernel import fitted_params, make_template, wavelength_params
-from optimal_extract1d.profilefit import fit_kernel
-from optimal_extract1d.psf import PSFTable, TabulatedPSF1D
-from optimal_extract1d.trace import fit_bins
+from optimal_extract1d.psf.evaluate import evaluate_native, evaluate_template
+from optimal_extract1d.psf.kernel import fitted_params, make_template, wavelength_params
+from optimal_extract1d.psf.profilefit import fit_kernel
+from optimal_extract1d.psf.tabulated import PSFTable, TabulatedPSF1D
+from optimal_extract1d.scene.trace import fit_bins
 
 SUBPIX = 5
 OFFSETS = np.arange(-75, 76) / SUBPIX

@@ -8,7 +8,7 @@ from astropy.io import fits
 from stdatamodels.jwst.datamodels import ImageModel
 
 from optimal_extract1d.errors import ReferenceFileError
-from optimal_extract1d.psfref import EXAMPLE_PSF, read_psf_file, write_psf_file
+from optimal_extract1d.io.psfref import EXAMPLE_PSF, read_psf_file, write_psf_file
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_example_psf.py"
 

@@ -5,11 +5,11 @@ import pytest
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d.errors import InputError
-from optimal_extract1d.inputs import open_input
-from optimal_extract1d.inputvariance import choose_variance
-from optimal_extract1d.simulate import PIXEL_AREA_SR, simulate_slit
-from optimal_extract1d.simulate_models import make_lrs_image, make_slit_model
-from optimal_extract1d.slits import read_slit
+from optimal_extract1d.io.inputs import open_input
+from optimal_extract1d.io.inputvariance import choose_variance
+from optimal_extract1d.io.slits import read_slit
+from optimal_extract1d.sim.models import make_lrs_image, make_slit_model
+from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, simulate_slit
 
 
 @pytest.fixture

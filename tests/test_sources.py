@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from conftest import slit_data_from_sim
 
-from optimal_extract1d.extraction import extract_slit
-from optimal_extract1d.nods import expected_nod_offsets
+from optimal_extract1d.io.nods import expected_nod_offsets
 from optimal_extract1d.params import ExtractParams
-from optimal_extract1d.simulate import simulate_slit
+from optimal_extract1d.pipeline.extraction import extract_slit
+from optimal_extract1d.sim.simulate import simulate_slit
 
 THREE_SHUTTER = dict(nod_offsets=(-5.3, 5.3, -10.6, 10.6), nod_scale=(1 / 3, 1 / 3, 1 / 6, 1 / 6))
 

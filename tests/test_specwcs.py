@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from jwst.extract_1d.spec_wcs import create_spectral_wcs
 
-from optimal_extract1d.specwcs import spectral_wcs
+from optimal_extract1d.io.specwcs import spectral_wcs
 
 
 @pytest.mark.parametrize("direction", [1, -1])

@@ -11,9 +11,9 @@ from stdatamodels.validate import ValidationWarning
 
 from optimal_extract1d import OptimalExtract1dStep
 from optimal_extract1d.errors import InputError, ParameterError, ReferenceFileError
-from optimal_extract1d.psfref import EXAMPLE_PSF, read_psf_file, write_psf_file
-from optimal_extract1d.simulate import PIXEL_AREA_SR, simulate_slit
-from optimal_extract1d.simulate_models import make_lrs_image, make_multislit
+from optimal_extract1d.io.psfref import EXAMPLE_PSF, read_psf_file, write_psf_file
+from optimal_extract1d.sim.models import make_lrs_image, make_multislit
+from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, simulate_slit
 
 SIM = dict(n_disp=100, snr=50.0, fwhm=(2.0, 2.0))
 
@@ -168,7 +168,7 @@ def test_profile_fits_through_the_step_with_vertical_dispersion(rng):
     assert meta.iteration.n_rejected >= 1
     _check_spectrum(spec, sim)
     lam = spec.spec_table["WAVELENGTH"]
-    from optimal_extract1d.trace import SmoothModel
+    from optimal_extract1d.scene.trace import SmoothModel
 
     fwhm = SmoothModel.from_meta(meta.fwhm_model)
     # the fitted (point-sampled) FWHM tracks the injected one, which doubles

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from optimal_extract1d.evaluate import evaluate_template
-from optimal_extract1d.kernel import make_template
-from optimal_extract1d.trace import (
+from optimal_extract1d.psf.evaluate import evaluate_template
+from optimal_extract1d.psf.kernel import make_template
+from optimal_extract1d.scene.trace import (
     MIN_BIN_SNR,
     SmoothModel,
     choose_bins,

@@ -1,6 +1,6 @@
 import numpy as np
 
-from optimal_extract1d.variance import remodel_poisson
+from optimal_extract1d.core.variance import remodel_poisson
 
 
 def test_poisson_variance_is_predicted_from_the_model(rng):

@@ -88,7 +88,7 @@ class ModeDefaults(_TableDirective):
 
     def lines(self) -> list[str]:
         """The reST list-table of the mode files."""
-        from optimal_extract1d.defaults import MODE_STEMS, REFERENCE_DIR, read_mode_file
+        from optimal_extract1d.io.defaults import MODE_STEMS, REFERENCE_DIR, read_mode_file
 
         modes = [read_mode_file(REFERENCE_DIR / f"{stem}.asdf") for stem in MODE_STEMS]
         names = sorted({name for m in modes for name in m.parameters})

@@ -1,7 +1,21 @@
 """Horne (1986) optimal extraction of JWST slit spectra as an stpipe step.
 
-``OptimalExtract1dStep`` and ``OptimalSpec3Pipeline`` are imported lazily, so the pure modules
-(`horne`, `kernel`, `profile`, ...) can be used without loading jwst.
+The package reads top-down, one layer per folder; each layer imports only the
+ones below it (``tests/test_architecture.py`` enforces it):
+
+* `step`, `spec3`: the stpipe shell, the only modules that know stpipe;
+* `cli`: the ``optimal-extract1d`` command (demo, simulate, batch);
+* `pipeline`: the per-slit loop and what a failure means;
+* `io`: datamodels in (`io.slits`) and out (`io.x1d`), mode defaults, PSF
+  files, diagnostics;
+* `scene`: which sources, nod copies and background a slit holds, and their shape;
+* `psf`: kernel templates and their fits;
+* `core`: Horne's sums, iteration, variance and error scale;
+* the vocabulary shared by all: `errors`, `params`, `results`, `slitdata`;
+* `sim`: simulated slits with known truth.
+
+``OptimalExtract1dStep`` and ``OptimalSpec3Pipeline`` are imported lazily, so
+the pure layers can be used without loading jwst.
 """
 
 from importlib import import_module

@@ -1,8 +1,8 @@
 """What an extraction produces for one spectrum, as plain arrays.
 
-`SpectrumResult` is built by `extraction` from the pure modules and turned
-into an x1d table by `x1d`; it holds values in the input data units (flux
-summed over pixels), before any unit conversion.
+`SpectrumResult` is built by `pipeline.extraction` from the pure modules and
+turned into an x1d table by `io.x1d`; it holds values in the input data units
+(flux summed over pixels), before any unit conversion.
 """
 
 from __future__ import annotations

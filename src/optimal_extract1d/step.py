@@ -18,10 +18,11 @@ from jwst.stpipe import Step
 from stpipe import config_parser
 from stpipe.exceptions import ValidationError
 
-from . import diagnostics, extraction, inputs, slits, x1d
-from .defaults import load_mode_defaults, mode_record
 from .errors import InputError, ParameterError
+from .io import diagnostics, inputs, slits, x1d
+from .io.defaults import load_mode_defaults, mode_record
 from .params import ExtractParams
+from .pipeline import extraction
 
 __all__ = ["OptimalExtract1dStep"]
 

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 from stdatamodels.jwst import datamodels
 
+from ..params import ExtractParams
+from ..results import SpectrumResult
+from ..slitdata import SlitDiagnostics
 from . import slits
-from .params import ExtractParams
-from .results import SpectrumResult
-from .slits import SlitData
 
 __all__ = [
     "DiagnosticsRequest",
@@ -70,39 +70,6 @@ class DiagnosticsRequest:
     def any(self) -> bool:
         """True when anything is to be written."""
         return bool(self.kinds) or self.plots
-
-
-@dataclass(frozen=True)
-class SlitDiagnostics:
-    """One slit with what the extraction made of it, dispersion along axis 1.
-
-    Attributes
-    ----------
-    index : int
-        Position of the slit in `slits.iter_slits` order.
-    label : str or None
-        File-name infix (lower-case slit name); None for a single-slit input.
-    slit : SlitData
-        The whole slit as read for the extraction.
-    spectra : tuple of SpectrumResult
-        The spectra extracted from it (one per source).
-    profile : ndarray, shape (n_cross, n_disp)
-        Sum of the normalized profiles of its spectra; 0 outside the region.
-    scene : ndarray, shape (n_cross, n_disp)
-        Model of the slit (all sources plus background); NaN outside the region.
-    """
-
-    index: int
-    label: str | None
-    slit: SlitData
-    spectra: tuple[SpectrumResult, ...]
-    profile: np.ndarray
-    scene: np.ndarray
-
-    @property
-    def residual(self) -> np.ndarray:
-        """Data minus scene model, shape (n_cross, n_disp); NaN outside the region."""
-        return self.slit.data - self.scene
 
 
 def slit_diagnostics(model: Any, run: Any, params: ExtractParams) -> list[SlitDiagnostics]:

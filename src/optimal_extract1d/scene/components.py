@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ProfileFitError
-from .kernel import KernelFit
-from .profilefit import fit_kernel
+from ..errors import ProfileFitError
+from ..psf.kernel import KernelFit
+from ..psf.profilefit import fit_kernel
 
 __all__ = [
     "ComponentSearch",

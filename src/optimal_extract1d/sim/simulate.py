@@ -23,7 +23,7 @@ import numpy as np
 from scipy.ndimage import convolve, map_coordinates
 from scipy.special import erf
 
-from .psf import PSFTable
+from ..psf.tabulated import PSFTable
 
 __all__ = ["SimulatedSlit", "simulate_slit", "default_spectrum", "PIXEL_AREA_SR"]
 

@@ -16,6 +16,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from ..core.horne import polynomial_basis
+from ..psf.kernel import KernelFit
+from ..psf.profilefit import _solve_linear, component_shapes
 from .components import (
     MIN_FLUX_FRACTION,
     PRIOR_NOD_SNR,
@@ -26,9 +29,6 @@ from .components import (
     refit,
     separated,
 )
-from .horne import polynomial_basis
-from .kernel import KernelFit
-from .profilefit import _solve_linear, component_shapes
 from .pruning import prune
 
 __all__ = ["find_components", "MAX_COMPONENTS"]

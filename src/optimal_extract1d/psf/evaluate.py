@@ -15,6 +15,7 @@ import numpy as np
 from astropy.modeling import Model, models
 from scipy.special import erf
 
+from ..core.profile import Profile, normalize_profile
 from .kernel import KernelTemplate
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "evaluate_native",
     "evaluate_template",
     "evaluate_with_derivatives",
+    "kernel_profile",
 ]
 
 # Gauss–Legendre nodes per pixel: templates are integrated over the pixel, like the
@@ -203,3 +205,46 @@ def evaluate_template(
     params = {template.center_param: np.asarray(centers, float), template.width_param: width}
     params.update({k: np.asarray(v, float) for k, v in (extra or {}).items()})
     return evaluate_native(template, y, params)
+
+
+def kernel_profile(
+    template: KernelTemplate,
+    n_cross: int,
+    centers: np.ndarray,
+    fwhm: np.ndarray,
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> Profile:
+    """Profile from a PSF template at a centre and FWHM per column.
+
+    Parameters
+    ----------
+    template : KernelTemplate
+        PSF shape (fitted).
+    n_cross : int
+        Number of cross-dispersion pixels.
+    centers, fwhm : ndarray, shape (n_disp,)
+        Centre and FWHM per column, pixels.
+    extra : mapping of str to ndarray, shape (n_disp,), optional
+        Further template parameters per column (e.g. the wavelength of a
+        tabulated PSF, `kernel.wavelength_params`).
+
+    Returns
+    -------
+    Profile
+    """
+    centers = np.asarray(centers, float)
+    fwhm = np.asarray(fwhm, float)
+    extra = {k: np.asarray(v, float) for k, v in (extra or {}).items()}
+    y = np.arange(n_cross, dtype=float)
+    if all(_constant(v) for v in (centers, fwhm, *extra.values())):
+        # the same kernel in every column (no fitted variation): evaluate it once
+        one = {k: v[:1] for k, v in extra.items()}
+        column = normalize_profile(evaluate_template(template, y, centers[:1], fwhm[:1], one))
+        weights = np.repeat(column, centers.size, axis=1)
+    else:
+        weights = normalize_profile(evaluate_template(template, y, centers, fwhm, extra))
+    return Profile(weights=weights, centers=centers, fwhm=fwhm)
+
+
+def _constant(values: np.ndarray) -> bool:
+    return values.size > 0 and bool(np.all(values == values[0]))

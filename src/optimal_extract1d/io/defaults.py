@@ -18,8 +18,8 @@ from typing import Any
 
 import asdf
 
-from .errors import ParameterError, ReferenceFileError
-from .params import ExtractParams
+from ..errors import ParameterError, ReferenceFileError
+from ..params import ExtractParams
 
 __all__ = [
     "ModeDefaults",

@@ -7,24 +7,22 @@ dispersion runs along axis 1: ``(n_cross, n_disp)``.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from stdatamodels.jwst import datamodels
 from stdatamodels.jwst.datamodels import dqflags
 
-from .errors import InputError
+from ..errors import InputError
+from ..results import FluxUnits
+from ..slitdata import SlitData
 from .inputvariance import bad_variance, choose_variance, read_array
 from .nods import expected_nod_offsets
-from .results import FluxUnits
 
 __all__ = [
     "SLIT_TYPES",
-    "SlitData",
     "iter_slits",
     "meta_source",
     "read_slit",
@@ -52,87 +50,6 @@ _COPY_ATTRIBUTES = (
     "slit_yscale",
 )
 _VERTICAL_EXP_TYPES = ("MIR_LRS-FIXEDSLIT", "MIR_LRS-SLITLESS")
-
-
-@dataclass(frozen=True)
-class SlitData:
-    """One slit as plain arrays, dispersion along axis 1.
-
-    Attributes
-    ----------
-    name : str
-        Slit name.
-    data : ndarray, shape (n_cross, n_disp)
-        Science values.
-    variance : ndarray, shape (n_cross, n_disp)
-        Total variance used for the weights.
-    var_poisson, var_rnoise, var_flat : ndarray, shape (n_cross, n_disp)
-        Variance components propagated to the FLUX_VAR_* columns.
-    mask : ndarray of bool, shape (n_cross, n_disp)
-        True for pixels not to use (DO_NOT_USE, NaN data, bad variance).
-    wavelength, ra, dec : ndarray, shape (n_cross, n_disp)
-        World coordinates of every pixel (NaN where undefined).
-    disp_axis : int
-        1 if the dispersion runs along x in the file, 2 if along y.
-    units : FluxUnits
-        Unit conversion for the output.
-    variance_source : str
-        Which input the variance came from: ``"var"``, ``"wht"``, ``"err"`` or ``"data"``.
-    attributes : dict
-        Slit identity copied to the output spectrum (source_id, ...).
-    offset : tuple of int
-        ``(cross, disp)`` index of element [0, 0] in the full slit (non-zero
-        after cropping to an extraction region).
-    nod_offsets : tuple of float
-        Where the exposure's nod pattern puts negative copies of the trace
-        (pixels from the source along the slit); empty when unknown.
-    """
-
-    name: str
-    data: np.ndarray
-    variance: np.ndarray
-    var_poisson: np.ndarray
-    var_rnoise: np.ndarray
-    var_flat: np.ndarray
-    mask: np.ndarray
-    wavelength: np.ndarray
-    ra: np.ndarray
-    dec: np.ndarray
-    disp_axis: int
-    units: FluxUnits
-    variance_source: str
-    attributes: dict[str, Any]
-    offset: tuple[int, int] = (0, 0)
-    nod_offsets: tuple[float, ...] = ()
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(n_cross, n_disp)``."""
-        return self.data.shape
-
-    def cropped(self, region: tuple[int, int, int, int] | None) -> SlitData:
-        """The slit restricted to an ``(x1, y1, x2, y2)`` region in file pixels."""
-        if region is None:
-            return self
-        x1, y1, x2, y2 = region
-        if self.disp_axis == 1:
-            cross, disp = slice(y1, y2 + 1), slice(x1, x2 + 1)
-        else:
-            cross, disp = slice(x1, x2 + 1), slice(y1, y2 + 1)
-        arrays = {
-            f.name: getattr(self, f.name)[cross, disp]
-            for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), np.ndarray)
-        }
-        return dataclasses.replace(self, offset=(cross.start, disp.start), **arrays)
-
-    def region(self) -> tuple[int, int, int, int]:
-        """``(x1, y1, x2, y2)`` of these arrays in file pixels, inclusive."""
-        c0, d0 = self.offset
-        n_cross, n_disp = self.shape
-        if self.disp_axis == 1:
-            return (d0, c0, d0 + n_disp - 1, c0 + n_cross - 1)
-        return (c0, d0, c0 + n_cross - 1, d0 + n_disp - 1)
 
 
 def iter_slits(model: Any) -> Iterator[tuple[Any, Any]]:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ProfileFitError
+from ..core.horne import polynomial_basis
+from ..errors import ProfileFitError
 from .evaluate import evaluate_native
-from .horne import polynomial_basis
 from .kernel import (
     KernelFit,
     KernelTemplate,

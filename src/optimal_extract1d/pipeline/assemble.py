@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from .horne import ColumnSums
-from .iteration import IteratedSums
-from .profile import Profile
-from .results import (
+from ..core.horne import ColumnSums
+from ..core.iteration import IteratedSums
+from ..core.profile import Profile
+from ..results import (
     DQ_DO_NOT_USE,
     DQ_FALLBACK,
     DQ_FLUX_ESTIMATED,

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from stdatamodels.jwst.datamodels import SpecPsfModel
 
-from .errors import ReferenceFileError
-from .kernel import KernelTemplate, make_template
-from .psf import PSFTable, TabulatedPSF1D
+from ..errors import ReferenceFileError
+from ..psf.kernel import KernelTemplate, make_template
+from ..psf.tabulated import PSFTable, TabulatedPSF1D
 
 __all__ = [
     "PSFAperture",

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from astropy.modeling import Fittable1DModel, Model, models
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 __all__ = [
     "KernelTemplate",

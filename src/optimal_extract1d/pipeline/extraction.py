@@ -18,15 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from . import assemble, horne, inputs, iteration, psfref, slits
-from .errors import InputError, OptimalExtractError, ParameterError
-from .errorscale import residual_error_scale, slice_noise_scale
-from .kernel import KernelTemplate, make_template
-from .outliers import fit_outliers
-from .params import ExtractParams, check_region, check_slice
-from .results import SpectrumResult
-from .slits import SlitData
-from .slitshape import SlitShape, box_shape, spatial_model
+from ..core import horne, iteration
+from ..core.errorscale import residual_error_scale, slice_noise_scale
+from ..core.outliers import fit_outliers
+from ..errors import InputError, OptimalExtractError, ParameterError
+from ..io import inputs, psfref, slits
+from ..params import ExtractParams, check_region, check_slice
+from ..psf.kernel import KernelTemplate, make_template
+from ..results import SpectrumResult
+from ..scene.slitshape import SlitShape, box_shape, spatial_model
+from ..slitdata import SlitData
+from . import assemble
 
 __all__ = ["ExtractionRun", "SkippedSlit", "extract", "extract_slit"]
 

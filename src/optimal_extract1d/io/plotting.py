@@ -20,33 +20,35 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from .coadd import coadd_columns  # noqa: E402
-from .horne import usable_pixels  # noqa: E402
-from .simulate import PIXEL_AREA_SR  # noqa: E402
-from .trace import SmoothModel, bin_centres  # noqa: E402
+from ..core.coadd import coadd_columns  # noqa: E402
+from ..core.horne import usable_pixels  # noqa: E402
+from ..scene.trace import SmoothModel, bin_centres  # noqa: E402
+from ..slitdata import SlitDiagnostics  # noqa: E402
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .diagnostics import SlitDiagnostics
-
 __all__ = ["plot_demo_summary", "plot_slit", "SLIT_PANELS"]
 
 
-def plot_demo_summary(x1d, sims, path: Path) -> None:
-    """Grid of extracted spectra (with 1-sigma band) over the injected truth."""
+def plot_demo_summary(x1d, truths, path: Path) -> None:
+    """Grid of extracted spectra (with 1-sigma band) over the injected truth.
+
+    ``truths`` holds one ``(wavelength, flux)`` pair per spectrum: the injected
+    spectrum in microns and Jy.
+    """
     n = len(x1d.spec)
     ncol = 4
     nrow = int(np.ceil(n / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 2.2 * nrow), squeeze=False, sharex=True)
-    for ax, spec, sim in zip(axes.flat, x1d.spec, sims, strict=False):
+    for ax, spec, (wavelength, truth) in zip(axes.flat, x1d.spec, truths, strict=False):
         t = spec.spec_table
         lam, flux, err = t["WAVELENGTH"], t["FLUX"] * 1e9, t["FLUX_ERROR"] * 1e9
         ax.fill_between(lam, flux - err, flux + err, color="C0", alpha=0.3, lw=0)
         ax.plot(lam, flux, color="C0", lw=0.7, label="optimal")
         ax.plot(
-            sim.wavelength,
-            sim.flux * PIXEL_AREA_SR * 1e15,
+            wavelength,
+            truth * 1e9,
             color="C3",
             lw=0.6,
             alpha=0.8,

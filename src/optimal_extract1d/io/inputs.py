@@ -14,7 +14,7 @@ from typing import Any
 from astropy.io import fits
 from stdatamodels.jwst import datamodels
 
-from .errors import InputError
+from ..errors import InputError
 from .slits import SLIT_TYPES, iter_slits
 
 __all__ = ["input_label", "open_input"]

@@ -16,14 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from . import coadd, trace
+from ..core import coadd
+from ..core.horne import extract_columns, polynomial_basis
+from ..core.outliers import nanmedian
+from ..core.profile import Profile, normalize_profile
+from ..params import ExtractParams
+from ..psf.evaluate import kernel_profile
+from ..psf.kernel import KernelFit, KernelTemplate, wavelength_params, with_params
+from ..psf.profilefit import fit_kernel
+from . import trace
 from .components import ComponentSearch
-from .horne import extract_columns, polynomial_basis
-from .kernel import KernelFit, KernelTemplate, wavelength_params, with_params
-from .outliers import nanmedian
-from .params import ExtractParams
-from .profile import Profile, kernel_profile, normalize_profile
-from .profilefit import fit_kernel
 from .pruning import prune_components
 from .sources import find_components
 

@@ -15,15 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from . import coadd, horne, spatial
+from ..core import coadd, horne
+from ..core.empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
+from ..core.empirical import empirical_profile, trace_support
+from ..core.profile import Profile
+from ..errors import ProfileFitError
+from ..params import ExtractParams
+from ..psf.evaluate import kernel_profile
+from ..psf.kernel import KernelFit, KernelTemplate, wavelength_params
+from ..slitdata import SlitData
+from . import spatial
 from .components import ComponentSearch
-from .empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
-from .empirical import empirical_profile, trace_support
-from .errors import ProfileFitError
-from .kernel import KernelFit, KernelTemplate, wavelength_params
-from .params import ExtractParams
-from .profile import Profile, kernel_profile
-from .slits import SlitData
 
 __all__ = ["SlitShape", "spatial_model", "box_shape"]
 

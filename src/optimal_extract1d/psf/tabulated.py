@@ -19,7 +19,7 @@ from functools import cached_property
 import numpy as np
 from astropy.modeling import Fittable1DModel, Parameter
 
-from .errors import ReferenceFileError
+from ..errors import ReferenceFileError
 
 __all__ = ["PSFTable", "TabulatedPSF1D"]
 

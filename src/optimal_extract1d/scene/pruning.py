@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..psf.kernel import KernelFit
 from .components import (
     MIN_FLUX_FRACTION,
     PRIOR_NOD_SNR,
@@ -18,7 +19,6 @@ from .components import (
     SliceData,
     refit,
 )
-from .kernel import KernelFit
 
 __all__ = ["prune_components", "prune", "UNSPLIT_MAX_SEPARATION_FWHM"]
 

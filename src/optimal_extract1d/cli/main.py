@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .simulate_models import make_s2d_file
+    from ..sim.models import make_s2d_file
 
     extra = {}
     if args.nods:  # a 3-shutter slitlet nod combined over its three exposures
@@ -145,8 +145,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace, options: dict[str, str]) -> int:
+    from ..errors import OptimalExtractError
     from .batch import Progress, check_parameters, format_summary, run_batch, write_summary
-    from .errors import OptimalExtractError
 
     try:
         parameters = check_parameters(options)

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.polynomial import polynomial as P
 
-from .horne import polynomial_basis
-from .kernel import KernelTemplate, fitted_params, shape_bounds, with_params
-from .profilefit import fit_profiles
+from ..core.horne import polynomial_basis
+from ..psf.kernel import KernelTemplate, fitted_params, shape_bounds, with_params
+from ..psf.profilefit import fit_profiles
 
 __all__ = [
     "BinFits",

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .simulate import PIXEL_AREA_SR
-from .simulate_models import make_s2d_file
+from ..sim.models import make_s2d_file
+from ..sim.simulate import PIXEL_AREA_SR
 
 __all__ = ["run_demo", "compare_with_truth"]
 
@@ -32,8 +32,8 @@ def compare_with_truth(table, sim) -> dict[str, float]:
 
 def run_demo(outdir: Path, *, n_slits: int = 20, seed: int = 42) -> str:
     """Simulate, extract with `OptimalExtract1dStep`, write x1d + PNG; return a summary table."""
-    from .plotting import plot_demo_summary
-    from .step import OptimalExtract1dStep
+    from ..io.plotting import plot_demo_summary
+    from ..step import OptimalExtract1dStep
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -43,7 +43,8 @@ def run_demo(outdir: Path, *, n_slits: int = 20, seed: int = 42) -> str:
     )
     rows = [compare_with_truth(s.spec_table, t) for s, t in zip(x1d.spec, sim.slits, strict=True)]
     png = outdir / "demo_summary.png"
-    plot_demo_summary(x1d, sim.slits, png)
+    truths = [(s.wavelength, s.flux * PIXEL_AREA_SR * 1e6) for s in sim.slits]
+    plot_demo_summary(x1d, truths, png)
     lines = [f"{'slit':>4} {'S/N':>7} {'F/F_true':>9} {'std(pull)':>10}"]
     for spec, row in zip(x1d.spec, rows, strict=True):
         lines.append(

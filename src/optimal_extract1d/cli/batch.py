@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .errors import InputError, OptimalExtractError, ParameterError
+from ..errors import InputError, OptimalExtractError, ParameterError
 
 __all__ = [
     "check_parameters",
@@ -67,7 +67,7 @@ def check_parameters(values: dict[str, Any]) -> dict[str, Any]:
     if reserved:
         msg = f"{reserved} are set by the batch; use --output-dir for the output location"
         raise ParameterError(msg)
-    from .step import OptimalExtract1dStep
+    from ..step import OptimalExtract1dStep
 
     return OptimalExtract1dStep.validated_parameters(values)
 
@@ -134,7 +134,7 @@ def extract_file(path: str, output_dir: str, parameters: dict[str, Any]) -> File
     -------
     FileResult
     """
-    from .step import OptimalExtract1dStep
+    from ..step import OptimalExtract1dStep
 
     start = time.perf_counter()
     with _captured_warnings() as messages:

@@ -18,7 +18,7 @@ from astropy.io import fits
 from stdatamodels.jwst import datamodels
 from stdatamodels.properties import _as_fitsrec as as_fitsrec
 
-from .results import DQ_DO_NOT_USE, SpectrumResult
+from ..results import DQ_DO_NOT_USE, SpectrumResult
 from .specwcs import spectral_wcs
 
 __all__ = ["build_x1d", "build_spec", "spec_table_dtype", "METADATA_KEY"]

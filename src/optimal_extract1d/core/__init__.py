@@ -1,0 +1,10 @@
+"""The numerical core: Horne's sums on given profiles, and what surrounds them.
+
+Owns the column sums and their iteration (`horne`, `iteration`), the Poisson
+variance model (`variance`), the residual error scale (`errorscale`), profile
+normalisation (`profile`), Horne's empirical profile (`empirical`), column
+coadds (`coadd`) and the cosmic-ray screen of the fits (`outliers`).
+
+May import: numpy, scipy, astropy, and the package's vocabulary (`errors`,
+`results`, `slitdata`). Nothing else of the package, and no datamodels.
+"""

@@ -1,0 +1,10 @@
+"""PSF templates and their fits to cross-dispersion profiles.
+
+Owns the kernel templates (`kernel`: Gaussian, Moffat, any astropy 1-D model),
+their pixel-integrated evaluation (`evaluate`), the vectorized
+Levenberg-Marquardt fitter (`lm`), the fits of one or many profiles with
+their linear parts (`profilefit`) and the tabulated PSF model (`tabulated`).
+
+May import: `core` and the vocabulary (`errors`, `results`, `slitdata`); no
+datamodels.
+"""
