@@ -100,7 +100,7 @@ def _diagnostics(model, **kw):
     from optimal_extract1d.pipeline.extraction import extract
 
     params = ExtractParams(**kw)
-    return slit_diagnostics(model, extract(model, params), params)
+    return slit_diagnostics(model, extract(model, params, keep_slits=True))
 
 
 def test_plot_shows_the_binned_fits_and_the_smooth_models_used(rng):
@@ -135,3 +135,22 @@ def test_plot_shows_the_binned_fits_and_the_smooth_models_used(rng):
     np.testing.assert_allclose(fwhm.get_ydata(), sim.fwhm[columns], rtol=0.06)
     assert columns[0] == d0 and len(lines["centre (bins)"].get_xdata()) >= 10
     plt.close(fig)
+
+
+def test_each_slit_is_read_once_and_the_diagnostics_reuse_it(rng, tmp_path, monkeypatch):
+    from optimal_extract1d.io import slits
+
+    sims = [simulate_slit(rng, n_disp=80, snr=30.0, spectrum=np.ones(80)) for _ in range(3)]
+    model = make_multislit(sims, filename="three_s2d.fits")
+    reads = []
+    real = slits.read_slit
+
+    def counting(slit, parent, **kw):
+        reads.append(slits.slit_name(slit, parent))
+        return real(slit, parent, **kw)
+
+    monkeypatch.setattr(slits, "read_slit", counting)
+    OptimalExtract1dStep.call(model, save_profile=True, save_plots=True, output_dir=str(tmp_path))
+    assert sorted(reads) == sorted({*reads}) and len(reads) == 3
+    assert len(list(tmp_path.glob("*_profile.fits"))) == 3
+    assert len(list(tmp_path.glob("*_plot.png"))) == 3

@@ -1,4 +1,4 @@
-"""`OptimalExtract1dStep`: the stpipe shell around `extraction.extract`.
+"""`OptimalExtract1dStep`: the stpipe shell around `pipeline.extraction.extract`.
 
 This is the only module (with `spec3`) that knows stpipe. It never asks
 CRDS for anything: parameters come from the mode defaults shipped in
@@ -75,12 +75,12 @@ class OptimalExtract1dStep(Step):
             used = _plain(dataclasses.asdict(params))
             meta = slits.meta_source(model).meta
             record = mode_record(meta.exposure.type, meta.instrument.grating, used)
-            run = extraction.extract(model, params)
+            request = diagnostics.DiagnosticsRequest.from_object(self)
+            run = extraction.extract(model, params, keep_slits=request.any)
             record["parameters"] = used
             record["skipped_slits"] = [dataclasses.asdict(s) for s in run.skipped]
             result = x1d.build_x1d(run.spectra, slits.meta_source(model), record)
-            request = diagnostics.DiagnosticsRequest.from_object(self)
-            diagnostics.save(model, run, params, request, self.make_output_path)
+            diagnostics.save(model, run, request, self.make_output_path)
         finally:
             if isinstance(input_data, (str, os.PathLike)):
                 model.close()

@@ -1,7 +1,8 @@
 """Diagnostic products: profile, scene model and residual images, and summary plots.
 
-Boundary module: it reads the input slits again (`slits.read_slit`) and
-builds ``ImageModel`` products, so it may use stdatamodels but not stpipe.
+Boundary module: it takes the slits as the extraction read them
+(`pipeline.extraction.ExtractionRun.slits`) and builds ``ImageModel``
+products, so it may use stdatamodels but not stpipe.
 The step passes its ``make_output_path`` so files follow the usual naming,
 as jwst's ``extract_1d`` names them: ``<input>_<slit>_profile.fits`` for a
 multi-slit input, ``<input>_profile.fits`` for a single slit; likewise
@@ -21,7 +22,6 @@ from typing import Any
 import numpy as np
 from stdatamodels.jwst import datamodels
 
-from ..params import ExtractParams
 from ..results import SpectrumResult
 from ..slitdata import SlitDiagnostics
 from . import slits
@@ -72,34 +72,30 @@ class DiagnosticsRequest:
         return bool(self.kinds) or self.plots
 
 
-def slit_diagnostics(model: Any, run: Any, params: ExtractParams) -> list[SlitDiagnostics]:
+def slit_diagnostics(model: Any, run: Any) -> list[SlitDiagnostics]:
     """Collect, per extracted slit, the data, profile and scene model.
 
     Parameters
     ----------
     model : datamodel
-        The opened input (as given to `extraction.extract`).
-    run : extraction.ExtractionRun
-        What the extraction produced.
-    params : ExtractParams
-        Run parameters (for the variance choice).
+        The opened input (as given to `pipeline.extraction.extract`), for the
+        slit names.
+    run : pipeline.extraction.ExtractionRun
+        What the extraction produced, with the slits it read
+        (``keep_slits=True``).
 
     Returns
     -------
     list of SlitDiagnostics
         One per slit that produced a spectrum, in input order.
     """
-    pairs = list(slits.iter_slits(model))
-    labels = _labels(model, pairs)
+    labels = _labels(model, list(slits.iter_slits(model)))
     by_slit: dict[int, list[SpectrumResult]] = {}
     for index, spectrum in zip(run.slit_index, run.spectra, strict=True):
         by_slit.setdefault(index, []).append(spectrum)
     out = []
     for index, spectra in by_slit.items():
-        slit, parent = pairs[index]
-        data = slits.read_slit(
-            slit, parent, variance_source=params.variance_source, drizzle_scale=params.drizzle_scale
-        )
+        data = run.slits[index]
         profile = np.zeros(data.shape)
         scene = np.full(data.shape, np.nan)
         for spectrum in spectra:
@@ -128,13 +124,16 @@ def _labels(model: Any, pairs: Sequence[tuple[Any, Any]]) -> list[str | None]:
     return [name if names.count(name) == 1 else f"{name}_{i}" for i, name in enumerate(names)]
 
 
-def diagnostic_image(model: Any, diag: SlitDiagnostics, kind: str) -> datamodels.ImageModel:
+def diagnostic_image(
+    pair: tuple[Any, Any], diag: SlitDiagnostics, kind: str
+) -> datamodels.ImageModel:
     """One diagnostic image of a slit, in the slit's orientation as stored in the file.
 
     Parameters
     ----------
-    model : datamodel
-        The opened input (for the slit's metadata and WCS).
+    pair : tuple of datamodel
+        The slit and the model it came from (`io.slits.iter_slits`), for
+        its metadata and WCS.
     diag : SlitDiagnostics
         The slit.
     kind : str
@@ -149,7 +148,7 @@ def diagnostic_image(model: Any, diag: SlitDiagnostics, kind: str) -> datamodels
     array = arrays[kind]
     if diag.slit.disp_axis == 2:
         array = array.T
-    slit, parent = list(slits.iter_slits(model))[diag.index]
+    slit, parent = pair
     image = datamodels.ImageModel(np.ascontiguousarray(array, dtype=np.float32))
     image.update(parent, only="PRIMARY")
     image.meta.wcs = getattr(slit.meta, "wcs", None)
@@ -163,7 +162,6 @@ def diagnostic_image(model: Any, diag: SlitDiagnostics, kind: str) -> datamodels
 def save(
     model: Any,
     run: Any,
-    params: ExtractParams,
     request: DiagnosticsRequest,
     output_path: Callable[..., str],
 ) -> list[str]:
@@ -173,10 +171,8 @@ def save(
     ----------
     model : datamodel
         The opened input.
-    run : extraction.ExtractionRun
-        What the extraction produced.
-    params : ExtractParams
-        Run parameters.
+    run : pipeline.extraction.ExtractionRun
+        What the extraction produced, with the slits it read.
     request : DiagnosticsRequest
         What to write.
     output_path : callable
@@ -190,12 +186,13 @@ def save(
     if not request.any:
         return []
     written = []
-    for diag in slit_diagnostics(model, run, params):
+    pairs = list(slits.iter_slits(model))
+    for diag in slit_diagnostics(model, run):
         infix = f"{diag.label}_" if diag.label else ""
         for kind in request.kinds:
             path = output_path(suffix=f"{infix}{kind}")
             log.info("Saving %s of slit %s: %s", kind, diag.slit.name, path)
-            with diagnostic_image(model, diag, kind) as image:
+            with diagnostic_image(pairs[diag.index], diag, kind) as image:
                 image.save(path)
             written.append(path)
         if request.plots:

@@ -1,7 +1,7 @@
 """Build a `SpectrumResult` (flux, variances, DQ, coordinates, metadata) from the sums.
 
 Pure: takes the slit arrays, the profile of one source and the column sums
-of `horne`; `extraction` decides what to assemble.
+of `core.horne`; `slit.extract_slit` decides what to assemble.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from ..core.horne import ColumnSums
 from ..core.iteration import IteratedSums
 from ..core.profile import Profile
+from ..params import ExtractParams
 from ..results import (
     DQ_DO_NOT_USE,
     DQ_FALLBACK,
@@ -22,6 +23,8 @@ from ..results import (
     DQ_OUTLIER,
     SpectrumResult,
 )
+from ..scene.model import SceneModel
+from ..slitdata import SlitData
 
 __all__ = ["spectrum", "metadata", "along_trace", "log_slit", "MISSING_PROFILE_LIMIT"]
 
@@ -46,26 +49,28 @@ def along_trace(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.where(sw > 0, mean, plain)
 
 
-def metadata(sd, shape, result: IteratedSums, params) -> dict[str, Any]:
+def metadata(
+    sd: SlitData, scene: SceneModel, result: IteratedSums, params: ExtractParams
+) -> dict[str, Any]:
     """What the spectrum's ``meta.optimal_extraction`` records about the fit."""
     kernel = (
-        shape.fit.to_meta()
-        if shape.fit is not None and shape.status != "box"
+        scene.fit.to_meta()
+        if scene.fit is not None and scene.status != "box"
         else {"kernel": "box"}
     )
-    if params.kernel == "empirical" and shape.status == "fit":
+    if params.kernel == "empirical" and scene.status == "fit":
         kernel["kernel"] = "empirical"
-    if params.kernel == "psf" and shape.fit is not None and shape.status != "box":
-        kernel["psf"] = _psf_metadata(shape.fit, params.psf_file)
+    if params.kernel == "psf" and scene.fit is not None and scene.status != "box":
+        kernel["psf"] = _psf_metadata(scene.fit, params.psf_file)
     return {
-        "status": shape.status,
-        "fallback_reason": shape.reason,
-        "slice_column": int(shape.column + sd.offset[1]),
+        "status": scene.status,
+        "fallback_reason": scene.reason,
+        "slice_column": int(scene.column + sd.offset[1]),
         "slice_width": int(min(params.slice_width, sd.shape[1])),
         "bkg_order": int(params.bkg_order),
         "variance_source": sd.variance_source,
         "kernel": kernel,
-        **shape.metadata,
+        **scene.metadata,
         "iteration": {
             "n_iter": int(result.n_iter),
             "n_rejected": int(result.rejected.sum()),
@@ -89,9 +94,10 @@ def _psf_metadata(fit, psf_file: str) -> dict[str, Any]:
 
 
 def spectrum(
-    sd,
+    sd: SlitData,
     name: str,
     profile: Profile,
+    *,
     sums: ColumnSums,
     result: IteratedSums,
     usable: np.ndarray,
@@ -101,7 +107,7 @@ def spectrum(
 ) -> SpectrumResult:
     """The spectrum of one source from its column sums.
 
-    ``error_factor`` multiplies every propagated error (see `errorscale`).
+    ``error_factor`` multiplies every propagated error (see `core.errorscale`).
     """
     weights = profile.weights
     missing = np.sum(np.where(usable & ~result.rejected, 0.0, weights), axis=0)
@@ -137,7 +143,9 @@ def spectrum(
     )
 
 
-def log_slit(sd, profile: Profile, status: str, spectra, result: IteratedSums) -> None:
+def log_slit(
+    sd: SlitData, profile: Profile, status: str, *, spectra: list, result: IteratedSums
+) -> None:
     """One INFO line per slit."""
     fwhm = profile.fwhm
     log.info(

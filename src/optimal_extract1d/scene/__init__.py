@@ -1,11 +1,12 @@
 """The scene of one slit: which sources, nod copies and background it holds, and their shape.
 
-Owns the spatial model of a slit (`slitshape.spatial_model` and the
-`slitshape.SlitShape` it returns): the kernel slice and its fit
-(`spatial`), the search for further sources and negative nod copies
-(`sources`, `components`, `pruning`), and the variation of FWHM and trace
-along the dispersion (`trace`).
+Owns `model.SceneModel` (template, components, background, centre and FWHM
+per column, profiles) with the `model.SceneSettings` it is built with, and
+the code that builds it: `fit.fit_scene` (the entry point: kernel slice and
+its fit), `sources`, `components` and `pruning` (further sources and negative
+nod copies), `variation` and `trace` (FWHM and centre along the dispersion).
 
-May import: `core`, `psf`, and the vocabulary (`errors`, `params`,
-`results`, `slitdata`); no datamodels.
+May import: `core`, `psf`, and the vocabulary (`errors`, `results`,
+`slitdata`); no datamodels, and not the run parameters (`params`): the
+pipeline hands it a `model.SceneSettings`.
 """

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from optimal_extract1d.core.outliers import nanmedian
-from optimal_extract1d.scene.spatial import column_wavelength
+from optimal_extract1d.scene.fit import column_wavelength
 
 
 @pytest.mark.parametrize("shape", [(31, 400), (5, 3), (1, 7), (4, 1)])

@@ -1,0 +1,328 @@
+"""One slit: the scene, Horne's iterated sums, the refit round, one spectrum per source.
+
+`extract_slit` runs, in order:
+
+1. the scene (`scene.fit.fit_scene`) on the pipeline variance, with cosmic
+   rays screened out of its fits (`core.outliers.fit_outliers`); when the
+   kernel cannot be fitted, the fixed kernel at the slit centre
+   (`scene.fit.fixed_scene`), and with no usable pixel the box
+   (`scene.model.box_scene`);
+2. Horne's iteration on its profiles (`core.iteration.iterate_extraction`);
+3. when the variance model changed the weights, outliers fell in the fitted
+   data, or correlated noise may have faked further sources: the scene
+   refitted with the model variance and the iteration run again;
+4. one spectrum per source (`assemble`), with the residual error scale.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..core import horne, iteration
+from ..core.errorscale import residual_error_scale, slice_noise_scale
+from ..core.outliers import fit_outliers
+from ..errors import ProfileFitError
+from ..params import ExtractParams
+from ..psf.kernel import KernelTemplate
+from ..results import SpectrumResult
+from ..scene.fit import fit_scene, fixed_scene, slice_column
+from ..scene.model import SceneModel, SceneSettings, box_scene
+from ..slitdata import SlitData
+from . import assemble
+from .templates import default_template
+
+__all__ = ["extract_slit", "scene_settings", "CORE_PROFILE", "NOISE_RETEST"]
+
+log = logging.getLogger(__name__)
+
+# The kernel is refitted with the model variance when it changed the variance of
+# the trace core (profile above CORE_PROFILE) by more than this (median).
+REFIT_VARIANCE_CHANGE = 0.02
+# Further sources are re-tested when the slice's real noise exceeds the
+# propagated one by more than this factor.
+NOISE_RETEST = 1.1
+CORE_PROFILE = 0.05
+
+
+def scene_settings(params: ExtractParams) -> SceneSettings:
+    """The settings of the scene, from the run parameters."""
+    return SceneSettings(
+        bkg_order=params.bkg_order,
+        slice_width=params.slice_width,
+        slice_column=params.slice_column,
+        empirical=params.kernel == "empirical",
+        fit_fwhm=params.fit_fwhm,
+        fwhm_order=params.fwhm_order,
+        fit_trace=params.fit_trace,
+        trace_order=params.trace_order,
+        n_bins=params.n_bins,
+        model_nods=params.model_nods,
+        source_positions=params.source_positions,
+        detect_threshold=params.detect_threshold,
+    )
+
+
+def extract_slit(
+    slit: SlitData, params: ExtractParams, template: KernelTemplate | None = None
+) -> list[SpectrumResult]:
+    """Extract one slit: scene on the slice, profiles, Horne's iterated sums.
+
+    Parameters
+    ----------
+    slit : SlitData
+        The slit, dispersion along axis 1.
+    params : ExtractParams
+        Run parameters.
+    template : KernelTemplate, optional
+        PSF template for the slice fit; built from ``params.kernel`` (and
+        ``params.psf_file``) when None (`templates.default_template`).
+
+    Returns
+    -------
+    list of SpectrumResult
+        One spectrum per source of the slit (one unless several were found
+        or given in ``params.source_positions``).
+    """
+    template = template or default_template(params, slit)
+    settings = scene_settings(params)
+    sd = slit.cropped(params.extraction_region)
+    usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
+    basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
+    fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
+    scene = _scene(sd, settings, template, usable=fit_usable, variance=sd.variance)
+    result = _iterate(sd, params, scene, basis)
+    noise = _slice_noise(sd, scene, result, usable=usable, params=params)
+    if scene.status == "fit" and (
+        noise > 1.0 or _refit_needed(result, sd, fit_usable, scene=scene, params=params)
+    ):
+        # Horne's loop: refit the kernel with the model variance, without the outliers
+        # (and the further sources re-tested against the real noise of the slice).
+        scene = _scene(
+            sd,
+            settings,
+            template,
+            usable=fit_usable & ~result.rejected,
+            variance=_model_variance(sd, result),
+            previous=scene,
+            noise_scale=noise,
+        )
+        result = _iterate(sd, params, scene, basis, start=result.var_poisson)
+    if scene.status != "box" and np.all(result.sums.empty) and usable.any():
+        reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
+        scene = box_scene(sd.shape, reason, fit=scene.fit, column=scene.column)
+        result = _iterate(sd, params, scene, basis)
+    spectra = _spectra(sd, scene, result, usable=usable, params=params, basis=basis)
+    assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
+    return spectra
+
+
+def _scene(
+    sd: SlitData,
+    settings: SceneSettings,
+    template: KernelTemplate,
+    *,
+    usable: np.ndarray,
+    variance: np.ndarray,
+    previous: SceneModel | None = None,
+    noise_scale: float = 1.0,
+) -> SceneModel:
+    """The fitted scene, or its fallbacks: the fixed kernel when the fit fails, the box."""
+    if not usable.any():
+        reason = "no usable pixel in the slit"
+        log.warning("Slit %s: %s; all fluxes are NaN", sd.name, reason)
+        return box_scene(sd.shape, reason, fit=None, column=sd.shape[1] // 2)
+    column = (
+        previous.column
+        if previous
+        else slice_column(sd, settings, usable=usable, variance=variance)
+    )
+    try:
+        return fit_scene(
+            sd,
+            settings,
+            template,
+            usable=usable,
+            variance=variance,
+            column=column,
+            previous=previous,
+            noise_scale=noise_scale,
+        )
+    except ProfileFitError as err:
+        scene = fixed_scene(sd, template, column=column, reason=str(err))
+        log.warning(
+            "Slit %s: kernel fit failed (%s); falling back to a fixed %s kernel at the "
+            "slit centre (%.1f px, FWHM %.1f px)",
+            sd.name,
+            err,
+            template.name,
+            scene.fit.center + sd.offset[0],
+            scene.fit.fwhm,
+        )
+        return scene
+
+
+def _refit_needed(
+    result: iteration.IteratedSums,
+    sd: SlitData,
+    fit_usable: np.ndarray,
+    *,
+    scene: SceneModel,
+    params: ExtractParams,
+) -> bool:
+    """Refit when the variance model changed the weights or outliers entered the fits."""
+    if np.isfinite(result.poisson_scale):
+        core = fit_usable & (scene.profile.weights > CORE_PROFILE)
+        old = sd.var_poisson + sd.var_rnoise + sd.var_flat
+        new = _model_variance(sd, result)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            change = np.abs(new - old)[core] / old[core]
+        if change.size and np.nanmedian(change) > REFIT_VARIANCE_CHANGE:
+            return True
+    pixels = result.rejected & fit_usable
+    if not pixels.any():
+        return False
+    if params.fit_fwhm or params.fit_trace or params.kernel == "empirical":
+        return True
+    lo = max(scene.column - params.slice_width // 2, 0)
+    return bool(pixels[:, lo : lo + params.slice_width].any())
+
+
+def _model_variance(sd: SlitData, result: iteration.IteratedSums) -> np.ndarray:
+    """The variance the iteration ended with: its Poisson part and the input's others."""
+    return result.var_poisson + sd.var_rnoise + sd.var_flat
+
+
+def _slice_noise(
+    sd: SlitData,
+    scene: SceneModel,
+    result: iteration.IteratedSums,
+    *,
+    usable: np.ndarray,
+    params: ExtractParams,
+) -> float:
+    """Real over propagated noise of the kernel slice, when further sources were found.
+
+    Drizzled pixels are correlated along and across the slit, so a detection
+    at ``detect_threshold`` in the variance's terms can be noise. With
+    ``error_scale = "residual"`` the first round's residuals measure by how
+    much (`core.errorscale.slice_noise_scale`); 1 when not needed or not above
+    `NOISE_RETEST`.
+    """
+    if params.error_scale != "residual" or scene.kinds.count("source") < 2:
+        return 1.0
+    variance = _model_variance(sd, result)
+    sums = result.sums
+    model = np.nan_to_num(sums.model)
+    source = model - np.nan_to_num(sums.background)
+    ok = usable & ~result.rejected
+    cross = residual_error_scale(sd.data, model, variance, ok, sums.pixel_weights, sums, source)
+    noise = slice_noise_scale(sd.data, model, variance, ok, source, cross, params.slice_width)
+    if noise <= NOISE_RETEST:
+        return 1.0
+    log.info(
+        "Slit %s: the residuals scatter %.2f x the variance over the kernel slice "
+        "(correlated pixels); further sources re-tested against that noise",
+        sd.name,
+        noise,
+    )
+    return noise
+
+
+def _iterate(
+    sd: SlitData,
+    params: ExtractParams,
+    scene: SceneModel,
+    basis: np.ndarray,
+    *,
+    start: np.ndarray | None = None,
+) -> iteration.IteratedSums:
+    return iteration.iterate_extraction(
+        sd.data,
+        sd.var_poisson,
+        sd.var_rnoise + sd.var_flat,
+        scene.profile.weights,
+        sd.mask,
+        bkg_basis=basis,
+        extra=scene.others(0),
+        reject_sigma=params.reject_sigma,
+        max_iter=params.max_iter,
+        start_var_poisson=start,
+    )
+
+
+def _spectra(
+    sd: SlitData,
+    scene: SceneModel,
+    result: iteration.IteratedSums,
+    *,
+    usable: np.ndarray,
+    params: ExtractParams,
+    basis: np.ndarray,
+) -> list[SpectrumResult]:
+    """One spectrum per source component, ordered along the slit."""
+    sources = [i for i, kind in enumerate(scene.kinds) if kind == "source"]
+    variance = _model_variance(sd, result)
+    position = {i: float(np.nanmedian(scene.profiles[i].centers)) for i in sources}
+    spectra = []
+    for number, i in enumerate(sorted(sources, key=position.get), start=1):
+        sums = (
+            result.sums
+            if i == 0
+            else _source_sums(sd, scene, result, index=i, variance=variance, basis=basis)
+        )
+        meta = assemble.metadata(sd, scene, result, params)
+        meta.update(
+            source_index=number,
+            n_sources=len(sources),
+            source_position=position[i] + sd.offset[0],
+            main_source=i == 0,
+        )
+        factor = 1.0
+        if params.error_scale == "residual":
+            scale = residual_error_scale(
+                sd.data,
+                np.nan_to_num(sums.model),
+                variance,
+                usable & ~result.rejected,
+                sums.pixel_weights,
+                sums,
+                source=np.nan_to_num(sums.model) - np.nan_to_num(sums.background),
+            )
+            factor, meta["error_scale"] = scale.factor, scale.to_meta()
+        name = sd.name if len(sources) == 1 else f"{sd.name}_{number}"
+        spectra.append(
+            assemble.spectrum(
+                sd,
+                name=name,
+                profile=scene.profiles[i],
+                sums=sums,
+                result=result,
+                usable=usable,
+                status=scene.status,
+                meta=meta,
+                error_factor=factor,
+            )
+        )
+    return spectra
+
+
+def _source_sums(
+    sd: SlitData,
+    scene: SceneModel,
+    result: iteration.IteratedSums,
+    *,
+    index: int,
+    variance: np.ndarray,
+    basis: np.ndarray,
+) -> horne.ColumnSums:
+    """Column sums of a further source, the other components fitted with it."""
+    return horne.extract_columns(
+        sd.data,
+        variance,
+        scene.profiles[index].weights,
+        sd.mask | result.rejected,
+        bkg_basis=basis,
+        extra=scene.others(index),
+    )

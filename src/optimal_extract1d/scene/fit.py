@@ -1,0 +1,238 @@
+"""Build the scene of one slit: the kernel slice, its fit with the other components, the profiles.
+
+`fit_scene` is the entry point. In order: the kernel fitted to the coadded
+slice around `slice_column` (`fit_slice`) with the further sources and
+negative nod copies found in it (`sources.find_components`), or only
+refitted (`pruning.prune_components`) in the refit round; the kernel's
+variation along the dispersion (`variation.vary_kernel`); Horne's empirical
+profile when asked. It raises `ProfileFitError` when the kernel cannot be
+fitted: the pipeline then takes `fixed_scene`, or `model.box_scene` when no
+pixel is usable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..core import coadd, horne
+from ..core.empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
+from ..core.empirical import empirical_profile, trace_support
+from ..core.outliers import nanmedian
+from ..core.profile import Profile
+from ..psf.evaluate import kernel_profile
+from ..psf.kernel import KernelFit, KernelTemplate, wavelength_params, with_params
+from ..psf.profilefit import fit_kernel
+from ..slitdata import SlitData
+from .components import ComponentSearch
+from .model import SceneModel, SceneSettings, component_profiles, fixed_kernel
+from .pruning import prune_components
+from .sources import find_components
+from .variation import vary_kernel
+
+__all__ = ["column_wavelength", "fit_scene", "fit_slice", "fixed_scene", "slice_column"]
+
+
+def fit_scene(
+    sd: SlitData,
+    settings: SceneSettings,
+    template: KernelTemplate,
+    *,
+    usable: np.ndarray,
+    variance: np.ndarray,
+    column: int,
+    previous: SceneModel | None = None,
+    noise_scale: float = 1.0,
+) -> SceneModel:
+    """The scene of a slit: kernel fit, components, varying kernel, empirical profile.
+
+    A ``previous`` scene (refit with the model variance) keeps its slice and
+    components; only their parameters are refitted, and components no longer
+    significant with the slice's errors times ``noise_scale`` are dropped.
+
+    Raises
+    ------
+    ProfileFitError
+        When the kernel cannot be fitted to the slice.
+    """
+    wavelength = column_wavelength(sd.wavelength)
+    fit = fit_slice(
+        template,
+        sd.data,
+        variance,
+        usable=usable,
+        column=column,
+        settings=settings,
+        search=_search(sd, settings),
+        name=sd.name,
+        extra=wavelength_params(template, wavelength[column]),
+        previous=previous.fit if previous else None,
+        noise_scale=noise_scale,
+    )
+    varied = vary_kernel(
+        fit,
+        sd.data,
+        variance,
+        usable=usable,
+        wavelength=wavelength,
+        settings=settings,
+        name=sd.name,
+    )
+    profiles = component_profiles(
+        varied.template,
+        sd.shape[0],
+        varied.centers,
+        varied.fwhm,
+        offsets=fit.offsets,
+        column_params=varied.column_params,
+    )
+    meta = dict(varied.metadata)
+    if settings.empirical:
+        profiles[0] = _empirical(sd, settings, usable=usable, variance=variance, kernel=profiles[0])
+        meta["empirical"] = {"order": EMPIRICAL_ORDER, "support": "2 FWHM + 1 px of the trace"}
+    return SceneModel(
+        status="fit",
+        reason="",
+        column=column,
+        fit=fit,
+        template=varied.template,
+        centers=varied.centers,
+        fwhm=varied.fwhm,
+        profiles=profiles,
+        kinds=("source", *fit.kinds),
+        column_params=varied.column_params,
+        metadata=meta,
+    )
+
+
+def fixed_scene(sd: SlitData, template: KernelTemplate, *, column: int, reason: str) -> SceneModel:
+    """The first fallback: the template at the slit centre (`model.fixed_kernel`), no components."""
+    fit = fixed_kernel(template, sd.shape[0])
+    wavelength = column_wavelength(sd.wavelength)
+    centers, fwhm = np.full(sd.shape[1], fit.center), np.full(sd.shape[1], fit.fwhm)
+    column_params = wavelength_params(fit.template, wavelength)
+    profile = kernel_profile(fit.template, sd.shape[0], centers, fwhm, column_params)
+    return SceneModel(
+        status="fixed_kernel",
+        reason=reason,
+        column=column,
+        fit=fit,
+        template=fit.template,
+        centers=centers,
+        fwhm=fwhm,
+        profiles=[profile],
+        kinds=("source",),
+        column_params=column_params,
+    )
+
+
+def slice_column(
+    sd: SlitData, settings: SceneSettings, *, usable: np.ndarray, variance: np.ndarray
+) -> int:
+    """Centre column of the kernel slice: the user's, or the one with the most signal."""
+    if settings.slice_column is not None:
+        return int(np.clip(settings.slice_column - sd.offset[1], 0, sd.shape[1] - 1))
+    return coadd.brightest_column(sd.data, variance, usable, settings.slice_width)
+
+
+def column_wavelength(wavelength: np.ndarray) -> np.ndarray:
+    """Median wavelength of every column, NaN columns filled by interpolation."""
+    n_disp = wavelength.shape[1]
+    lam = nanmedian(wavelength, axis=0)
+    x = np.arange(n_disp, dtype=float)
+    good = np.isfinite(lam)
+    if good.sum() >= 2:
+        return np.interp(x, x[good], lam[good])
+    return x
+
+
+def fit_slice(
+    template: KernelTemplate,
+    data: np.ndarray,
+    variance: np.ndarray,
+    *,
+    usable: np.ndarray,
+    column: int,
+    settings: SceneSettings,
+    search: ComponentSearch | None = None,
+    name: str = "",
+    extra: Mapping[str, float] | None = None,
+    previous: KernelFit | None = None,
+    noise_scale: float = 1.0,
+) -> KernelFit:
+    """Fit the kernel to the slice of ``settings.slice_width`` columns around ``column``.
+
+    With a ``search``, further sources and negative nod copies found in the
+    slice are fitted together with the main source (`sources.find_components`).
+    With a ``previous`` fit (a refit with new weights), its components are
+    refitted from its values and not searched again; the ones no longer
+    significant, with the slice's standard errors times ``noise_scale`` (the
+    real noise of correlated pixels), are dropped.
+    ``extra`` sets template parameters the data fix for the slice (e.g. the
+    wavelength of its centre column, `psf.kernel.wavelength_params`); the
+    fitted template keeps them.
+
+    Raises
+    ------
+    ProfileFitError
+        When the fit fails or finds no significant source.
+    """
+    if extra:
+        template = with_params(template, extra)
+    values, sigma = coadd.coadd_columns(data, variance, usable, column, settings.slice_width)
+    bkg_order = settings.bkg_order
+    if previous is not None:
+        sigma = sigma * noise_scale
+        fit = fit_kernel(
+            with_params(previous.template, extra or {}),
+            values,
+            sigma,
+            bkg_order=bkg_order,
+            center=previous.center,
+            fwhm=previous.fwhm,
+            offsets=previous.offsets,
+        )
+        if search is None or not fit.offsets:
+            return fit
+        return prune_components(fit, values, sigma, bkg_order=bkg_order, search=search)
+    start = search.positions[0] if search is not None and search.positions else None
+    fit = fit_kernel(template, values, sigma, bkg_order=bkg_order, center=start)
+    if search is None:
+        return fit
+    return find_components(fit, values, sigma, bkg_order=bkg_order, search=search, name=name)
+
+
+def _search(sd: SlitData, settings: SceneSettings) -> ComponentSearch:
+    positions = None
+    if settings.source_positions is not None:
+        positions = tuple(p - sd.offset[0] for p in settings.source_positions)
+    return ComponentSearch(
+        nods=settings.model_nods,
+        sources=positions is None,
+        threshold=settings.detect_threshold,
+        expected_nods=sd.nod_offsets,
+        positions=positions,
+    )
+
+
+def _empirical(
+    sd: SlitData,
+    settings: SceneSettings,
+    *,
+    usable: np.ndarray,
+    variance: np.ndarray,
+    kernel: Profile,
+) -> Profile:
+    """Horne's profile from the data, starting from the kernel profile's flux and trace.
+
+    The background comes from the pixels outside the trace support only, so
+    that a polynomial background cannot eat the wings the profile should have.
+    """
+    basis = horne.polynomial_basis(sd.shape[0], settings.bkg_order)
+    support = trace_support(kernel.centers, kernel.fwhm, sd.shape[0])
+    background = horne.fit_background(sd.data, variance, usable & ~support, basis)
+    first = horne.extract_columns(sd.data - background, variance, kernel.weights, ~usable)
+    return empirical_profile(
+        sd.data, variance, usable, first.flux, background, support=support, order=EMPIRICAL_ORDER
+    )

@@ -1,0 +1,185 @@
+"""What a slit's scene is: `SceneModel`, and the `SceneSettings` it is built with.
+
+A scene is the main source's PSF template, the further sources and negative
+nod copies fitted with it (at fixed offsets), the polynomial background, and
+the centre and FWHM of the template in every column (constant, or smooth
+models along the dispersion). `scene.fit.fit_scene` builds it; the pipeline
+turns it into profiles for Horne's sums.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..core.profile import Profile, normalize_profile
+from ..psf.evaluate import kernel_profile
+from ..psf.kernel import KernelFit, KernelTemplate
+
+__all__ = [
+    "FALLBACK_FWHM",
+    "SceneModel",
+    "SceneSettings",
+    "box_scene",
+    "component_profiles",
+    "fixed_kernel",
+]
+
+# FWHM (pixels) of the fixed fallback kernel when the fit fails.
+FALLBACK_FWHM = 2.0
+
+
+@dataclass(frozen=True)
+class SceneSettings:
+    """The settings the scene of a slit is built with (a subset of the run parameters).
+
+    Attributes
+    ----------
+    bkg_order : int
+        Degree of the polynomial background fitted with the PSF; -1 = none.
+    slice_width : int
+        Dispersion columns coadded into the kernel slice.
+    slice_column : int or None
+        Dispersion pixel (as stored, before any crop) at the centre of the
+        slice; None = the column with the most signal.
+    empirical : bool
+        Replace the main source's kernel profile by Horne's empirical profile.
+    fit_fwhm, fit_trace : bool
+        Fit the kernel width / centre in bins and model them along the dispersion.
+    fwhm_order, trace_order : int
+        Degrees of the FWHM(wavelength) and centre(dispersion pixel) models.
+    n_bins : int or None
+        Bins for those fits; None = chosen from the signal.
+    model_nods : bool
+        Look for negative nod copies of the trace.
+    source_positions : tuple of float or None
+        Cross-dispersion positions (as stored) of the sources; None = search.
+    detect_threshold : float
+        S/N a further source or nod copy needs.
+    """
+
+    bkg_order: int = 2
+    slice_width: int = 30
+    slice_column: int | None = None
+    empirical: bool = False
+    fit_fwhm: bool = False
+    fwhm_order: int = 2
+    fit_trace: bool = False
+    trace_order: int = 2
+    n_bins: int | None = None
+    model_nods: bool = True
+    source_positions: tuple[float, ...] | None = None
+    detect_threshold: float = 5.0
+
+
+@dataclass(frozen=True)
+class SceneModel:
+    """The scene of one slit: template, components, background, centre and FWHM per column.
+
+    Attributes
+    ----------
+    status : str
+        ``"fit"``, ``"fixed_kernel"`` (the fit failed: the template at the slit
+        centre) or ``"box"`` (no usable pixel: a uniform profile).
+    reason : str
+        Why a fallback was taken; empty for a fit.
+    column : int
+        Centre column of the kernel slice.
+    fit : KernelFit or None
+        The kernel fitted to the slice: template with its shape parameters,
+        centre, FWHM, background coefficients and the other components
+        (`KernelFit.offsets`, `KernelFit.kinds`).
+    template : KernelTemplate or None
+        PSF shape of every column (with any shape parameter refitted over
+        the whole slit); None for a box.
+    centers, fwhm : ndarray, shape (n_disp,)
+        Centre of the main source and FWHM in every column (pixels); the
+        smooth models of ``metadata["trace_model"]`` / ``["fwhm_model"]``
+        evaluated, or constants.
+    column_params : dict of str to ndarray, shape (n_disp,)
+        Template parameters the data set per column (the wavelength of a
+        tabulated PSF); empty for analytic templates.
+    profiles : list of Profile
+        Normalized profile of the main source, then of every other component.
+    kinds : tuple of str
+        ``"source"`` or ``"nod"`` for every profile (the first is the main source).
+    metadata : dict
+        Bin fits, smooth models and the empirical profile's settings, for
+        the spectrum metadata.
+    """
+
+    status: str
+    reason: str
+    column: int
+    fit: KernelFit | None
+    template: KernelTemplate | None
+    centers: np.ndarray
+    fwhm: np.ndarray
+    profiles: list[Profile]
+    kinds: tuple[str, ...]
+    column_params: dict[str, np.ndarray] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> Profile:
+        """Profile of the main source."""
+        return self.profiles[0]
+
+    def others(self, index: int) -> np.ndarray | None:
+        """Profiles of every component but ``index``, ``(n_cross, n_disp, m)``."""
+        rest = [p.weights for i, p in enumerate(self.profiles) if i != index]
+        return np.stack(rest, axis=2) if rest else None
+
+
+def component_profiles(
+    template: KernelTemplate,
+    n_cross: int,
+    centers: np.ndarray,
+    fwhm: np.ndarray,
+    *,
+    offsets: tuple[float, ...] = (),
+    column_params: dict[str, np.ndarray] | None = None,
+) -> list[Profile]:
+    """Normalized profile of the main source, then of every other component."""
+    return [
+        kernel_profile(template, n_cross, centers + off, fwhm, column_params or {})
+        for off in (0.0, *offsets)
+    ]
+
+
+def fixed_kernel(template: KernelTemplate, n_cross: int) -> KernelFit:
+    """The fallback kernel: the template at the slit centre with `FALLBACK_FWHM`.
+
+    A PSF reference template keeps its own width instead.
+    """
+    return KernelFit(
+        template=template,
+        center=(n_cross - 1) / 2.0,
+        fwhm=template.reference_fwhm() or FALLBACK_FWHM,
+        amplitude=np.nan,
+        bkg_coeffs=(),
+        snr=np.nan,
+        chi2_reduced=np.nan,
+    )
+
+
+def box_scene(
+    shape: tuple[int, int], reason: str, *, fit: KernelFit | None, column: int
+) -> SceneModel:
+    """The uniform (box) profile over the whole column, the last fallback."""
+    n_cross, n_disp = shape
+    centers, fwhm = np.full(n_disp, (n_cross - 1) / 2.0), np.full(n_disp, np.nan)
+    profile = Profile(normalize_profile(np.ones(shape)), centers, fwhm)
+    return SceneModel(
+        status="box",
+        reason=reason,
+        column=column,
+        fit=fit,
+        template=None,
+        centers=centers,
+        fwhm=fwhm,
+        profiles=[profile],
+        kinds=("source",),
+    )
