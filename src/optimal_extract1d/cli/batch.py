@@ -143,7 +143,8 @@ def extract_file(path: str, output_dir: str, parameters: dict[str, Any]) -> File
                 path, output_dir=output_dir, save_results=True, configure_log=False, **parameters
             )
             with x1d:
-                rows = _rows(path, os.path.join(output_dir, x1d.meta.filename), x1d, messages)
+                out = os.path.join(output_dir, x1d.meta.filename)
+                rows = _rows(path, out, x1d, messages=messages)
         except Exception as err:  # any failure of one file is reported, the batch goes on
             error = f"{type(err).__name__}: {err}"
             row = SummaryRow(path, "", "error", True, np.nan, 1, error, "")
@@ -171,7 +172,8 @@ def _captured_warnings() -> Iterator[list[str]]:
         root.removeHandler(handler)
 
 
-def _rows(path: str, out: str, x1d: Any, messages: list[str]) -> list[SummaryRow]:
+def _rows(path: str, out: str, x1d: Any, *, messages: list[str]) -> list[SummaryRow]:
+    """Summary rows of one x1d: its spectra, then its skipped slits, with their warnings."""
     record = getattr(x1d.meta, "optimal_extraction", None)
     skipped = [(s.name, s.reason) for s in (getattr(record, "skipped_slits", None) or [])]
     names = [str(spec.name) for spec in x1d.spec] + [name for name, _ in skipped]

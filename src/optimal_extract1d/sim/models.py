@@ -1,6 +1,6 @@
 """Datamodel half of the simulator: synthetic s2d files like ``resample_spec`` writes.
 
-`make_multislit` wraps `simulate.SimulatedSlit` arrays in a NIRSpec MOS-like
+`make_multislit` wraps `sim.simulate.SimulatedSlit` arrays in a NIRSpec MOS-like
 ``MultiSlitModel``; `make_lrs_image` in a MIRI LRS-like ``ImageModel``
 (dispersion along y). Every slit carries a gwcs detector -> (ra, dec,
 wavelength) with a tabulated wavelength axis and a bounding box, SCI/ERR/
@@ -90,7 +90,9 @@ def slit_wcs(
     return wcs
 
 
-def _fill_arrays(model, sim: SimulatedSlit, transpose: bool, with_dq: bool) -> None:
+def _fill_arrays(model, sim: SimulatedSlit, *, transpose: bool, with_dq: bool) -> None:
+    """Set SCI/ERR/VAR_*/WHT (float32, transposed for dispersion along y) and optionally DQ."""
+
     def f32(a):
         return np.ascontiguousarray((a.T if transpose else a).astype(np.float32))
 
@@ -134,7 +136,8 @@ def make_slit_model(
     return slit
 
 
-def _set_exposure_meta(model, exp_type: str, instrument: str, filename: str) -> None:
+def _set_exposure_meta(model, exp_type: str, instrument: str, *, filename: str) -> None:
+    """Set the exposure, observation and calibration-step metadata of an s2d product."""
     model.meta.filename = filename
     model.meta.telescope = "JWST"
     model.meta.instrument.name = instrument
@@ -174,7 +177,7 @@ def make_multislit(
 
 
 def _set_nirspec_meta(model, filename: str) -> None:
-    _set_exposure_meta(model, "NRS_MSASPEC", "NIRSPEC", filename)
+    _set_exposure_meta(model, "NRS_MSASPEC", "NIRSPEC", filename=filename)
     model.meta.instrument.detector = "NRS1"
     model.meta.instrument.grating = "PRISM"
     model.meta.instrument.filter = "CLEAR"
@@ -186,7 +189,7 @@ def make_lrs_image(
     """A MIRI LRS fixed-slit-like s2d ``ImageModel``: dispersion along y."""
     model = datamodels.ImageModel()
     _fill_arrays(model, sim, transpose=True, with_dq=with_dq)
-    _set_exposure_meta(model, "MIR_LRS-FIXEDSLIT", "MIRI", filename)
+    _set_exposure_meta(model, "MIR_LRS-FIXEDSLIT", "MIRI", filename=filename)
     model.meta.instrument.detector = "MIRIMAGE"
     model.meta.instrument.filter = "P750L"
     model.meta.wcsinfo.dispersion_direction = 2
@@ -229,7 +232,7 @@ def make_s2d_file(
     nod_type : str, optional
         Nod pattern recorded in the DITHER metadata (see `make_multislit`).
     **slit_kwargs
-        Passed to `simulate.simulate_slit` (fixed for all slits).
+        Passed to `sim.simulate.simulate_slit` (fixed for all slits).
 
     Returns
     -------

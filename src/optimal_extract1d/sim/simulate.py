@@ -1,15 +1,15 @@
 """Realistic synthetic s2d slits with known truth, for the demo, tests and benchmarks.
 
-This is the pure half (numpy only); `simulate_models` wraps the arrays in
-datamodels.
+This is the pure half (numpy and scipy only); `sim.models` wraps the arrays
+in datamodels.
 
 * `simulate_slit`: one slit's arrays, dispersion along axis 1,
   with a pixel-integrated Gaussian or Moffat source whose FWHM varies with
-  wavelength (or the effective profiles of a PSF table, `psf.PSFTable`),
+  wavelength (or the effective profiles of a PSF table, `psf.tabulated.PSFTable`),
   an offset or curved trace, sky background, NaN borders,
   optional negative nod copies, cosmic rays and correlated noise, and noise
   drawn from the variance arrays. It returns the injected truth.
-* `simulate_models.make_slit_model` / `make_multislit` / `make_s2d_file`
+* `sim.models.make_slit_model` / `make_multislit` / `make_s2d_file`
   (stdatamodels and gwcs) wrap those arrays in ``SlitModel``/``MultiSlitModel``/``ImageModel``
   with a detector -> (ra, dec, wavelength) gwcs like ``resample_spec`` writes,
   units MJy/sr and the metadata extract_1d reads.
@@ -79,7 +79,7 @@ class SimulatedSlit:
 
 
 def _pixel_integrated(
-    shape: str, rows: np.ndarray, center: np.ndarray, fwhm: np.ndarray, moffat_alpha: float
+    shape: str, rows: np.ndarray, center: np.ndarray, *, fwhm: np.ndarray, moffat_alpha: float
 ) -> np.ndarray:
     """Profile integrated over each pixel, unit sum over the rows (n_cross, n_disp)."""
     lo = rows[:, None] - 0.5 - center[None, :]
@@ -98,7 +98,7 @@ def _pixel_integrated(
 
 
 def _table_profile(
-    psf: PSFTable, rows: np.ndarray, center: np.ndarray, wavelength: np.ndarray, scale: float
+    psf: PSFTable, rows: np.ndarray, center: np.ndarray, *, wavelength: np.ndarray, scale: float
 ) -> np.ndarray:
     """Effective PSF profile of a table at every pixel, unit sum over the rows.
 
@@ -204,7 +204,7 @@ def simulate_slit(
         Write VAR_POISSON computed from the noisy data (as the pipeline does
         from the measured count rate) instead of from the noise-free model.
         The noise is drawn from the model variance either way.
-    psf : psf.PSFTable, optional
+    psf : psf.tabulated.PSFTable, optional
         Draw the source profile (and its companions and nod copies) from
         these effective, pixel-integrated PSF profiles at each column's
         wavelength instead of ``shape``/``fwhm``; the recorded ``fwhm`` is
@@ -216,13 +216,93 @@ def simulate_slit(
     -------
     SimulatedSlit
     """
+    geometry = _geometry(
+        n_cross,
+        n_disp,
+        wavelength_range,
+        center=center,
+        slope=slope,
+        curvature=curvature,
+        fwhm=fwhm,
+        psf=psf,
+        psf_scale=psf_scale,
+    )
+    wavelength = geometry.wavelength
+    spec = default_spectrum(wavelength, rng) if spectrum is None else np.asarray(spectrum, float)
+    flux = peak_flux * spec
+    optics = _Optics(geometry, shape=shape, moffat_alpha=moffat_alpha, psf=psf, psf_scale=psf_scale)
+    scene = _scene(optics, flux, companions, nod_offsets=nod_offsets, nod_scale=nod_scale)
+    var = _variances(scene, flux, snr=snr, background=background)
+    data, var_poisson = _noisy_data(
+        rng,
+        scene,
+        var,
+        background=background,
+        correlated=correlated,
+        poisson_from_data=poisson_from_data,
+    )
+    data, hits = _add_cosmic_rays(rng, data, var.total, n_hits=cosmic_rays)
+    _nan_borders((data, var_poisson, var.rnoise, var.flat), nan_border)
+    wht = np.where(np.isfinite(var.rnoise), 1.0 / var.rnoise, 0.0)
+    return SimulatedSlit(
+        data=data,
+        var_poisson=var_poisson,
+        var_rnoise=var.rnoise,
+        var_flat=var.flat,
+        wht=wht,
+        wavelength=wavelength,
+        flux=flux,
+        center=geometry.trace,
+        fwhm=geometry.widths,
+        true_profile=scene.profile,
+        true_variance=var.total,
+        cosmic_rays=hits,
+        nod_offsets=tuple(nod_offsets),
+        companion_flux=scene.companion_flux,
+        companion_offsets=tuple(off for off, _ in companions),
+    )
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Where the source falls on the slit; axis 1 = dispersion.
+
+    Attributes
+    ----------
+    rows : ndarray, shape (n_cross,)
+        Row coordinates.
+    wavelength : ndarray, shape (n_disp,)
+        Wavelength of every column, microns.
+    trace : ndarray, shape (n_disp,)
+        Trace centre (row) per column.
+    widths : ndarray, shape (n_disp,)
+        Source FWHM (pixels) per column.
+    """
+
+    rows: np.ndarray
+    wavelength: np.ndarray
+    trace: np.ndarray
+    widths: np.ndarray
+
+
+def _geometry(
+    n_cross: int,
+    n_disp: int,
+    wavelength_range: tuple[float, float],
+    *,
+    center: float | None,
+    slope: float,
+    curvature: float,
+    fwhm: tuple[float, float],
+    psf: PSFTable | None,
+    psf_scale: float,
+) -> _Geometry:
+    """Prism-like wavelengths, the trace and the FWHM per column (see `simulate_slit`)."""
     cols = np.arange(n_disp, dtype=float)
     rows = np.arange(n_cross, dtype=float)
     t = cols / max(n_disp - 1, 1)
     lam0, lam1 = wavelength_range
     wavelength = lam0 + (lam1 - lam0) * (0.6 * t + 0.4 * t**2)
-    spec = default_spectrum(wavelength, rng) if spectrum is None else np.asarray(spectrum, float)
-    flux = peak_flux * spec
     u = 2.0 * t - 1.0
     c0 = (n_cross - 1) / 2.0 if center is None else float(center)
     trace = c0 + slope * u + curvature * u**2
@@ -230,43 +310,154 @@ def simulate_slit(
         widths = fwhm[0] + (fwhm[1] - fwhm[0]) * t
     else:
         widths = psf_scale * psf.fwhm(wavelength)
+    return _Geometry(rows=rows, wavelength=wavelength, trace=trace, widths=widths)
 
-    def profile_at(centre):
-        if psf is not None:
-            return _table_profile(psf, rows, centre, wavelength, psf_scale)
-        return _pixel_integrated(shape, rows, centre, widths, moffat_alpha)
 
-    prof = profile_at(trace)
+@dataclass(frozen=True)
+class _Optics:
+    """The source's profile law: analytic ``shape``/FWHM, or a PSF table when ``psf`` is set."""
+
+    geometry: _Geometry
+    shape: str
+    moffat_alpha: float
+    psf: PSFTable | None
+    psf_scale: float
+
+    def profile_at(self, centre: np.ndarray) -> np.ndarray:
+        """Pixel-integrated profile centred on ``centre`` (n_disp,), unit sum over the rows."""
+        g = self.geometry
+        if self.psf is not None:
+            return _table_profile(
+                self.psf, g.rows, centre, wavelength=g.wavelength, scale=self.psf_scale
+            )
+        return _pixel_integrated(
+            self.shape, g.rows, centre, fwhm=g.widths, moffat_alpha=self.moffat_alpha
+        )
+
+
+@dataclass(frozen=True)
+class _Scene:
+    """The noise-free source image (n_cross, n_disp) and what went into it.
+
+    Attributes
+    ----------
+    profile : ndarray
+        Main source's profile, unit sum over the rows.
+    positive : ndarray
+        Source plus companions.
+    image : ndarray
+        ``positive`` minus the negative nod copies.
+    companion_flux : tuple of ndarray, shape (n_disp,)
+        Flux of every companion, summed over the rows.
+    nod_scales : ndarray, shape (n_nods,)
+        Amplitude of every nod copy relative to the source.
+    """
+
+    profile: np.ndarray
+    positive: np.ndarray
+    image: np.ndarray
+    companion_flux: tuple[np.ndarray, ...]
+    nod_scales: np.ndarray
+
+
+def _scene(
+    optics: _Optics,
+    flux: np.ndarray,
+    companions: tuple[tuple[float, float], ...],
+    *,
+    nod_offsets: tuple[float, ...],
+    nod_scale: float | tuple[float, ...],
+) -> _Scene:
+    """Source, companions and negative nod copies on the trace (see `simulate_slit`)."""
+    trace = optics.geometry.trace
+    prof = optics.profile_at(trace)
     scene = flux[None, :] * prof
     companion_flux = []
     for off, ratio in companions:
-        cprof = profile_at(trace + off)
+        cprof = optics.profile_at(trace + off)
         scene = scene + ratio * flux[None, :] * cprof
         companion_flux.append(ratio * flux * cprof.sum(axis=0))
     positive_scene = scene.copy()
     scales = np.broadcast_to(np.asarray(nod_scale, float), (len(nod_offsets),))
     for off, scale in zip(nod_offsets, scales, strict=True):
-        scene = scene - scale * flux[None, :] * profile_at(trace + off)
+        scene = scene - scale * flux[None, :] * optics.profile_at(trace + off)
+    return _Scene(
+        profile=prof,
+        positive=positive_scene,
+        image=scene,
+        companion_flux=tuple(companion_flux),
+        nod_scales=scales,
+    )
+
+
+@dataclass(frozen=True)
+class _Variances:
+    """Variance arrays (n_cross, n_disp) the noise is drawn from.
+
+    Attributes
+    ----------
+    poisson, rnoise, flat : ndarray
+        VAR_POISSON (from the noise-free model), VAR_RNOISE and VAR_FLAT.
+    total : ndarray
+        Their sum: the variance of the noise.
+    source_plus_sky : ndarray
+        Positive scene plus background, which VAR_POISSON scales with.
+    """
+
+    poisson: np.ndarray
+    rnoise: np.ndarray
+    flat: np.ndarray
+    total: np.ndarray
+    source_plus_sky: np.ndarray
+
+
+def _variances(scene: _Scene, flux: np.ndarray, *, snr: float, background: float) -> _Variances:
+    """Poisson, read-noise and flat variances giving optimal S/N ``snr`` at the peak column."""
     # Variance: Poisson from source + sky (half the read noise at the peak pixel),
     # read noise solved so that the optimal S/N at the peak column is `snr`.
     peak_col = int(np.argmax(flux))
-    p = prof[:, peak_col]
+    p = scene.profile[:, peak_col]
     target = (flux[peak_col] / snr) ** 2  # Var(F) = 1 / sum(p^2 / V), Horne eq. 9
     rn_pure = target * np.sum(p**2)
-    source_plus_sky = positive_scene + background
+    source_plus_sky = scene.positive + background
     var_poisson = 0.5 * rn_pure * source_plus_sky / source_plus_sky[:, peak_col].max()
     rn = _solve_read_noise(p, var_poisson[:, peak_col], target)
-    nod_factor = 1.0 + float(np.sum(scales**2))
-    var_rnoise = np.full((n_cross, n_disp), rn * nod_factor)
+    nod_factor = 1.0 + float(np.sum(scene.nod_scales**2))
+    var_rnoise = np.full(scene.image.shape, rn * nod_factor)
     var_poisson = var_poisson * nod_factor
-    var_flat = 1e-4 * (scene**2 + background**2)
+    var_flat = 1e-4 * (scene.image**2 + background**2)
     true_var = var_poisson + var_rnoise + var_flat
-    noise = rng.standard_normal((n_cross, n_disp))
+    return _Variances(
+        poisson=var_poisson,
+        rnoise=var_rnoise,
+        flat=var_flat,
+        total=true_var,
+        source_plus_sky=source_plus_sky,
+    )
+
+
+def _noisy_data(
+    rng: np.random.Generator,
+    scene: _Scene,
+    var: _Variances,
+    *,
+    background: float,
+    correlated: float,
+    poisson_from_data: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the noise (one standard normal per pixel); return data and VAR_POISSON.
+
+    VAR_POISSON is ``var.poisson``, or with ``poisson_from_data`` rescaled to
+    the noisy positive scene as the pipeline computes it from the count rate.
+    """
+    noise = rng.standard_normal(var.total.shape)
     if correlated > 0:
         noise = _correlate(noise, correlated)
-    data = scene + background + noise * np.sqrt(true_var)
+    data = scene.image + background + noise * np.sqrt(var.total)
+    var_poisson = var.poisson
     if poisson_from_data:
-        positive = positive_scene + background + noise * np.sqrt(true_var)
+        source_plus_sky = var.source_plus_sky
+        positive = scene.positive + background + noise * np.sqrt(var.total)
         ratio = np.divide(
             np.clip(positive, 0.0, None),
             source_plus_sky,
@@ -274,33 +465,27 @@ def simulate_slit(
             where=source_plus_sky > 0,
         )
         var_poisson = var_poisson * ratio
-    hits = np.zeros((n_cross, n_disp), bool)
-    if cosmic_rays:
-        idx = rng.choice(n_cross * n_disp, size=cosmic_rays, replace=False)
+    return data, var_poisson
+
+
+def _add_cosmic_rays(
+    rng: np.random.Generator, data: np.ndarray, true_var: np.ndarray, *, n_hits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hit ``n_hits`` distinct pixels with 20-200 sigma; return the data and the hit mask."""
+    hits = np.zeros(data.shape, bool)
+    if n_hits:
+        idx = rng.choice(data.size, size=n_hits, replace=False)
         hits.flat[idx] = True
         data = np.where(hits, data + rng.uniform(20, 200, hits.shape) * np.sqrt(true_var), data)
-    if nan_border:
-        for arr in (data, var_poisson, var_rnoise, var_flat):
-            arr[:nan_border] = np.nan
-            arr[-nan_border:] = np.nan
-    wht = np.where(np.isfinite(var_rnoise), 1.0 / var_rnoise, 0.0)
-    return SimulatedSlit(
-        data=data,
-        var_poisson=var_poisson,
-        var_rnoise=var_rnoise,
-        var_flat=var_flat,
-        wht=wht,
-        wavelength=wavelength,
-        flux=flux,
-        center=trace,
-        fwhm=widths,
-        true_profile=prof,
-        true_variance=true_var,
-        cosmic_rays=hits,
-        nod_offsets=tuple(nod_offsets),
-        companion_flux=tuple(companion_flux),
-        companion_offsets=tuple(off for off, _ in companions),
-    )
+    return data, hits
+
+
+def _nan_borders(arrays: tuple[np.ndarray, ...], n_rows: int) -> None:
+    """Set the first and last ``n_rows`` rows of every array to NaN, in place."""
+    if n_rows:
+        for arr in arrays:
+            arr[:n_rows] = np.nan
+            arr[-n_rows:] = np.nan
 
 
 def _solve_read_noise(p: np.ndarray, vp: np.ndarray, target: float) -> float:
