@@ -101,6 +101,15 @@ def test_smooth_model_clips_outliers_and_holds_beyond_the_range(rng):
     rebuilt = SmoothModel.from_meta(meta)
     assert rebuilt == model
     np.testing.assert_allclose(rebuilt(lam), model(lam))
+    # the variable is a field, not the prose describing it
+    assert SmoothModel.from_meta({**meta, "variable": "reworded"}).variable == "wavelength"
+    column = fit_smooth(lam, values, np.ones(12), 2, variable="column").to_meta()
+    assert SmoothModel.from_meta({**column, "variable": ""}).variable == "column"
+    # products written before the field existed are read by their description
+    old = {k: v for k, v in meta.items() if k != "abscissa"}
+    assert SmoothModel.from_meta(old) == model
+    with pytest.raises(ValueError, match="abscissa"):
+        SmoothModel.from_meta({**meta, "abscissa": "time"})
 
 
 def test_smooth_model_lowers_the_order_for_few_bins():

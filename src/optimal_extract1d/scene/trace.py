@@ -245,15 +245,25 @@ class SmoothModel:
             "order": self.order,
             "n_bins_used": self.n_used,
             "n_bins_clipped": self.n_clipped,
+            "abscissa": self.variable,
             "variable": VARIABLES[self.variable],
         }
 
     @classmethod
     def from_meta(cls, meta: Mapping) -> SmoothModel:
-        """The model recorded by `to_meta` (a dict or the spectrum's metadata node)."""
-        get = meta.get if isinstance(meta, Mapping) else lambda key: getattr(meta, key)
-        text = str(get("variable"))
-        variable = next(k for k, v in VARIABLES.items() if v == text)
+        """The model recorded by `to_meta` (a dict or the spectrum's metadata node).
+
+        The variable is the ``abscissa`` field (``"wavelength"`` or
+        ``"column"``); products written before that field existed are read
+        by their ``variable`` description.
+        """
+        get = meta.get if isinstance(meta, Mapping) else lambda key: getattr(meta, key, None)
+        variable = get("abscissa")
+        if variable is None:
+            variable = next(k for k, v in VARIABLES.items() if v == str(get("variable")))
+        if variable not in VARIABLES:
+            msg = f"unknown smooth-model abscissa {variable!r}; expected one of {list(VARIABLES)}"
+            raise ValueError(msg)
         domain = (float(get("domain")[0]), float(get("domain")[1]))
         valid = (float(get("valid")[0]), float(get("valid")[1]))
         return cls(
