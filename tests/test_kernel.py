@@ -15,7 +15,7 @@ from optimal_extract1d.psf.profilefit import fit_kernel
 def _slice(template_name, center, fwhm, n=31, amp=10.0, bkg=0.0, noise=0.05, seed=0):
     t = make_template(template_name)
     y = np.arange(n, dtype=float)
-    values = amp * evaluate_template(t, y, np.array([center]), np.array([fwhm]))[:, 0] + bkg
+    values = amp * evaluate_template(t, y, np.array([center]), fwhm=np.array([fwhm]))[:, 0] + bkg
     rng = np.random.default_rng(seed)
     return values + rng.normal(0, noise, n), np.full(n, noise)
 
@@ -33,7 +33,7 @@ def test_fit_recovers_centre_and_fwhm(name):
 def test_any_astropy_model_can_be_the_template():
     template = make_template(models.Lorentz1D(amplitude=1.0, x_0=0.0, fwhm=1.0))
     y = np.arange(31.0)
-    values = 5.0 * evaluate_template(template, y, np.array([16.2]), np.array([2.5]))[:, 0]
+    values = 5.0 * evaluate_template(template, y, np.array([16.2]), fwhm=np.array([2.5]))[:, 0]
     fit = fit_kernel(template, values + 0.01, np.full(31, 0.01), bkg_order=0)
     assert fit.center == pytest.approx(16.2, abs=0.01)
     assert fit.fwhm == pytest.approx(2.5, rel=0.02)
@@ -68,7 +68,7 @@ def test_pixel_integrals_and_derivatives(name):
         template.center_param: np.array([10.3, 15.0, 20.7]),
         template.width_param: np.array([0.6, 1.3, 4.0]),
     }
-    values, grads = evaluate_with_derivatives(template, y, params, list(params))
+    values, grads = evaluate_with_derivatives(template, y, params, names=list(params))
     np.testing.assert_allclose(values, evaluate_native(template, y, params))
 
     sub = (np.arange(4000) + 0.5) / 4000 - 0.5
@@ -93,10 +93,12 @@ def test_scattered_pixels_give_the_same_values_as_the_full_slit():
     template = make_template("gaussian")
     params = {"mean": np.array([10.3, 15.0]), "stddev": np.array([0.8, 2.0])}
     full, full_grads = evaluate_with_derivatives(
-        template, np.arange(31.0), params, ["mean", "stddev"]
+        template, np.arange(31.0), params, names=["mean", "stddev"]
     )
     rows = np.array([2, 9, 10, 11, 17, 30])
-    part, part_grads = evaluate_with_derivatives(template, rows * 1.0, params, ["mean", "stddev"])
+    part, part_grads = evaluate_with_derivatives(
+        template, rows * 1.0, params, names=["mean", "stddev"]
+    )
     np.testing.assert_allclose(part, full[rows], atol=1e-15)
     for name in part_grads:
         np.testing.assert_allclose(part_grads[name], full_grads[name][rows], atol=1e-14)

@@ -122,8 +122,8 @@ def spatial_model(
             fit.template,
             sd.shape[0],
             np.full(sd.shape[1], fit.center),
-            np.full(sd.shape[1], fit.fwhm),
-            wavelength_params(fit.template, wavelength),
+            fwhm=np.full(sd.shape[1], fit.fwhm),
+            extra=wavelength_params(fit.template, wavelength),
         )
         return SlitShape([prof], ("source",), "fixed_kernel", str(err), fit, column, {})
     varied = spatial.vary_kernel(fit, sd.data, variance, usable, wavelength, params, sd.name)

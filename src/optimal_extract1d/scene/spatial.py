@@ -166,7 +166,7 @@ class KernelVariation:
         """Normalized profile of the main source, then of every other component."""
         return [
             kernel_profile(
-                self.template, n_cross, self.centers + off, self.fwhm, self.column_params
+                self.template, n_cross, self.centers + off, fwhm=self.fwhm, extra=self.column_params
             )
             for off in (0.0, *self.offsets)
         ]
@@ -277,7 +277,9 @@ def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, par
     n_cross = data.shape[0]
     # The S/N that places the bins needs no other component (nod copies barely
     # overlap the source): the main profile and the background only.
-    main = kernel_profile(flat.template, n_cross, flat.centers, flat.fwhm, flat.column_params)
+    main = kernel_profile(
+        flat.template, n_cross, flat.centers, fwhm=flat.fwhm, extra=flat.column_params
+    )
     basis = polynomial_basis(n_cross, params.bkg_order)
     first = extract_columns(data, variance, main.weights, ~usable, bkg_basis=basis)
     with np.errstate(invalid="ignore", divide="ignore"):
