@@ -8,7 +8,7 @@ from optimal_extract1d.psf.evaluate import (
     evaluate_template,
     evaluate_with_derivatives,
 )
-from optimal_extract1d.psf.kernel import make_template
+from optimal_extract1d.psf.kernel import make_template, shape_bounds, with_params
 from optimal_extract1d.psf.profilefit import fit_kernel
 
 
@@ -37,6 +37,46 @@ def test_any_astropy_model_can_be_the_template():
     fit = fit_kernel(template, values + 0.01, np.full(31, 0.01), bkg_order=0)
     assert fit.center == pytest.approx(16.2, abs=0.01)
     assert fit.fwhm == pytest.approx(2.5, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "shape"),
+    [
+        ("moffat", models.Moffat1D(1.0, 0.0, 1.0, 2.5), {"alpha": [0.9, 2.5, 7.0]}),
+        ("gaussian", models.Gaussian1D(1.0, 0.0, 1.0), {}),
+    ],
+)
+def test_astropy_instance_is_treated_as_the_named_kernel(name, model, shape):
+    named, given = make_template(name), make_template(model)
+    assert shape_bounds(given, 31) == shape_bounds(named, 31)
+    assert given.fwhm_per_width() == named.fwhm_per_width()
+    for param, values in shape.items():  # the analytic FWHM at every index
+        for value in values:
+            per = with_params(named, {param: value}).fwhm_per_width()
+            assert with_params(given, {param: value}).fwhm_per_width() == per
+    values, sigma = _slice(name, 13.3, 2.2, bkg=0.5)
+    fit_named = fit_kernel(named, values, sigma, bkg_order=1)
+    fit_given = fit_kernel(given, values, sigma, bkg_order=1)
+    assert fit_given.to_meta() | {"kernel": name} == fit_named.to_meta()
+
+
+def test_moffat_instance_keeps_its_own_start():
+    """Bounded index and analytic FWHM from the instance's own starting index."""
+    given, named = make_template(models.Moffat1D(alpha=1.5)), make_template("moffat")
+    bounds, named_bounds = shape_bounds(given, 31), shape_bounds(named, 31)
+    assert bounds["alpha"] == named_bounds["alpha"] == (0.8, 20.0)
+    assert bounds["x_0"] == named_bounds["x_0"]
+    per = given.fwhm_per_width()
+    assert per == pytest.approx(2.0 * np.sqrt(2.0 ** (1 / 1.5) - 1.0))
+    np.testing.assert_allclose(np.multiply(bounds["gamma"], per), [0.4, 31.0])  # FWHM range
+    values, sigma = _slice("moffat", 13.3, 2.2, bkg=0.5)
+    fit_named = fit_kernel(named, values, sigma, bkg_order=1)
+    fit_given = fit_kernel(given, values, sigma, bkg_order=1)
+    assert fit_given.center == pytest.approx(fit_named.center, abs=1e-4)
+    assert fit_given.fwhm == pytest.approx(fit_named.fwhm, rel=1e-4)
+    assert fit_given.template.model.alpha.value == pytest.approx(
+        fit_named.template.model.alpha.value, rel=1e-3
+    )
 
 
 def test_template_needs_identifiable_parameters():
