@@ -76,7 +76,7 @@ def normal_matrix(a: np.ndarray) -> np.ndarray:
 
 
 def solve_linear(
-    shapes: np.ndarray, values: np.ndarray, sigma: np.ndarray, basis: np.ndarray
+    shapes: np.ndarray, values: np.ndarray, sigma: np.ndarray, *, basis: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact fluxes + background for fixed shapes, every profile at once.
 

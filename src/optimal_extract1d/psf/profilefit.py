@@ -170,7 +170,7 @@ def fit_profiles(
     )
     names, n_off = [*free, *shared], (len(offsets) if fit_offsets else 0)
     return _linear_parts(
-        template, found, values, sigma, basis=basis, bounds=bounds, names=names, n_off=n_off
+        template, found, values, sigma=sigma, basis=basis, bounds=bounds, names=names, n_off=n_off
     )
 
 
@@ -192,7 +192,7 @@ def _inside(bounds, name) -> tuple[float, float]:
 
 
 def _linear_parts(
-    template, found: LMResult, values, sigma, *, basis, bounds, names, n_off
+    template, found: LMResult, values, *, sigma, basis, bounds, names, n_off
 ) -> ProfileFits:
     """Fluxes, background and fit statistics at the fitted shapes.
 
@@ -202,7 +202,7 @@ def _linear_parts(
     y = np.arange(n_cross, dtype=float)
     par, offs = found.params, found.offsets
     shapes = component_shapes(template, y, par, offsets=offs)
-    resid, coeffs, snr, n_ok = solve_linear(shapes, values, sigma, basis)
+    resid, coeffs, snr, n_ok = solve_linear(shapes, values, sigma, basis=basis)
     n_comp = shapes.shape[2]
     return ProfileFits(
         params={k: np.asarray(v, float).copy() for k, v in par.items()},
@@ -212,11 +212,11 @@ def _linear_parts(
         background=coeffs[:, n_comp:],
         chi2=np.sum(resid**2, axis=0),
         dof=np.maximum(n_ok - len(names) - n_off - coeffs.shape[1], 1),
-        at_bound=_at_bound(par, names, bounds, n_prof),
+        at_bound=_at_bound(par, names, bounds, n_prof=n_prof),
     )
 
 
-def _at_bound(par, names, bounds, n_prof: int) -> np.ndarray:
+def _at_bound(par, names, bounds, *, n_prof: int) -> np.ndarray:
     """Profiles where one of the parameters ``names`` ended on its bound."""
     at_bound = np.zeros(n_prof, bool)
     for name in names:
@@ -331,7 +331,7 @@ def _grid_center(template, values, sigma, *, basis, start, offsets) -> float:
     )
     stacked = np.broadcast_to(values[:, None], (values.size, grid.size))
     sig = np.broadcast_to(sigma[:, None], stacked.shape)
-    resid, coeffs, _, _ = solve_linear(shapes, stacked, sig, basis)
+    resid, coeffs, _, _ = solve_linear(shapes, stacked, sig, basis=basis)
     chi2 = np.where(coeffs[:, 0] > 0, np.sum(resid**2, axis=0), np.inf)
     return float(grid[np.argmin(chi2)]) if np.isfinite(chi2).any() else float(values.size // 2)
 

@@ -94,9 +94,9 @@ def _scan(fit: KernelFit, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     sigma = np.broadcast_to(data.sigma[:, None], (n, n_rows))
     basis = polynomial_basis(n, data.bkg_order)
     base, _, _, _ = solve_linear(
-        fixed[:, None, :], data.values[:, None], data.sigma[:, None], basis
+        fixed[:, None, :], data.values[:, None], data.sigma[:, None], basis=basis
     )
-    resid, coeffs, snr, _ = solve_linear(stacked, values, sigma, basis)
+    resid, coeffs, snr, _ = solve_linear(stacked, values, sigma, basis=basis)
     gain = np.sum(base**2) - np.sum(resid**2, axis=0)
     return gain, coeffs[:, fixed.shape[1]], snr[:, fixed.shape[1]]
 
@@ -292,7 +292,7 @@ def _linear(fit: KernelFit, data: SliceData, center: float, offsets) -> KernelFi
         fit.template, np.arange(n, dtype=float), params, offsets=np.asarray(offsets, float)
     )
     resid, coeffs, snr, _ = solve_linear(
-        shapes, data.values[:, None], data.sigma[:, None], polynomial_basis(n, data.bkg_order)
+        shapes, data.values[:, None], data.sigma[:, None], basis=polynomial_basis(n, data.bkg_order)
     )
     chi2 = float(np.sum(resid**2))
     dof = max(fit.chi2 / fit.chi2_reduced if fit.chi2_reduced > 0 else 1.0, 1.0) - (
