@@ -54,7 +54,7 @@ def profiles(draw, shape):
         template = make_template(draw(st.sampled_from(["gaussian", "moffat"])))
         centers = draw(arrays(np.float64, n_disp, elements=st.floats(-5.0, n_cross + 5.0)))
         fwhm = draw(arrays(np.float64, n_disp, elements=st.floats(0.3, 30.0)))
-        raw = evaluate_template(template, np.arange(n_cross, dtype=float), centers, fwhm)
+        raw = evaluate_template(template, np.arange(n_cross, dtype=float), centers, fwhm=fwhm)
     return normalize_profile(raw)
 
 

@@ -8,14 +8,14 @@ from optimal_extract1d.psf.evaluate import (
     evaluate_template,
     evaluate_with_derivatives,
 )
-from optimal_extract1d.psf.kernel import make_template
+from optimal_extract1d.psf.kernel import make_template, shape_bounds, with_params
 from optimal_extract1d.psf.profilefit import fit_kernel
 
 
 def _slice(template_name, center, fwhm, n=31, amp=10.0, bkg=0.0, noise=0.05, seed=0):
     t = make_template(template_name)
     y = np.arange(n, dtype=float)
-    values = amp * evaluate_template(t, y, np.array([center]), np.array([fwhm]))[:, 0] + bkg
+    values = amp * evaluate_template(t, y, np.array([center]), fwhm=np.array([fwhm]))[:, 0] + bkg
     rng = np.random.default_rng(seed)
     return values + rng.normal(0, noise, n), np.full(n, noise)
 
@@ -33,10 +33,50 @@ def test_fit_recovers_centre_and_fwhm(name):
 def test_any_astropy_model_can_be_the_template():
     template = make_template(models.Lorentz1D(amplitude=1.0, x_0=0.0, fwhm=1.0))
     y = np.arange(31.0)
-    values = 5.0 * evaluate_template(template, y, np.array([16.2]), np.array([2.5]))[:, 0]
+    values = 5.0 * evaluate_template(template, y, np.array([16.2]), fwhm=np.array([2.5]))[:, 0]
     fit = fit_kernel(template, values + 0.01, np.full(31, 0.01), bkg_order=0)
     assert fit.center == pytest.approx(16.2, abs=0.01)
     assert fit.fwhm == pytest.approx(2.5, rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("name", "model", "shape"),
+    [
+        ("moffat", models.Moffat1D(1.0, 0.0, 1.0, 2.5), {"alpha": [0.9, 2.5, 7.0]}),
+        ("gaussian", models.Gaussian1D(1.0, 0.0, 1.0), {}),
+    ],
+)
+def test_astropy_instance_is_treated_as_the_named_kernel(name, model, shape):
+    named, given = make_template(name), make_template(model)
+    assert shape_bounds(given, 31) == shape_bounds(named, 31)
+    assert given.fwhm_per_width() == named.fwhm_per_width()
+    for param, values in shape.items():  # the analytic FWHM at every index
+        for value in values:
+            per = with_params(named, {param: value}).fwhm_per_width()
+            assert with_params(given, {param: value}).fwhm_per_width() == per
+    values, sigma = _slice(name, 13.3, 2.2, bkg=0.5)
+    fit_named = fit_kernel(named, values, sigma, bkg_order=1)
+    fit_given = fit_kernel(given, values, sigma, bkg_order=1)
+    assert fit_given.to_meta() | {"kernel": name} == fit_named.to_meta()
+
+
+def test_moffat_instance_keeps_its_own_start():
+    """Bounded index and analytic FWHM from the instance's own starting index."""
+    given, named = make_template(models.Moffat1D(alpha=1.5)), make_template("moffat")
+    bounds, named_bounds = shape_bounds(given, 31), shape_bounds(named, 31)
+    assert bounds["alpha"] == named_bounds["alpha"] == (0.8, 20.0)
+    assert bounds["x_0"] == named_bounds["x_0"]
+    per = given.fwhm_per_width()
+    assert per == pytest.approx(2.0 * np.sqrt(2.0 ** (1 / 1.5) - 1.0))
+    np.testing.assert_allclose(np.multiply(bounds["gamma"], per), [0.4, 31.0])  # FWHM range
+    values, sigma = _slice("moffat", 13.3, 2.2, bkg=0.5)
+    fit_named = fit_kernel(named, values, sigma, bkg_order=1)
+    fit_given = fit_kernel(given, values, sigma, bkg_order=1)
+    assert fit_given.center == pytest.approx(fit_named.center, abs=1e-4)
+    assert fit_given.fwhm == pytest.approx(fit_named.fwhm, rel=1e-4)
+    assert fit_given.template.model.alpha.value == pytest.approx(
+        fit_named.template.model.alpha.value, rel=1e-3
+    )
 
 
 def test_template_needs_identifiable_parameters():
@@ -68,7 +108,7 @@ def test_pixel_integrals_and_derivatives(name):
         template.center_param: np.array([10.3, 15.0, 20.7]),
         template.width_param: np.array([0.6, 1.3, 4.0]),
     }
-    values, grads = evaluate_with_derivatives(template, y, params, list(params))
+    values, grads = evaluate_with_derivatives(template, y, params, names=list(params))
     np.testing.assert_allclose(values, evaluate_native(template, y, params))
 
     sub = (np.arange(4000) + 0.5) / 4000 - 0.5
@@ -93,10 +133,12 @@ def test_scattered_pixels_give_the_same_values_as_the_full_slit():
     template = make_template("gaussian")
     params = {"mean": np.array([10.3, 15.0]), "stddev": np.array([0.8, 2.0])}
     full, full_grads = evaluate_with_derivatives(
-        template, np.arange(31.0), params, ["mean", "stddev"]
+        template, np.arange(31.0), params, names=["mean", "stddev"]
     )
     rows = np.array([2, 9, 10, 11, 17, 30])
-    part, part_grads = evaluate_with_derivatives(template, rows * 1.0, params, ["mean", "stddev"])
+    part, part_grads = evaluate_with_derivatives(
+        template, rows * 1.0, params, names=["mean", "stddev"]
+    )
     np.testing.assert_allclose(part, full[rows], atol=1e-15)
     for name in part_grads:
         np.testing.assert_allclose(part_grads[name], full_grads[name][rows], atol=1e-14)

@@ -16,7 +16,7 @@ def test_normalize_clips_and_sums_to_one():
 
 def test_kernel_profile_follows_centres_and_widths():
     prof = kernel_profile(
-        make_template("gaussian"), 41, np.array([10.0, 20.0, 30.0]), np.array([2.0, 3.0, 4.0])
+        make_template("gaussian"), 41, np.array([10.0, 20.0, 30.0]), fwhm=np.array([2.0, 3.0, 4.0])
     )
     y = np.arange(41)
     centroid = (prof.weights * y[:, None]).sum(axis=0)

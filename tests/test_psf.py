@@ -81,7 +81,7 @@ def test_effective_psf_is_sampled_at_pixel_centres_not_integrated_again():
     np.testing.assert_allclose(got, want, rtol=1e-12)
     # per-column wavelengths reach evaluate_template (FWHM given at the template's wavelength)
     per = template.fwhm_per_width()
-    cols = evaluate_template(template, y, centers, per * np.ones(3), {"wavelength": lam})
+    cols = evaluate_template(template, y, centers, fwhm=per * np.ones(3), extra={"wavelength": lam})
     np.testing.assert_allclose(cols, want, rtol=1e-12)
 
 

@@ -32,7 +32,7 @@ def test_automatic_bin_count_follows_the_signal():
 def _bin_profiles(centers, fwhm, amp, noise, rng, n_cross=31):
     t = make_template("gaussian")
     y = np.arange(n_cross, dtype=float)
-    values = amp * evaluate_template(t, y, centers, fwhm) + rng.normal(
+    values = amp * evaluate_template(t, y, centers, fwhm=fwhm) + rng.normal(
         0, noise, (n_cross, centers.size)
     )
     return values, np.full(values.shape, noise)

@@ -3,7 +3,7 @@
 Templates are integrated over each pixel, as the data are: exactly (erf) for
 a Gaussian1D, by `OVERSAMPLE`-point Gauss–Legendre quadrature otherwise, or sampled at the
 pixel centres for a model that is already pixel-integrated (an effective
-PSF such as `psf.TabulatedPSF1D`).
+PSF such as `psf.tabulated.TabulatedPSF1D`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def evaluate_native(
     """Pixel-integrated unit-amplitude template for many parameter sets at once.
 
     A model whose ``pixel_integrated`` attribute is true (an effective PSF
-    such as `psf.TabulatedPSF1D`) is already integrated over the pixel: it is
+    such as `psf.tabulated.TabulatedPSF1D`) is already integrated over the pixel: it is
     sampled at the pixel centres only.
 
     Parameters
@@ -71,7 +71,7 @@ def evaluate_native(
     """
     m = template.model
     if type(m) is models.Gaussian1D:
-        return _gaussian_pixels(y, m, params, ())[0]
+        return _gaussian_pixels(y, m, params, names=())[0]
     if getattr(m, "pixel_integrated", False):
         oversample = 1
     sub, weights = _pixel_nodes(oversample)
@@ -91,8 +91,8 @@ def evaluate_with_derivatives(
     template: KernelTemplate,
     y: np.ndarray,
     params: Mapping[str, np.ndarray | float],
-    names: Sequence[str],
     *,
+    names: Sequence[str],
     oversample: int = OVERSAMPLE,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """`evaluate_native` and its derivatives with respect to the parameters ``names``.
@@ -108,7 +108,7 @@ def evaluate_with_derivatives(
     """
     m = template.model
     if type(m) is models.Gaussian1D:
-        return _gaussian_pixels(y, m, params, names)
+        return _gaussian_pixels(y, m, params, names=names)
     if getattr(m, "pixel_integrated", False):
         oversample = 1
     sub, weights = _pixel_nodes(oversample)
@@ -143,7 +143,7 @@ def cheap_derivatives(template: KernelTemplate) -> bool:
 
 
 def _gaussian_pixels(
-    y: np.ndarray, model: Model, params: Mapping[str, Any], names: Sequence[str]
+    y: np.ndarray, model: Model, params: Mapping[str, Any], *, names: Sequence[str]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Exact pixel integrals of a unit-peak Gaussian1D and their derivatives.
 
@@ -179,6 +179,7 @@ def evaluate_template(
     template: KernelTemplate,
     y: np.ndarray,
     centers: np.ndarray,
+    *,
     fwhm: np.ndarray,
     extra: Mapping[str, np.ndarray] | None = None,
 ) -> np.ndarray:
@@ -211,6 +212,7 @@ def kernel_profile(
     template: KernelTemplate,
     n_cross: int,
     centers: np.ndarray,
+    *,
     fwhm: np.ndarray,
     extra: Mapping[str, np.ndarray] | None = None,
 ) -> Profile:
@@ -226,7 +228,7 @@ def kernel_profile(
         Centre and FWHM per column, pixels.
     extra : mapping of str to ndarray, shape (n_disp,), optional
         Further template parameters per column (e.g. the wavelength of a
-        tabulated PSF, `kernel.wavelength_params`).
+        tabulated PSF, `psf.kernel.wavelength_params`).
 
     Returns
     -------
@@ -239,10 +241,12 @@ def kernel_profile(
     if all(_constant(v) for v in (centers, fwhm, *extra.values())):
         # the same kernel in every column (no fitted variation): evaluate it once
         one = {k: v[:1] for k, v in extra.items()}
-        column = normalize_profile(evaluate_template(template, y, centers[:1], fwhm[:1], one))
+        column = normalize_profile(
+            evaluate_template(template, y, centers[:1], fwhm=fwhm[:1], extra=one)
+        )
         weights = np.repeat(column, centers.size, axis=1)
     else:
-        weights = normalize_profile(evaluate_template(template, y, centers, fwhm, extra))
+        weights = normalize_profile(evaluate_template(template, y, centers, fwhm=fwhm, extra=extra))
     return Profile(weights=weights, centers=centers, fwhm=fwhm)
 
 

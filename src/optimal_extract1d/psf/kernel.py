@@ -2,9 +2,13 @@
 
 A *template* is any astropy 1-D model with an amplitude, a centre and a
 width parameter (Gaussian1D, Moffat1D, Lorentz1D, or a user model). It is
-always evaluated integrated over the pixel, as the data are (`evaluate`).
+always evaluated integrated over the pixel, as the data are (`psf.evaluate`).
 The *kernel* is the template plus a polynomial background, fitted to the
-coadded cross-dispersion slice by `profilefit.fit_kernel`.
+coadded cross-dispersion slice by `psf.profilefit.fit_kernel`.
+
+An astropy Gaussian1D or Moffat1D, named (``"gaussian"``, ``"moffat"``) or
+given as an instance, has an analytic FWHM and, for the Moffat index, a
+physical fit range; other models get a numeric FWHM and their own bounds.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ class KernelTemplate:
         Short name recorded in the output metadata.
     model : astropy.modeling.Fittable1DModel
         Prototype; its other shape parameters (e.g. Moffat ``alpha``) are
-        used as given, or as fitted once the template comes out of `fit_kernel`.
+        used as given, or as fitted once the template comes out of
+        `psf.profilefit.fit_kernel`.
     amplitude_param, center_param, width_param : str
         Parameter names of ``model``.
     """
@@ -65,11 +70,12 @@ class KernelTemplate:
     def fwhm_per_width(self) -> float:
         """FWHM of the template divided by its width parameter (pixels per unit)."""
         width = float(getattr(self.model, self.width_param).value)
-        if self.name == "gaussian":
+        if type(self.model) is models.Gaussian1D:
             return 2.0 * np.sqrt(2.0 * np.log(2.0))
-        if self.name == "moffat":
+        if type(self.model) is models.Moffat1D:
             alpha = np.float64(self.model.alpha.value)
-            # NaN or inf for a fitted alpha <= 0 or ~0: `_summarize` rejects the fit.
+            # NaN or inf for a fitted alpha <= 0 or ~0: `psf.profilefit.fit_kernel`
+            # rejects the fit.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return float(2.0 * np.sqrt(np.power(2.0, 1.0 / alpha) - 1.0))
         return _numeric_fwhm(self) / abs(width)
@@ -77,7 +83,7 @@ class KernelTemplate:
     def reference_fwhm(self) -> float | None:
         """FWHM (pixels) of the model as given, if it is a PSF reference; else None.
 
-        A model with a true ``reference_psf`` attribute (`psf.TabulatedPSF1D`)
+        A model with a true ``reference_psf`` attribute (`psf.tabulated.TabulatedPSF1D`)
         knows its expected width: fits start from it and the fallback kernel
         uses it.
         """
@@ -97,6 +103,8 @@ def make_template(kernel: str | Fittable1DModel, *, name: str | None = None) -> 
         ``amplitude``/``mean``/``stddev`` or ``x_0``/``fwhm``/``scale``).
         Parameters marked ``fixed`` in the model are never fitted; one named
         `WAVELENGTH_PARAM` is set from the data (see `wavelength_params`).
+        A Gaussian1D or Moffat1D instance is treated as the named kernel
+        (analytic FWHM, Moffat index bounds), starting from its own values.
     name : str, optional
         Name recorded in the metadata; the model's class name (lower case) when None.
 
@@ -164,7 +172,7 @@ class KernelFit:
         Fitted peak amplitude (data units).
     bkg_coeffs : tuple of float
         Background coefficients: Legendre polynomials over the slice pixels
-        mapped onto [-1, 1] (see `horne.polynomial_basis`).
+        mapped onto [-1, 1] (see `core.horne.polynomial_basis`).
     snr : float
         Signal-to-noise ratio of the PSF flux in the slice.
     chi2_reduced : float
@@ -227,7 +235,7 @@ def shape_bounds(template: KernelTemplate, n_cross: int) -> dict[str, tuple[floa
 
     The centre stays on the slit, the FWHM between 0.4 pixel and the slit
     length; other shape parameters use the astropy bounds, or a physical
-    range for known templates (Moffat index 0.8-20).
+    range for known templates (Moffat index 0.8-20, for an astropy Moffat1D).
     """
     m = template.model
     per = template.fwhm_per_width()
@@ -239,7 +247,7 @@ def shape_bounds(template: KernelTemplate, n_cross: int) -> dict[str, tuple[floa
         if name in bounds or name == template.amplitude_param:
             continue
         lo, hi = getattr(m, name).bounds
-        if template.name == "moffat" and name == "alpha":
+        if type(m) is models.Moffat1D and name == "alpha":
             lo, hi = 0.8, 20.0
         bounds[name] = (-np.inf if lo is None else lo, np.inf if hi is None else hi)
     return bounds

@@ -6,11 +6,12 @@ pixel-integrated template components (the source, further sources, nod
 copies at offsets ``o_j``) with fluxes ``f``, plus a polynomial background.
 All parameters of all profiles are improved together by Gauss–Newton steps
 with Marquardt damping, with analytic derivatives (the astropy model's
-``fit_deriv``, else central differences, see `evaluate.evaluate_with_derivatives`):
+``fit_deriv``, else central differences, see `psf.evaluate.evaluate_with_derivatives`):
 one template evaluation per iteration for all profiles, no Python loop over
 profiles. Profiles that share nothing are solved as a stack of small systems
 with their own damping; parameters shared by all profiles (a Moffat index,
-component offsets) make one dense system.
+component offsets) make one dense system. The fit starts from the exact fluxes
+and background of the starting shapes (`psf.linear`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ import numpy as np
 
 from .evaluate import cheap_derivatives, evaluate_with_derivatives
 from .kernel import KernelTemplate
+from .linear import data_weights, design_matrix, normal_matrix
 
-__all__ = ["LMResult", "levenberg_marquardt"]
+__all__ = ["LMResult", "levenberg_marquardt", "MAX_ITER"]
 
+# Iteration limit of a fit.
 MAX_ITER = 40
 _RTOL = 1e-6
 # A step that lowers chi2 by less than this has moved the parameters by about
@@ -51,11 +54,9 @@ class LMResult:
 class _Problem:
     """Data, weights and parameter layout of one fit."""
 
-    def __init__(self, template, values, sigma, basis, free, shared, offsets, fit_offsets):
+    def __init__(self, template, values, sigma, *, basis, free, shared, offsets, fit_offsets):
         self.template, self.basis = template, basis
-        ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
-        self.w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
-        self.d = np.where(ok, values, 0.0)
+        _, self.w, self.d = data_weights(values, sigma)
         self.y = np.arange(values.shape[0], dtype=float)
         self.free, self.shared = list(free), list(shared)
         self.n_comp = len(offsets) + 1
@@ -75,7 +76,7 @@ class _Problem:
         flat = {k: np.repeat(v, self.n_comp) for k, v in params.items()}
         flat[cp] = (params[cp][:, None] + shifts[None, :]).ravel()
         names = [n for n in self.free + self.shared if n != cp] + [cp] if derivatives else []
-        t, dt = evaluate_with_derivatives(self.template, self.y, flat, names)
+        t, dt = evaluate_with_derivatives(self.template, self.y, flat, names=names)
         shape = (self.y.size, n_prof, self.n_comp)
         total = t.sum(axis=0)
         total = np.where(total > 0, total, 1.0)
@@ -84,15 +85,16 @@ class _Problem:
         return phi, dphi
 
     def design(self, phi):
-        n_prof = phi.shape[1]
-        bkg = np.broadcast_to(self.basis[:, None, :], (self.y.size, n_prof, self.basis.shape[1]))
-        return np.concatenate([phi, bkg], axis=2)  # (n_cross, n_prof, n_lin)
+        return design_matrix(phi, self.basis)  # (n_cross, n_prof, n_lin)
 
     def solve_linear(self, phi):
-        """Exact fluxes and background for fixed shapes (the start of every fit)."""
+        """Exact fluxes and background for fixed shapes (the start of every fit).
+
+        The normal equations of `psf.linear.solve_linear`, solved directly: no
+        covariance is needed here (nor its rounding).
+        """
         a = self.design(phi) * self.w[:, :, None]
-        normal = np.einsum("ybi,ybj->bij", a, a)
-        normal += 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(self.n_lin)
+        normal = normal_matrix(a)
         rhs = np.einsum("ybi,yb->bi", a, self.d * self.w)
         return np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
 
@@ -119,8 +121,8 @@ def levenberg_marquardt(
     template: KernelTemplate,
     values: np.ndarray,
     sigma: np.ndarray,
-    basis: np.ndarray,
     *,
+    basis: np.ndarray,
     start: Mapping[str, np.ndarray],
     free: Sequence[str],
     bounds: Mapping[str, tuple[float, float]],
@@ -158,24 +160,45 @@ def levenberg_marquardt(
     -------
     LMResult
     """
-    prob = _Problem(template, values, sigma, basis, free, shared, offsets, fit_offsets)
-    n_prof = values.shape[1]
+    prob = _Problem(
+        template,
+        values,
+        sigma,
+        basis=basis,
+        free=free,
+        shared=shared,
+        offsets=offsets,
+        fit_offsets=fit_offsets,
+    )
+    params = _start_params(start, shared, values.shape[1])
+    state = _State(params, np.asarray(offsets, float).copy(), prob, bounds=bounds)
+    state.evaluate(fresh_linear=True)
+    state = _iterate(state, values.shape[1], max_iter)
+    return LMResult(state.params, state.offsets)
+
+
+def _start_params(start, shared, n_prof: int) -> dict[str, np.ndarray]:
+    """Starting values, one per profile; shared parameters start from their mean."""
     params = {
         k: np.array(np.broadcast_to(np.asarray(v, float), (n_prof,))) for k, v in start.items()
     }
     for name in shared:
         params[name] = np.full(n_prof, float(np.mean(params[name])))
-    state = _State(params, np.asarray(offsets, float).copy(), prob, bounds)
-    state.evaluate(fresh_linear=True)
-    lam = np.full(n_prof, 1e-3) if prob.n_global == 0 else np.array([1e-3])
+    return params
+
+
+def _iterate(state: _State, n_prof: int, max_iter: int) -> _State:
+    """Damped steps from ``state`` until chi2 stops dropping (or ``max_iter`` steps)."""
+    n_global = state.prob.n_global
+    lam = np.full(n_prof, 1e-3) if n_global == 0 else np.array([1e-3])
     for _ in range(max_iter):
         trial = state.step(lam)
         better = (
             trial.chi2 < state.chi2 * (1 + 1e-12)
-            if prob.n_global == 0
+            if n_global == 0
             else (np.full(n_prof, trial.chi2.sum() < state.chi2.sum()))
         )
-        if prob.n_global:
+        if n_global:
             lam = lam / 3.0 if better[0] else lam * 4.0
         else:
             lam = np.where(better, lam / 3.0, lam * 4.0)
@@ -184,13 +207,13 @@ def levenberg_marquardt(
         state = state.accept(trial, better)
         if np.all(small | (lam > 1e8)):
             break
-    return LMResult(state.params, state.offsets)
+    return state
 
 
 class _State:
     """Parameters, their residuals and Jacobian at one point of the fit."""
 
-    def __init__(self, params, offsets, prob: _Problem, bounds):
+    def __init__(self, params, offsets, prob: _Problem, *, bounds):
         self.params, self.offsets, self.prob, self.bounds = params, offsets, prob, bounds
         self.lin = None
 
@@ -216,7 +239,7 @@ class _State:
         if jg.shape[2] == 0:
             delta_l, delta_g = _local_step(jl, self.resid, lam), np.zeros(0)
         else:
-            delta_l, delta_g = _dense_step(jl, jg, self.resid, float(lam[0]))
+            delta_l, delta_g = _dense_step(jl, jg, self.resid, lam=float(lam[0]))
         return self._moved(delta_l, delta_g)
 
     def _moved(self, delta_l, delta_g) -> _State:
@@ -230,7 +253,7 @@ class _State:
         if prob.fit_offsets:
             n_cross = prob.y.size
             offsets = np.clip(offsets + delta_g[len(prob.shared) :], -n_cross, n_cross)
-        trial = _State(params, offsets, prob, self.bounds)
+        trial = _State(params, offsets, prob, bounds=self.bounds)
         trial.lin = self.lin + delta_l[:, : prob.n_lin]
         trial.evaluate()
         return trial
@@ -244,7 +267,7 @@ class _State:
         # so the merged state is the two states' columns, nothing to re-evaluate.
         keep = better
         params = {k: np.where(keep, trial.params[k], self.params[k]) for k in self.params}
-        merged = _State(params, self.offsets, self.prob, self.bounds)
+        merged = _State(params, self.offsets, self.prob, bounds=self.bounds)
         merged.lin = np.where(keep[:, None], trial.lin, self.lin)
         merged.phi = np.where(keep[None, :, None], trial.phi, self.phi)
         merged.resid = np.where(keep[None, :], trial.resid, self.resid)
@@ -267,7 +290,7 @@ def _local_step(jl: np.ndarray, resid: np.ndarray, lam: np.ndarray) -> np.ndarra
     return np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
 
 
-def _dense_step(jl, jg, resid, lam: float):
+def _dense_step(jl, jg, resid, *, lam: float):
     """Damped step with parameters shared by all profiles: one dense system."""
     n_cross, n_prof, n_loc = jl.shape
     n_glob = jg.shape[2]

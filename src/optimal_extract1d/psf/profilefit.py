@@ -5,9 +5,9 @@ modelled as ``a_b T(y; theta_b) + sum_k c_bk L_k(y)`` plus further components
 of the same shape at offsets (other sources, nod copies): a pixel-integrated
 template with non-linear parameters ``theta_b`` (centre, width, and e.g. the
 Moffat index), fluxes and a polynomial background. All profiles form one
-vectorized Levenberg–Marquardt problem (`lm`); the fluxes and background are
-then solved exactly at the best ``theta`` (variable projection) for their
-values and S/N.
+vectorized Levenberg–Marquardt problem (`psf.lm`); the fluxes and background
+are then solved exactly at the best ``theta`` (variable projection,
+`psf.linear.solve_linear`) for their values and S/N.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from .kernel import (
     shape_bounds,
     with_params,
 )
-from .lm import levenberg_marquardt
+from .linear import solve_linear
+from .lm import MAX_ITER, LMResult, levenberg_marquardt
 
 __all__ = ["ProfileFits", "fit_profiles", "fit_kernel", "component_shapes", "MIN_KERNEL_SNR"]
 
@@ -73,32 +74,12 @@ class ProfileFits:
     at_bound: np.ndarray
 
 
-def _solve_linear(shapes, values, sigma, basis):
-    """Exact fluxes + background for fixed shapes ``(n_cross, n_prof, n_comp)``.
-
-    Returns the weighted residuals, the coefficients ``(n_prof, n_comp + k)``,
-    the flux S/N of every component and the number of usable pixels.
-    """
-    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
-    w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
-    d = np.where(ok, values, 0.0)
-    n_comp, k = shapes.shape[2], basis.shape[1]
-    design = np.concatenate(
-        [shapes, np.broadcast_to(basis[:, None, :], (*shapes.shape[:2], k))], axis=2
-    )
-    a = design * w[:, :, None]
-    normal = np.einsum("ybi,ybj->bij", a, a)
-    normal += 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(n_comp + k)
-    cov = np.linalg.inv(normal)
-    coeffs = np.einsum("bij,ybj,yb->bi", cov, a, d * w)
-    resid = d * w - np.einsum("ybi,bi->yb", a, coeffs)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        snr = coeffs[:, :n_comp] / np.sqrt(np.einsum("bii->bi", cov)[:, :n_comp])
-    return resid, coeffs, snr, ok.sum(axis=0)
-
-
 def component_shapes(
-    template: KernelTemplate, y: np.ndarray, params: Mapping[str, np.ndarray], offsets: np.ndarray
+    template: KernelTemplate,
+    y: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    *,
+    offsets: np.ndarray,
 ) -> np.ndarray:
     """Unit-sum template at the main centre and at every offset, ``(n_cross, n_prof, n_comp)``.
 
@@ -131,15 +112,15 @@ def fit_profiles(
     template: KernelTemplate,
     values: np.ndarray,
     sigma: np.ndarray,
-    basis: np.ndarray,
     *,
+    basis: np.ndarray,
     start: Mapping[str, np.ndarray],
     free: Sequence[str],
     bounds: Mapping[str, tuple[float, float]],
     shared: Sequence[str] = (),
     offsets: Sequence[float] = (),
     fit_offsets: bool = False,
-    max_nfev: int = 40,
+    max_iter: int = MAX_ITER,
 ) -> ProfileFits:
     """Fit the ``free`` template parameters of every profile (columns of ``values``).
 
@@ -167,53 +148,38 @@ def fit_profiles(
         negative nod copies of the trace.
     fit_offsets : bool
         Fit the offsets (one value each for all profiles) or keep them.
-    max_nfev : int
-        Iteration limit of the Levenberg–Marquardt fit (`lm`).
+    max_iter : int
+        Iteration limit of the Levenberg–Marquardt fit (`psf.lm`).
 
     Returns
     -------
     ProfileFits
     """
-    n_cross, n_prof = values.shape
-    y = np.arange(n_cross, dtype=float)
-    n_free, n_shared = len(free), len(shared)
-    n_off = len(offsets) if fit_offsets else 0
-    start = {
-        k: np.clip(np.broadcast_to(np.asarray(v, float), (n_prof,)), *_inside(bounds, k))
-        for k, v in start.items()
-    }
     found = levenberg_marquardt(
         template,
         values,
         sigma,
-        basis,
-        start=start,
+        basis=basis,
+        start=_inside_start(start, bounds, values.shape[1]),
         free=free,
         bounds=bounds,
         shared=shared,
         offsets=offsets,
         fit_offsets=fit_offsets,
-        max_iter=max_nfev,
+        max_iter=max_iter,
     )
-    par, offs = found.params, found.offsets
-    shapes = component_shapes(template, y, par, offs)
-    resid, coeffs, snr, n_ok = _solve_linear(shapes, values, sigma, basis)
-    n_comp = shapes.shape[2]
-    at_bound = np.zeros(n_prof, bool)
-    for name in [*free, *shared]:
-        lo, hi = bounds[name]
-        span = (hi - lo) if np.isfinite(hi - lo) else 1.0
-        at_bound |= (par[name] <= lo + 1e-3 * span) | (par[name] >= hi - 1e-3 * span)
-    return ProfileFits(
-        params={k: np.asarray(v, float).copy() for k, v in par.items()},
-        offsets=np.asarray(offs, float).copy(),
-        flux=coeffs[:, :n_comp],
-        flux_snr=np.nan_to_num(snr),
-        background=coeffs[:, n_comp:],
-        chi2=np.sum(resid**2, axis=0),
-        dof=np.maximum(n_ok - n_free - n_shared - n_off - coeffs.shape[1], 1),
-        at_bound=at_bound,
+    names, n_off = [*free, *shared], (len(offsets) if fit_offsets else 0)
+    return _linear_parts(
+        template, found, values, sigma=sigma, basis=basis, bounds=bounds, names=names, n_off=n_off
     )
+
+
+def _inside_start(start, bounds, n_prof: int) -> dict[str, np.ndarray]:
+    """Starting values, one per profile, just inside their bounds."""
+    return {
+        k: np.clip(np.broadcast_to(np.asarray(v, float), (n_prof,)), *_inside(bounds, k))
+        for k, v in start.items()
+    }
 
 
 def _inside(bounds, name) -> tuple[float, float]:
@@ -223,6 +189,41 @@ def _inside(bounds, name) -> tuple[float, float]:
     lo, hi = bounds[name]
     span = (hi - lo) if np.isfinite(hi - lo) else 1.0
     return (lo + 1e-6 * span, hi - 1e-6 * span)
+
+
+def _linear_parts(
+    template, found: LMResult, values, *, sigma, basis, bounds, names, n_off
+) -> ProfileFits:
+    """Fluxes, background and fit statistics at the fitted shapes.
+
+    ``names`` are the fitted parameters and ``n_off`` the number of fitted offsets.
+    """
+    n_cross, n_prof = values.shape
+    y = np.arange(n_cross, dtype=float)
+    par, offs = found.params, found.offsets
+    shapes = component_shapes(template, y, par, offsets=offs)
+    resid, coeffs, snr, n_ok = solve_linear(shapes, values, sigma, basis=basis)
+    n_comp = shapes.shape[2]
+    return ProfileFits(
+        params={k: np.asarray(v, float).copy() for k, v in par.items()},
+        offsets=np.asarray(offs, float).copy(),
+        flux=coeffs[:, :n_comp],
+        flux_snr=np.nan_to_num(snr),
+        background=coeffs[:, n_comp:],
+        chi2=np.sum(resid**2, axis=0),
+        dof=np.maximum(n_ok - len(names) - n_off - coeffs.shape[1], 1),
+        at_bound=_at_bound(par, names, bounds, n_prof=n_prof),
+    )
+
+
+def _at_bound(par, names, bounds, *, n_prof: int) -> np.ndarray:
+    """Profiles where one of the parameters ``names`` ended on its bound."""
+    at_bound = np.zeros(n_prof, bool)
+    for name in names:
+        lo, hi = bounds[name]
+        span = (hi - lo) if np.isfinite(hi - lo) else 1.0
+        at_bound |= (par[name] <= lo + 1e-3 * span) | (par[name] >= hi - 1e-3 * span)
+    return at_bound
 
 
 def fit_kernel(
@@ -265,42 +266,58 @@ def fit_kernel(
         When too few pixels are valid, the fit finds no positive source inside
         the slice, or the source is below `MIN_KERNEL_SNR`.
     """
-    n_cross = values.size
-    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
     free = fitted_params(template)
-    n_free = 1 + len(free) + max(bkg_order + 1, 0)
+    _check_pixels(values, sigma, 1 + len(free) + max(bkg_order + 1, 0))
+    basis = polynomial_basis(values.size, bkg_order)
+    start = _kernel_start(
+        template, values, sigma, basis=basis, free=free, center=center, fwhm=fwhm, offsets=offsets
+    )
+    fits = _fit_slice(template, values, sigma, basis=basis, start=start, free=free, offsets=offsets)
+    return _kernel_fit(template, fits, values.size)
+
+
+def _check_pixels(values, sigma, n_free: int) -> None:
+    """Raise `ProfileFitError` unless the slice has more valid pixels than ``n_free``."""
+    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
     if ok.sum() <= n_free:
         msg = f"only {int(ok.sum())} valid pixels in the slice for {n_free} free parameters"
         raise ProfileFitError(msg)
+
+
+def _kernel_start(template, values, sigma, *, basis, free, center, fwhm, offsets):
+    """Starting values of the kernel fit: the template's, the FWHM and the centre."""
     start = {n: np.array([float(getattr(template.model, n).value)]) for n in free}
     start_fwhm = fwhm or template.reference_fwhm() or 2.0
     start[template.width_param] = np.array([start_fwhm / template.fwhm_per_width()])
-    basis = polynomial_basis(n_cross, bkg_order)
     guess = (
         center
         if center is not None
-        else _grid_center(template, values, sigma, basis, start, offsets)
+        else _grid_center(template, values, sigma, basis=basis, start=start, offsets=offsets)
     )
     start[template.center_param] = np.array([guess])
+    return start
+
+
+def _fit_slice(template, values, sigma, *, basis, start, free, offsets) -> ProfileFits:
+    """`fit_profiles` of the one slice, a failure raised as `ProfileFitError`."""
     try:
-        fits = fit_profiles(
+        return fit_profiles(
             template,
             values[:, None],
             sigma[:, None],
-            basis,
+            basis=basis,
             start=start,
             free=free,
-            bounds=shape_bounds(template, n_cross),
+            bounds=shape_bounds(template, values.size),
             offsets=offsets,
             fit_offsets=len(offsets) > 0,
         )
     except (ValueError, np.linalg.LinAlgError) as err:  # singular or non-finite
         msg = f"the kernel fit failed ({err})"
         raise ProfileFitError(msg) from err
-    return _kernel_fit(template, fits, values, n_cross)
 
 
-def _grid_center(template, values, sigma, basis, start, offsets) -> float:
+def _grid_center(template, values, sigma, *, basis, start, offsets) -> float:
     """Best starting centre on a half-pixel grid (linear fits only, all at once).
 
     A grid rather than the peak pixel keeps the fit from starting between two
@@ -310,16 +327,17 @@ def _grid_center(template, values, sigma, basis, start, offsets) -> float:
     params = {k: np.repeat(v, grid.size) for k, v in start.items()}
     params[template.center_param] = grid
     shapes = component_shapes(
-        template, np.arange(values.size, dtype=float), params, np.asarray(offsets, float)
+        template, np.arange(values.size, dtype=float), params, offsets=np.asarray(offsets, float)
     )
     stacked = np.broadcast_to(values[:, None], (values.size, grid.size))
     sig = np.broadcast_to(sigma[:, None], stacked.shape)
-    resid, coeffs, _, _ = _solve_linear(shapes, stacked, sig, basis)
+    resid, coeffs, _, _ = solve_linear(shapes, stacked, sig, basis=basis)
     chi2 = np.where(coeffs[:, 0] > 0, np.sum(resid**2, axis=0), np.inf)
     return float(grid[np.argmin(chi2)]) if np.isfinite(chi2).any() else float(values.size // 2)
 
 
-def _kernel_fit(template: KernelTemplate, fits: ProfileFits, values, n_cross) -> KernelFit:
+def _kernel_fit(template: KernelTemplate, fits: ProfileFits, n_cross: int) -> KernelFit:
+    """The kernel fit of one slice from its profile fit, or `ProfileFitError` if unusable."""
     params = {k: float(v[0]) for k, v in fits.params.items()}
     if not all(np.isfinite(list(params.values()))) or not np.all(np.isfinite(fits.flux)):
         msg = "the kernel fit returned non-finite parameters"

@@ -8,7 +8,7 @@ the kernel fits use: amplitude, centre ``x_0``, a width stretch ``scale``
 relative to the reference (so FWHM(λ) can be fitted as for any template),
 and the ``wavelength`` of the profile, which the data fix (never fitted).
 
-Pure: numpy, scipy and astropy only. `psfref` reads the files.
+Pure: numpy, scipy and astropy only. `io.psfref` reads the files.
 """
 
 from __future__ import annotations
@@ -200,6 +200,7 @@ class TabulatedPSF1D(Fittable1DModel):
         table: PSFTable,
         amplitude: float = 1.0,
         x_0: float = 0.0,
+        *,
         scale: float = 1.0,
         wavelength: float | None = None,
         **kwargs,

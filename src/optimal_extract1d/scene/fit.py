@@ -112,7 +112,7 @@ def fixed_scene(sd: SlitData, template: KernelTemplate, *, column: int, reason: 
     wavelength = column_wavelength(sd.wavelength)
     centers, fwhm = np.full(sd.shape[1], fit.center), np.full(sd.shape[1], fit.fwhm)
     column_params = wavelength_params(fit.template, wavelength)
-    profile = kernel_profile(fit.template, sd.shape[0], centers, fwhm, column_params)
+    profile = kernel_profile(fit.template, sd.shape[0], centers, fwhm=fwhm, extra=column_params)
     return SceneModel(
         status="fixed_kernel",
         reason=reason,

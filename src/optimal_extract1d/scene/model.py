@@ -144,7 +144,7 @@ def component_profiles(
 ) -> list[Profile]:
     """Normalized profile of the main source, then of every other component."""
     return [
-        kernel_profile(template, n_cross, centers + off, fwhm, column_params or {})
+        kernel_profile(template, n_cross, centers + off, fwhm=fwhm, extra=column_params or {})
         for off in (0.0, *offsets)
     ]
 

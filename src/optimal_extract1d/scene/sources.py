@@ -18,7 +18,8 @@ import numpy as np
 
 from ..core.horne import polynomial_basis
 from ..psf.kernel import KernelFit
-from ..psf.profilefit import _solve_linear, component_shapes
+from ..psf.linear import solve_linear
+from ..psf.profilefit import component_shapes
 from .components import (
     MIN_FLUX_FRACTION,
     PRIOR_NOD_SNR,
@@ -82,7 +83,7 @@ def _scan(fit: KernelFit, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if k != fit.template.amplitude_param
     }
     rows = np.asarray(y - fit.center)
-    shapes = component_shapes(fit.template, y, params, np.r_[fit.offsets, rows])[:, 0, :]
+    shapes = component_shapes(fit.template, y, params, offsets=np.r_[fit.offsets, rows])[:, 0, :]
     fixed, candidates = shapes[:, : len(fit.offsets) + 1], shapes[:, len(fit.offsets) + 1 :]
     n_rows = candidates.shape[1]
     stacked = np.concatenate(
@@ -92,10 +93,10 @@ def _scan(fit: KernelFit, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     values = np.broadcast_to(data.values[:, None], (n, n_rows))
     sigma = np.broadcast_to(data.sigma[:, None], (n, n_rows))
     basis = polynomial_basis(n, data.bkg_order)
-    base, _, _, _ = _solve_linear(
-        fixed[:, None, :], data.values[:, None], data.sigma[:, None], basis
+    base, _, _, _ = solve_linear(
+        fixed[:, None, :], data.values[:, None], data.sigma[:, None], basis=basis
     )
-    resid, coeffs, snr, _ = _solve_linear(stacked, values, sigma, basis)
+    resid, coeffs, snr, _ = solve_linear(stacked, values, sigma, basis=basis)
     gain = np.sum(base**2) - np.sum(resid**2, axis=0)
     return gain, coeffs[:, fixed.shape[1]], snr[:, fixed.shape[1]]
 
@@ -288,10 +289,10 @@ def _linear(fit: KernelFit, data: SliceData, center: float, offsets) -> KernelFi
         if k != fit.template.amplitude_param
     }
     shapes = component_shapes(
-        fit.template, np.arange(n, dtype=float), params, np.asarray(offsets, float)
+        fit.template, np.arange(n, dtype=float), params, offsets=np.asarray(offsets, float)
     )
-    resid, coeffs, snr, _ = _solve_linear(
-        shapes, data.values[:, None], data.sigma[:, None], polynomial_basis(n, data.bkg_order)
+    resid, coeffs, snr, _ = solve_linear(
+        shapes, data.values[:, None], data.sigma[:, None], basis=polynomial_basis(n, data.bkg_order)
     )
     chi2 = float(np.sum(resid**2))
     dof = max(fit.chi2 / fit.chi2_reduced if fit.chi2_reduced > 0 else 1.0, 1.0) - (

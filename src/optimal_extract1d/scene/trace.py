@@ -176,7 +176,7 @@ def fit_bins(
         template,
         values,
         sigma,
-        polynomial_basis(n_cross, bkg_order),
+        basis=polynomial_basis(n_cross, bkg_order),
         start=start,
         free=free,
         shared=shared,

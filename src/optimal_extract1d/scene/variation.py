@@ -171,7 +171,9 @@ def _bin_fits(
     n_cross = data.shape[0]
     # The S/N that places the bins needs no other component (nod copies barely
     # overlap the source): the main profile and the background only.
-    main = kernel_profile(flat.template, n_cross, flat.centers, flat.fwhm, flat.column_params)
+    main = kernel_profile(
+        flat.template, n_cross, flat.centers, fwhm=flat.fwhm, extra=flat.column_params
+    )
     basis = polynomial_basis(n_cross, settings.bkg_order)
     first = extract_columns(data, variance, main.weights, ~usable, bkg_basis=basis)
     with np.errstate(invalid="ignore", divide="ignore"):
