@@ -147,3 +147,20 @@ def test_no_import_cycles():
             if node not in seen:
                 seen.add(node)
                 stack.extend(graph.get(node, ()))
+
+
+def test_the_pure_layers_catch_none_of_the_package_errors():
+    """A fit that fails is an error for the pipeline to handle (fallbacks), or a returned value."""
+    from optimal_extract1d import errors
+
+    ours = {name for name in errors.__all__} | {"Exception", "BaseException"}
+    for path, module in MODULES:
+        if _layer(module) not in PURE_LAYERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ExceptHandler):
+                caught = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+                names = {getattr(c, "id", getattr(c, "attr", None)) for c in caught if c}
+                assert node.type is not None and not names & ours, (
+                    f"{module} line {node.lineno} catches {names or 'everything'}"
+                )

@@ -30,12 +30,27 @@ from .kernel import (
 from .linear import solve_linear
 from .lm import MAX_ITER, LMResult, levenberg_marquardt
 
-__all__ = ["ProfileFits", "fit_profiles", "fit_kernel", "component_shapes", "MIN_KERNEL_SNR"]
+__all__ = [
+    "FitFailure",
+    "ProfileFits",
+    "attempt_kernel_fit",
+    "component_shapes",
+    "fit_kernel",
+    "fit_profiles",
+    "MIN_KERNEL_SNR",
+]
 
 # A kernel whose flux in the slice is below this S/N is treated as "no signal".
 MIN_KERNEL_SNR = 5.0
 # A fit this much worse than the noise does not describe the slice at all.
 MAX_CHI2_REDUCED = 1e5
+
+
+@dataclass(frozen=True)
+class FitFailure:
+    """A kernel fit that did not give a usable kernel, and why (`attempt_kernel_fit`)."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -266,22 +281,49 @@ def fit_kernel(
         When too few pixels are valid, the fit finds no positive source inside
         the slice, or the source is below `MIN_KERNEL_SNR`.
     """
+    fit = attempt_kernel_fit(
+        template, values, sigma, bkg_order=bkg_order, center=center, fwhm=fwhm, offsets=offsets
+    )
+    if isinstance(fit, FitFailure):
+        raise ProfileFitError(fit.reason)
+    return fit
+
+
+def attempt_kernel_fit(
+    template: KernelTemplate,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    *,
+    bkg_order: int,
+    center: float | None = None,
+    fwhm: float | None = None,
+    offsets: Sequence[float] = (),
+) -> KernelFit | FitFailure:
+    """`fit_kernel`, with an unusable fit returned as a `FitFailure` instead of raised.
+
+    For the trial fits of a search (`scene.sources`, `scene.pruning`), where a
+    candidate that cannot be fitted is an ordinary outcome, not an error.
+    """
     free = fitted_params(template)
-    _check_pixels(values, sigma, 1 + len(free) + max(bkg_order + 1, 0))
+    problem = _pixels_problem(values, sigma, 1 + len(free) + max(bkg_order + 1, 0))
+    if problem:
+        return FitFailure(problem)
     basis = polynomial_basis(values.size, bkg_order)
     start = _kernel_start(
         template, values, sigma, basis=basis, free=free, center=center, fwhm=fwhm, offsets=offsets
     )
     fits = _fit_slice(template, values, sigma, basis=basis, start=start, free=free, offsets=offsets)
+    if isinstance(fits, FitFailure):
+        return fits
     return _kernel_fit(template, fits, values.size)
 
 
-def _check_pixels(values, sigma, n_free: int) -> None:
-    """Raise `ProfileFitError` unless the slice has more valid pixels than ``n_free``."""
+def _pixels_problem(values, sigma, n_free: int) -> str:
+    """Why the slice cannot be fitted with ``n_free`` parameters ("" when it can)."""
     ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
     if ok.sum() <= n_free:
-        msg = f"only {int(ok.sum())} valid pixels in the slice for {n_free} free parameters"
-        raise ProfileFitError(msg)
+        return f"only {int(ok.sum())} valid pixels in the slice for {n_free} free parameters"
+    return ""
 
 
 def _kernel_start(template, values, sigma, *, basis, free, center, fwhm, offsets):
@@ -298,8 +340,8 @@ def _kernel_start(template, values, sigma, *, basis, free, center, fwhm, offsets
     return start
 
 
-def _fit_slice(template, values, sigma, *, basis, start, free, offsets) -> ProfileFits:
-    """`fit_profiles` of the one slice, a failure raised as `ProfileFitError`."""
+def _fit_slice(template, values, sigma, *, basis, start, free, offsets) -> ProfileFits | FitFailure:
+    """`fit_profiles` of the one slice; a numerical failure as a `FitFailure`."""
     try:
         return fit_profiles(
             template,
@@ -313,8 +355,7 @@ def _fit_slice(template, values, sigma, *, basis, start, free, offsets) -> Profi
             fit_offsets=len(offsets) > 0,
         )
     except (ValueError, np.linalg.LinAlgError) as err:  # singular or non-finite
-        msg = f"the kernel fit failed ({err})"
-        raise ProfileFitError(msg) from err
+        return FitFailure(f"the kernel fit failed ({err})")
 
 
 def _grid_center(template, values, sigma, *, basis, start, offsets) -> float:
@@ -336,29 +377,32 @@ def _grid_center(template, values, sigma, *, basis, start, offsets) -> float:
     return float(grid[np.argmin(chi2)]) if np.isfinite(chi2).any() else float(values.size // 2)
 
 
-def _kernel_fit(template: KernelTemplate, fits: ProfileFits, n_cross: int) -> KernelFit:
-    """The kernel fit of one slice from its profile fit, or `ProfileFitError` if unusable."""
+def _kernel_fit(
+    template: KernelTemplate, fits: ProfileFits, n_cross: int
+) -> KernelFit | FitFailure:
+    """The kernel fit of one slice from its profile fit, or a `FitFailure` if unusable."""
     params = {k: float(v[0]) for k, v in fits.params.items()}
     if not all(np.isfinite(list(params.values()))) or not np.all(np.isfinite(fits.flux)):
-        msg = "the kernel fit returned non-finite parameters"
-        raise ProfileFitError(msg)
+        return FitFailure("the kernel fit returned non-finite parameters")
     fitted = with_params(template, params)
     center = params[template.center_param]
     flux, snr = float(fits.flux[0, 0]), float(fits.flux_snr[0, 0])
     fwhm = abs(params[template.width_param]) * fitted.fwhm_per_width()
     if not (np.isfinite(fwhm) and 0 < fwhm < n_cross):
-        msg = f"the kernel fit returned an unusable shape (FWHM {fwhm:.3g} px, slice {n_cross} px)"
-        raise ProfileFitError(msg)
+        return FitFailure(
+            f"the kernel fit returned an unusable shape (FWHM {fwhm:.3g} px, slice {n_cross} px)"
+        )
     chi2_reduced = float(fits.chi2[0] / fits.dof[0])
     if not chi2_reduced < MAX_CHI2_REDUCED:
-        msg = f"the kernel does not describe the slice (reduced chi2 {chi2_reduced:.3g})"
-        raise ProfileFitError(msg)
+        return FitFailure(
+            f"the kernel does not describe the slice (reduced chi2 {chi2_reduced:.3g})"
+        )
     if not (flux > 0 and -0.5 <= center <= n_cross - 0.5):
-        msg = f"no positive source inside the slice (flux {flux:.3g}, centre {center:.2f})"
-        raise ProfileFitError(msg)
+        return FitFailure(
+            f"no positive source inside the slice (flux {flux:.3g}, centre {center:.2f})"
+        )
     if not snr >= MIN_KERNEL_SNR:
-        msg = f"no significant source in the slice (S/N {snr:.2f} < {MIN_KERNEL_SNR})"
-        raise ProfileFitError(msg)
+        return FitFailure(f"no significant source in the slice (S/N {snr:.2f} < {MIN_KERNEL_SNR})")
     shape = evaluate_native(fitted, np.arange(n_cross, dtype=float), {})[:, 0]
     peak = flux * float(np.max(shape / shape.sum()))
     setattr(fitted.model, template.amplitude_param, peak / max(float(np.max(shape)), 1e-300))

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ProfileFitError
 from ..psf.kernel import KernelFit
-from ..psf.profilefit import fit_kernel
+from ..psf.profilefit import FitFailure, attempt_kernel_fit
 
 __all__ = [
     "ComponentSearch",
@@ -96,16 +95,14 @@ def refit(
     offsets: Sequence[float],
     fwhm: float | None = None,
 ) -> KernelFit | None:
-    """Refit with the given components; None if the fit fails."""
-    try:
-        return fit_kernel(
-            fit.template,
-            data.values,
-            data.sigma,
-            bkg_order=data.bkg_order,
-            center=center,
-            fwhm=fwhm or fit.fwhm,
-            offsets=offsets,
-        )
-    except ProfileFitError:
-        return None
+    """Refit with the given components; None if they cannot be fitted."""
+    trial = attempt_kernel_fit(
+        fit.template,
+        data.values,
+        data.sigma,
+        bkg_order=data.bkg_order,
+        center=center,
+        fwhm=fwhm or fit.fwhm,
+        offsets=offsets,
+    )
+    return None if isinstance(trial, FitFailure) else trial
