@@ -1,7 +1,7 @@
 """Matplotlib figures: the demo summary and the per-slit diagnostic plot.
 
 `plot_slit` draws one row per panel function in `SLIT_PANELS`. A panel is
-``panel(ax, diag) -> None`` on a `diagnostics.SlitDiagnostics`; to add one,
+``panel(ax, diag) -> None`` on a `slitdata.SlitDiagnostics`; to add one,
 write the function and append it to `SLIT_PANELS`. A panel with an
 ``applies(diag) -> bool`` attribute is drawn only where it returns True (the
 binned width/centre fits exist only with ``fit_fwhm`` or ``fit_trace``).

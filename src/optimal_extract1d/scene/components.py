@@ -1,7 +1,7 @@
 """What the component search and the pruning share: the slice, the search settings, refits.
 
 A slit's kernel may hold, besides the main source, further sources and
-negative nod copies at fixed offsets (`kernel.KernelFit.offsets`).
+negative nod copies at fixed offsets (`psf.kernel.KernelFit.offsets`).
 `sources` finds them, `pruning` drops the ones that do not hold up; both
 refit the composite kernel to the coadded slice with `refit`.
 """
@@ -91,6 +91,7 @@ def separated(fit: KernelFit, min_fwhm: float) -> bool:
 def refit(
     fit: KernelFit,
     data: SliceData,
+    *,
     center: float,
     offsets: Sequence[float],
     fwhm: float | None = None,

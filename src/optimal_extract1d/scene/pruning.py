@@ -67,7 +67,7 @@ def _unsplit(fit: KernelFit, data: SliceData, search: ComponentSearch) -> Kernel
     sigma = fit.fwhm / 2.3548
     width = 2.3548 * np.sqrt(sigma**2 + share * (1 - share) * offset**2)
     rest = [o - share * offset for j, o in enumerate(fit.offsets) if j != i]
-    single = refit(fit, data, fit.center + share * offset, rest, fwhm=width)
+    single = refit(fit, data, center=fit.center + share * offset, offsets=rest, fwhm=width)
     if single is None:
         return fit
     needed = search.threshold**2 + (PROFILE_ERROR * single.snr) ** 2
@@ -94,7 +94,7 @@ def prune(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit
             return fit
         worst = int(np.argmin(np.where(weak, np.abs(fit.component_snr) / needed, np.inf)))
         offsets = [o for i, o in enumerate(fit.offsets) if i != worst]
-        trial = refit(fit, data, fit.center, offsets)
+        trial = refit(fit, data, center=fit.center, offsets=offsets)
         if trial is None:
             return fit
         fit = trial

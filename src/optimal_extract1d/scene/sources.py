@@ -5,7 +5,7 @@ scanned with a matched filter (the fitted PSF): a positive peak above
 ``threshold`` S/N is another source, a negative one a nod copy. Nod copies
 are also looked for, at a lower threshold, where the exposure's nod pattern
 puts them. Components are added one at a time, the strongest first, each
-time refitting all of them together (`profilefit.fit_kernel` with offsets),
+time refitting all of them together (`psf.profilefit.fit_kernel` with offsets),
 so close pairs are deblended rather than found twice.
 """
 
@@ -140,7 +140,7 @@ def find_components(
     data = SliceData(values, sigma, bkg_order)
     if search.positions:
         offsets = [p - search.positions[0] for p in search.positions[1:]]
-        fit = refit(fit, data, search.positions[0], offsets) or fit
+        fit = refit(fit, data, center=search.positions[0], offsets=offsets) or fit
     if search.nods and search.expected_nods:
         fit = _expected_nods(fit, data, search)
     fit = _add_components(fit, data, search)
@@ -171,7 +171,7 @@ def _expected_nods(fit: KernelFit, data: SliceData, search: ComponentSearch) -> 
     ]
     if not inside:
         return fit
-    trial = refit(fit, data, fit.center, [*fit.offsets, *inside])
+    trial = refit(fit, data, center=fit.center, offsets=[*fit.offsets, *inside])
     if trial is None or not separated(trial, MIN_SEPARATION_FWHM):
         return fit
     return prune(trial, data, search)
@@ -187,7 +187,9 @@ def _try_split(fit: KernelFit, data: SliceData, search: ComponentSearch) -> Kern
     if fit.chi2 - dof < needed:
         return fit
     half = 0.5 * fit.fwhm
-    pair = refit(fit, data, fit.center - half, [2 * half, *fit.offsets], fwhm=0.7 * fit.fwhm)
+    pair = refit(
+        fit, data, center=fit.center - half, offsets=[2 * half, *fit.offsets], fwhm=0.7 * fit.fwhm
+    )
     if pair is None or not separated(pair, SPLIT_MIN_SEPARATION_FWHM) or pair.fwhm < SPLIT_MIN_FWHM:
         return fit
     gain = fit.chi2 - pair.chi2
@@ -201,7 +203,7 @@ def _try_split(fit: KernelFit, data: SliceData, search: ComponentSearch) -> Kern
         return fit
     if flux > pair.flux:  # keep the brighter one as the main source
         swapped = [-pair.offsets[0], *(o - pair.offsets[0] for o in pair.offsets[1:])]
-        pair = refit(pair, data, pair.center + pair.offsets[0], swapped) or pair
+        pair = refit(pair, data, center=pair.center + pair.offsets[0], offsets=swapped) or pair
     return pair
 
 
@@ -232,7 +234,7 @@ def _add_components(fit: KernelFit, data: SliceData, search: ComponentSearch) ->
                 found.append(_greedy(split, data, search))
     fit = min(found, key=lambda f: f.chi2 + sum(_charge(f, search, o) for o in f.offsets))
     if len(fit.offsets) > start:
-        fit = refit(fit, data, fit.center, fit.offsets) or fit
+        fit = refit(fit, data, center=fit.center, offsets=fit.offsets) or fit
     return fit
 
 
@@ -261,8 +263,8 @@ def _greedy(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelF
         found = [
             c
             for c in (
-                negative and _candidate(fit, data, search, True),
-                positive and _candidate(fit, data, search, False),
+                negative and _candidate(fit, data, search, negative=True),
+                positive and _candidate(fit, data, search, negative=False),
             )
             if c
         ]
@@ -271,8 +273,8 @@ def _greedy(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelF
         step = refit if first else _linear
         trials = []
         for row, _gain, is_negative in sorted(found, key=lambda c: -c[1])[: 2 if first else 1]:
-            trial = step(fit, data, fit.center, [*fit.offsets, row - fit.center])
-            if trial is not None and _credible(trial, row, search, is_negative):
+            trial = step(fit, data, center=fit.center, offsets=[*fit.offsets, row - fit.center])
+            if trial is not None and _credible(trial, row, search, negative=is_negative):
                 trials.append(trial)
         if not trials:
             return fit
@@ -280,7 +282,7 @@ def _greedy(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelF
     return fit
 
 
-def _linear(fit: KernelFit, data: SliceData, center: float, offsets) -> KernelFit:
+def _linear(fit: KernelFit, data: SliceData, *, center: float, offsets) -> KernelFit:
     """The fit with new component offsets, shapes held: fluxes and background only."""
     n = data.values.size
     params = {
@@ -310,7 +312,7 @@ def _linear(fit: KernelFit, data: SliceData, center: float, offsets) -> KernelFi
     )
 
 
-def _candidate(fit: KernelFit, data: SliceData, search: ComponentSearch, negative: bool):
+def _candidate(fit: KernelFit, data: SliceData, search: ComponentSearch, *, negative: bool):
     """``(row, chi2 gain, negative)`` of the best new component of one sign, or None.
 
     Rows are ranked by chi2 gain over the gain needed (threshold squared, plus
@@ -344,7 +346,7 @@ def _candidate(fit: KernelFit, data: SliceData, search: ComponentSearch, negativ
     return float(rows[best]), float(gain[best]), negative
 
 
-def _credible(fit: KernelFit, row: float, search: ComponentSearch, negative: bool) -> bool:
+def _credible(fit: KernelFit, row: float, search: ComponentSearch, *, negative: bool) -> bool:
     """The newest component has the wanted sign, is significant and apart from the rest."""
     flux, snr = fit.component_flux[-1], fit.component_snr[-1]
     prior = any(abs(fit.center + o - row) < 1.0 for o in search.expected_nods)

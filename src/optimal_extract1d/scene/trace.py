@@ -1,7 +1,7 @@
 """Kernel fits in bins along the dispersion axis, and smooth FWHM(λ), centre(λ) models.
 
 All bins of a slit are fitted at once as one least-squares problem
-(`profilefit.fit_profiles`): the template's centre and/or width are the
+(`psf.profilefit.fit_profiles`): the template's centre and/or width are the
 non-linear parameters of every bin, while its amplitude and the polynomial
 background are solved exactly for each trial (variable projection). Bins
 whose flux S/N is too low, or whose fit runs to a bound, keep the global
@@ -151,7 +151,7 @@ def fit_bins(
         the source; their fluxes are fitted in every bin.
     extra : mapping of str to ndarray, shape (n_bins,), optional
         Template parameters the data set per bin (never fitted), e.g. the
-        wavelength of a tabulated PSF (`kernel.wavelength_params`).
+        wavelength of a tabulated PSF (`psf.kernel.wavelength_params`).
 
     Returns
     -------
