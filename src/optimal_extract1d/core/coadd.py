@@ -11,7 +11,9 @@ __all__ = ["brightest_column", "coadd_columns", "MATCHED_FWHM"]
 MATCHED_FWHM = 2.0
 
 
-def brightest_column(data: np.ndarray, variance: np.ndarray, usable: np.ndarray, width: int) -> int:
+def brightest_column(
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, width: int
+) -> int:
     """Column at the centre of the ``width``-column window with the most signal.
 
     The signal of a window is the matched-filter S/N of its inverse-variance
@@ -66,7 +68,7 @@ def brightest_column(data: np.ndarray, variance: np.ndarray, usable: np.ndarray,
 
 
 def coadd_columns(
-    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, column: int, width: int
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, column: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-variance weighted mean over ``width`` columns centred on ``column``.
 

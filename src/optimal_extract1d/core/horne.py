@@ -173,8 +173,8 @@ def extract_columns(
     data: np.ndarray,
     variance: np.ndarray,
     profile: np.ndarray,
-    mask: np.ndarray,
     *,
+    mask: np.ndarray,
     bkg_basis: np.ndarray | None = None,
     extra: np.ndarray | None = None,
 ) -> ColumnSums:
@@ -275,7 +275,7 @@ def _finite_or_nan(values: np.ndarray) -> np.ndarray:
 
 
 def fit_background(
-    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, basis: np.ndarray
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, basis: np.ndarray
 ) -> np.ndarray:
     """Weighted least-squares background of every column from the ``usable`` pixels only.
 

@@ -54,9 +54,9 @@ def iterate_extraction(
     data: np.ndarray,
     var_poisson: np.ndarray,
     var_other: np.ndarray,
+    *,
     profile: np.ndarray,
     mask: np.ndarray,
-    *,
     bkg_basis: np.ndarray | None = None,
     extra: np.ndarray | None = None,
     reject_sigma: float = 5.0,
@@ -105,7 +105,9 @@ def iterate_extraction(
     vp = var_poisson if start_var_poisson is None else start_var_poisson
     scale = np.nan
     n_extra = 0 if extra is None else np.shape(extra)[2]
-    sums = extract_columns(data, vp + var_other, profile, mask, bkg_basis=bkg_basis, extra=extra)
+    sums = extract_columns(
+        data, vp + var_other, profile, mask=mask, bkg_basis=bkg_basis, extra=extra
+    )
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
@@ -114,24 +116,31 @@ def iterate_extraction(
         # Judge outliers with the variance that produced this model, then remodel the
         # variance only in columns that lost no pixel now: their model is not yet
         # corrected for the outlier, which would inflate their modelled variance.
-        new_rej = _worst_outliers(data, model, vp + var_other, sums.leverage, usable, reject_sigma)
+        new_rej = _worst_outliers(
+            data,
+            model,
+            vp + var_other,
+            leverage=sums.leverage,
+            usable=usable,
+            reject_sigma=reject_sigma,
+        )
         touched = new_rej.any(axis=0)
         remodel = remodel_poisson(var_poisson, model, usable & ~touched[None, :])
         new_vp = np.where(touched[None, :], vp, remodel.var_poisson)
         changed = touched.any() or _weights_moved(
-            sums.design[:, :, : 1 + n_extra], vp + var_other, new_vp + var_other, usable
+            sums.design[:, :, : 1 + n_extra], vp + var_other, new_vp + var_other, usable=usable
         )
         vp, rejected = new_vp, rejected | new_rej
         scale = remodel.scale if remodel.applied else scale
         if not changed:
             break
         sums = extract_columns(
-            data, vp + var_other, profile, mask | rejected, bkg_basis=bkg_basis, extra=extra
+            data, vp + var_other, profile, mask=mask | rejected, bkg_basis=bkg_basis, extra=extra
         )
     return IteratedSums(sums, vp, rejected, n_iter, scale)
 
 
-def _weights_moved(components, old_var, new_var, usable) -> bool:
+def _weights_moved(components, old_var, new_var, *, usable) -> bool:
     """Whether a new variance changes the weight any column gives its components.
 
     Compares, per column and component, ``sum |P^2/V_new - P^2/V_old|`` with
@@ -147,7 +156,7 @@ def _weights_moved(components, old_var, new_var, usable) -> bool:
     return bool(np.any(change > VARIANCE_RTOL * info))
 
 
-def _worst_outliers(data, model, variance, leverage, usable, reject_sigma) -> np.ndarray:
+def _worst_outliers(data, model, variance, *, leverage, usable, reject_sigma) -> np.ndarray:
     """The most deviant usable pixel of each column, if beyond ``reject_sigma``.
 
     Each pixel is judged against the model fitted *without* it (the deleted

@@ -343,8 +343,12 @@ def _slice_noise(
     model = np.nan_to_num(sums.model)
     source = model - np.nan_to_num(sums.background)
     ok = usable & ~result.rejected
-    cross = residual_error_scale(sd.data, model, variance, ok, sums.pixel_weights, sums, source)
-    noise = slice_noise_scale(sd.data, model, variance, ok, source, cross, params.slice_width)
+    cross = residual_error_scale(
+        sd.data, model, variance, usable=ok, weights=sums.pixel_weights, sums=sums, source=source
+    )
+    noise = slice_noise_scale(
+        sd.data, model, variance, usable=ok, source=source, cross=cross, width=params.slice_width
+    )
     if noise <= NOISE_RETEST:
         return 1.0
     log.info(
@@ -367,8 +371,8 @@ def _iterate(
         sd.data,
         sd.var_poisson,
         sd.var_rnoise + sd.var_flat,
-        shape.profile.weights,
-        sd.mask,
+        profile=shape.profile.weights,
+        mask=sd.mask,
         bkg_basis=basis,
         extra=shape.others(0),
         reject_sigma=params.reject_sigma,
@@ -398,7 +402,7 @@ def _spectra(
                 sd.data,
                 variance,
                 shape.profiles[i].weights,
-                sd.mask | result.rejected,
+                mask=sd.mask | result.rejected,
                 bkg_basis=basis,
                 extra=shape.others(i),
             )
@@ -416,9 +420,9 @@ def _spectra(
                 sd.data,
                 np.nan_to_num(sums.model),
                 variance,
-                usable & ~result.rejected,
-                sums.pixel_weights,
-                sums,
+                usable=usable & ~result.rejected,
+                weights=sums.pixel_weights,
+                sums=sums,
                 source=np.nan_to_num(sums.model) - np.nan_to_num(sums.background),
             )
             factor, meta["error_scale"] = scale.factor, scale.to_meta()

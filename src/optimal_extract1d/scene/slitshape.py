@@ -144,10 +144,16 @@ def _empirical(
     """
     basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
     support = trace_support(kernel.centers, kernel.fwhm, sd.shape[0])
-    background = horne.fit_background(sd.data, variance, usable & ~support, basis)
-    first = horne.extract_columns(sd.data - background, variance, kernel.weights, ~usable)
+    background = horne.fit_background(sd.data, variance, usable & ~support, basis=basis)
+    first = horne.extract_columns(sd.data - background, variance, kernel.weights, mask=~usable)
     return empirical_profile(
-        sd.data, variance, usable, first.flux, background, support=support, order=EMPIRICAL_ORDER
+        sd.data,
+        variance,
+        usable,
+        flux=first.flux,
+        background=background,
+        support=support,
+        order=EMPIRICAL_ORDER,
     )
 
 
@@ -156,7 +162,7 @@ def _slice_column(
 ) -> int:
     if params.slice_column is not None:
         return int(np.clip(params.slice_column - sd.offset[1], 0, sd.shape[1] - 1))
-    return coadd.brightest_column(sd.data, variance, usable, params.slice_width)
+    return coadd.brightest_column(sd.data, variance, usable, width=params.slice_width)
 
 
 def box_shape(sd: SlitData, reason: str, fit: KernelFit | None, column: int) -> SlitShape:

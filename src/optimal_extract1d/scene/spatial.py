@@ -88,7 +88,9 @@ def fit_slice(
     """
     if extra:
         template = with_params(template, extra)
-    values, sigma = coadd.coadd_columns(data, variance, usable, column, params.slice_width)
+    values, sigma = coadd.coadd_columns(
+        data, variance, usable, column=column, width=params.slice_width
+    )
     if previous is not None:
         sigma = sigma * noise_scale
         fit = fit_kernel(
@@ -279,7 +281,7 @@ def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, par
     # overlap the source): the main profile and the background only.
     main = kernel_profile(flat.template, n_cross, flat.centers, flat.fwhm, flat.column_params)
     basis = polynomial_basis(n_cross, params.bkg_order)
-    first = extract_columns(data, variance, main.weights, ~usable, bkg_basis=basis)
+    first = extract_columns(data, variance, main.weights, mask=~usable, bkg_basis=basis)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = first.flux / np.sqrt(first.variance)
     edges = trace.choose_bins(snr, params.n_bins)
