@@ -15,12 +15,16 @@ from functools import partial
 import numpy as np
 
 from .horne import ColumnSums, extract_columns, usable_pixels
+from .profile import PROFILE_ERROR
 from .variance import remodel_poisson
 
-__all__ = ["IteratedSums", "iterate_extraction", "PROFILE_ERROR", "VARIANCE_RTOL"]
+__all__ = ["IteratedSums", "iterate_extraction", "REJECT_PROFILE_ERRORS", "VARIANCE_RTOL"]
 
-# Fractional accuracy assumed for the profile when judging outliers.
-PROFILE_ERROR = 0.1
+# Outliers are judged allowing for this many template errors (`profile.PROFILE_ERROR`)
+# of the model: a profile right to a few per cent must not reject the core at high S/N.
+REJECT_PROFILE_ERRORS = 2.0
+# The fraction of the model that adds to the noise when judging outliers (0.1).
+_REJECT_FRACTION = REJECT_PROFILE_ERRORS * PROFILE_ERROR
 # The iteration stops when the remodelled variance changes the information
 # (sum P^2 / V) of every column's flux by less than this fraction.
 VARIANCE_RTOL = 1e-2
@@ -193,17 +197,18 @@ def _worst_outliers(data, model, variance, *, leverage, usable, reject_sigma) ->
     residual ``r / (1 - h)`` of the column's weighted fit, with variance
     ``V / (1 - h)``): a cosmic ray on the trace core drags the full model up
     and makes the good wings look deviant, but not the model that leaves it
-    out. A `PROFILE_ERROR` fraction of that model is added to the variance,
-    so that at high S/N a profile right to a few per cent does not reject the
-    good pixels of the core. When the residuals scatter more than the
-    variance says (robust rms > 1, e.g. a VAR array too small), deviations
-    are judged against that scatter, so good pixels are not rejected en masse.
+    out. `REJECT_PROFILE_ERRORS` template errors (`profile.PROFILE_ERROR`) of
+    that model are added to the noise, so that at high S/N a profile right to
+    a few per cent does not reject the good pixels of the core. When the
+    residuals scatter more than the variance says (robust rms > 1, e.g. a VAR
+    array too small), deviations are judged against that scatter, so good
+    pixels are not rejected en masse.
     """
     keep = np.clip(1.0 - leverage, 1e-3, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         deleted = (data - model) / keep
         others = data - deleted  # the model at this pixel from the other pixels
-        scale = np.sqrt(variance / keep + (PROFILE_ERROR * others) ** 2)
+        scale = np.sqrt(variance / keep + (_REJECT_FRACTION * others) ** 2)
         z = np.where(usable, np.abs(deleted) / scale, 0.0)
     z = np.where(np.isfinite(z), z, 0.0)
     finite_z = z[usable & (z > 0)]

@@ -17,12 +17,12 @@ from dataclasses import replace
 import numpy as np
 
 from ..core.horne import polynomial_basis
+from ..core.profile import PROFILE_ERROR
 from ..psf.kernel import KernelFit
 from ..psf.profilefit import _solve_linear, component_shapes
 from .components import (
     MIN_FLUX_FRACTION,
     PRIOR_NOD_SNR,
-    PROFILE_ERROR,
     ComponentSearch,
     SliceData,
     centres,
