@@ -285,7 +285,7 @@ def _bin_fits(fit: KernelFit, flat: KernelVariation, data, variance, usable, par
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = first.flux / np.sqrt(first.variance)
     edges = trace.choose_bins(snr, params.n_bins)
-    values, sigma = trace.coadd_bins(data, variance, usable, edges)
+    values, sigma = coadd.coadd_bins(data, variance, usable, edges=edges)
     mids, cols = trace.bin_centres(edges), np.arange(data.shape[1])
     per_bin = {k: np.interp(mids, cols, v) for k, v in flat.column_params.items()}
     bins = trace.fit_bins(
