@@ -11,7 +11,7 @@ scale; a cosmic ray does not. The worst pixel of a column is dropped while it
 deviates by more than `OUTLIER_SIGMA` (noise plus `MODEL_FLOOR` of the local
 model, which covers the change of the trace across the window) from the
 fit of the column made without it, up to `MAX_PASSES` per column. Horne's
-model-based rejection in the extraction handles everything milder.
+model-based rejection in the extraction (`iteration`) handles everything milder.
 """
 
 from __future__ import annotations

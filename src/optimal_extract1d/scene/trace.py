@@ -125,7 +125,7 @@ def fit_bins(
     template : KernelTemplate
         PSF shape (its other shape parameters stay as fitted globally).
     values, sigma : ndarray, shape (n_cross, n_bins)
-        Coadded bin profiles and their uncertainties (see `coadd.coadd_bins`).
+        Coadded bin profiles and their uncertainties (see `core.coadd.coadd_bins`).
     bkg_order : int
         Polynomial background degree (-1 = none), solved in every bin.
     center, fwhm : float
