@@ -91,7 +91,7 @@ def oracle(sim):
     """
     mask = ~np.isfinite(sim.data)
     return extract_columns(np.where(mask, np.nan, sim.data), sim.true_variance, sim.true_profile,
-                           mask, bkg_basis=polynomial_basis(sim.data.shape[0], BKG_ORDER))
+                           mask=mask, bkg_basis=polynomial_basis(sim.data.shape[0], BKG_ORDER))
 
 
 def box_reference(sims, path: Path, half_width: float) -> Path:

@@ -22,12 +22,12 @@ def test_empirical_profile_recovers_a_shape_no_template_fits(rng):
         data,
         var,
         usable,
-        flux,
-        np.zeros(shape.shape),
+        flux=flux,
+        background=np.zeros(shape.shape),
         support=trace_support(centers, np.full(n_disp, 4.0), n_cross),
     )
     assert np.all(prof.weights >= 0)
     np.testing.assert_allclose(prof.weights.sum(axis=0), 1.0)
     assert np.max(np.abs(prof.weights - shape)) < 0.02
-    out = extract_columns(data, var, prof.weights, ~usable)
+    out = extract_columns(data, var, prof.weights, mask=~usable)
     assert abs(np.median(out.flux / flux) - 1) < 0.005

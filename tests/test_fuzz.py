@@ -106,7 +106,7 @@ def test_horne_sums_are_never_inf_and_variances_never_negative(inputs):
     data, variance, profile, mask, basis = inputs
     copies = [a.copy() for a in (data, variance, profile, mask)]
     with quiet():
-        out = extract_columns(data, variance, profile, mask, bkg_basis=basis)
+        out = extract_columns(data, variance, profile, mask=mask, bkg_basis=basis)
         propagated = out.propagate(variance)
     for value in (out.flux, out.variance, out.mean_background, out.background):
         assert not np.any(np.isinf(value))
@@ -122,7 +122,7 @@ def test_horne_sums_are_never_inf_and_variances_never_negative(inputs):
 def test_flux_is_nan_only_where_no_usable_pixel_is_under_the_profile(inputs):
     data, variance, profile, mask, basis = inputs
     with quiet():
-        out = extract_columns(data, variance, profile, mask, bkg_basis=basis)
+        out = extract_columns(data, variance, profile, mask=mask, bkg_basis=basis)
     usable = usable_pixels(data, variance, mask)
     nothing = ~_under_profile(profile, usable, 0.0)
     something = _under_profile(profile, usable, MEANINGFUL_P)
@@ -143,7 +143,7 @@ def test_any_float64_input_gives_no_inf_and_no_negative_variance(shape, order, d
     basis = polynomial_basis(shape[0], order) if order >= 0 else None
     with quiet():
         profile = normalize_profile(raw)
-        out = extract_columns(data, variance, profile, mask, bkg_basis=basis)
+        out = extract_columns(data, variance, profile, mask=mask, bkg_basis=basis)
         variances = [out.variance, out.propagate(variance), out.propagate_background(variance)]
     assert np.all(np.isfinite(profile)) and np.all(profile >= 0)
     for values in (out.flux, out.mean_background, *variances):
@@ -171,7 +171,7 @@ def test_noise_free_profile_times_flux_gives_the_flux(inputs, flux, data_strateg
     image = flux * profile + background
     garbage = data_strategy.draw(st.sampled_from([np.nan, np.inf, 1e30]), label="garbage")
     image = np.where(mask, garbage, image)  # masked pixels must not matter
-    out = extract_columns(image, variance, profile, mask, bkg_basis=basis)
+    out = extract_columns(image, variance, profile, mask=mask, bkg_basis=basis)
     usable = usable_pixels(image, variance, mask)
     # Where the background terms were dropped (degenerate with the profile over
     # the usable pixels) the split between source and background is not unique.
@@ -190,7 +190,7 @@ def test_noise_free_profile_times_flux_gives_the_flux(inputs, flux, data_strateg
 @given(horne_inputs())
 def test_without_background_the_variance_is_horne_eq_9(inputs):
     data, variance, profile, mask, _ = inputs
-    out = extract_columns(data, variance, profile, mask)
+    out = extract_columns(data, variance, profile, mask=mask)
     usable = usable_pixels(data, variance, mask)
     with np.errstate(divide="ignore", invalid="ignore"):
         inv = np.sum(np.where(usable, profile**2 / np.where(usable, variance, 1.0), 0.0), axis=0)
@@ -285,18 +285,18 @@ def test_extreme_magnitudes_give_nan_or_finite_never_inf():
     np.testing.assert_allclose(normalize_profile(np.full((2, 1), 8.9e307)), 0.5)
     one = np.ones((1, 1))
     with quiet():
-        subnormal_var = extract_columns(one, np.full((1, 1), 5e-324), one, one < 0)
+        subnormal_var = extract_columns(one, np.full((1, 1), 5e-324), one, mask=one < 0)
         huge = extract_columns(
             np.full((2, 1), 1e300),
             np.full((2, 1), 1e-300),
             np.full((2, 1), 0.5),
-            np.zeros((2, 1), bool),
+            mask=np.zeros((2, 1), bool),
         )
         beyond = extract_columns(
             np.array([[1e300], [0.0]]),
             np.ones((2, 1)),
             np.array([[1e-10], [1 - 1e-10]]),
-            np.array([[False], [True]]),
+            mask=np.array([[False], [True]]),
         )
     assert np.isnan(subnormal_var.flux[0]) and subnormal_var.npixels[0] == 0
     np.testing.assert_allclose(huge.flux, 2e300)

@@ -15,7 +15,7 @@ def test_noise_free_profile_gives_exact_flux_and_horne_variance():
     prof = gaussian_profile(21, 7)
     flux = np.linspace(1.0, 7.0, 7)
     var = np.full(prof.shape, 0.01) + 0.1 * prof
-    out = extract_columns(prof * flux, var, prof, np.zeros(prof.shape, bool))
+    out = extract_columns(prof * flux, var, prof, mask=np.zeros(prof.shape, bool))
     np.testing.assert_allclose(out.flux, flux, rtol=1e-12)
     # Horne eq. 9: Var(F) = 1 / sum(P^2 / V)
     np.testing.assert_allclose(out.variance, 1.0 / np.sum(prof**2 / var, axis=0), rtol=1e-12)
@@ -28,7 +28,7 @@ def test_masked_pixels_are_compensated_by_the_profile():
     mask = np.zeros(prof.shape, bool)
     mask[10, :] = True  # the peak pixel
     data[10, :] = 1e6  # garbage under the mask must not matter
-    out = extract_columns(data, np.ones(prof.shape), prof, mask)
+    out = extract_columns(data, np.ones(prof.shape), prof, mask=mask)
     np.testing.assert_allclose(out.flux, 5.0, rtol=1e-12)
     assert np.all(out.npixels == 20)
 
@@ -39,7 +39,7 @@ def test_column_without_usable_pixels_is_nan_not_inf():
     data[:, 1] = np.nan
     var = np.ones(prof.shape)
     var[:, 2] = 0.0  # zero variance is unusable, not infinite weight
-    out = extract_columns(data, var, prof, np.zeros(prof.shape, bool))
+    out = extract_columns(data, var, prof, mask=np.zeros(prof.shape, bool))
     assert np.isnan(out.flux[1]) and np.isnan(out.flux[2])
     assert out.empty.tolist() == [False, True, True, False]
     assert np.all(np.isfinite(out.flux[[0, 3]]))
@@ -52,12 +52,12 @@ def test_polynomial_background_is_fitted_with_the_profile():
     bkg = basis @ np.array([0.3, 0.1, -0.05])
     data = prof * 4.0 + bkg[:, None]
     out = extract_columns(
-        data, np.ones(prof.shape), prof, np.zeros(prof.shape, bool), bkg_basis=basis
+        data, np.ones(prof.shape), prof, mask=np.zeros(prof.shape, bool), bkg_basis=basis
     )
     np.testing.assert_allclose(out.flux, 4.0, rtol=1e-10)
     np.testing.assert_allclose(out.mean_background, bkg.mean(), rtol=1e-10)
     # Without the background term the same data give a biased flux.
-    plain = extract_columns(data, np.ones(prof.shape), prof, np.zeros(prof.shape, bool))
+    plain = extract_columns(data, np.ones(prof.shape), prof, mask=np.zeros(prof.shape, bool))
     assert abs(plain.flux[0] - 4.0) > 0.1
 
 
@@ -66,7 +66,7 @@ def test_degenerate_background_is_dropped_not_crashing():
     mask = np.ones(prof.shape, bool)
     mask[2, :] = False  # one usable pixel: profile + quadratic background is singular
     out = extract_columns(
-        prof * 3.0, np.ones(prof.shape), prof, mask, bkg_basis=polynomial_basis(5, 2)
+        prof * 3.0, np.ones(prof.shape), prof, mask=mask, bkg_basis=polynomial_basis(5, 2)
     )
     assert out.background_dropped.all()
     np.testing.assert_allclose(out.flux, 3.0)
@@ -91,7 +91,7 @@ def test_error_bars_match_scatter_over_noise_realizations(bkg_order):
         truth * prof + noise,
         var,
         prof,
-        np.zeros(prof.shape, bool),
+        mask=np.zeros(prof.shape, bool),
         bkg_basis=polynomial_basis(25, bkg_order),
     )
     pulls = (out.flux - truth) / np.sqrt(out.variance)

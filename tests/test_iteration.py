@@ -24,16 +24,22 @@ def test_iteration_stops_when_the_weights_settle_at_the_converged_fluxes(monkeyp
     vp = np.clip(data, 0.01, None)  # pipeline-like: Poisson variance from the noisy counts
     mask = np.zeros(prof.shape, bool)
     basis = polynomial_basis(31, 0)
-    quick = iteration.iterate_extraction(data, vp, rnoise, prof, mask, bkg_basis=basis)
+    quick = iteration.iterate_extraction(data, vp, rnoise, profile=prof, mask=mask, bkg_basis=basis)
     # Started from the model variance of that run (the refit round), it settles at
     # once, and no longer rejects the pixels whose pipeline variance was tiny only
     # because they fluctuated low (the first, data-weighted pass rejected them).
     warm = iteration.iterate_extraction(
-        data, vp, rnoise, prof, mask, bkg_basis=basis, start_var_poisson=quick.var_poisson
+        data,
+        vp,
+        rnoise,
+        profile=prof,
+        mask=mask,
+        bkg_basis=basis,
+        start_var_poisson=quick.var_poisson,
     )
     monkeypatch.setattr(iteration, "VARIANCE_RTOL", 1e-9)
     strict = iteration.iterate_extraction(
-        data, vp, rnoise, prof, mask, bkg_basis=basis, max_iter=50
+        data, vp, rnoise, profile=prof, mask=mask, bkg_basis=basis, max_iter=50
     )
     assert quick.n_iter < strict.n_iter
     shift = (quick.sums.flux - strict.sums.flux) / np.sqrt(strict.sums.variance)

@@ -33,8 +33,8 @@ def test_brightest_column_sees_through_nod_negatives(rng):
     neg = 0.5 * np.exp(-0.5 * ((y - 9) / 1.0) ** 2) + 0.5 * np.exp(-0.5 * ((y - 21) / 1.0) ** 2)
     data = (trace - neg) * signal + rng.normal(0, 0.3, (n_cross, n_disp))
     var = np.full(data.shape, 0.09)
-    col = brightest_column(data, var, np.ones(data.shape, bool), 20)
+    col = brightest_column(data, var, np.ones(data.shape, bool), width=20)
     assert 140 <= col < 160
-    values, sigma = coadd_columns(data, var, np.ones(data.shape, bool), col, 20)
+    values, sigma = coadd_columns(data, var, np.ones(data.shape, bool), column=col, width=20)
     assert np.argmax(values) == 15
     np.testing.assert_allclose(sigma, 0.3 / np.sqrt(20))

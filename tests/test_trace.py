@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
+from optimal_extract1d.core.coadd import coadd_bins
 from optimal_extract1d.psf.evaluate import evaluate_template
 from optimal_extract1d.psf.kernel import make_template
 from optimal_extract1d.scene.trace import (
     MIN_BIN_SNR,
     SmoothModel,
     choose_bins,
-    coadd_bins,
     fit_bins,
     fit_smooth,
 )
@@ -80,7 +80,7 @@ def test_coadd_bins_is_the_weighted_mean():
     var = np.ones((2, 6))
     usable = np.ones((2, 6), bool)
     usable[0, 1] = False
-    values, sigma = coadd_bins(data, var, usable, np.array([0, 3, 6]))
+    values, sigma = coadd_bins(data, var, usable, edges=np.array([0, 3, 6]))
     np.testing.assert_allclose(values, [[1.0, 4.0], [7.0, 10.0]])
     np.testing.assert_allclose(
         sigma, [[1 / np.sqrt(2), 1 / np.sqrt(3)], [1 / np.sqrt(3), 1 / np.sqrt(3)]]

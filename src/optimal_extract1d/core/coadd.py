@@ -1,17 +1,27 @@
-"""Choose the kernel slice and coadd its columns into one cross-dispersion profile."""
+"""Choose the kernel slice, and coadd columns into cross-dispersion profiles.
+
+`coadd_columns` makes the kernel slice's profile, `coadd_bins` one profile per
+bin of columns (`scene.trace`). Both are the same inverse-variance weighted
+mean with the same weights (`_weights`, `_weighted_mean`); only the column sums
+differ, and must: a slice's sum is numpy's pairwise sum of its columns, a bin's
+is `numpy.add.reduceat`'s (the bin's first column plus the pairwise sum of the
+others), which differ in the last bits.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import correlate1d, uniform_filter1d
 
-__all__ = ["brightest_column", "coadd_columns", "MATCHED_FWHM"]
+__all__ = ["brightest_column", "coadd_bins", "coadd_columns", "MATCHED_FWHM"]
 
 # FWHM (pixels) of the matched filter ranking the slice windows.
 MATCHED_FWHM = 2.0
 
 
-def brightest_column(data: np.ndarray, variance: np.ndarray, usable: np.ndarray, width: int) -> int:
+def brightest_column(
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, width: int
+) -> int:
     """Column at the centre of the ``width``-column window with the most signal.
 
     The signal of a window is the matched-filter S/N of its inverse-variance
@@ -66,7 +76,7 @@ def brightest_column(data: np.ndarray, variance: np.ndarray, usable: np.ndarray,
 
 
 def coadd_columns(
-    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, column: int, width: int
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, column: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inverse-variance weighted mean over ``width`` columns centred on ``column``.
 
@@ -92,10 +102,49 @@ def coadd_columns(
     width = int(min(max(width, 1), n_disp))
     start = int(np.clip(column - width // 2, 0, n_disp - width))
     cols = slice(start, start + width)
-    ok = usable[:, cols]
     with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(ok, 1.0 / variance[:, cols], 0.0)
-        sw = w.sum(axis=1)
-        values = np.where(sw > 0, np.sum(w * np.where(ok, data[:, cols], 0.0), axis=1) / sw, np.nan)
+        w, wd = _weights(data[:, cols], variance[:, cols], usable[:, cols])
+        return _weighted_mean(w.sum(axis=1), wd.sum(axis=1))
+
+
+def coadd_bins(
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, edges: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance weighted mean profile of every bin of columns.
+
+    Parameters
+    ----------
+    data, variance : ndarray, shape (n_cross, n_disp)
+        Science image and its variance.
+    usable : ndarray of bool, shape (n_cross, n_disp)
+        Pixels that may be used.
+    edges : ndarray of int, shape (n_bins + 1,)
+        Increasing column edges from 0 to n_disp: bin i is ``edges[i]:edges[i+1]``
+        (`scene.trace.choose_bins`).
+
+    Returns
+    -------
+    values : ndarray, shape (n_cross, n_bins)
+        Mean profile of every bin, NaN for rows with no usable pixel.
+    sigma : ndarray, shape (n_cross, n_bins)
+        Standard error of ``values``.
+    """
+    w, wd = _weights(data, variance, usable)
+    sw = np.add.reduceat(w, edges[:-1], axis=1)
+    swd = np.add.reduceat(wd, edges[:-1], axis=1)
+    return _weighted_mean(sw, swd)
+
+
+def _weights(data: np.ndarray, variance: np.ndarray, usable: np.ndarray):
+    """Inverse variances ``w`` of the usable pixels (0 elsewhere) and ``w * data``."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(usable, 1.0 / variance, 0.0)
+    return w, w * np.where(usable, data, 0.0)
+
+
+def _weighted_mean(sw: np.ndarray, swd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean ``swd / sw`` and its standard error ``sw**-0.5``, NaN where ``sw`` is 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.where(sw > 0, swd / sw, np.nan)
         sigma = np.where(sw > 0, 1.0 / np.sqrt(sw), np.nan)
     return values, sigma

@@ -25,9 +25,9 @@ def empirical_profile(
     data: np.ndarray,
     variance: np.ndarray,
     usable: np.ndarray,
+    *,
     flux: np.ndarray,
     background: np.ndarray,
-    *,
     support: np.ndarray | None = None,
     order: int = DEFAULT_ORDER,
     n_iter: int = 2,
@@ -66,17 +66,8 @@ def empirical_profile(
     order = int(max(0, min(order, n_disp // 10)))
     u = np.linspace(-1.0, 1.0, n_disp) if n_disp > 1 else np.zeros(1)
     vander = np.polynomial.legendre.legvander(u, order)  # (n_disp, order + 1)
-    f = np.nan_to_num(flux)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        frac = (data - np.nan_to_num(background)) / f[None, :]
-        weight = np.where(usable & (f[None, :] > 0), f[None, :] ** 2 / variance, 0.0)
-    weight = np.where(np.isfinite(weight) & np.isfinite(frac), weight, 0.0)
-    frac = np.where(weight > 0, frac, 0.0)
-    smooth, noise = np.zeros_like(frac), np.zeros_like(frac)
-    for _ in range(max(n_iter, 1)):
-        smooth, noise = _row_fits(vander, frac, weight)
-        resid = (frac - smooth) * np.sqrt(weight)
-        weight = np.where(np.abs(resid) > _CLIP_SIGMA, 0.0, weight)
+    frac, weight = _row_fractions(data, variance, usable, flux=flux, background=background)
+    smooth, noise = _clipped_row_fits(vander, frac, weight, n_iter=n_iter)
     significant = smooth > _SUPPORT_SIGMA * noise
     keep = significant if support is None else (support | significant)
     smooth = np.where(keep, smooth, 0.0)
@@ -84,6 +75,71 @@ def empirical_profile(
     y = np.arange(n_cross, dtype=float)
     centers = np.sum(weights * y[:, None], axis=0)
     return Profile(weights=weights, centers=centers, fwhm=np.full(n_disp, np.nan))
+
+
+def _row_fractions(
+    data: np.ndarray,
+    variance: np.ndarray,
+    usable: np.ndarray,
+    *,
+    flux: np.ndarray,
+    background: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every pixel's fraction of its column flux, ``(D - B) / F``, and its weight ``F^2 / V``.
+
+    Parameters
+    ----------
+    data, variance : ndarray, shape (n_cross, n_disp)
+        Science image and variance.
+    usable : ndarray of bool, shape (n_cross, n_disp)
+        Pixels that may be used.
+    flux : ndarray, shape (n_disp,)
+        First-pass flux per column (NaN counts as 0).
+    background : ndarray, shape (n_cross, n_disp)
+        First-pass background per pixel (NaN counts as 0).
+
+    Returns
+    -------
+    frac, weight : ndarray, shape (n_cross, n_disp)
+        Fractions and their weights: the weight is 0 where the pixel is
+        unusable, the column flux not positive, or either is not finite, and
+        the fraction is 0 wherever its weight is.
+    """
+    f = np.nan_to_num(flux)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = (data - np.nan_to_num(background)) / f[None, :]
+        weight = np.where(usable & (f[None, :] > 0), f[None, :] ** 2 / variance, 0.0)
+    weight = np.where(np.isfinite(weight) & np.isfinite(frac), weight, 0.0)
+    frac = np.where(weight > 0, frac, 0.0)
+    return frac, weight
+
+
+def _clipped_row_fits(
+    vander: np.ndarray, frac: np.ndarray, weight: np.ndarray, *, n_iter: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row fits (`_row_fits`) repeated without the pixels beyond `_CLIP_SIGMA`.
+
+    Parameters
+    ----------
+    vander : ndarray, shape (n_disp, order + 1)
+        Legendre basis along the dispersion axis.
+    frac, weight : ndarray, shape (n_cross, n_disp)
+        Fractions of the column flux and their weights (`_row_fractions`).
+    n_iter : int
+        Fitting passes (at least one); each drops the pixels deviating by more
+        than `_CLIP_SIGMA` from the last fit.
+
+    Returns
+    -------
+    smooth, noise : ndarray, shape (n_cross, n_disp)
+        The last fit and its standard error.
+    """
+    smooth, noise = np.zeros_like(frac), np.zeros_like(frac)
+    for _ in range(max(n_iter, 1)):
+        smooth, noise = _row_fits(vander, frac, weight)
+        resid = (frac - smooth) * np.sqrt(weight)
+        weight = np.where(np.abs(resid) > _CLIP_SIGMA, 0.0, weight)
+    return smooth, noise
 
 
 def _row_fits(vander: np.ndarray, frac: np.ndarray, weight: np.ndarray):

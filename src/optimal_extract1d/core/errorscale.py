@@ -91,6 +91,7 @@ def residual_error_scale(
     data: np.ndarray,
     model: np.ndarray,
     variance: np.ndarray,
+    *,
     usable: np.ndarray,
     weights: np.ndarray,
     sums: ColumnSums,
@@ -119,7 +120,7 @@ def residual_error_scale(
     ErrorScale
         Factor 1 when fewer than `MIN_PIXELS` residuals are usable.
     """
-    z, sigma, ok = _residuals(data, model, variance, usable, source)
+    z, sigma, ok = _residuals(data, model, variance, usable=usable, source=source)
     if ok.sum() < MIN_PIXELS:
         return ErrorScale(1.0, 1.0, (), int(ok.sum()))
     ok = _inliers(z / np.sqrt(np.clip(1.0 - np.nan_to_num(sums.leverage), 1e-3, 1.0)), ok)
@@ -146,6 +147,7 @@ def slice_noise_scale(
     data: np.ndarray,
     model: np.ndarray,
     variance: np.ndarray,
+    *,
     usable: np.ndarray,
     source: np.ndarray,
     cross: ErrorScale,
@@ -167,7 +169,7 @@ def slice_noise_scale(
     float
         The factor on the slice's standard errors (>= 1; 1 if unmeasurable).
     """
-    z, _, ok = _residuals(data, model, variance, usable, source)
+    z, _, ok = _residuals(data, model, variance, usable=usable, source=source)
     if ok.sum() < MIN_PIXELS:
         return max(cross.factor, 1.0)
     ok = _inliers(z, ok)
@@ -184,7 +186,7 @@ def slice_noise_scale(
     return float(max(cross.factor * np.sqrt(max(along, 0.0)), 1.0))
 
 
-def _residuals(data, model, variance, usable, source):
+def _residuals(data, model, variance, *, usable, source):
     """Normalized residuals ``z``, ``sigma`` and where ``z`` measures noise.
 
     Only pixels where the sources' model (``source``, if given) is below the

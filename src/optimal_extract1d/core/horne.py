@@ -173,8 +173,8 @@ def extract_columns(
     data: np.ndarray,
     variance: np.ndarray,
     profile: np.ndarray,
-    mask: np.ndarray,
     *,
+    mask: np.ndarray,
     bkg_basis: np.ndarray | None = None,
     extra: np.ndarray | None = None,
 ) -> ColumnSums:
@@ -206,46 +206,51 @@ def extract_columns(
         Fluxes, variances and the linear weights behind them.
     """
     usable = usable_pixels(data, variance, mask)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        inv_var = np.where(usable, 1.0 / variance, 0.0)
-    d = np.where(usable, data, 0.0)
-    # Scale every column's weights and data to a maximum of 1: the estimator is
-    # invariant to the weights' scale and linear in the data, and no sum can
-    # overflow whatever the input magnitudes.
-    w_scale, d_scale = _column_scale(inv_var), _column_scale(np.abs(d))
-    w, d = inv_var / w_scale, d / d_scale
     n_cross, n_disp = data.shape
     basis = np.zeros((n_cross, 0)) if bkg_basis is None else np.asarray(bkg_basis, float)
     others = np.zeros((n_cross, n_disp, 0)) if extra is None else np.asarray(extra, float)
-    first_bkg = 1 + others.shape[2]
-    # design[y, x, j]: j = 0 is the profile, then the other components, then the background.
-    design = np.concatenate(
-        [
-            profile[:, :, None],
-            others,
-            np.broadcast_to(basis[:, None, :], (n_cross, n_disp, basis.shape[1])),
-        ],
-        axis=2,
-    )
-    # Column-major stacks for batched matrix products: a[x] is (n_cross, m).
-    a = np.ascontiguousarray(np.moveaxis(design, 1, 0))
-    aw = a * w.T[:, :, None]
-    normal = np.matmul(np.swapaxes(aw, 1, 2), a)
-    cov, dropped = _invert_normal(normal)
-    # g = (cov @ A^T W)[0]: the flux as a linear combination of the pixels
-    # (free of the scales: the data scale cancels the weights').
+    design = _design_matrix(profile, others, basis)
+    return _fit_columns(data, variance, usable, design=design, basis=basis)
+
+
+def _fit_columns(
+    data: np.ndarray,
+    variance: np.ndarray,
+    usable: np.ndarray,
+    *,
+    design: np.ndarray,
+    basis: np.ndarray,
+) -> ColumnSums:
+    """Weighted linear least squares of every column on its design matrix.
+
+    Parameters
+    ----------
+    data, variance : ndarray, shape (n_cross, n_disp)
+        Science image and the variance used for the weights.
+    usable : ndarray of bool, shape (n_cross, n_disp)
+        Pixels that enter the sums (`usable_pixels`).
+    design : ndarray, shape (n_cross, n_disp, m)
+        The profile, the other components, then the background basis
+        (`_design_matrix`).
+    basis : ndarray, shape (n_cross, k)
+        The background basis, the last k terms of ``design``.
+
+    Returns
+    -------
+    ColumnSums
+        The flux is the profile's coefficient.
+    """
+    first_bkg = design.shape[2] - basis.shape[1]
+    w, d, w_scale, d_scale = _scaled_columns(data, variance, usable)
+    a, g, normal, cov, dropped = _solve_columns(design, w)
     with np.errstate(over="ignore", invalid="ignore"):
-        g = np.matmul(aw, cov)  # (n_disp, n_cross, m), symmetric cov
         coeffs = np.einsum("xyi,xy->xi", g, d.T) * d_scale[:, None]
         var = cov[:, 0, 0] / w_scale
-        mean_basis = basis.mean(axis=0)
-        bkg = _finite_or_nan(basis @ coeffs[:, first_bkg:].T)
-        mean_bkg = _finite_or_nan(coeffs[:, first_bkg:] @ mean_basis)
         model = _finite_or_nan(np.matmul(a, coeffs[:, :, None])[:, :, 0].T)
     gmat = np.moveaxis(g, 0, 1)  # (n_cross, n_disp, m)
+    bkg, mean_bkg, h = _background_terms(basis, coeffs, gmat, first_bkg=first_bkg)
     # Empty: no usable pixel under the profile, or a result beyond float64.
     empty = ~(normal[:, 0, 0] > 0) | ~np.isfinite(coeffs[:, 0]) | ~np.isfinite(var)
-    h = gmat[:, :, first_bkg:] @ mean_basis
     return ColumnSums(
         flux=np.where(empty, np.nan, coeffs[:, 0]),
         variance=np.where(empty, np.nan, var),
@@ -264,6 +269,116 @@ def extract_columns(
     )
 
 
+def _scaled_columns(data: np.ndarray, variance: np.ndarray, usable: np.ndarray):
+    """Weights and data of the usable pixels, every column scaled to a maximum of 1.
+
+    The estimator is invariant to the weights' scale and linear in the data,
+    and no sum can overflow whatever the input magnitudes.
+
+    Parameters
+    ----------
+    data, variance : ndarray, shape (n_cross, n_disp)
+        Science image and the variance used for the weights.
+    usable : ndarray of bool, shape (n_cross, n_disp)
+        Pixels that enter the sums (`usable_pixels`).
+
+    Returns
+    -------
+    w, d : ndarray, shape (n_cross, n_disp)
+        Scaled inverse variances and data (0 at unusable pixels).
+    w_scale, d_scale : ndarray, shape (n_disp,)
+        The column scales they were divided by.
+    """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        inv_var = np.where(usable, 1.0 / variance, 0.0)
+    d = np.where(usable, data, 0.0)
+    w_scale, d_scale = _column_scale(inv_var), _column_scale(np.abs(d))
+    return inv_var / w_scale, d / d_scale, w_scale, d_scale
+
+
+def _design_matrix(profile: np.ndarray, others: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """The fit's design matrix of every column, ``(n_cross, n_disp, m)``.
+
+    ``design[y, x, j]``: j = 0 is the profile, then the other components
+    (``others``, ``(n_cross, n_disp, m_other)``), then the background basis
+    (``basis``, ``(n_cross, k)``, the same in every column).
+    """
+    n_cross, n_disp = others.shape[:2]
+    return np.concatenate(
+        [
+            profile[:, :, None],
+            others,
+            np.broadcast_to(basis[:, None, :], (n_cross, n_disp, basis.shape[1])),
+        ],
+        axis=2,
+    )
+
+
+def _solve_columns(design: np.ndarray, w: np.ndarray):
+    """Weighted least squares of every column at once, up to the data.
+
+    Parameters
+    ----------
+    design : ndarray, shape (n_cross, n_disp, m)
+        Design matrix of every column (`_design_matrix`).
+    w : ndarray, shape (n_cross, n_disp)
+        Scaled weights (`_scaled_columns`).
+
+    Returns
+    -------
+    a : ndarray, shape (n_disp, n_cross, m)
+        The design as column-major stacks for batched matrix products.
+    g : ndarray, shape (n_disp, n_cross, m)
+        ``W A cov``: every coefficient as a linear combination of the pixels,
+        ``g[x, :, 0]`` the flux's (free of the scales: the data scale cancels
+        the weights').
+    normal, cov : ndarray, shape (n_disp, m, m)
+        Normal matrices and their inverses (`_invert_normal`).
+    dropped : ndarray of bool, shape (n_disp,)
+        Columns whose terms other than the profile were dropped.
+    """
+    # Column-major stacks for batched matrix products: a[x] is (n_cross, m).
+    a = np.ascontiguousarray(np.moveaxis(design, 1, 0))
+    aw = a * w.T[:, :, None]
+    normal = np.matmul(np.swapaxes(aw, 1, 2), a)
+    cov, dropped = _invert_normal(normal)
+    # g = (cov @ A^T W)[0]: the flux as a linear combination of the pixels
+    # (free of the scales: the data scale cancels the weights').
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = np.matmul(aw, cov)  # (n_disp, n_cross, m), symmetric cov
+    return a, g, normal, cov, dropped
+
+
+def _background_terms(basis: np.ndarray, coeffs: np.ndarray, gmat: np.ndarray, *, first_bkg: int):
+    """Fitted background, its column mean and the mean's pixel weights.
+
+    Parameters
+    ----------
+    basis : ndarray, shape (n_cross, k)
+        Background basis.
+    coeffs : ndarray, shape (n_disp, m)
+        Fitted coefficients of every column, the background's from ``first_bkg`` on.
+    gmat : ndarray, shape (n_cross, n_disp, m)
+        Pixel weights of the coefficients (`_solve_columns`'s ``g``, pixels first).
+    first_bkg : int
+        Index of the first background term.
+
+    Returns
+    -------
+    bkg : ndarray, shape (n_cross, n_disp)
+        Background at every pixel (NaN where not finite).
+    mean_bkg : ndarray, shape (n_disp,)
+        Its mean over the column (NaN where not finite).
+    h : ndarray, shape (n_cross, n_disp)
+        Pixel weights of ``mean_bkg``.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean_basis = basis.mean(axis=0)
+        bkg = _finite_or_nan(basis @ coeffs[:, first_bkg:].T)
+        mean_bkg = _finite_or_nan(coeffs[:, first_bkg:] @ mean_basis)
+    return bkg, mean_bkg, gmat[:, :, first_bkg:] @ mean_basis
+
+
 def _column_scale(values: np.ndarray) -> np.ndarray:
     """Largest value of every column (1 where there is none), shape (n_disp,)."""
     top = np.max(values, axis=0, initial=0.0)
@@ -275,7 +390,7 @@ def _finite_or_nan(values: np.ndarray) -> np.ndarray:
 
 
 def fit_background(
-    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, basis: np.ndarray
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, basis: np.ndarray
 ) -> np.ndarray:
     """Weighted least-squares background of every column from the ``usable`` pixels only.
 

@@ -9,17 +9,22 @@ columns are summed again until the weights settle.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
 from .horne import ColumnSums, extract_columns, usable_pixels
+from .profile import PROFILE_ERROR
 from .variance import remodel_poisson
 
-__all__ = ["IteratedSums", "iterate_extraction", "PROFILE_ERROR", "VARIANCE_RTOL"]
+__all__ = ["IteratedSums", "iterate_extraction", "REJECT_PROFILE_ERRORS", "VARIANCE_RTOL"]
 
-# Fractional accuracy assumed for the profile when judging outliers.
-PROFILE_ERROR = 0.1
+# Outliers are judged allowing for this many template errors (`profile.PROFILE_ERROR`)
+# of the model: a profile right to a few per cent must not reject the core at high S/N.
+REJECT_PROFILE_ERRORS = 2.0
+# The fraction of the model that adds to the noise when judging outliers (0.1).
+_REJECT_FRACTION = REJECT_PROFILE_ERRORS * PROFILE_ERROR
 # The iteration stops when the remodelled variance changes the information
 # (sum P^2 / V) of every column's flux by less than this fraction.
 VARIANCE_RTOL = 1e-2
@@ -54,9 +59,9 @@ def iterate_extraction(
     data: np.ndarray,
     var_poisson: np.ndarray,
     var_other: np.ndarray,
+    *,
     profile: np.ndarray,
     mask: np.ndarray,
-    *,
     bkg_basis: np.ndarray | None = None,
     extra: np.ndarray | None = None,
     reject_sigma: float = 5.0,
@@ -65,73 +70,111 @@ def iterate_extraction(
 ) -> IteratedSums:
     """Horne's (1986) iteration: model variance, reject the worst outlier per column, repeat.
 
-    Every pass extracts all columns, builds the scene model ``F P + B``,
-    replaces VAR_POISSON by its model prediction (`variance.remodel_poisson`)
-    and rejects, in each column, the single pixel deviating most if it lies
-    more than ``reject_sigma`` standard deviations from the model (Horne's
-    step 8). It stops when nothing changes or after ``max_iter`` passes.
+    Every pass extracts all columns, replaces VAR_POISSON by its prediction
+    from the scene model ``F P + B`` (`variance.remodel_poisson`) and rejects,
+    in each column, the pixel deviating most if beyond ``reject_sigma`` standard
+    deviations (Horne's step 8), until nothing changes or for ``max_iter`` passes.
 
     Parameters
     ----------
     data : ndarray, shape (n_cross, n_disp)
         Science image.
-    var_poisson : ndarray, shape (n_cross, n_disp)
-        Pipeline Poisson variance (re-estimated from the model).
-    var_other : ndarray, shape (n_cross, n_disp)
-        The other variance terms (read noise + flat), kept as they are.
-    profile : ndarray, shape (n_cross, n_disp)
-        Normalized spatial profile.
-    mask : ndarray of bool, shape (n_cross, n_disp)
-        True for pixels not to use.
-    bkg_basis : ndarray, shape (n_cross, k), optional
-        Background basis fitted with the profile.
-    extra : ndarray, shape (n_cross, n_disp, m), optional
-        Other components fitted with it (see `extract_columns`).
+    var_poisson, var_other : ndarray, shape (n_cross, n_disp)
+        Pipeline Poisson variance (re-estimated from the model) and the other
+        variance terms (read noise + flat, kept as they are).
+    profile, mask : ndarray, shape (n_cross, n_disp)
+        Normalized spatial profile; True for pixels not to use.
+    bkg_basis, extra : ndarray, optional
+        Background basis ``(n_cross, k)`` and other components ``(n_cross,
+        n_disp, m)`` fitted with the profile (see `horne.extract_columns`).
     reject_sigma : float
         Rejection threshold in standard deviations.
     max_iter : int
         Maximum number of re-estimation passes; 0 = a single plain extraction.
     start_var_poisson : ndarray, shape (n_cross, n_disp), optional
-        Poisson variance for the first pass, e.g. the model of an earlier
-        iteration with a slightly different profile: the iteration then
-        settles in one or two passes. The remodelling still fits the
-        pipeline's ``var_poisson``.
+        Poisson variance of the first pass, e.g. an earlier iteration's model with
+        a slightly different profile, to settle in one or two passes (the
+        remodelling still fits the pipeline's ``var_poisson``).
 
     Returns
     -------
     IteratedSums
     """
-    rejected = np.zeros(data.shape, bool)
     vp = var_poisson if start_var_poisson is None else start_var_poisson
-    scale = np.nan
+    extract = partial(extract_columns, data, profile=profile, bkg_basis=bkg_basis, extra=extra)
+    reject = partial(_rejection_pass, var_other=var_other, mask=mask, reject_sigma=reject_sigma)
     n_extra = 0 if extra is None else np.shape(extra)[2]
-    sums = extract_columns(data, vp + var_other, profile, mask, bkg_basis=bkg_basis, extra=extra)
-    n_iter = 0
-    while n_iter < max_iter:
-        n_iter += 1
-        model = np.nan_to_num(sums.model)
-        usable = usable_pixels(data, vp + var_other, mask | rejected)
-        # Judge outliers with the variance that produced this model, then remodel the
-        # variance only in columns that lost no pixel now: their model is not yet
-        # corrected for the outlier, which would inflate their modelled variance.
-        new_rej = _worst_outliers(data, model, vp + var_other, sums.leverage, usable, reject_sigma)
-        touched = new_rej.any(axis=0)
-        remodel = remodel_poisson(var_poisson, model, usable & ~touched[None, :])
-        new_vp = np.where(touched[None, :], vp, remodel.var_poisson)
-        changed = touched.any() or _weights_moved(
-            sums.design[:, :, : 1 + n_extra], vp + var_other, new_vp + var_other, usable
-        )
-        vp, rejected = new_vp, rejected | new_rej
-        scale = remodel.scale if remodel.applied else scale
+    state = IteratedSums(
+        extract(vp + var_other, mask=mask), vp, np.zeros(data.shape, bool), 0, np.nan
+    )
+    while state.n_iter < max_iter:
+        state, changed = reject(state, data, var_poisson, n_extra=n_extra)
         if not changed:
             break
-        sums = extract_columns(
-            data, vp + var_other, profile, mask | rejected, bkg_basis=bkg_basis, extra=extra
-        )
-    return IteratedSums(sums, vp, rejected, n_iter, scale)
+        sums = extract(state.var_poisson + var_other, mask=mask | state.rejected)
+        state = replace(state, sums=sums)
+    return state
 
 
-def _weights_moved(components, old_var, new_var, usable) -> bool:
+def _rejection_pass(
+    state: IteratedSums,
+    data: np.ndarray,
+    var_poisson: np.ndarray,
+    *,
+    var_other: np.ndarray,
+    mask: np.ndarray,
+    n_extra: int,
+    reject_sigma: float,
+) -> tuple[IteratedSums, bool]:
+    """One pass on the last sums: worst outliers out (`_worst_outliers`), VAR_POISSON remodelled.
+
+    Parameters
+    ----------
+    state : IteratedSums
+        The iteration so far: its sums, the variance they used, the pixels
+        rejected and the passes made.
+    data, var_poisson : ndarray, shape (n_cross, n_disp)
+        Science image and the pipeline Poisson variance the model fits.
+    var_other, mask : ndarray, shape (n_cross, n_disp)
+        The other variance terms; True for pixels not to use.
+    n_extra : int
+        Number of other components fitted with the profile.
+    reject_sigma : float
+        Rejection threshold in standard deviations.
+
+    Returns
+    -------
+    state : IteratedSums
+        With the new variance, rejections, pass count and Poisson scale (the
+        sums are still the last ones).
+    changed : bool
+        Whether a pixel was rejected or the weights of any column moved.
+    """
+    vp, sums = state.var_poisson, state.sums
+    model = np.nan_to_num(sums.model)
+    usable = usable_pixels(data, vp + var_other, mask | state.rejected)
+    # Judge outliers with the variance that produced this model, then remodel the
+    # variance only in columns that lost no pixel now: their model is not yet
+    # corrected for the outlier, which would inflate their modelled variance.
+    new_rej = _worst_outliers(
+        data,
+        model,
+        vp + var_other,
+        leverage=sums.leverage,
+        usable=usable,
+        reject_sigma=reject_sigma,
+    )
+    touched = new_rej.any(axis=0)
+    remodel = remodel_poisson(var_poisson, model, usable & ~touched[None, :])
+    new_vp = np.where(touched[None, :], vp, remodel.var_poisson)
+    changed = touched.any() or _weights_moved(
+        sums.design[:, :, : 1 + n_extra], vp + var_other, new_vp + var_other, usable=usable
+    )
+    scale = remodel.scale if remodel.applied else state.poisson_scale
+    return IteratedSums(sums, new_vp, state.rejected | new_rej, state.n_iter + 1, scale), changed
+
+
+def _weights_moved(components, old_var, new_var, *, usable) -> bool:
     """Whether a new variance changes the weight any column gives its components.
 
     Compares, per column and component, ``sum |P^2/V_new - P^2/V_old|`` with
@@ -147,24 +190,25 @@ def _weights_moved(components, old_var, new_var, usable) -> bool:
     return bool(np.any(change > VARIANCE_RTOL * info))
 
 
-def _worst_outliers(data, model, variance, leverage, usable, reject_sigma) -> np.ndarray:
+def _worst_outliers(data, model, variance, *, leverage, usable, reject_sigma) -> np.ndarray:
     """The most deviant usable pixel of each column, if beyond ``reject_sigma``.
 
     Each pixel is judged against the model fitted *without* it (the deleted
     residual ``r / (1 - h)`` of the column's weighted fit, with variance
     ``V / (1 - h)``): a cosmic ray on the trace core drags the full model up
     and makes the good wings look deviant, but not the model that leaves it
-    out. A `PROFILE_ERROR` fraction of that model is added to the variance,
-    so that at high S/N a profile right to a few per cent does not reject the
-    good pixels of the core. When the residuals scatter more than the
-    variance says (robust rms > 1, e.g. a VAR array too small), deviations
-    are judged against that scatter, so good pixels are not rejected en masse.
+    out. `REJECT_PROFILE_ERRORS` template errors (`profile.PROFILE_ERROR`) of
+    that model are added to the noise, so that at high S/N a profile right to
+    a few per cent does not reject the good pixels of the core. When the
+    residuals scatter more than the variance says (robust rms > 1, e.g. a VAR
+    array too small), deviations are judged against that scatter, so good
+    pixels are not rejected en masse.
     """
     keep = np.clip(1.0 - leverage, 1e-3, 1.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         deleted = (data - model) / keep
         others = data - deleted  # the model at this pixel from the other pixels
-        scale = np.sqrt(variance / keep + (PROFILE_ERROR * others) ** 2)
+        scale = np.sqrt(variance / keep + (_REJECT_FRACTION * others) ** 2)
         z = np.where(usable, np.abs(deleted) / scale, 0.0)
     z = np.where(np.isfinite(z), z, 0.0)
     finite_z = z[usable & (z > 0)]

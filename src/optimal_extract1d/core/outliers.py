@@ -11,7 +11,7 @@ scale; a cosmic ray does not. The worst pixel of a column is dropped while it
 deviates by more than `OUTLIER_SIGMA` (noise plus `MODEL_FLOOR` of the local
 model, which covers the change of the trace across the window) from the
 fit of the column made without it, up to `MAX_PASSES` per column. Horne's
-model-based rejection in the extraction handles everything milder.
+model-based rejection in the extraction (`iteration`) handles everything milder.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def fit_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> 
     v = np.nan_to_num(d)
     for _ in range(MAX_PASSES):
         with np.errstate(all="ignore"):  # huge values: overflow gives inf, not a rejection
-            z = _deleted_residuals(m, v, w, variance)
+            z = _deleted_residuals(m, v, w, variance=variance)
         z = np.where((w > 0) & np.isfinite(z), z, 0.0)
         worst = np.argmax(z, axis=0)
         cols = np.nonzero(z[worst, np.arange(n_disp)] > OUTLIER_SIGMA)[0]
@@ -88,7 +88,7 @@ def fit_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> 
     return out
 
 
-def _deleted_residuals(m: np.ndarray, v: np.ndarray, w: np.ndarray, variance: np.ndarray):
+def _deleted_residuals(m: np.ndarray, v: np.ndarray, w: np.ndarray, *, variance: np.ndarray):
     """|z| of every pixel against its column's fit ``v = a m + b`` made without it.
 
     The fit is weighted least squares per column; the residual of pixel i

@@ -98,9 +98,13 @@ def panel_kernel_slice(ax: Axes, diag: SlitDiagnostics) -> None:
     slit = diag.slit
     usable = usable_pixels(slit.data, slit.variance, slit.mask)
     column, width = int(meta.get("slice_column", 0)), int(meta.get("slice_width", 1))
-    values, sigma = coadd_columns(slit.data, slit.variance, usable, column, width)
+    values, sigma = coadd_columns(slit.data, slit.variance, usable, column=column, width=width)
     model, _ = coadd_columns(
-        np.nan_to_num(diag.scene), slit.variance, usable & np.isfinite(diag.scene), column, width
+        np.nan_to_num(diag.scene),
+        slit.variance,
+        usable & np.isfinite(diag.scene),
+        column=column,
+        width=width,
     )
     rows = np.arange(slit.shape[0])
     ax.errorbar(rows, values, sigma, fmt="o", ms=2.5, lw=0.6, color="k", label="slice")

@@ -217,8 +217,12 @@ def _slice_noise(
     model = np.nan_to_num(sums.model)
     source = model - np.nan_to_num(sums.background)
     ok = usable & ~result.rejected
-    cross = residual_error_scale(sd.data, model, variance, ok, sums.pixel_weights, sums, source)
-    noise = slice_noise_scale(sd.data, model, variance, ok, source, cross, params.slice_width)
+    cross = residual_error_scale(
+        sd.data, model, variance, usable=ok, weights=sums.pixel_weights, sums=sums, source=source
+    )
+    noise = slice_noise_scale(
+        sd.data, model, variance, usable=ok, source=source, cross=cross, width=params.slice_width
+    )
     if noise <= NOISE_RETEST:
         return 1.0
     log.info(
@@ -242,8 +246,8 @@ def _iterate(
         sd.data,
         sd.var_poisson,
         sd.var_rnoise + sd.var_flat,
-        scene.profile.weights,
-        sd.mask,
+        profile=scene.profile.weights,
+        mask=sd.mask,
         bkg_basis=basis,
         extra=scene.others(0),
         reject_sigma=params.reject_sigma,
@@ -285,9 +289,9 @@ def _spectra(
                 sd.data,
                 np.nan_to_num(sums.model),
                 variance,
-                usable & ~result.rejected,
-                sums.pixel_weights,
-                sums,
+                usable=usable & ~result.rejected,
+                weights=sums.pixel_weights,
+                sums=sums,
                 source=np.nan_to_num(sums.model) - np.nan_to_num(sums.background),
             )
             factor, meta["error_scale"] = scale.factor, scale.to_meta()
@@ -322,7 +326,7 @@ def _source_sums(
         sd.data,
         variance,
         scene.profiles[index].weights,
-        sd.mask | result.rejected,
+        mask=sd.mask | result.rejected,
         bkg_basis=basis,
         extra=scene.others(index),
     )

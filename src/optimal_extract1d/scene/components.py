@@ -24,13 +24,10 @@ __all__ = [
     "separated",
     "MIN_FLUX_FRACTION",
     "PRIOR_NOD_SNR",
-    "PROFILE_ERROR",
 ]
 
 # S/N a nod copy needs where the nod pattern predicts one.
 PRIOR_NOD_SNR = 2.0
-# Fractional accuracy assumed for the template when testing for a blend.
-PROFILE_ERROR = 0.05
 # A component fainter than this fraction of the main source is not trusted: at
 # high S/N a profile right to a few per cent leaves residual peaks that large.
 MIN_FLUX_FRACTION = 0.05

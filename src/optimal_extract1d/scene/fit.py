@@ -133,7 +133,7 @@ def slice_column(
     """Centre column of the kernel slice: the user's, or the one with the most signal."""
     if settings.slice_column is not None:
         return int(np.clip(settings.slice_column - sd.offset[1], 0, sd.shape[1] - 1))
-    return coadd.brightest_column(sd.data, variance, usable, settings.slice_width)
+    return coadd.brightest_column(sd.data, variance, usable, width=settings.slice_width)
 
 
 def column_wavelength(wavelength: np.ndarray) -> np.ndarray:
@@ -180,7 +180,9 @@ def fit_slice(
     """
     if extra:
         template = with_params(template, extra)
-    values, sigma = coadd.coadd_columns(data, variance, usable, column, settings.slice_width)
+    values, sigma = coadd.coadd_columns(
+        data, variance, usable, column=column, width=settings.slice_width
+    )
     bkg_order = settings.bkg_order
     if previous is not None:
         sigma = sigma * noise_scale
@@ -231,8 +233,14 @@ def _empirical(
     """
     basis = horne.polynomial_basis(sd.shape[0], settings.bkg_order)
     support = trace_support(kernel.centers, kernel.fwhm, sd.shape[0])
-    background = horne.fit_background(sd.data, variance, usable & ~support, basis)
-    first = horne.extract_columns(sd.data - background, variance, kernel.weights, ~usable)
+    background = horne.fit_background(sd.data, variance, usable & ~support, basis=basis)
+    first = horne.extract_columns(sd.data - background, variance, kernel.weights, mask=~usable)
     return empirical_profile(
-        sd.data, variance, usable, first.flux, background, support=support, order=EMPIRICAL_ORDER
+        sd.data,
+        variance,
+        usable,
+        flux=first.flux,
+        background=background,
+        support=support,
+        order=EMPIRICAL_ORDER,
     )

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.profile import PROFILE_ERROR
 from ..psf.kernel import KernelFit
 from .components import (
     MIN_FLUX_FRACTION,
     PRIOR_NOD_SNR,
-    PROFILE_ERROR,
     ComponentSearch,
     SliceData,
     refit,

@@ -17,13 +17,13 @@ from dataclasses import replace
 import numpy as np
 
 from ..core.horne import polynomial_basis
+from ..core.profile import PROFILE_ERROR
 from ..psf.kernel import KernelFit
 from ..psf.linear import solve_linear
 from ..psf.profilefit import component_shapes
 from .components import (
     MIN_FLUX_FRACTION,
     PRIOR_NOD_SNR,
-    PROFILE_ERROR,
     ComponentSearch,
     SliceData,
     centres,

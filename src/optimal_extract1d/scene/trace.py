@@ -30,7 +30,6 @@ __all__ = [
     "SmoothModel",
     "bin_centres",
     "choose_bins",
-    "coadd_bins",
     "fit_bins",
     "fit_smooth",
 ]
@@ -106,19 +105,6 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
     return edges.astype(int)
 
 
-def coadd_bins(data, variance, usable, edges) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse-variance weighted mean profile of every bin, ``(n_cross, n_bins)`` each."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(usable, 1.0 / variance, 0.0)
-    wd = w * np.where(usable, data, 0.0)
-    sw = np.add.reduceat(w, edges[:-1], axis=1)
-    swd = np.add.reduceat(wd, edges[:-1], axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = np.where(sw > 0, swd / sw, np.nan)
-        sigma = np.where(sw > 0, 1.0 / np.sqrt(sw), np.nan)
-    return values, sigma
-
-
 def fit_bins(
     template: KernelTemplate,
     values: np.ndarray,
@@ -139,7 +125,7 @@ def fit_bins(
     template : KernelTemplate
         PSF shape (its other shape parameters stay as fitted globally).
     values, sigma : ndarray, shape (n_cross, n_bins)
-        Coadded bin profiles and their uncertainties (see `coadd_bins`).
+        Coadded bin profiles and their uncertainties (see `core.coadd.coadd_bins`).
     bkg_order : int
         Polynomial background degree (-1 = none), solved in every bin.
     center, fwhm : float

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.coadd import coadd_bins
 from ..core.horne import extract_columns, polynomial_basis
 from ..psf.evaluate import kernel_profile
 from ..psf.kernel import KernelFit, KernelTemplate, wavelength_params, with_params
@@ -175,11 +176,11 @@ def _bin_fits(
         flat.template, n_cross, flat.centers, fwhm=flat.fwhm, extra=flat.column_params
     )
     basis = polynomial_basis(n_cross, settings.bkg_order)
-    first = extract_columns(data, variance, main.weights, ~usable, bkg_basis=basis)
+    first = extract_columns(data, variance, main.weights, mask=~usable, bkg_basis=basis)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = first.flux / np.sqrt(first.variance)
     edges = trace.choose_bins(snr, settings.n_bins)
-    values, sigma = trace.coadd_bins(data, variance, usable, edges)
+    values, sigma = coadd_bins(data, variance, usable, edges=edges)
     mids, cols = trace.bin_centres(edges), np.arange(data.shape[1])
     per_bin = {k: np.interp(mids, cols, v) for k, v in flat.column_params.items()}
     bins = trace.fit_bins(
