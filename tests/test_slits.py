@@ -18,7 +18,7 @@ def slit(rng):
 
 
 def test_auto_variance_prefers_var_arrays(slit):
-    source, arrays = choose_variance(slit, "auto", 1.0, "s")
+    source, arrays = choose_variance(slit, "auto", 1.0, name="s")
     assert source == "var"
     expected = slit.var_poisson + slit.var_rnoise + slit.var_flat
     np.testing.assert_allclose(arrays["variance"], expected, rtol=1e-6)
@@ -26,13 +26,13 @@ def test_auto_variance_prefers_var_arrays(slit):
 
 def test_variance_falls_back_to_wht_then_err(slit):
     del slit.var_poisson, slit.var_rnoise, slit.var_flat
-    source, arrays = choose_variance(slit, "auto", 0.5, "s")
+    source, arrays = choose_variance(slit, "auto", 0.5, name="s")
     assert source == "wht"
     good = slit.wht > 0
     np.testing.assert_allclose(arrays["variance"][good], 1.0 / (slit.wht[good] * 0.5**4), rtol=1e-6)
     assert np.isnan(arrays["variance"][~good]).all()  # zero weight: unusable, not infinite
     del slit.wht
-    source, arrays = choose_variance(slit, "auto", 1.0, "s")
+    source, arrays = choose_variance(slit, "auto", 1.0, name="s")
     assert source == "err"
     np.testing.assert_allclose(arrays["var_poisson"], slit.err.astype(float) ** 2)
 
@@ -40,7 +40,7 @@ def test_variance_falls_back_to_wht_then_err(slit):
 def test_missing_requested_variance_falls_back_with_warning(slit, caplog):
     del slit.wht
     with caplog.at_level(logging.WARNING, logger="optimal_extract1d"):
-        source, _ = choose_variance(slit, "wht", 1.0, "S7")
+        source, _ = choose_variance(slit, "wht", 1.0, name="S7")
     assert source == "var"
     assert "S7" in caplog.text and "'wht' is not available" in caplog.text
 

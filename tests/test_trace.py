@@ -92,7 +92,7 @@ def test_smooth_model_clips_outliers_and_holds_beyond_the_range(rng):
     truth = 1.5 + 0.3 * lam
     values = truth + rng.normal(0, 0.01, 12)
     values[5] += 2.0  # a wild bin
-    model = fit_smooth(lam, values, np.ones(12), 2)
+    model = fit_smooth(lam, values, np.ones(12), order=2)
     assert model.n_clipped >= 1
     np.testing.assert_allclose(model(lam), truth, atol=0.05)
     assert model(np.array([0.5]))[0] == pytest.approx(model(np.array([1.0]))[0])
@@ -103,7 +103,7 @@ def test_smooth_model_clips_outliers_and_holds_beyond_the_range(rng):
     np.testing.assert_allclose(rebuilt(lam), model(lam))
     # the variable is a field, not the prose describing it
     assert SmoothModel.from_meta({**meta, "variable": "reworded"}).variable == "wavelength"
-    column = fit_smooth(lam, values, np.ones(12), 2, variable="column").to_meta()
+    column = fit_smooth(lam, values, np.ones(12), order=2, variable="column").to_meta()
     assert SmoothModel.from_meta({**column, "variable": ""}).variable == "column"
     # products written before the field existed are read by their description
     old = {k: v for k, v in meta.items() if k != "abscissa"}
@@ -113,5 +113,5 @@ def test_smooth_model_clips_outliers_and_holds_beyond_the_range(rng):
 
 
 def test_smooth_model_lowers_the_order_for_few_bins():
-    model = fit_smooth(np.array([2.0, 3.0]), np.array([1.0, 2.0]), np.ones(2), 2)
+    model = fit_smooth(np.array([2.0, 3.0]), np.array([1.0, 2.0]), np.ones(2), order=2)
     assert model.order == 0

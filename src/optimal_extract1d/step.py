@@ -80,7 +80,7 @@ class OptimalExtract1dStep(Step):
             record["parameters"] = used
             record["skipped_slits"] = [dataclasses.asdict(s) for s in run.skipped]
             result = x1d.build_x1d(run.spectra, slits.meta_source(model), record)
-            diagnostics.save(model, run, request, self.make_output_path)
+            diagnostics.save(model, run, request, output_path=self.make_output_path)
         finally:
             if isinstance(input_data, (str, os.PathLike)):
                 model.close()

@@ -163,6 +163,7 @@ def save(
     model: Any,
     run: Any,
     request: DiagnosticsRequest,
+    *,
     output_path: Callable[..., str],
 ) -> list[str]:
     """Write the requested diagnostic images and plots; return the paths written.

@@ -62,7 +62,7 @@ def read_array(slit: Any, attr: str, name: str) -> np.ndarray | None:
 
 
 def choose_variance(
-    slit: Any, source: str, drizzle_scale: float, name: str
+    slit: Any, source: str, drizzle_scale: float, *, name: str
 ) -> tuple[str, dict[str, np.ndarray]]:
     """Pick the per-pixel variance: VAR_* arrays, drizzle weights, ERR, or the data.
 
@@ -105,7 +105,7 @@ def choose_variance(
         log.warning(
             "Slit %s: variance_source=%r is not available; falling back to 'auto'", name, source
         )
-        return choose_variance(slit, "auto", drizzle_scale, name)
+        return choose_variance(slit, "auto", drizzle_scale, name=name)
     return "data", _variance_from_data(slit, name)
 
 

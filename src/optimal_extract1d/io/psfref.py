@@ -157,7 +157,7 @@ class PSFReference:
                 f"{1 if horizontal else 0}"
             )
             raise ReferenceFileError(msg)
-        return _profile_table(image, ap.wave, ap.subpix, center, ap.name, where)
+        return _profile_table(image, ap.wave, ap.subpix, center=center, name=ap.name, where=where)
 
     def template(self, slit_name: str, disp_axis: int, wavelength: np.ndarray) -> KernelTemplate:
         """The ``"psf"`` kernel template of a slit (`psf.TabulatedPSF1D`).
@@ -196,7 +196,7 @@ class PSFReference:
         return make_template(TabulatedPSF1D(table), name="psf")
 
 
-def _profile_table(image, wave, subpix, center, name, where) -> PSFTable:
+def _profile_table(image, wave, subpix, *, center, name, where) -> PSFTable:
     """Collapse an aperture (dispersion along axis 1) into a normalized `PSFTable`."""
     good = np.isfinite(wave)
     wave, image = wave[good], image[:, good]

@@ -144,7 +144,7 @@ def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: fl
         msg = f"slit {name!r} has no 2-D science data (shape {data.shape})"
         raise InputError(msg)
     disp_axis = _dispersion_axis(slit, parent, name)
-    source, var = choose_variance(slit, variance_source, drizzle_scale, name)
+    source, var = choose_variance(slit, variance_source, drizzle_scale, name=name)
     wavelength, ra, dec = _world_grid(slit, name)
     mask = ~np.isfinite(data) | bad_variance(var)
     dq = read_array(slit, "dq", name)
@@ -166,12 +166,12 @@ def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: fl
         units=_flux_units(slit, parent, name),
         variance_source=source,
         attributes=_identity(slit, parent),
-        nod_offsets=_nod_offsets(slit, parent, arrays["ra"], arrays["dec"]),
+        nod_offsets=_nod_offsets(slit, parent, ra=arrays["ra"], dec=arrays["dec"]),
         **arrays,
     )
 
 
-def _nod_offsets(slit: Any, parent: Any, ra: np.ndarray, dec: np.ndarray) -> tuple[float, ...]:
+def _nod_offsets(slit: Any, parent: Any, *, ra: np.ndarray, dec: np.ndarray) -> tuple[float, ...]:
     """Nod-copy offsets (pixels) from the dither metadata and the slit's pixel scale."""
     with np.errstate(invalid="ignore"):
         step = np.hypot(np.diff(ra, axis=0) * np.cos(np.deg2rad(dec[1:])), np.diff(dec, axis=0))

@@ -50,7 +50,7 @@ def along_trace(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 
 def metadata(
-    sd: SlitData, scene: SceneModel, result: IteratedSums, params: ExtractParams
+    sd: SlitData, scene: SceneModel, result: IteratedSums, *, params: ExtractParams
 ) -> dict[str, Any]:
     """What the spectrum's ``meta.optimal_extraction`` records about the fit."""
     kernel = (

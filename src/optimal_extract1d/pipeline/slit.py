@@ -92,7 +92,7 @@ def extract_slit(
     basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
     fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
     scene = _scene(sd, settings, template, usable=fit_usable, variance=sd.variance)
-    result = _iterate(sd, params, scene, basis)
+    result = _iterate(sd, params, scene, basis=basis)
     noise = _slice_noise(sd, scene, result, usable=usable, params=params)
     if scene.status == "fit" and (
         noise > 1.0 or _refit_needed(result, sd, fit_usable, scene=scene, params=params)
@@ -108,11 +108,11 @@ def extract_slit(
             previous=scene,
             noise_scale=noise,
         )
-        result = _iterate(sd, params, scene, basis, start=result.var_poisson)
+        result = _iterate(sd, params, scene, basis=basis, start=result.var_poisson)
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
         scene = box_scene(sd.shape, reason, fit=scene.fit, column=scene.column)
-        result = _iterate(sd, params, scene, basis)
+        result = _iterate(sd, params, scene, basis=basis)
     spectra = _spectra(sd, scene, result, usable=usable, params=params, basis=basis)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
@@ -238,8 +238,8 @@ def _iterate(
     sd: SlitData,
     params: ExtractParams,
     scene: SceneModel,
-    basis: np.ndarray,
     *,
+    basis: np.ndarray,
     start: np.ndarray | None = None,
 ) -> iteration.IteratedSums:
     return iteration.iterate_extraction(
@@ -276,7 +276,7 @@ def _spectra(
             if i == 0
             else _source_sums(sd, scene, result, index=i, variance=variance, basis=basis)
         )
-        meta = assemble.metadata(sd, scene, result, params)
+        meta = assemble.metadata(sd, scene, result, params=params)
         meta.update(
             source_index=number,
             n_sources=len(sources),

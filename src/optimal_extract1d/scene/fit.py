@@ -83,7 +83,7 @@ def fit_scene(
         varied.template,
         sd.shape[0],
         varied.centers,
-        varied.fwhm,
+        fwhm=varied.fwhm,
         offsets=fit.offsets,
         column_params=varied.column_params,
     )

@@ -137,8 +137,8 @@ def component_profiles(
     template: KernelTemplate,
     n_cross: int,
     centers: np.ndarray,
-    fwhm: np.ndarray,
     *,
+    fwhm: np.ndarray,
     offsets: tuple[float, ...] = (),
     column_params: dict[str, np.ndarray] | None = None,
 ) -> list[Profile]:

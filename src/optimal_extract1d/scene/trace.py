@@ -267,8 +267,8 @@ def fit_smooth(
     x: np.ndarray,
     values: np.ndarray,
     weights: np.ndarray,
-    order: int,
     *,
+    order: int,
     valid: tuple[float, float] | None = None,
     variable: str = "wavelength",
 ) -> SmoothModel:

@@ -92,7 +92,7 @@ def vary_kernel(
     )
     if not (settings.fit_fwhm or settings.fit_trace):
         return flat
-    edges, bins = _bin_fits(fit, flat, data, variance, usable=usable, settings=settings)
+    edges, bins = _bin_fits(fit, flat, data, variance=variance, usable=usable, settings=settings)
     columns = np.arange(n_disp, dtype=float)
     mid_col = trace.bin_centres(edges)
     mid_lam = np.interp(mid_col, columns, wavelength)
@@ -163,8 +163,8 @@ def _bin_fits(
     fit: KernelFit,
     flat: KernelVariation,
     data: np.ndarray,
-    variance: np.ndarray,
     *,
+    variance: np.ndarray,
     usable: np.ndarray,
     settings: SceneSettings,
 ) -> tuple[np.ndarray, trace.BinFits]:
@@ -229,7 +229,7 @@ def _smooth_model(
         mid_x[bins.good],
         values[bins.good],
         bins.snr[bins.good],
-        order,
+        order=order,
         valid=covered,
         variable=variable,
     )
