@@ -11,7 +11,7 @@ with the diffraction limit (1.03 λ/D, D = 6.5 m) plus broad wings (a Moffat
 profile of index 1.5, whose flux share grows from 8 % to 14 % with
 wavelength), at 48 wavelengths from 0.6 to 5.3 µm, sampled 5 times per pixel
 over ±15 pixels. The profiles are *effective* ones: the PSF integrated over a
-pixel (analytically), as jwst samples these files at the pixel centres.
+pixel (analytically), as jwst samples these files at the pixel centers.
 
 It is an illustration, not a calibration: for science make one from STPSF
 (see docs/psf.rst) or from bright stars observed in the same mode.

@@ -254,7 +254,7 @@ def two_row_slit(rng, tmp_path):
 
 
 def _flux_is_twice_the_weighted_mean(spec, built):
-    # Fixed kernel centred between the two rows: P = (1/2, 1/2), so Horne's
+    # Fixed kernel centered between the two rows: P = (1/2, 1/2), so Horne's
     # F = sum(P D / V) / sum(P^2 / V) is twice the inverse-variance mean.
     sim = built.sims[BAD]
     d = sim.data[CENTER : CENTER + 2].astype(np.float32).astype(float)
@@ -610,7 +610,7 @@ CORPUS = [
         marks=pytest.mark.xfail(
             strict=True,
             reason="the three core rows are masked in every column: the fit now finds the "
-            "centre, but the width rests on the faint wings alone, so the ~90 % of the flux "
+            "center, but the width rests on the faint wings alone, so the ~90 % of the flux "
             "the profile must supply is off by a factor 2-6 (flagged FLUX_ESTIMATED)",
         ),
         id="nan_rows_through_the_trace_core",

@@ -127,13 +127,13 @@ def test_plot_shows_the_binned_fits_and_the_smooth_models_used(rng):
     panel_kernel_variation(ax, diag)
     lines = {line.get_label(): line for a in fig.axes for line in a.get_lines()}
     d0 = diag.spectra[0].region[0]
-    centre, fwhm = lines["centre model"], lines["FWHM model"]
-    columns = np.asarray(centre.get_xdata(), int)
+    center, fwhm = lines["center model"], lines["FWHM model"]
+    columns = np.asarray(center.get_xdata(), int)
     # the drawn models are the ones the extraction used: they follow the injected
     # (curved) trace and the doubling width
-    np.testing.assert_allclose(centre.get_ydata(), sim.center[columns], atol=0.05)
+    np.testing.assert_allclose(center.get_ydata(), sim.center[columns], atol=0.05)
     np.testing.assert_allclose(fwhm.get_ydata(), sim.fwhm[columns], rtol=0.06)
-    assert columns[0] == d0 and len(lines["centre (bins)"].get_xdata()) >= 10
+    assert columns[0] == d0 and len(lines["center (bins)"].get_xdata()) >= 10
     plt.close(fig)
 
 

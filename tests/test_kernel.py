@@ -21,7 +21,7 @@ def _slice(template_name, center, fwhm, n=31, amp=10.0, bkg=0.0, noise=0.05, see
 
 
 @pytest.mark.parametrize("name", ["gaussian", "moffat"])
-def test_fit_recovers_centre_and_fwhm(name):
+def test_fit_recovers_center_and_fwhm(name):
     values, sigma = _slice(name, 13.3, 2.2, bkg=0.5)
     fit = fit_kernel(make_template(name), values, sigma, bkg_order=1)
     assert fit.center == pytest.approx(13.3, abs=0.02)

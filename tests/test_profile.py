@@ -14,7 +14,7 @@ def test_normalize_clips_and_sums_to_one():
     np.testing.assert_allclose(p[:, 0], [0.25, 0.75, 0.0])
 
 
-def test_kernel_profile_follows_centres_and_widths():
+def test_kernel_profile_follows_centers_and_widths():
     prof = kernel_profile(
         make_template("gaussian"), 41, np.array([10.0, 20.0, 30.0]), fwhm=np.array([2.0, 3.0, 4.0])
     )

@@ -45,7 +45,7 @@ def test_table_rejects_inconsistent_grids():
         PSFTable(OFFSETS, WAVE[::-1], gaussian_table().values)
 
 
-def test_model_flux_centre_and_stretch():
+def test_model_flux_center_and_stretch():
     table = gaussian_table()
     model = TabulatedPSF1D(table, amplitude=3.0, x_0=1.5, scale=1.25, wavelength=3.0)
     x = np.linspace(-20, 20, 8001)
@@ -70,7 +70,7 @@ def test_template_parameters_and_fwhm_per_width():
     assert wavelength_params(make_template("gaussian"), 2.0) == {}
 
 
-def test_effective_psf_is_sampled_at_pixel_centres_not_integrated_again():
+def test_effective_psf_is_sampled_at_pixel_centers_not_integrated_again():
     table = gaussian_table()
     template = make_template(TabulatedPSF1D(table), name="psf")
     y = np.arange(21.0)
@@ -92,7 +92,7 @@ def _slice(table, rng, *, center, scale, wavelength, snr=300.0):
     return truth + sigma * rng.standard_normal(y.size), sigma
 
 
-def test_fit_kernel_recovers_centre_and_scale_and_keeps_the_wavelength(rng):
+def test_fit_kernel_recovers_center_and_scale_and_keeps_the_wavelength(rng):
     table = gaussian_table()
     template = make_template(TabulatedPSF1D(table, wavelength=3.0), name="psf")
     values, sigma = _slice(table, rng, center=14.3, scale=1.15, wavelength=3.0)

@@ -222,9 +222,9 @@ def test_strun_with_a_psf_file(psf_sims, tmp_path):
 def test_psf_kernel_with_vertical_dispersion_uses_center_col(tmp_path):
     example = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
     lam = np.linspace(5.0, 12.0, example.wavelength.size)  # MIRI LRS-like wavelengths
-    centre = float(np.argmin(np.abs(example.offsets)))
+    center = float(np.argmin(np.abs(example.offsets)))
     path = write_psf_file(
-        tmp_path / "lrs_psf.fits", example.values, lam, subpix=5, center=centre, disp_axis=2
+        tmp_path / "lrs_psf.fits", example.values, lam, subpix=5, center=center, disp_axis=2
     )
     table = read_psf_file(path).table("MIR_LRS-FIXEDSLIT", 2)
     rng = np.random.default_rng(11)

@@ -38,7 +38,7 @@ def _bin_profiles(centers, fwhm, amp, noise, rng, n_cross=31):
     return values, np.full(values.shape, noise)
 
 
-def test_all_bins_fitted_at_once_recover_centre_and_width(rng):
+def test_all_bins_fitted_at_once_recover_center_and_width(rng):
     centers = np.linspace(12.0, 16.0, 8)
     fwhm = np.linspace(1.6, 3.2, 8)
     values, sigma = _bin_profiles(centers, fwhm, 10.0, 0.05, rng)
@@ -72,7 +72,7 @@ def test_faint_bins_are_not_trusted(rng):
     )
     assert fits.good.tolist() == [True, True, False, True]
     assert fits.snr[2] < MIN_BIN_SNR
-    np.testing.assert_allclose(fits.center, 15.0)  # centre held when only the width is fitted
+    np.testing.assert_allclose(fits.center, 15.0)  # center held when only the width is fitted
 
 
 def test_coadd_bins_is_the_weighted_mean():

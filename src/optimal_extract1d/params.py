@@ -40,7 +40,7 @@ class ExtractParams:
     slice_width : int
         Number of dispersion columns coadded into the kernel slice.
     slice_column : int or None
-        Dispersion-axis pixel at the centre of the slice; None = the column
+        Dispersion-axis pixel at the center of the slice; None = the column
         with the most signal.
     kernel : str or astropy 1-D model
         PSF template: ``"gaussian"``, ``"moffat"``, ``"empirical"`` (Horne's
@@ -57,9 +57,9 @@ class ExtractParams:
     drizzle_scale : float
         Pixel scale ratio ``s`` in Var = 1 / (WHT s^4).
     fit_fwhm, fit_trace : bool
-        Fit the kernel width / centre in bins and model it along the dispersion.
+        Fit the kernel width / center in bins and model it along the dispersion.
     fwhm_order, trace_order : int
-        Polynomial degree of the FWHM(wavelength) and centre(dispersion pixel) models.
+        Polynomial degree of the FWHM(wavelength) and center(dispersion pixel) models.
     n_bins : int or None
         Number of bins for those fits; None = chosen from the signal.
     reject_sigma : float

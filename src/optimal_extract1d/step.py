@@ -42,7 +42,7 @@ class OptimalExtract1dStep(Step):
     spec = """
     extraction_region = int_list(min=4, max=4, default=None)  # x1, y1, x2, y2 (inclusive, slit pixels); None = whole slit
     slice_width = integer(default=30, min=1)  # columns coadded into the kernel slice
-    slice_column = integer(default=None, min=0)  # centre column of the slice; None = column with most signal
+    slice_column = integer(default=None, min=0)  # center column of the slice; None = column with most signal
     kernel = option("gaussian", "moffat", "empirical", "psf", default="gaussian")  # PSF template; empirical = Horne's data-driven profile; psf = the profiles of psf_file
     psf_file = string(default=None)  # jwst SpecPsfModel file of cross-dispersion PSFs per wavelength (kernel = psf)
     bkg_order = integer(default=2, min=-1)  # Polynomial1D background degree fitted with the PSF; -1 = none
@@ -50,8 +50,8 @@ class OptimalExtract1dStep(Step):
     drizzle_scale = float(default=1.0, min=0)  # s in Var = 1/(WHT s^4)
     fit_fwhm = boolean(default=False)  # fit the kernel FWHM in bins and model FWHM(wavelength)
     fwhm_order = integer(default=2, min=0)  # polynomial degree of FWHM(wavelength)
-    fit_trace = boolean(default=False)  # fit the kernel centre in bins and model centre(wavelength)
-    trace_order = integer(default=2, min=0)  # polynomial degree of centre(dispersion pixel)
+    fit_trace = boolean(default=False)  # fit the kernel center in bins and model center(wavelength)
+    trace_order = integer(default=2, min=0)  # polynomial degree of center(dispersion pixel)
     n_bins = integer(default=None, min=1)  # bins for the FWHM/trace fits; None = from the signal
     reject_sigma = float(default=5.0, min=0)  # outlier threshold of Horne's iteration (sigma)
     max_iter = integer(default=5, min=0)  # passes of variance re-estimation + rejection; 0 = none

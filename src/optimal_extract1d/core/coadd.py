@@ -22,7 +22,7 @@ MATCHED_FWHM = 2.0
 def brightest_column(
     data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, width: int
 ) -> int:
-    """Column at the centre of the ``width``-column window with the most signal.
+    """Column at the center of the ``width``-column window with the most signal.
 
     The signal of a window is the matched-filter S/N of its inverse-variance
     weighted mean profile (a Gaussian of FWHM `MATCHED_FWHM` pixels), at the
@@ -46,7 +46,7 @@ def brightest_column(
     Returns
     -------
     int
-        Dispersion index of the window centre (the middle column when no
+        Dispersion index of the window center (the middle column when no
         pixel is usable).
     """
     n_disp = data.shape[1]
@@ -78,7 +78,7 @@ def brightest_column(
 def coadd_columns(
     data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, column: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse-variance weighted mean over ``width`` columns centred on ``column``.
+    """Inverse-variance weighted mean over ``width`` columns centered on ``column``.
 
     Parameters
     ----------
@@ -87,7 +87,7 @@ def coadd_columns(
     usable : ndarray of bool, shape (n_cross, n_disp)
         Pixels that may be used.
     column : int
-        Centre column of the slice.
+        Center column of the slice.
     width : int
         Number of columns (clipped at the array edges).
 

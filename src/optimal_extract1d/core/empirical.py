@@ -163,6 +163,6 @@ def _row_fits(vander: np.ndarray, frac: np.ndarray, weight: np.ndarray):
 
 
 def trace_support(centers: np.ndarray, fwhm: np.ndarray, n_cross: int) -> np.ndarray:
-    """Pixels within ``2 FWHM + 1`` pixels of the trace centre, ``(n_cross, n_disp)``."""
+    """Pixels within ``2 FWHM + 1`` pixels of the trace center, ``(n_cross, n_disp)``."""
     y = np.arange(n_cross, dtype=float)[:, None]
     return np.abs(y - centers[None, :]) <= 2.0 * fwhm[None, :] + 1.0

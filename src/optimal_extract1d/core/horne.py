@@ -161,7 +161,7 @@ def polynomial_basis(n_cross: int, order: int) -> np.ndarray:
     Returns
     -------
     ndarray, shape (n_cross, order + 1)
-        Basis evaluated on pixel centres mapped onto [-1, 1].
+        Basis evaluated on pixel centers mapped onto [-1, 1].
     """
     if order < 0:
         return np.zeros((n_cross, 0))

@@ -23,7 +23,7 @@ class Profile:
     weights : ndarray, shape (n_cross, n_disp)
         Non-negative, unit sum over each column (all-zero columns stay 0).
     centers : ndarray, shape (n_disp,)
-        Trace centre per column (cross-dispersion pixels).
+        Trace center per column (cross-dispersion pixels).
     fwhm : ndarray, shape (n_disp,)
         Profile FWHM per column (pixels); NaN for non-parametric profiles.
     """

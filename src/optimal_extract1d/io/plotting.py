@@ -4,7 +4,7 @@
 ``panel(ax, diag) -> None`` on a `slitdata.SlitDiagnostics`; to add one,
 write the function and append it to `SLIT_PANELS`. A panel with an
 ``applies(diag) -> bool`` attribute is drawn only where it returns True (the
-binned width/centre fits exist only with ``fit_fwhm`` or ``fit_trace``).
+binned width/center fits exist only with ``fit_fwhm`` or ``fit_trace``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from ..core.coadd import coadd_columns  # noqa: E402
 from ..core.horne import usable_pixels  # noqa: E402
-from ..scene.trace import SmoothModel, bin_centres  # noqa: E402
+from ..scene.trace import SmoothModel, bin_centers  # noqa: E402
 from ..slitdata import SlitDiagnostics  # noqa: E402
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _region_window(diag: SlitDiagnostics) -> tuple[int, int, int, int]:
 
 
 def panel_slit_image(ax: Axes, diag: SlitDiagnostics) -> None:
-    """The slit (dispersion horizontal), the extraction region and the profile centre."""
+    """The slit (dispersion horizontal), the extraction region and the profile center."""
     data = diag.slit.data
     finite = data[np.isfinite(data)]
     lo, hi = np.percentile(finite, (2, 99.5)) if finite.size else (0.0, 1.0)
@@ -84,8 +84,8 @@ def panel_slit_image(ax: Axes, diag: SlitDiagnostics) -> None:
     )
     rows = np.arange(data.shape[0])[:, None]
     with np.errstate(invalid="ignore", divide="ignore"):
-        centre = np.sum(rows * diag.profile, axis=0) / np.sum(diag.profile, axis=0)
-    ax.plot(np.arange(data.shape[1]), centre, color="C3", lw=0.6, label="profile centre")
+        center = np.sum(rows * diag.profile, axis=0) / np.sum(diag.profile, axis=0)
+    ax.plot(np.arange(data.shape[1]), center, color="C3", lw=0.6, label="profile center")
     ax.set_xlabel("dispersion pixel")
     ax.set_ylabel("cross-dispersion pixel")
     ax.legend(fontsize=7, loc="upper right")
@@ -111,7 +111,7 @@ def panel_kernel_slice(ax: Axes, diag: SlitDiagnostics) -> None:
     ax.plot(rows, model, color="C3", lw=1.0, label="model")
     kernel = meta.get("kernel", {})
     title = f"{meta.get('status', '?')}: {kernel.get('kernel', '?')} kernel"
-    for key, label in (("center", "centre"), ("fwhm", "FWHM")):
+    for key, label in (("center", "center"), ("fwhm", "FWHM")):
         if isinstance(kernel.get(key), (int, float)):
             title += f", {label} {kernel[key]:.2f} px"
     ax.set_title(f"{title}; columns {column - width // 2}..{column + (width - 1) // 2}", fontsize=8)
@@ -138,18 +138,18 @@ def panel_spectrum(ax: Axes, diag: SlitDiagnostics) -> None:
 
 
 def panel_kernel_variation(ax: Axes, diag: SlitDiagnostics) -> None:
-    """Binned centre and FWHM fits with their smooth models, along the dispersion."""
+    """Binned center and FWHM fits with their smooth models, along the dispersion."""
     meta = diag.spectra[0].metadata
     bins = meta["bins"]
     d0 = _region_window(diag)[2]
     edges = np.asarray(bins["edges"], float)
-    mid = d0 + bin_centres(edges)
+    mid = d0 + bin_centers(edges)
     good = np.asarray(bins["good"], bool)
     columns = np.arange(int(edges[-1])) if edges.size else np.zeros(0)
     wavelength = diag.spectra[0].wavelength
     right = ax.twinx()
     for axis, key, model_key, color, label in (
-        (ax, "center", "trace_model", "C0", "centre"),
+        (ax, "center", "trace_model", "C0", "center"),
         (right, "fwhm", "fwhm_model", "C3", "FWHM"),
     ):
         values = np.asarray(bins[key], float)

@@ -4,10 +4,10 @@ The boundary between the file format and the pure `psf` module. A
 ``SpecPsfModel`` holds one or more *apertures*, each a 2-D PSF image
 ``data`` whose dispersion axis runs along ``wave`` (columns for horizontal
 dispersion, rows for vertical), oversampled ``subpix`` times in the
-cross-dispersion direction, with the trace centre at row ``center_row``
+cross-dispersion direction, with the trace center at row ``center_row``
 (horizontal dispersion) or column ``center_col`` (vertical). jwst's MIRI LRS
 optimal extraction (``jwst/extract_1d/psf_profile.py``) samples it at the
-data pixel centres; so do we: data pixel ``y`` at trace centre ``t`` reads
+data pixel centers; so do we: data pixel ``y`` at trace center ``t`` reads
 PSF row ``center_row + (y - t) * subpix``. An aperture whose ``name`` is the
 slit name serves that slit; ``ANY`` or ``NONE`` serve every slit.
 
@@ -67,7 +67,7 @@ class PSFAperture:
     subpix : float
         Oversampling factor in the cross-dispersion direction.
     center_row, center_col : float or None
-        Trace centre in PSF rows (horizontal dispersion) / columns (vertical).
+        Trace center in PSF rows (horizontal dispersion) / columns (vertical).
     """
 
     name: str
@@ -210,7 +210,7 @@ def _profile_table(image, wave, subpix, *, center, name, where) -> PSFTable:
         raise ReferenceFileError(msg)
     offsets = (np.arange(image.shape[0]) - float(center)) * step
     if not (offsets[0] < 0 < offsets[-1]):
-        msg = f"{where}: the trace centre {center} lies outside the PSF image rows"
+        msg = f"{where}: the trace center {center} lies outside the PSF image rows"
         raise ReferenceFileError(msg)
     values = image[:, keep] / total[keep]
     return PSFTable(offsets, wave[keep], values, name=name, source=where)
@@ -313,7 +313,7 @@ def write_psf_file(
     subpix : float
         Samples per data pixel along the offsets.
     center : float
-        Index (fractional allowed) of the trace centre along the offsets.
+        Index (fractional allowed) of the trace center along the offsets.
     disp_axis : int
         1: write for horizontal dispersion (``data`` is ``profiles``,
         ``center_row``); 2: vertical (``data`` is ``profiles.T``, ``center_col``).

@@ -149,7 +149,7 @@ def log_slit(
     """One INFO line per slit."""
     fwhm = profile.fwhm
     log.info(
-        "Slit %s: %s, centre %.2f px, FWHM %.2f px, %d source(s), %d/%d columns extracted, "
+        "Slit %s: %s, center %.2f px, FWHM %.2f px, %d source(s), %d/%d columns extracted, "
         "%d outliers",
         sd.name,
         status,

@@ -6,7 +6,7 @@ This module decides what a failure means:
   WARNING naming it, and listed in `ExtractionRun.skipped`; if no slit at
   all can be read the run stops with `InputError`;
 * a kernel that cannot be fitted falls back, in this order, to a fixed
-  kernel at the slit centre, then to a box (uniform profile) extraction
+  kernel at the slit center, then to a box (uniform profile) extraction
   (`slit.extract_slit`); the spectrum says so in its DQ (`DQ_FALLBACK`) and
   metadata;
 * any other error of one slit skips that slit only.

@@ -4,7 +4,7 @@
 
 1. the scene (`scene.fit.fit_scene`) on the pipeline variance, with cosmic
    rays screened out of its fits (`core.outliers.fit_outliers`); when the
-   kernel cannot be fitted, the fixed kernel at the slit centre
+   kernel cannot be fitted, the fixed kernel at the slit center
    (`scene.fit.fixed_scene`), and with no usable pixel the box
    (`scene.model.box_scene`);
 2. Horne's iteration on its profiles (`core.iteration.iterate_extraction`);
@@ -153,7 +153,7 @@ def _scene(
         scene = fixed_scene(sd, template, column=column, reason=str(err))
         log.warning(
             "Slit %s: kernel fit failed (%s); falling back to a fixed %s kernel at the "
-            "slit centre (%.1f px, FWHM %.1f px)",
+            "slit center (%.1f px, FWHM %.1f px)",
             sd.name,
             err,
             template.name,

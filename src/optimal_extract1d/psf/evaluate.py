@@ -2,7 +2,7 @@
 
 Templates are integrated over each pixel, as the data are: exactly (erf) for
 a Gaussian1D, by `OVERSAMPLE`-point Gauss–Legendre quadrature otherwise, or sampled at the
-pixel centres for a model that is already pixel-integrated (an effective
+pixel centers for a model that is already pixel-integrated (an effective
 PSF such as `psf.tabulated.TabulatedPSF1D`).
 """
 
@@ -34,7 +34,7 @@ OVERSAMPLE = 5
 
 
 def _pixel_nodes(oversample: int) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets from the pixel centre and weights (summing to 1) of the quadrature."""
+    """Offsets from the pixel center and weights (summing to 1) of the quadrature."""
     if oversample <= 1:
         return np.zeros(1), np.ones(1)
     nodes, weights = np.polynomial.legendre.leggauss(oversample)
@@ -52,14 +52,14 @@ def evaluate_native(
 
     A model whose ``pixel_integrated`` attribute is true (an effective PSF
     such as `psf.tabulated.TabulatedPSF1D`) is already integrated over the pixel: it is
-    sampled at the pixel centres only.
+    sampled at the pixel centers only.
 
     Parameters
     ----------
     template : KernelTemplate
         The shape; parameters missing from ``params`` keep the template's value.
     y : ndarray, shape (n_cross,)
-        Pixel centres.
+        Pixel centers.
     params : mapping of str to ndarray, shape (n_prof,), or float
         Native parameter values (the amplitude is ignored).
     oversample : int
@@ -183,7 +183,7 @@ def evaluate_template(
     fwhm: np.ndarray,
     extra: Mapping[str, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Evaluate the pixel-integrated template at a centre and FWHM per column.
+    """Evaluate the pixel-integrated template at a center and FWHM per column.
 
     Parameters
     ----------
@@ -192,7 +192,7 @@ def evaluate_template(
     y : ndarray, shape (n_cross,)
         Cross-dispersion pixel coordinates.
     centers, fwhm : ndarray, shape (n_disp,)
-        Centre and FWHM (pixels) for every column. The FWHM converts to the
+        Center and FWHM (pixels) for every column. The FWHM converts to the
         width parameter with the template's `KernelTemplate.fwhm_per_width`.
     extra : mapping of str to ndarray, shape (n_disp,), optional
         Further native parameters per column, e.g. `wavelength_params`.
@@ -216,7 +216,7 @@ def kernel_profile(
     fwhm: np.ndarray,
     extra: Mapping[str, np.ndarray] | None = None,
 ) -> Profile:
-    """Profile from a PSF template at a centre and FWHM per column.
+    """Profile from a PSF template at a center and FWHM per column.
 
     Parameters
     ----------
@@ -225,7 +225,7 @@ def kernel_profile(
     n_cross : int
         Number of cross-dispersion pixels.
     centers, fwhm : ndarray, shape (n_disp,)
-        Centre and FWHM per column, pixels.
+        Center and FWHM per column, pixels.
     extra : mapping of str to ndarray, shape (n_disp,), optional
         Further template parameters per column (e.g. the wavelength of a
         tabulated PSF, `psf.kernel.wavelength_params`).

@@ -1,6 +1,6 @@
 """PSF templates (astropy.modeling 1-D models) and the kernel fit to a slice.
 
-A *template* is any astropy 1-D model with an amplitude, a centre and a
+A *template* is any astropy 1-D model with an amplitude, a center and a
 width parameter (Gaussian1D, Moffat1D, Lorentz1D, or a user model). It is
 always evaluated integrated over the pixel, as the data are (`psf.evaluate`).
 The *kernel* is the template plus a polynomial background, fitted to the
@@ -47,7 +47,7 @@ WAVELENGTH_PARAM = "wavelength"
 
 @dataclass(frozen=True)
 class KernelTemplate:
-    """A PSF shape and the names of its amplitude, centre and width parameters.
+    """A PSF shape and the names of its amplitude, center and width parameters.
 
     Attributes
     ----------
@@ -99,7 +99,7 @@ def make_template(kernel: str | Fittable1DModel, *, name: str | None = None) -> 
     ----------
     kernel : str or astropy.modeling.Fittable1DModel
         ``"gaussian"``, ``"moffat"``, or a model instance whose parameters
-        include an amplitude, a centre and a width (names such as
+        include an amplitude, a center and a width (names such as
         ``amplitude``/``mean``/``stddev`` or ``x_0``/``fwhm``/``scale``).
         Parameters marked ``fixed`` in the model are never fitted; one named
         `WAVELENGTH_PARAM` is set from the data (see `wavelength_params`).
@@ -138,7 +138,7 @@ def make_template(kernel: str | Fittable1DModel, *, name: str | None = None) -> 
     ]
     if None in picked:
         msg = (
-            f"cannot identify amplitude/centre/width among the parameters {names} of "
+            f"cannot identify amplitude/center/width among the parameters {names} of "
             f"{type(kernel).__name__}; expected one of {_AMPLITUDE_NAMES}, "
             f"{_CENTER_NAMES}, {_WIDTH_NAMES}"
         )
@@ -165,7 +165,7 @@ class KernelFit:
     template : KernelTemplate
         Template carrying the fitted shape parameters.
     center : float
-        Fitted centre, cross-dispersion pixels of the fitted array.
+        Fitted center, cross-dispersion pixels of the fitted array.
     fwhm : float
         Fitted FWHM in pixels.
     amplitude : float
@@ -182,7 +182,7 @@ class KernelFit:
     chi2 : float
         Chi-square of the fit.
     offsets : tuple of float
-        Centre offsets (pixels) of the other components fitted with the source:
+        Center offsets (pixels) of the other components fitted with the source:
         further sources (positive flux) and negative nod copies.
     component_flux, component_snr : tuple of float
         Flux in the slice of each other component (data units) and its S/N.
@@ -233,7 +233,7 @@ class KernelFit:
 def shape_bounds(template: KernelTemplate, n_cross: int) -> dict[str, tuple[float, float]]:
     """Fit bounds of the native non-linear parameters of a template.
 
-    The centre stays on the slit, the FWHM between 0.4 pixel and the slit
+    The center stays on the slit, the FWHM between 0.4 pixel and the slit
     length; other shape parameters use the astropy bounds, or a physical
     range for known templates (Moffat index 0.8-20, for an astropy Moffat1D).
     """

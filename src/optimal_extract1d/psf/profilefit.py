@@ -3,7 +3,7 @@
 Every profile ``d_b(y)`` (a kernel slice, or one bin along the dispersion) is
 modelled as ``a_b T(y; theta_b) + sum_k c_bk L_k(y)`` plus further components
 of the same shape at offsets (other sources, nod copies): a pixel-integrated
-template with non-linear parameters ``theta_b`` (centre, width, and e.g. the
+template with non-linear parameters ``theta_b`` (center, width, and e.g. the
 Moffat index), fluxes and a polynomial background. All profiles form one
 vectorized Levenberg–Marquardt problem (`psf.lm`); the fluxes and background
 are then solved exactly at the best ``theta`` (variable projection,
@@ -96,19 +96,19 @@ def component_shapes(
     *,
     offsets: np.ndarray,
 ) -> np.ndarray:
-    """Unit-sum template at the main centre and at every offset, ``(n_cross, n_prof, n_comp)``.
+    """Unit-sum template at the main center and at every offset, ``(n_cross, n_prof, n_comp)``.
 
     Parameters
     ----------
     template : KernelTemplate
         PSF shape.
     y : ndarray, shape (n_cross,)
-        Pixel centres.
+        Pixel centers.
     params : mapping of str to ndarray, shape (n_prof,)
         Native parameters of the main component (the others share them, but
-        for the centre).
+        for the center).
     offsets : ndarray, shape (n_comp - 1,)
-        Centre offsets of the other components, pixels.
+        Center offsets of the other components, pixels.
     """
     cp = template.center_param
     n_prof = np.size(params[cp])
@@ -158,7 +158,7 @@ def fit_profiles(
         (e.g. the Moffat index, constrained by the whole slit); they start
         from the mean of ``start``.
     offsets : sequence of float
-        Centre offsets (pixels) of further components of the same shape with
+        Center offsets (pixels) of further components of the same shape with
         their own fluxes: other sources in the slit (positive flux) or
         negative nod copies of the trace.
     fit_offsets : bool
@@ -251,7 +251,7 @@ def fit_kernel(
     fwhm: float | None = None,
     offsets: Sequence[float] = (),
 ) -> KernelFit:
-    """Fit the template (centre, width and other shape parameters) + background to a slice.
+    """Fit the template (center, width and other shape parameters) + background to a slice.
 
     Parameters
     ----------
@@ -264,7 +264,7 @@ def fit_kernel(
     bkg_order : int
         Background polynomial degree; -1 = no background term.
     center, fwhm : float, optional
-        Starting centre and FWHM in pixels; from the data (centre), the
+        Starting center and FWHM in pixels; from the data (center), the
         template's own width for a PSF reference, else 2 pixels, when None.
     offsets : sequence of float
         Starting offsets of further components (other sources, nod copies),
@@ -327,7 +327,7 @@ def _pixels_problem(values, sigma, n_free: int) -> str:
 
 
 def _kernel_start(template, values, sigma, *, basis, free, center, fwhm, offsets):
-    """Starting values of the kernel fit: the template's, the FWHM and the centre."""
+    """Starting values of the kernel fit: the template's, the FWHM and the center."""
     start = {n: np.array([float(getattr(template.model, n).value)]) for n in free}
     start_fwhm = fwhm or template.reference_fwhm() or 2.0
     start[template.width_param] = np.array([start_fwhm / template.fwhm_per_width()])
@@ -359,7 +359,7 @@ def _fit_slice(template, values, sigma, *, basis, start, free, offsets) -> Profi
 
 
 def _grid_center(template, values, sigma, *, basis, start, offsets) -> float:
-    """Best starting centre on a half-pixel grid (linear fits only, all at once).
+    """Best starting center on a half-pixel grid (linear fits only, all at once).
 
     A grid rather than the peak pixel keeps the fit from starting between two
     sources or on one wing of a masked core, where Gauss–Newton steps stall.
@@ -399,7 +399,7 @@ def _kernel_fit(
         )
     if not (flux > 0 and -0.5 <= center <= n_cross - 0.5):
         return FitFailure(
-            f"no positive source inside the slice (flux {flux:.3g}, centre {center:.2f})"
+            f"no positive source inside the slice (flux {flux:.3g}, center {center:.2f})"
         )
     if not snr >= MIN_KERNEL_SNR:
         return FitFailure(f"no significant source in the slice (S/N {snr:.2f} < {MIN_KERNEL_SNR})")

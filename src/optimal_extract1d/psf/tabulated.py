@@ -2,9 +2,9 @@
 
 `PSFTable` holds the *effective* cross-dispersion profile of a point source
 (the PSF already integrated over a detector pixel, as jwst's ``SpecPsfModel``
-files are: jwst samples them at pixel centres) on a grid of offsets from the
+files are: jwst samples them at pixel centers) on a grid of offsets from the
 trace, at a grid of wavelengths. `TabulatedPSF1D` is the astropy 1-D model
-the kernel fits use: amplitude, centre ``x_0``, a width stretch ``scale``
+the kernel fits use: amplitude, center ``x_0``, a width stretch ``scale``
 relative to the reference (so FWHM(λ) can be fitted as for any template),
 and the ``wavelength`` of the profile, which the data fix (never fitted).
 
@@ -34,13 +34,13 @@ class PSFTable:
     Attributes
     ----------
     offsets : ndarray, shape (n_offset,)
-        Uniform, increasing grid of offsets from the trace centre, data pixels.
+        Uniform, increasing grid of offsets from the trace center, data pixels.
     wavelength : ndarray, shape (n_wave,)
         Increasing wavelengths of the profiles, microns.
     values : ndarray, shape (n_offset, n_wave)
         Profile at every offset and wavelength, normalized to unit integral
         over the offset (``values.sum(axis=0) * step == 1``); it is the PSF
-        integrated over one pixel, so sampling it at the pixel centres gives
+        integrated over one pixel, so sampling it at the pixel centers gives
         the pixel values.
     name : str
         Aperture the profiles belong to (``ANY`` for all).
@@ -105,7 +105,7 @@ class PSFTable:
         Parameters
         ----------
         offset : ndarray
-            Offsets from the trace centre, data pixels.
+            Offsets from the trace center, data pixels.
         wavelength : ndarray or float
             Wavelengths (microns), broadcast against ``offset``; held at the
             first/last profile outside the tabulated range.
@@ -182,13 +182,13 @@ class TabulatedPSF1D(Fittable1DModel):
     table : PSFTable
         The reference profiles.
     amplitude, x_0, scale : float
-        Flux, centre (pixels) and width stretch.
+        Flux, center (pixels) and width stretch.
     wavelength : float, optional
         Wavelength of the profile (microns); the middle of the table when None.
     """
 
     amplitude = Parameter(default=1.0, description="Flux under the profile")
-    x_0 = Parameter(default=0.0, description="Centre (pixels)")
+    x_0 = Parameter(default=0.0, description="Center (pixels)")
     scale = Parameter(default=1.0, description="Width relative to the reference PSF")
     wavelength = Parameter(default=1.0, fixed=True, description="Wavelength (microns), fixed")
 

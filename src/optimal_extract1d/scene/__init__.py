@@ -1,10 +1,10 @@
 """The scene of one slit: which sources, nod copies and background it holds, and their shape.
 
-Owns `model.SceneModel` (template, components, background, centre and FWHM
+Owns `model.SceneModel` (template, components, background, center and FWHM
 per column, profiles) with the `model.SceneSettings` it is built with, and
 the code that builds it: `fit.fit_scene` (the entry point: kernel slice and
 its fit), `sources`, `components` and `pruning` (further sources and negative
-nod copies), `variation` and `trace` (FWHM and centre along the dispersion).
+nod copies), `variation` and `trace` (FWHM and center along the dispersion).
 
 May import: `core`, `psf`, and the vocabulary (`errors`, `results`,
 `slitdata`); no datamodels, and not the run parameters (`params`): the

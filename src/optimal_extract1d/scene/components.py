@@ -19,7 +19,7 @@ from ..psf.profilefit import FitFailure, attempt_kernel_fit
 __all__ = [
     "ComponentSearch",
     "SliceData",
-    "centres",
+    "centers",
     "refit",
     "separated",
     "MIN_FLUX_FRACTION",
@@ -73,14 +73,14 @@ class SliceData:
         return np.isfinite(self.values) & np.isfinite(self.sigma) & (self.sigma > 0)
 
 
-def centres(fit: KernelFit) -> np.ndarray:
-    """Centres of the main source and of every component (pixels)."""
+def centers(fit: KernelFit) -> np.ndarray:
+    """Centers of the main source and of every component (pixels)."""
     return fit.center + np.r_[0.0, np.asarray(fit.offsets, float)]
 
 
 def separated(fit: KernelFit, min_fwhm: float) -> bool:
     """Every pair of components is at least ``min_fwhm`` FWHM apart."""
-    c = centres(fit)
+    c = centers(fit)
     gaps = np.abs(c[:, None] - c[None, :])[np.triu_indices(c.size, 1)]
     return bool(np.all(gaps >= min_fwhm * fit.fwhm))
 

@@ -107,7 +107,7 @@ def fit_scene(
 
 
 def fixed_scene(sd: SlitData, template: KernelTemplate, *, column: int, reason: str) -> SceneModel:
-    """The first fallback: the template at the slit centre (`model.fixed_kernel`), no components."""
+    """The first fallback: the template at the slit center (`model.fixed_kernel`), no components."""
     fit = fixed_kernel(template, sd.shape[0])
     wavelength = column_wavelength(sd.wavelength)
     centers, fwhm = np.full(sd.shape[1], fit.center), np.full(sd.shape[1], fit.fwhm)
@@ -130,7 +130,7 @@ def fixed_scene(sd: SlitData, template: KernelTemplate, *, column: int, reason: 
 def slice_column(
     sd: SlitData, settings: SceneSettings, *, usable: np.ndarray, variance: np.ndarray
 ) -> int:
-    """Centre column of the kernel slice: the user's, or the one with the most signal."""
+    """Center column of the kernel slice: the user's, or the one with the most signal."""
     if settings.slice_column is not None:
         return int(np.clip(settings.slice_column - sd.offset[1], 0, sd.shape[1] - 1))
     return coadd.brightest_column(sd.data, variance, usable, width=settings.slice_width)
@@ -170,7 +170,7 @@ def fit_slice(
     significant, with the slice's standard errors times ``noise_scale`` (the
     real noise of correlated pixels), are dropped.
     ``extra`` sets template parameters the data fix for the slice (e.g. the
-    wavelength of its centre column, `psf.kernel.wavelength_params`); the
+    wavelength of its center column, `psf.kernel.wavelength_params`); the
     fitted template keeps them.
 
     Raises

@@ -2,7 +2,7 @@
 
 A scene is the main source's PSF template, the further sources and negative
 nod copies fitted with it (at fixed offsets), the polynomial background, and
-the centre and FWHM of the template in every column (constant, or smooth
+the center and FWHM of the template in every column (constant, or smooth
 models along the dispersion). `scene.fit.fit_scene` builds it; the pipeline
 turns it into profiles for Horne's sums.
 """
@@ -42,14 +42,14 @@ class SceneSettings:
     slice_width : int
         Dispersion columns coadded into the kernel slice.
     slice_column : int or None
-        Dispersion pixel (as stored, before any crop) at the centre of the
+        Dispersion pixel (as stored, before any crop) at the center of the
         slice; None = the column with the most signal.
     empirical : bool
         Replace the main source's kernel profile by Horne's empirical profile.
     fit_fwhm, fit_trace : bool
-        Fit the kernel width / centre in bins and model them along the dispersion.
+        Fit the kernel width / center in bins and model them along the dispersion.
     fwhm_order, trace_order : int
-        Degrees of the FWHM(wavelength) and centre(dispersion pixel) models.
+        Degrees of the FWHM(wavelength) and center(dispersion pixel) models.
     n_bins : int or None
         Bins for those fits; None = chosen from the signal.
     model_nods : bool
@@ -76,26 +76,26 @@ class SceneSettings:
 
 @dataclass(frozen=True)
 class SceneModel:
-    """The scene of one slit: template, components, background, centre and FWHM per column.
+    """The scene of one slit: template, components, background, center and FWHM per column.
 
     Attributes
     ----------
     status : str
         ``"fit"``, ``"fixed_kernel"`` (the fit failed: the template at the slit
-        centre) or ``"box"`` (no usable pixel: a uniform profile).
+        center) or ``"box"`` (no usable pixel: a uniform profile).
     reason : str
         Why a fallback was taken; empty for a fit.
     column : int
-        Centre column of the kernel slice.
+        Center column of the kernel slice.
     fit : KernelFit or None
         The kernel fitted to the slice: template with its shape parameters,
-        centre, FWHM, background coefficients and the other components
+        center, FWHM, background coefficients and the other components
         (`KernelFit.offsets`, `KernelFit.kinds`).
     template : KernelTemplate or None
         PSF shape of every column (with any shape parameter refitted over
         the whole slit); None for a box.
     centers, fwhm : ndarray, shape (n_disp,)
-        Centre of the main source and FWHM in every column (pixels); the
+        Center of the main source and FWHM in every column (pixels); the
         smooth models of ``metadata["trace_model"]`` / ``["fwhm_model"]``
         evaluated, or constants.
     column_params : dict of str to ndarray, shape (n_disp,)
@@ -150,7 +150,7 @@ def component_profiles(
 
 
 def fixed_kernel(template: KernelTemplate, n_cross: int) -> KernelFit:
-    """The fallback kernel: the template at the slit centre with `FALLBACK_FWHM`.
+    """The fallback kernel: the template at the slit center with `FALLBACK_FWHM`.
 
     A PSF reference template keeps its own width instead.
     """

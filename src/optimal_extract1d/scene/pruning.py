@@ -51,7 +51,7 @@ def _unsplit(fit: KernelFit, data: SliceData, search: ComponentSearch) -> Kernel
     (a split narrows both parts, so a pair can end up farther apart than
     `sources.SOURCE_MIN_SEPARATION_FWHM` in its own FWHM), is tested as `sources` tested
     it, against the single source refitted from the pair's combined
-    centre and width.
+    center and width.
     """
     if search.positions:
         return fit

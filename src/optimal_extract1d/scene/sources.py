@@ -26,7 +26,7 @@ from .components import (
     PRIOR_NOD_SNR,
     ComponentSearch,
     SliceData,
-    centres,
+    centers,
     refit,
     separated,
 )
@@ -321,7 +321,7 @@ def _candidate(fit: KernelFit, data: SliceData, search: ComponentSearch, *, nega
     """
     gain, flux, snr = _scan(fit, data)
     rows = np.arange(data.values.size, dtype=float)
-    at = centres(fit)
+    at = centers(fit)
     positive = at[np.r_[True, np.asarray(fit.component_flux) > 0]]
     dist_all = np.min(np.abs(rows[:, None] - at[None, :]), axis=1)
     dist_pos = np.min(np.abs(rows[:, None] - positive[None, :]), axis=1)

@@ -1,14 +1,14 @@
-"""Kernel fits in bins along the dispersion axis, and smooth FWHM(λ), centre(λ) models.
+"""Kernel fits in bins along the dispersion axis, and smooth FWHM(λ), center(λ) models.
 
 All bins of a slit are fitted at once as one least-squares problem
-(`psf.profilefit.fit_profiles`): the template's centre and/or width are the
+(`psf.profilefit.fit_profiles`): the template's center and/or width are the
 non-linear parameters of every bin, while its amplitude and the polynomial
 background are solved exactly for each trial (variable projection). Bins
 whose flux S/N is too low, or whose fit runs to a bound, keep the global
 kernel. The good bins are then
 modelled with a sigma-clipped polynomial (the power series of astropy's
 ``Polynomial1D``, fitted with numpy) that the extraction evaluates per column:
-the width in wavelength (diffraction sets it), the centre in the dispersion
+the width in wavelength (diffraction sets it), the center in the dispersion
 pixel (the detector geometry sets it, as in specreduce's ``FitTrace``).
 """
 
@@ -28,7 +28,7 @@ from ..psf.profilefit import fit_profiles
 __all__ = [
     "BinFits",
     "SmoothModel",
-    "bin_centres",
+    "bin_centers",
     "choose_bins",
     "fit_bins",
     "fit_smooth",
@@ -36,13 +36,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Bins need this flux S/N for their width or centre to be trusted.
+# Bins need this flux S/N for their width or center to be trusted.
 MIN_BIN_SNR = 10.0
 # Automatic binning aims at this S/N per bin, with at most MAX_BINS bins.
 TARGET_BIN_SNR = 15.0
 MAX_BINS = 24
 MIN_BIN_COLUMNS = 4
-# A bin centre further than this (pixels) from the global centre is "wild".
+# A bin center further than this (pixels) from the global center is "wild".
 MAX_CENTER_JUMP = 3.0
 
 
@@ -53,7 +53,7 @@ class BinFits:
     Attributes
     ----------
     center, fwhm : ndarray, shape (n_bins,)
-        Fitted centre and FWHM (pixels); the global value where not fitted.
+        Fitted center and FWHM (pixels); the global value where not fitted.
     snr : ndarray, shape (n_bins,)
         Flux S/N of each bin's coadded profile.
     good : ndarray of bool, shape (n_bins,)
@@ -69,7 +69,7 @@ class BinFits:
     shape_params: dict[str, float] = field(default_factory=dict)
 
 
-def bin_centres(edges: np.ndarray) -> np.ndarray:
+def bin_centers(edges: np.ndarray) -> np.ndarray:
     """Central column of every bin (bin i is ``edges[i]:edges[i+1]``)."""
     edges = np.asarray(edges, float)
     return 0.5 * (edges[:-1] + edges[1:] - 1)
@@ -118,7 +118,7 @@ def fit_bins(
     offsets: tuple[float, ...] = (),
     extra: Mapping[str, np.ndarray] | None = None,
 ) -> BinFits:
-    """Fit the kernel's centre and/or FWHM to every bin's profile in one problem.
+    """Fit the kernel's center and/or FWHM to every bin's profile in one problem.
 
     Parameters
     ----------
@@ -203,7 +203,7 @@ class SmoothModel:
         Bins used in and clipped from the fit.
     valid : tuple of float or None
         Range the good bins cover (their outer edges); the model is held
-        constant beyond it. None = ``domain`` (the bin centres).
+        constant beyond it. None = ``domain`` (the bin centers).
     variable : str
         ``"wavelength"`` (microns) or ``"column"`` (dispersion pixel).
     """
@@ -287,7 +287,7 @@ def fit_smooth(
         Requested degree; lowered to n - 2 (at least 0) when n is small.
     valid : tuple of float, optional
         Range of ``x`` the bins cover, beyond which the model is held
-        constant (default: the bin centres).
+        constant (default: the bin centers).
     variable : str
         What ``x`` is: ``"wavelength"`` or ``"column"`` (see `VARIABLES`).
 

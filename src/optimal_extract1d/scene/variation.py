@@ -1,7 +1,7 @@
-"""The kernel along the dispersion: FWHM(λ) and centre(column) from fits in bins.
+"""The kernel along the dispersion: FWHM(λ) and center(column) from fits in bins.
 
 `vary_kernel` fits the slice kernel in bins along the dispersion (all at once,
-`trace.fit_bins`) and models the good bins' centre and width with smooth
+`trace.fit_bins`) and models the good bins' center and width with smooth
 polynomials (`trace.fit_smooth`); bins without enough signal keep the global
 kernel, and every such fallback is logged with the slit name.
 """
@@ -28,14 +28,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class KernelVariation:
-    """Kernel centre and FWHM per column, and what was fitted.
+    """Kernel center and FWHM per column, and what was fitted.
 
     Attributes
     ----------
     template : KernelTemplate
         PSF shape (with any shape parameter refitted over the whole slit).
     centers, fwhm : ndarray, shape (n_disp,)
-        Centre of the main source and FWHM per column (pixels).
+        Center of the main source and FWHM per column (pixels).
     metadata : dict
         Bin fits and smooth models (coefficients), for the spectrum metadata.
     column_params : dict of str to ndarray, shape (n_disp,)
@@ -60,7 +60,7 @@ def vary_kernel(
     settings: SceneSettings,
     name: str,
 ) -> KernelVariation:
-    """Fit the kernel in bins and model FWHM(λ) and/or centre(column) smoothly.
+    """Fit the kernel in bins and model FWHM(λ) and/or center(column) smoothly.
 
     Parameters
     ----------
@@ -94,7 +94,7 @@ def vary_kernel(
         return flat
     edges, bins = _bin_fits(fit, flat, data, variance=variance, usable=usable, settings=settings)
     columns = np.arange(n_disp, dtype=float)
-    mid_col = trace.bin_centres(edges)
+    mid_col = trace.bin_centers(edges)
     mid_lam = np.interp(mid_col, columns, wavelength)
     meta: dict[str, Any] = {"bins": _bins_meta(edges, bins, mid_lam)}
     template = fit.template
@@ -103,7 +103,7 @@ def vary_kernel(
         meta["shape_params"] = dict(bins.shape_params)
     _log_weak_bins(bins, name)
     centers, fwhm = flat.centers.copy(), flat.fwhm.copy()
-    # The centre follows the detector geometry (smooth in pixels), the width
+    # The center follows the detector geometry (smooth in pixels), the width
     # the diffraction (smooth in wavelength): for the PRISM, whose dispersion
     # changes tenfold, a low-order polynomial in wavelength bends a pixel-smooth
     # trace by ~0.1 px.
@@ -181,7 +181,7 @@ def _bin_fits(
         snr = first.flux / np.sqrt(first.variance)
     edges = trace.choose_bins(snr, settings.n_bins)
     values, sigma = coadd_bins(data, variance, usable, edges=edges)
-    mids, cols = trace.bin_centres(edges), np.arange(data.shape[1])
+    mids, cols = trace.bin_centers(edges), np.arange(data.shape[1])
     per_bin = {k: np.interp(mids, cols, v) for k, v in flat.column_params.items()}
     bins = trace.fit_bins(
         fit.template,
@@ -212,7 +212,7 @@ def _smooth_model(
 ) -> dict[str, Any]:
     """Fit one parameter's smooth model and evaluate it into ``out``; its metadata.
 
-    ``at`` holds the abscissa of the bin centres and of every column (both
+    ``at`` holds the abscissa of the bin centers and of every column (both
     in ``variable``); ``values`` the parameter fitted in every bin.
     """
     if not bins.good.any():

@@ -53,7 +53,7 @@ def slit_wcs(
     n_cross : int
         Number of cross-dispersion pixels.
     ra, dec : float
-        Sky position of the slit centre, degrees.
+        Sky position of the slit center, degrees.
     pa_deg : float
         Position angle of the slit on the sky, degrees.
     disp_axis : int

@@ -46,7 +46,7 @@ class SimulatedSlit:
     flux : ndarray, shape (n_disp,)
         Injected source flux per column, summed over the slit rows (MJy/sr x pixel).
     center, fwhm : ndarray, shape (n_disp,)
-        Injected trace centre (row) and FWHM (pixels) per column.
+        Injected trace center (row) and FWHM (pixels) per column.
     true_profile : ndarray, shape (n_cross, n_disp)
         Injected pixel-integrated profile, unit sum over the slit rows.
     true_variance : ndarray, shape (n_cross, n_disp)
@@ -103,7 +103,7 @@ def _table_profile(
     """Effective PSF profile of a table at every pixel, unit sum over the rows.
 
     The table is already integrated over a pixel, so it is sampled at the pixel
-    centres; cubic-spline interpolation, not the kernel's bilinear one.
+    centers; cubic-spline interpolation, not the kernel's bilinear one.
     """
     offset = (rows[:, None] - center[None, :]) / scale
     fi = (offset - psf.offsets[0]) / psf.step
@@ -120,9 +120,9 @@ def default_spectrum(wavelength: np.ndarray, rng: np.random.Generator) -> np.nda
     cont = (lam / lam.mean()) ** rng.uniform(-1.5, 0.5)
     lines = np.zeros_like(lam)
     for _ in range(3):
-        centre = rng.uniform(lam.min(), lam.max())
-        width = 0.004 * centre
-        lines += rng.uniform(0.5, 2.0) * np.exp(-0.5 * ((lam - centre) / width) ** 2)
+        center = rng.uniform(lam.min(), lam.max())
+        width = 0.004 * center
+        lines += rng.uniform(0.5, 2.0) * np.exp(-0.5 * ((lam - center) / width) ** 2)
     spec = cont + lines
     return spec / spec.max()
 
@@ -174,9 +174,9 @@ def simulate_slit(
     fwhm : tuple of float
         FWHM (pixels) at the first and last column, linear in between.
     center : float, optional
-        Trace row at the middle column; slit centre when None.
+        Trace row at the middle column; slit center when None.
     curvature, slope : float
-        Trace = centre + slope u + curvature u^2 with u in [-1, 1] along the slit.
+        Trace = center + slope u + curvature u^2 with u in [-1, 1] along the slit.
     moffat_alpha : float
         Moffat power index.
     background : float
@@ -274,7 +274,7 @@ class _Geometry:
     wavelength : ndarray, shape (n_disp,)
         Wavelength of every column, microns.
     trace : ndarray, shape (n_disp,)
-        Trace centre (row) per column.
+        Trace center (row) per column.
     widths : ndarray, shape (n_disp,)
         Source FWHM (pixels) per column.
     """
@@ -323,15 +323,15 @@ class _Optics:
     psf: PSFTable | None
     psf_scale: float
 
-    def profile_at(self, centre: np.ndarray) -> np.ndarray:
-        """Pixel-integrated profile centred on ``centre`` (n_disp,), unit sum over the rows."""
+    def profile_at(self, center: np.ndarray) -> np.ndarray:
+        """Pixel-integrated profile centered on ``center`` (n_disp,), unit sum over the rows."""
         g = self.geometry
         if self.psf is not None:
             return _table_profile(
-                self.psf, g.rows, centre, wavelength=g.wavelength, scale=self.psf_scale
+                self.psf, g.rows, center, wavelength=g.wavelength, scale=self.psf_scale
             )
         return _pixel_integrated(
-            self.shape, g.rows, centre, fwhm=g.widths, moffat_alpha=self.moffat_alpha
+            self.shape, g.rows, center, fwhm=g.widths, moffat_alpha=self.moffat_alpha
         )
 
 
