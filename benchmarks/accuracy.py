@@ -12,6 +12,9 @@ VAR_POISSON, then extracts the same file with
 
 * ``OptimalExtract1dStep`` (fit_fwhm, fit_trace, Horne iteration; defaults otherwise),
 * ``OptimalExtract1dStep`` with a single global kernel (no FWHM/trace fits),
+* ``OptimalExtract1dStep`` with no parameters at all (what a user gets: the
+  NIRSpec MOS PRISM mode defaults, ``fit_fwhm = fit_trace = "auto"``, no
+  background term although the slits carry a sky),
 * jwst's box extraction (``jwst.extract_1d.extract.run_extract1d``, the code
   behind ``Extract1dStep``) over the whole slit (its offline default) and over a
   tuned aperture of +-1.5 x the largest FWHM around the true trace.
@@ -146,7 +149,7 @@ def figures(x1d, sims, oracles) -> dict[str, float]:
 
 
 METHODS = ("optimal (fit_fwhm, fit_trace)", "optimal (global kernel)", "optimal (empirical)",
-           "jwst box, whole slit", "jwst box, tuned aperture")
+           "jwst box, whole slit", "jwst box, tuned aperture", "optimal defaults (no parameters)")
 
 
 def run(n_slits: int, seed: int) -> list[tuple[str, float, str, dict]]:
@@ -164,12 +167,14 @@ def run(n_slits: int, seed: int) -> list[tuple[str, float, str, dict]]:
                 outputs = {
                     METHODS[0]: OptimalExtract1dStep.call(str(path), fit_fwhm=True,
                                                           fit_trace=True, **ours),
-                    METHODS[1]: OptimalExtract1dStep.call(str(path), **ours),
+                    METHODS[1]: OptimalExtract1dStep.call(str(path), fit_fwhm=False,
+                                                          fit_trace=False, **ours),
                     METHODS[2]: OptimalExtract1dStep.call(str(path), kernel="empirical",
                                                           fit_fwhm=True, fit_trace=True,
                                                           bkg_order=BKG_ORDER),
                     METHODS[3]: jwst_box(model, "N/A"),
                     METHODS[4]: jwst_box(model, str(ref)),
+                    METHODS[5]: OptimalExtract1dStep.call(str(path)),
                 }
                 oracles = [oracle(sim) for sim in sims]
                 for method, x1d in outputs.items():

@@ -119,8 +119,10 @@ def test_plot_shows_the_binned_fits_and_the_smooth_models_used(rng):
         spectrum=np.ones(300),
     )
     model = make_multislit([sim])
-    (plain,) = _diagnostics(model)
+    (plain,) = _diagnostics(model, fit_fwhm=False, fit_trace=False)
     assert not panel_kernel_variation.applies(plain)  # no bins: the panel is left out
+    (auto,) = _diagnostics(model)  # the defaults find the variation on this slit
+    assert panel_kernel_variation.applies(auto)
     (diag,) = _diagnostics(model, fit_fwhm=True, fit_trace=True)
     assert panel_kernel_variation in SLIT_PANELS and panel_kernel_variation.applies(diag)
     fig, ax = plt.subplots()

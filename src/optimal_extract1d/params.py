@@ -26,6 +26,10 @@ __all__ = [
 KERNELS = ("gaussian", "moffat", "empirical", "psf")
 VARIANCE_SOURCES = ("auto", "var", "wht", "err")
 ERROR_SCALES = ("none", "residual")
+# fit_fwhm / fit_trace: on, off, or decided per slit by the data ("auto").
+AUTO = "auto"
+_TRUE_WORDS = ("true", "yes", "on", "1")
+_FALSE_WORDS = ("false", "no", "off", "0")
 
 
 @dataclass(frozen=True)
@@ -56,10 +60,13 @@ class ExtractParams:
         ``"err"`` (ERR squared).
     drizzle_scale : float
         Pixel scale ratio ``s`` in Var = 1 / (WHT s^4).
-    fit_fwhm, fit_trace : bool
-        Fit the kernel width / center in bins and model it along the dispersion.
+    fit_fwhm, fit_trace : bool or "auto"
+        Fit the kernel width / center in bins and model it along the dispersion;
+        ``"auto"``: the data of every slit decide whether it varies, and with
+        which degree up to ``fwhm_order`` / ``trace_order`` (`scene.choice`).
     fwhm_order, trace_order : int
-        Polynomial degree of the FWHM(wavelength) and center(dispersion pixel) models.
+        Polynomial degree of the FWHM(wavelength) and center(dispersion pixel)
+        models (the highest one tried with ``"auto"``).
     n_bins : int or None
         Number of bins for those fits; None = chosen from the signal.
     reject_sigma : float
@@ -86,9 +93,9 @@ class ExtractParams:
     bkg_order: int = 2
     variance_source: str = "auto"
     drizzle_scale: float = 1.0
-    fit_fwhm: bool = False
+    fit_fwhm: bool | str = AUTO
     fwhm_order: int = 2
-    fit_trace: bool = False
+    fit_trace: bool | str = AUTO
     trace_order: int = 2
     n_bins: int | None = None
     reject_sigma: float = 5.0
@@ -112,6 +119,8 @@ class ExtractParams:
                 )
                 raise ParameterError(msg)
             object.__setattr__(self, "extraction_region", region)
+        for name in ("fit_fwhm", "fit_trace"):
+            object.__setattr__(self, name, _on_off_auto(name, getattr(self, name)))
         if self.slice_width < 1:
             msg = f"slice_width must be >= 1, got {self.slice_width}"
             raise ParameterError(msg)
@@ -245,3 +254,19 @@ def _dispersion_range(
         return 0, (nx if disp_axis == 1 else ny) - 1
     x1, y1, x2, y2 = params.extraction_region
     return (x1, x2) if disp_axis == 1 else (y1, y2)
+
+
+def _on_off_auto(name: str, value: object) -> bool | str:
+    """``True``, ``False`` or ``"auto"`` from a bool or its spellings on a command line."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == AUTO:
+            return AUTO
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+    msg = f"{name} must be True, False or 'auto', got {value!r}"
+    raise ParameterError(msg)

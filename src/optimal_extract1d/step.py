@@ -48,9 +48,9 @@ class OptimalExtract1dStep(Step):
     bkg_order = integer(default=2, min=-1)  # Polynomial1D background degree fitted with the PSF; -1 = none
     variance_source = option("auto", "var", "wht", "err", default="auto")  # auto: VAR_* > 1/(WHT s^4) > ERR^2
     drizzle_scale = float(default=1.0, min=0)  # s in Var = 1/(WHT s^4)
-    fit_fwhm = boolean(default=False)  # fit the kernel FWHM in bins and model FWHM(wavelength)
+    fit_fwhm = pass(default="auto")  # True, False or auto: fit the kernel FWHM in bins and model FWHM(wavelength); auto = where the data show it varies
     fwhm_order = integer(default=2, min=0)  # polynomial degree of FWHM(wavelength)
-    fit_trace = boolean(default=False)  # fit the kernel center in bins and model center(wavelength)
+    fit_trace = pass(default="auto")  # True, False or auto: fit the kernel center in bins and model center(dispersion pixel); auto = where the data show it moves
     trace_order = integer(default=2, min=0)  # polynomial degree of center(dispersion pixel)
     n_bins = integer(default=None, min=1)  # bins for the FWHM/trace fits; None = from the signal
     reject_sigma = float(default=5.0, min=0)  # outlier threshold of Horne's iteration (sigma)

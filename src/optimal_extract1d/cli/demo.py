@@ -38,9 +38,7 @@ def run_demo(outdir: Path, *, n_slits: int = 20, seed: int = 42) -> str:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     sim = make_s2d_file(outdir / "demo_s2d.fits", np.random.default_rng(seed), n_slits=n_slits)
-    x1d = OptimalExtract1dStep.call(
-        str(sim.path), output_dir=str(outdir), save_results=True, fit_fwhm=True, fit_trace=True
-    )
+    x1d = OptimalExtract1dStep.call(str(sim.path), output_dir=str(outdir), save_results=True)
     rows = [compare_with_truth(s.spec_table, t) for s, t in zip(x1d.spec, sim.slits, strict=True)]
     png = outdir / "demo_summary.png"
     truths = [(s.wavelength, s.flux * PIXEL_AREA_SR * 1e6) for s in sim.slits]

@@ -46,10 +46,12 @@ class SceneSettings:
         slice; None = the column with the most signal.
     empirical : bool
         Replace the main source's kernel profile by Horne's empirical profile.
-    fit_fwhm, fit_trace : bool
-        Fit the kernel width / center in bins and model them along the dispersion.
+    fit_fwhm, fit_trace : bool or "auto"
+        Fit the kernel width / center in bins and model them along the
+        dispersion; ``"auto"``: the criterion decides (`scene.choice`).
     fwhm_order, trace_order : int
-        Degrees of the FWHM(wavelength) and center(dispersion pixel) models.
+        Degrees of the FWHM(wavelength) and center(dispersion pixel) models
+        (the highest tried with ``"auto"``).
     n_bins : int or None
         Bins for those fits; None = chosen from the signal.
     model_nods : bool
@@ -64,9 +66,9 @@ class SceneSettings:
     slice_width: int = 30
     slice_column: int | None = None
     empirical: bool = False
-    fit_fwhm: bool = False
+    fit_fwhm: bool | str = "auto"
     fwhm_order: int = 2
-    fit_trace: bool = False
+    fit_trace: bool | str = "auto"
     trace_order: int = 2
     n_bins: int | None = None
     model_nods: bool = True

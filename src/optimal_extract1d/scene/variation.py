@@ -19,6 +19,7 @@ from ..core.horne import extract_columns, polynomial_basis
 from ..psf.evaluate import kernel_profile
 from ..psf.kernel import KernelFit, KernelTemplate, wavelength_params, with_params
 from . import trace
+from .choice import choose_orders
 from .model import SceneSettings
 
 __all__ = ["KernelVariation", "vary_kernel"]
@@ -92,7 +93,9 @@ def vary_kernel(
     )
     if not (settings.fit_fwhm or settings.fit_trace):
         return flat
-    edges, bins = _bin_fits(fit, flat, data, variance=variance, usable=usable, settings=settings)
+    edges, bins, profiles, per_bin = _bin_fits(
+        fit, flat, data, variance=variance, usable=usable, settings=settings
+    )
     columns = np.arange(n_disp, dtype=float)
     mid_col = trace.bin_centers(edges)
     mid_lam = np.interp(mid_col, columns, wavelength)
@@ -102,12 +105,23 @@ def vary_kernel(
         template = with_params(template, bins.shape_params)
         meta["shape_params"] = dict(bins.shape_params)
     _log_weak_bins(bins, name)
+    trace_order, fwhm_order = _orders(
+        template,
+        bins,
+        profiles,
+        fit=fit,
+        settings=settings,
+        at=(mid_col, mid_lam),
+        extra=per_bin,
+        meta=meta,
+        name=name,
+    )
     centers, fwhm = flat.centers.copy(), flat.fwhm.copy()
     # The center follows the detector geometry (smooth in pixels), the width
     # the diffraction (smooth in wavelength): for the PRISM, whose dispersion
     # changes tenfold, a low-order polynomial in wavelength bends a pixel-smooth
     # trace by ~0.1 px.
-    if settings.fit_trace:
+    if trace_order is not None:
         meta["trace_model"] = _smooth_model(
             bins,
             edges,
@@ -115,11 +129,11 @@ def vary_kernel(
             name=name,
             at=(mid_col, columns),
             values=bins.center,
-            order=settings.trace_order,
+            order=trace_order,
             out=centers,
             variable="column",
         )
-    if settings.fit_fwhm:
+    if fwhm_order is not None:
         meta["fwhm_model"] = _smooth_model(
             bins,
             edges,
@@ -127,11 +141,76 @@ def vary_kernel(
             name=name,
             at=(mid_lam, wavelength),
             values=bins.fwhm,
-            order=settings.fwhm_order,
+            order=fwhm_order,
             out=fwhm,
             variable="wavelength",
         )
     return KernelVariation(template, centers, np.clip(fwhm, 0.5, None), meta, flat.column_params)
+
+
+def _orders(
+    template: KernelTemplate,
+    bins: trace.BinFits,
+    profiles: tuple[np.ndarray, np.ndarray],
+    *,
+    fit: KernelFit,
+    settings: SceneSettings,
+    at: tuple[np.ndarray, np.ndarray],
+    extra: dict[str, np.ndarray],
+    meta: dict[str, Any],
+    name: str,
+) -> tuple[int | None, int | None]:
+    """Degrees of the center and FWHM models: the user's, or chosen by the criterion.
+
+    ``True`` takes the user's degree, ``False`` holds the slice value (None);
+    ``"auto"`` lets `choice.choose_orders` pick among holding the slice value
+    and the degrees 1 to the user's (0 if that is 0), recording the evidence
+    in ``meta["model_choice"]``.
+    """
+    n_good = int(bins.good.sum())
+    auto = {"trace": settings.fit_trace == "auto", "fwhm": settings.fit_fwhm == "auto"}
+    fixed = {
+        "trace": settings.trace_order if settings.fit_trace is True else None,
+        "fwhm": settings.fwhm_order if settings.fit_fwhm is True else None,
+    }
+    if not any(auto.values()):
+        return fixed["trace"], fixed["fwhm"]
+    if n_good == 0:
+        log.info("Slit %s: no bin with enough signal; center and FWHM held at the slice's", name)
+        return fixed["trace"], fixed["fwhm"]
+    top = {"trace": settings.trace_order, "fwhm": settings.fwhm_order}
+    options = {key: (_auto_orders(top[key], n_good) if auto[key] else [fixed[key]]) for key in auto}
+    choice = choose_orders(
+        template,
+        bins,
+        profiles,
+        at=at,
+        trace_orders=options["trace"],
+        fwhm_orders=options["fwhm"],
+        offsets=fit.offsets,
+        basis=polynomial_basis(profiles[0].shape[0], settings.bkg_order),
+        extra=extra,
+    )
+    meta["model_choice"] = choice.to_meta()
+    log.info(
+        "Slit %s: center %s, FWHM %s (criterion over %d candidates, %d bins)",
+        name,
+        _described(choice.trace_order),
+        _described(choice.fwhm_order),
+        len(choice.candidates),
+        n_good,
+    )
+    return choice.trace_order, choice.fwhm_order
+
+
+def _auto_orders(top: int, n_good: int) -> list[int | None]:
+    """Candidate degrees: held at the slice value, then 1 (or 0) up to ``top``."""
+    highest = min(top, max(n_good - 2, 0))
+    return [None, *range(min(1, highest), highest + 1)] if n_good >= 2 else [None]
+
+
+def _described(order: int | None) -> str:
+    return "held at the slice value" if order is None else f"polynomial of degree {order}"
 
 
 def _bins_meta(edges: np.ndarray, bins: trace.BinFits, mid_lam: np.ndarray) -> dict[str, list]:
@@ -167,8 +246,8 @@ def _bin_fits(
     variance: np.ndarray,
     usable: np.ndarray,
     settings: SceneSettings,
-) -> tuple[np.ndarray, trace.BinFits]:
-    """Bin edges from a first-pass S/N, and the kernel fitted in every bin."""
+) -> tuple[np.ndarray, trace.BinFits, tuple[np.ndarray, np.ndarray], dict[str, np.ndarray]]:
+    """Bin edges, the kernel fitted in every bin, the bin profiles and per-bin template values."""
     n_cross = data.shape[0]
     # The S/N that places the bins needs no other component (nod copies barely
     # overlap the source): the main profile and the background only.
@@ -195,7 +274,7 @@ def _bin_fits(
         offsets=fit.offsets,
         extra=per_bin,
     )
-    return edges, bins
+    return edges, bins, (values, sigma), per_bin
 
 
 def _smooth_model(

@@ -1,0 +1,201 @@
+"""Scene decisions by one penalized criterion: the data choose how stiff the model is.
+
+Every candidate scene model is scored by
+
+    C = chi2_eff + k ln(n)
+
+(the Bayesian information criterion), where ``k`` counts the parameters the
+candidate adds, ``n`` the pixels it is fitted to, and ``chi2_eff`` weighs each
+residual against the noise *and* the template error: a PSF template is right
+to about `TEMPLATE_ERROR` of the model, so at high S/N a stiffer model cannot
+win by absorbing the template's misfit, and at low S/N it cannot win at all,
+as it gains less than its ``ln(n)`` per parameter. The candidate with the
+lowest ``C`` is taken; all candidates' values are recorded.
+
+This module holds the criterion and its constants (`CRITERION`); the
+decisions using it so far: the polynomial orders of the center and FWHM
+along the dispersion (`choose_orders`, for ``fit_trace`` / ``fit_fwhm`` =
+``"auto"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..core.profile import PROFILE_ERROR
+from ..psf.kernel import KernelTemplate
+from ..psf.linear import solve_linear
+from ..psf.profilefit import component_shapes
+from . import trace
+
+__all__ = ["CRITERION", "Criterion", "OrderChoice", "choose_orders"]
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """The penalized criterion and its constants.
+
+    Attributes
+    ----------
+    template_error : float
+        Fractional accuracy of a PSF template: added, times the model, to
+        the noise of every pixel in ``chi2_eff``.
+    """
+
+    template_error: float = PROFILE_ERROR
+
+    def penalty(self, n_data: int) -> float:
+        """Criterion cost of one parameter: ``ln(n)``."""
+        return float(np.log(max(n_data, 2)))
+
+    def chi2(self, resid: np.ndarray, model: np.ndarray) -> np.ndarray:
+        """``chi2_eff`` per profile from weighted residuals and the model in sigma units.
+
+        Parameters
+        ----------
+        resid, model : ndarray, shape (n_pix, n_prof)
+            Residuals and model, both divided by the pixel's noise (0 where unused).
+        """
+        return np.sum(resid**2 / (1.0 + (self.template_error * model) ** 2), axis=0)
+
+
+CRITERION = Criterion()
+
+
+@dataclass(frozen=True)
+class OrderChoice:
+    """The polynomial orders chosen for the center and the FWHM, and the evidence.
+
+    Attributes
+    ----------
+    trace_order, fwhm_order : int or None
+        Chosen degree; None where the parameter is held at the slice value.
+    candidates : tuple of dict
+        Every candidate's orders, parameter count ``k`` and criterion ``value``.
+    n_pixels : int
+        Pixels the candidates were scored on.
+    """
+
+    trace_order: int | None
+    fwhm_order: int | None
+    candidates: tuple[dict[str, Any], ...]
+    n_pixels: int
+
+    def to_meta(self) -> dict[str, Any]:
+        """Plain values for the spectrum metadata."""
+        return {
+            "criterion": f"chi2_eff + k ln(n), template error {CRITERION.template_error:g}",
+            "n_pixels": self.n_pixels,
+            "trace_order": self.trace_order,
+            "fwhm_order": self.fwhm_order,
+            "candidates": list(self.candidates),
+        }
+
+
+def choose_orders(
+    template: KernelTemplate,
+    bins: trace.BinFits,
+    profiles: tuple[np.ndarray, np.ndarray],
+    *,
+    at: tuple[np.ndarray, np.ndarray],
+    trace_orders: Sequence[int | None],
+    fwhm_orders: Sequence[int | None],
+    offsets: Sequence[float],
+    basis: np.ndarray,
+    extra: Mapping[str, np.ndarray],
+) -> OrderChoice:
+    """Score every (center order, FWHM order) candidate on the bin profiles.
+
+    Each candidate fits its polynomials to the good bins' centers and widths
+    (as the smooth models do, `trace.fit_smooth`), fixes the kernel of every
+    bin at them, solves the fluxes and background exactly, and scores the
+    bins' profiles with `CRITERION`.
+
+    Parameters
+    ----------
+    template : KernelTemplate
+        PSF shape (with any shape parameter fitted over the whole slit).
+    bins : trace.BinFits
+        The free fits of every bin (their center, FWHM, S/N and good mask).
+    profiles : tuple of ndarray, shape (n_cross, n_bins)
+        Coadded bin profiles and their uncertainties.
+    at : tuple of ndarray, shape (n_bins,)
+        Bin centers as dispersion columns and as wavelengths.
+    trace_orders, fwhm_orders : sequence of int or None
+        Candidate degrees; None = held at the global (slice) value.
+    offsets : sequence of float
+        Offsets of the other components, which move with the source.
+    basis : ndarray, shape (n_cross, k)
+        Background basis.
+    extra : mapping of str to ndarray, shape (n_bins,)
+        Template parameters the data set per bin (tabulated PSF wavelength).
+
+    Returns
+    -------
+    OrderChoice
+    """
+    good = bins.good
+    values, sigma = (p[:, good] for p in profiles)
+    mid_col, mid_lam = (x[good] for x in at)
+    snr = bins.snr[good]
+    combos = [(t, f) for t in trace_orders for f in fwhm_orders]
+    centers = [_candidate(mid_col, bins.center[good], snr, t) for t, _ in combos]
+    widths = [_candidate(mid_lam, bins.fwhm[good], snr, f) for _, f in combos]
+    chi2, n_pix = _score(
+        template,
+        values,
+        sigma,
+        centers=centers,
+        widths=widths,
+        offsets=offsets,
+        basis=basis,
+        extra={k: np.asarray(v, float)[good] for k, v in extra.items()},
+    )
+    cost = CRITERION.penalty(n_pix)
+    candidates = []
+    for (t, f), value in zip(combos, chi2, strict=True):
+        k = (0 if t is None else t + 1) + (0 if f is None else f + 1)
+        candidates.append(
+            {"trace_order": t, "fwhm_order": f, "k": k, "value": float(value + k * cost)}
+        )
+    best = min(candidates, key=lambda c: c["value"])
+    return OrderChoice(best["trace_order"], best["fwhm_order"], tuple(candidates), n_pix)
+
+
+def _candidate(x: np.ndarray, values: np.ndarray, snr: np.ndarray, order: int | None):
+    """The candidate's value at every bin: its smooth model, or None (held)."""
+    if order is None:
+        return None
+    return trace.fit_smooth(x, values, snr, order=order)(x)
+
+
+def _score(template, values, sigma, *, centers, widths, offsets, basis, extra):
+    """``chi2_eff`` of every candidate over the bins, and the pixels scored."""
+    n_cross, n_bins = values.shape
+    cp, wp = template.center_param, template.width_param
+    per = template.fwhm_per_width()
+    held = {
+        cp: np.full(n_bins, float(getattr(template.model, cp).value)),
+        wp: np.full(n_bins, float(getattr(template.model, wp).value)),
+    }
+    params: dict[str, list[np.ndarray]] = {cp: [], wp: []}
+    for center, width in zip(centers, widths, strict=True):
+        params[cp].append(held[cp] if center is None else center)
+        params[wp].append(held[wp] if width is None else width / per)
+    n_cand = len(centers)
+    stacked = {k: np.concatenate(v) for k, v in params.items()}
+    stacked.update({k: np.tile(v, n_cand) for k, v in extra.items()})
+    shapes = component_shapes(
+        template, np.arange(n_cross, dtype=float), stacked, offsets=np.asarray(offsets, float)
+    )
+    data = np.tile(values, (1, n_cand))
+    noise = np.tile(sigma, (1, n_cand))
+    resid, coeffs, _, n_ok = solve_linear(shapes, data, noise, basis=basis)
+    ok = np.isfinite(data) & np.isfinite(noise) & (noise > 0)
+    model = np.where(ok, np.nan_to_num(data) / np.where(ok, noise, 1.0), 0.0) - resid
+    chi2 = CRITERION.chi2(resid, model).reshape(n_cand, n_bins).sum(axis=1)
+    return chi2, int(n_ok[:n_bins].sum())

@@ -1,0 +1,94 @@
+"""The scene's model choice: fit_fwhm / fit_trace = "auto" decided per slit by the criterion."""
+
+import numpy as np
+import pytest
+from conftest import slit_data_from_sim
+
+from optimal_extract1d import OptimalExtract1dStep
+from optimal_extract1d.core.horne import extract_columns
+from optimal_extract1d.errors import ParameterError
+from optimal_extract1d.params import ExtractParams
+from optimal_extract1d.pipeline.slit import extract_slit
+from optimal_extract1d.scene.choice import CRITERION
+from optimal_extract1d.sim.simulate import simulate_slit
+
+
+def _oracle_mse(sim, flux):
+    best = extract_columns(
+        sim.data, sim.true_variance, sim.true_profile, mask=~np.isfinite(sim.data)
+    )
+    good = np.isfinite(flux) & np.isfinite(best.flux)
+    return np.sum((flux[good] - sim.flux[good]) ** 2) / np.sum(
+        (best.flux[good] - sim.flux[good]) ** 2
+    )
+
+
+def _choices(rng, n, **kw):
+    out = []
+    for _ in range(n):
+        sim = simulate_slit(rng, n_disp=400, spectrum=np.ones(400), **kw)
+        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams(bkg_order=-1))
+        out.append((sim, res))
+    return out
+
+
+def test_auto_finds_a_widening_bowed_trace_and_reaches_the_oracle(rng):
+    for sim, res in _choices(rng, 4, snr=30.0, fwhm=(1.6, 3.2), curvature=1.2):
+        choice = res.metadata["model_choice"]
+        assert choice["trace_order"] == 2 and choice["fwhm_order"] >= 1
+        assert _oracle_mse(sim, res.flux) < 1.05
+        # the chosen candidate is the one with the lowest criterion value
+        best = min(choice["candidates"], key=lambda c: c["value"])
+        assert (best["trace_order"], best["fwhm_order"]) == (
+            choice["trace_order"],
+            choice["fwhm_order"],
+        )
+        held = next(
+            c for c in choice["candidates"] if c["trace_order"] is None and c["fwhm_order"] is None
+        )
+        assert held["value"] - best["value"] > 100  # overwhelming evidence at this S/N
+
+
+def test_auto_holds_a_constant_kernel_where_nothing_varies(rng):
+    picks = _choices(rng, 10, snr=30.0, fwhm=(2.0, 2.0), curvature=0.0)
+    held = [
+        r.metadata["model_choice"]["trace_order"] is None
+        and r.metadata["model_choice"]["fwhm_order"] is None
+        for _, r in picks
+    ]
+    # BIC's false-positive rate per extra parameter is a few per cent: most slits stay flat
+    assert sum(held) >= 7
+    assert np.mean([_oracle_mse(s, r.flux) for s, r in picks]) < 1.03
+
+
+def test_auto_at_low_snr_falls_back_to_the_slice_kernel(rng):
+    for _, res in _choices(rng, 3, snr=3.0, fwhm=(1.8, 2.2), curvature=0.3):
+        choice = res.metadata.get("model_choice")
+        # too few bins to model anything, or the criterion keeps the constant model
+        assert choice is None or len(choice["candidates"]) <= 9
+
+
+def test_the_criterion_discounts_the_template_error():
+    resid = np.full((10, 1), 3.0)
+    faint, bright = np.zeros((10, 1)), np.full((10, 1), 1000.0)
+    assert CRITERION.chi2(resid, faint)[0] == pytest.approx(90.0)
+    # at 1000 sigma a 3-sigma residual is well within a 5 % template error
+    assert CRITERION.chi2(resid, bright)[0] == pytest.approx(10 * 9 / (1 + 50**2))
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("auto", "auto"), ("True", True), ("false", False), (True, True), (np.bool_(False), False)],
+)
+def test_fit_flags_take_true_false_or_auto(value, expected):
+    params = ExtractParams(fit_fwhm=value, fit_trace=value)
+    assert params.fit_fwhm == expected and params.fit_trace == expected
+
+
+def test_a_bad_fit_flag_names_the_allowed_values():
+    with pytest.raises(ParameterError, match=r"fit_fwhm must be True, False or 'auto'"):
+        ExtractParams(fit_fwhm="maybe")
+    assert OptimalExtract1dStep.validated_parameters({"fit_trace": "False"}) == {
+        "fit_trace": "False"
+    }
+    assert OptimalExtract1dStep().fit_fwhm == "auto"  # the default in every mode
