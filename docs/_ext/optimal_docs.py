@@ -1,20 +1,30 @@
 """Sphinx directives that build tables from the code, so the docs cannot drift.
 
-``.. step-parameters::`` renders `OptimalExtract1dStep.spec` (name, type,
+``.. step-parameters::`` renders ``OptimalExtract1dStep.spec`` (name, type,
 default, the spec comment); ``.. mode-defaults::`` renders the parameter
 files shipped in ``reference_files/`` (one column per mode).
+
+Two docstring fixes keep the nitpicky build about real references:
+``a, b : type`` entries of an Attributes section become one field per name
+(napoleon writes ``:ivar a, b:``, which Sphinx reads as type ``a`` of ``b``),
+and the words of a numpy type description (``ndarray, shape (n_cross,
+n_disp)``), listed in ``optimal_type_words``, stay text instead of becoming
+references that would be reported missing or linked to a same-named attribute.
 """
 
 from __future__ import annotations
 
+import builtins
 import re
 
 from docutils import nodes
 from docutils.statemachine import StringList
+from sphinx import addnodes
 from sphinx.util.docutils import SphinxDirective
 
 _SPEC_LINE = re.compile(r"^\s*(\w+)\s*=\s*(\w+)\((.*)\)\s*$")
 _DEFAULT = re.compile(r"default\s*=\s*(\"[^\"]*\"|'[^']*'|[^,]+)")
+_MULTI_FIELD = re.compile(r"^:(ivar|vartype) (\w+(?:, \w+)+):(.*)$")
 
 
 def spec_rows(spec: str) -> list[tuple[str, str, str, str]]:
@@ -99,8 +109,51 @@ class ModeDefaults(_TableDirective):
         return _list_table(["parameter", *(f"``{m.mode}``" for m in modes)], rows, widths)
 
 
+def split_attribute_fields(app, what, name, obj, options, lines):
+    """One ``:ivar:``/``:vartype:`` field per name where napoleon wrote ``:ivar a, b:``."""
+    out, i = [], 0
+    while i < len(lines):
+        match = _MULTI_FIELD.match(lines[i])
+        if not match:
+            out.append(lines[i])
+            i += 1
+            continue
+        end = i + 1
+        while end < len(lines) and lines[end].startswith(" "):
+            end += 1
+        kind, names, rest = match.groups()
+        for field_name in names.split(", "):
+            out.extend([f":{kind} {field_name}:{rest}", *lines[i + 1 : end]])
+        i = end
+    lines[:] = out
+
+
+def is_type_description(target: str, words) -> bool:
+    """Whether a type-field target is prose (``n_comp - 1``, ``str to ndarray``), not a name."""
+    parts = target.replace("-", " - ").replace("+", " + ").split()
+    return bool(parts) and all(
+        p in words or p in "+-" or p.isdigit() or isinstance(getattr(builtins, p, None), type)
+        for p in parts
+    )
+
+
+def unlink_type_words(app, doctree):
+    """Type-field references made only of type vocabulary become plain text."""
+    words = set(app.config.optimal_type_words)
+    for node in list(doctree.findall(addnodes.pending_xref)):
+        if (
+            node.get("refdomain") == "py"
+            and node.get("reftype") == "class"
+            and is_type_description(node.get("reftarget", ""), words)
+        ):
+            node.replace_self(node.children)
+
+
 def setup(app):
-    """Register the directives."""
+    """Register the directives and the docstring fixes."""
     app.add_directive("step-parameters", StepParameters)
     app.add_directive("mode-defaults", ModeDefaults)
+    app.add_config_value("optimal_type_words", (), "env")
+    app.connect("autodoc-process-docstring", split_attribute_fields, priority=600)
+    app.connect("doctree-read", unlink_type_words)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -23,8 +23,11 @@ __all__ = [
     "check_slice",
 ]
 
+#: The values of ``kernel`` given by name.
 KERNELS = ("gaussian", "moffat", "empirical", "psf")
+#: The values of ``variance_source``.
 VARIANCE_SOURCES = ("auto", "var", "wht", "err")
+#: The values of ``error_scale``.
 ERROR_SCALES = ("none", "residual")
 # fit_fwhm / fit_trace: on, off, or decided per slit by the data ("auto").
 AUTO = "auto"
@@ -46,7 +49,7 @@ class ExtractParams:
     slice_column : int or None
         Dispersion-axis pixel at the center of the slice; None = the column
         with the most signal.
-    kernel : str or astropy 1-D model
+    kernel : str or astropy.modeling.Fittable1DModel
         PSF template: ``"gaussian"``, ``"moffat"``, ``"empirical"`` (Horne's
         data-driven profile), ``"psf"`` (the profiles of ``psf_file``), or
         (from Python) any astropy 1-D model.

@@ -1,7 +1,7 @@
 """What an extraction produces for one spectrum, as plain arrays.
 
-`SpectrumResult` is built by `pipeline.extraction` from the pure modules and
-turned into an x1d table by `io.x1d`; it holds values in the input data units
+`SpectrumResult` is built by `.pipeline.assemble` from the pure modules and
+turned into an x1d table by `.io.x1d`; it holds values in the input data units
 (flux summed over pixels), before any unit conversion.
 """
 
@@ -23,10 +23,10 @@ __all__ = [
 
 # JWST pixel DQ bits used in the spectrum DQ column (values of
 # stdatamodels.jwst.datamodels.dqflags.pixel; a test keeps them in sync).
-DQ_DO_NOT_USE = 2**0  # no usable pixel in the column: flux is NaN
-DQ_OUTLIER = 2**4  # pixels of this column were rejected as outliers
-DQ_FLUX_ESTIMATED = 2**28  # masked pixels carried a large part of the profile
-DQ_FALLBACK = 2**30  # OTHER_BAD_PIXEL: extracted with a fallback kernel or box
+DQ_DO_NOT_USE = 2**0  #: no usable pixel in the column (flux is NaN)
+DQ_OUTLIER = 2**4  #: pixels of this column were rejected as outliers
+DQ_FLUX_ESTIMATED = 2**28  #: masked pixels carried a large part of the profile
+DQ_FALLBACK = 2**30  #: extracted with a fallback kernel or box (OTHER_BAD_PIXEL)
 
 
 @dataclass(frozen=True)

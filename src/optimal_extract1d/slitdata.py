@@ -4,7 +4,7 @@
 diagnostic files and plots.
 
 Pure data: no datamodel import, so the core, psf and scene layers can take a
-slit without pulling stdatamodels in. `io.slits.read_slit` makes them.
+slit without pulling stdatamodels in. `.io.slits.read_slit` makes them.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class SlitDiagnostics:
     Attributes
     ----------
     index : int
-        Position of the slit in the input (`io.slits.iter_slits` order).
+        Position of the slit in the input (`.io.slits.iter_slits` order).
     label : str or None
         File-name infix (lower-case slit name); None for a single-slit input.
     slit : SlitData

@@ -46,7 +46,7 @@ _RUNS_ONLY_FOR = {
 
 
 class OptimalSpec3Pipeline(Spec3Pipeline):
-    """``calwebb_spec3`` with `OptimalExtract1dStep` as its ``extract_1d`` step.
+    """``calwebb_spec3`` with `.OptimalExtract1dStep` as its ``extract_1d`` step.
 
     Run it as jwst's pipeline: ``strun calwebb_spec3_optimal asn.json
     --steps.extract_1d.bkg_order=1``. See the module docstring for what it

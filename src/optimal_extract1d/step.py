@@ -1,6 +1,6 @@
-"""`OptimalExtract1dStep`: the stpipe shell around `pipeline.extraction.extract`.
+"""`OptimalExtract1dStep`: the stpipe shell around `.pipeline.extraction.extract`.
 
-This is the only module (with `spec3`) that knows stpipe. It never asks
+This is the only module (with `.spec3`) that knows stpipe. It never asks
 CRDS for anything: parameters come from the mode defaults shipped in
 ``reference_files/`` (lowest layer), then any parameter file, then the
 user's values.
@@ -161,7 +161,7 @@ class OptimalExtract1dStep(Step):
         s2d costs seconds. A FITS file's primary header or a model's ``meta``
         holds all the mode needs. stpipe only tolerates OSError, TypeError and
         ValueError here; any other reader failure (a truncated or foreign
-        file) becomes an `InputError` (a ValueError): stpipe carries on without
+        file) becomes an `.InputError` (a ValueError): stpipe carries on without
         mode defaults and ``process()`` reports the problem with the file.
         """
         try:

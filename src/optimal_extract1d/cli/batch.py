@@ -93,7 +93,7 @@ class SummaryRow:
     n_warnings : int
         Number of WARNING/ERROR log messages about this slit or its file.
     warnings : str
-        Those messages (or the error, or the skip reason), joined by `` | ``.
+        Those messages (or the error, or the skip reason), joined by ``" | "``.
     x1d : str
         Output file; empty for a file that failed.
     """
@@ -119,7 +119,7 @@ class FileResult:
 
 
 def extract_file(path: str, output_dir: str, parameters: dict[str, Any]) -> FileResult:
-    """Run `OptimalExtract1dStep` on one file and summarize it; never raises.
+    """Run `.OptimalExtract1dStep` on one file and summarize it; never raises.
 
     Parameters
     ----------
@@ -249,7 +249,7 @@ def run_batch(
     output_dir : path
         Directory for the x1d files (created if needed).
     parameters : dict, optional
-        Step parameters, validated (see `OptimalExtract1dStep.validated_parameters`).
+        Step parameters, validated (see `.OptimalExtract1dStep.validated_parameters`).
     workers : int
         Worker processes on this machine (1 = run in this process).
     scheduler : str, optional
@@ -328,7 +328,7 @@ def _result_of(future: Any, path: str) -> FileResult:
 
 
 def write_summary(results: Sequence[FileResult], path: str | os.PathLike) -> None:
-    """Write every summary row as CSV (columns `SUMMARY_FIELDS`)."""
+    """Write every summary row as CSV (columns ``SUMMARY_FIELDS``)."""
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()

@@ -31,7 +31,7 @@ def compare_with_truth(table, sim) -> dict[str, float]:
 
 
 def run_demo(outdir: Path, *, n_slits: int = 20, seed: int = 42) -> str:
-    """Simulate, extract with `OptimalExtract1dStep`, write x1d + PNG; return a summary table."""
+    """Simulate, extract with `.OptimalExtract1dStep`, write x1d + PNG; return a summary table."""
     from ..io.plotting import plot_demo_summary
     from ..step import OptimalExtract1dStep
 

@@ -1,6 +1,6 @@
 """The ``optimal-extract1d`` console script: ``demo``, ``simulate`` and ``batch``.
 
-This module only parses; the work is in `cli.demo`, `sim.models` and `cli.batch`.
+This module only parses; the work is in `.cli.demo`, `.sim.models` and `.cli.batch`.
 """
 
 from __future__ import annotations

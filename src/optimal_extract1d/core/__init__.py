@@ -5,6 +5,6 @@ variance model (`variance`), the residual error scale (`errorscale`), profile
 normalisation (`profile`), Horne's empirical profile (`empirical`), column
 coadds (`coadd`) and the cosmic-ray screen of the fits (`outliers`).
 
-May import: numpy, scipy, astropy, and the package's vocabulary (`errors`,
-`results`, `slitdata`). Nothing else of the package, and no datamodels.
+May import: numpy, scipy, astropy, and the package's vocabulary (`.errors`,
+`.results`, `.slitdata`). Nothing else of the package, and no datamodels.
 """

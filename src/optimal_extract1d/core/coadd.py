@@ -1,8 +1,8 @@
 """Choose the kernel slice, and coadd columns into cross-dispersion profiles.
 
 `coadd_columns` makes the kernel slice's profile, `coadd_bins` one profile per
-bin of columns (`scene.trace`). Both are the same inverse-variance weighted
-mean with the same weights (`_weights`, `_weighted_mean`); only the column sums
+bin of columns (`.scene.trace`). Both are the same inverse-variance weighted
+mean with the same weights (``_weights``, ``_weighted_mean``); only the column sums
 differ, and must: a slice's sum is numpy's pairwise sum of its columns, a bin's
 is `numpy.add.reduceat`'s (the bin's first column plus the pairwise sum of the
 others), which differ in the last bits.
@@ -15,7 +15,7 @@ from scipy.ndimage import correlate1d, uniform_filter1d
 
 __all__ = ["brightest_column", "coadd_bins", "coadd_columns", "MATCHED_FWHM"]
 
-# FWHM (pixels) of the matched filter ranking the slice windows.
+#: FWHM (pixels) of the matched filter ranking the slice windows.
 MATCHED_FWHM = 2.0
 
 
@@ -120,7 +120,7 @@ def coadd_bins(
         Pixels that may be used.
     edges : ndarray of int, shape (n_bins + 1,)
         Increasing column edges from 0 to n_disp: bin i is ``edges[i]:edges[i+1]``
-        (`scene.trace.choose_bins`).
+        (`.scene.trace.choose_bins`).
 
     Returns
     -------

@@ -16,6 +16,7 @@ from .profile import Profile, normalize_profile
 
 __all__ = ["empirical_profile", "trace_support", "DEFAULT_ORDER"]
 
+#: Legendre degree of the smoothing of every row's flux fraction along the dispersion.
 DEFAULT_ORDER = 6
 _CLIP_SIGMA = 5.0
 _SUPPORT_SIGMA = 3.0
@@ -117,17 +118,17 @@ def _row_fractions(
 def _clipped_row_fits(
     vander: np.ndarray, frac: np.ndarray, weight: np.ndarray, *, n_iter: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row fits (`_row_fits`) repeated without the pixels beyond `_CLIP_SIGMA`.
+    """Row fits (``_row_fits``) repeated without the pixels beyond ``_CLIP_SIGMA``.
 
     Parameters
     ----------
     vander : ndarray, shape (n_disp, order + 1)
         Legendre basis along the dispersion axis.
     frac, weight : ndarray, shape (n_cross, n_disp)
-        Fractions of the column flux and their weights (`_row_fractions`).
+        Fractions of the column flux and their weights (``_row_fractions``).
     n_iter : int
         Fitting passes (at least one); each drops the pixels deviating by more
-        than `_CLIP_SIGMA` from the last fit.
+        than ``_CLIP_SIGMA`` from the last fit.
 
     Returns
     -------

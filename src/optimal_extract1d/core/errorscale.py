@@ -9,7 +9,7 @@ Two things make the pipeline's VAR_* arrays wrong for an optimal sum:
 
 `residual_error_scale` models the noise of the normalized pixels
 ``n / sigma`` along the slit as ``C = a_0 I + sum_k a_k T_k`` (``T_k`` pairs
-pixels ``k`` apart, k = 1..`MAX_LAG`) and measures the ``a_k`` from the
+pixels ``k`` apart, k = 1, ..., `MAX_LAG`) and measures the ``a_k`` from the
 residuals of the column fits. Those residuals are the noise projected by the
 fit, ``z = (I - H) n``, so their lag sums are matched to
 ``sum_x (I - H_x) C (I - H_x)`` exactly (a linear system in the ``a_k``):
@@ -28,7 +28,7 @@ from .horne import ColumnSums
 
 __all__ = ["ErrorScale", "residual_error_scale", "slice_noise_scale", "MAX_LAG"]
 
-# Pixel correlations are measured up to this lag along the slit.
+#: Pixel correlations are measured up to this lag along the slit.
 MAX_LAG = 3
 # Standardized residuals beyond this many robust sigma are outliers, not noise.
 CLIP_SIGMA = 5.0
@@ -49,7 +49,7 @@ class ErrorScale:
     pixel_scale : float
         Square root of the fitted per-pixel variance scale ``a_0``.
     correlation : tuple of float
-        Correlation of neighbouring pixels at lags 1..`MAX_LAG`, ``a_k / a_0``.
+        Correlation of neighbouring pixels at lags 1 to `MAX_LAG`, ``a_k / a_0``.
     n_pixels : int
         Residuals used.
     """
@@ -106,9 +106,9 @@ def residual_error_scale(
     usable : ndarray of bool, shape (n_cross, n_disp)
         Pixels that entered the sums (outliers already rejected).
     weights : ndarray, shape (n_cross, n_disp)
-        Flux weights ``g`` of the sums (`horne.ColumnSums.pixel_weights`).
+        Flux weights ``g`` of the sums (``pixel_weights`` of `.horne.ColumnSums`).
     sums : ColumnSums
-        The column fits, for their hat matrices (of up to `MAX_COLUMNS`
+        The column fits, for their hat matrices (of up to ``MAX_COLUMNS``
         columns spread over the slit: the noise statistics are global).
     source : ndarray, shape (n_cross, n_disp), optional
         The sources' part of the model. Only pixels where it is below the
@@ -118,7 +118,7 @@ def residual_error_scale(
     Returns
     -------
     ErrorScale
-        Factor 1 when fewer than `MIN_PIXELS` residuals are usable.
+        Factor 1 when fewer than ``MIN_PIXELS`` residuals are usable.
     """
     z, sigma, ok = _residuals(data, model, variance, usable=usable, source=source)
     if ok.sum() < MIN_PIXELS:
@@ -160,7 +160,7 @@ def slice_noise_scale(
     measured: for separable correlations the variance of a flux fitted to the
     slice grows by ``cross.factor**2 * (1 + 2 sum_k (1 - k/width) rho_k)``,
     with ``rho_k`` the correlation of residuals ``k`` columns apart (lags
-    1..`MAX_LAG`, measured where the sources are below the noise, outliers
+    1 to `MAX_LAG`, measured where the sources are below the noise, outliers
     clipped). The per-column fits remove nothing along the dispersion, so the
     residuals show those correlations as they are.
 
@@ -200,13 +200,13 @@ def _residuals(data, model, variance, *, usable, source):
 
 
 def _inliers(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """``ok`` without the residuals beyond `CLIP_SIGMA` robust (MAD) sigma."""
+    """``ok`` without the residuals beyond ``CLIP_SIGMA`` robust (MAD) sigma."""
     rms = 1.4826 * np.median(np.abs(z[ok] - np.median(z[ok])))
     return ok & (np.abs(z) <= CLIP_SIGMA * max(rms, 1e-12))
 
 
 def _sample_columns(ok: np.ndarray) -> np.ndarray:
-    """Up to `MAX_COLUMNS` columns with measured pixels, spread over the slit."""
+    """Up to ``MAX_COLUMNS`` columns with measured pixels, spread over the slit."""
     cols = np.nonzero(ok.sum(axis=0) > MAX_LAG + 1)[0]
     if cols.size > MAX_COLUMNS:
         cols = cols[np.linspace(0, cols.size - 1, MAX_COLUMNS).round().astype(int)]

@@ -12,7 +12,7 @@ When a polynomial background is fitted in the same column the flux is the
 profile coefficient of the weighted linear least-squares fit of
 ``[P, b_0, b_1, ...]``; with no background basis the two are identical.
 Either way the flux is a linear combination ``F = sum(g D)`` of the pixels,
-and `ColumnSums.pixel_weights` holds ``g`` so that any variance component
+and the ``pixel_weights`` of `ColumnSums` hold ``g`` so that any variance component
 ``V_k`` propagates as ``sum(g**2 V_k)``.
 """
 
@@ -231,7 +231,7 @@ def _fit_columns(
         Pixels that enter the sums (`usable_pixels`).
     design : ndarray, shape (n_cross, n_disp, m)
         The profile, the other components, then the background basis
-        (`_design_matrix`).
+        (``_design_matrix``).
     basis : ndarray, shape (n_cross, k)
         The background basis, the last k terms of ``design``.
 
@@ -320,9 +320,9 @@ def _solve_columns(design: np.ndarray, w: np.ndarray):
     Parameters
     ----------
     design : ndarray, shape (n_cross, n_disp, m)
-        Design matrix of every column (`_design_matrix`).
+        Design matrix of every column (``_design_matrix``).
     w : ndarray, shape (n_cross, n_disp)
-        Scaled weights (`_scaled_columns`).
+        Scaled weights (``_scaled_columns``).
 
     Returns
     -------
@@ -333,7 +333,7 @@ def _solve_columns(design: np.ndarray, w: np.ndarray):
         ``g[x, :, 0]`` the flux's (free of the scales: the data scale cancels
         the weights').
     normal, cov : ndarray, shape (n_disp, m, m)
-        Normal matrices and their inverses (`_invert_normal`).
+        Normal matrices and their inverses (``_invert_normal``).
     dropped : ndarray of bool, shape (n_disp,)
         Columns whose terms other than the profile were dropped.
     """
@@ -359,7 +359,7 @@ def _background_terms(basis: np.ndarray, coeffs: np.ndarray, gmat: np.ndarray, *
     coeffs : ndarray, shape (n_disp, m)
         Fitted coefficients of every column, the background's from ``first_bkg`` on.
     gmat : ndarray, shape (n_cross, n_disp, m)
-        Pixel weights of the coefficients (`_solve_columns`'s ``g``, pixels first).
+        Pixel weights of the coefficients (``g`` of ``_solve_columns``, pixels first).
     first_bkg : int
         Index of the first background term.
 

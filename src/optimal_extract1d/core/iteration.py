@@ -1,8 +1,8 @@
 """Horne's (1986) iteration: the variance from the scene model, outliers out, repeat.
 
-`iterate_extraction` wraps the column sums of `horne` in the loop of
+`iterate_extraction` wraps the column sums of `.horne` in the loop of
 Horne's steps 6-8: the Poisson variance is re-estimated from the scene
-model (`variance.remodel_poisson`), the worst pixel of each column is
+model (`.variance.remodel_poisson`), the worst pixel of each column is
 rejected when it deviates from the model fitted without it, and the
 columns are summed again until the weights settle.
 """
@@ -20,13 +20,13 @@ from .variance import remodel_poisson
 
 __all__ = ["IteratedSums", "iterate_extraction", "REJECT_PROFILE_ERRORS", "VARIANCE_RTOL"]
 
-# Outliers are judged allowing for this many template errors (`profile.PROFILE_ERROR`)
-# of the model: a profile right to a few per cent must not reject the core at high S/N.
+#: Outliers are judged allowing for this many template errors (`.profile.PROFILE_ERROR`)
+#: of the model: a profile right to a few per cent must not reject the core at high S/N.
 REJECT_PROFILE_ERRORS = 2.0
 # The fraction of the model that adds to the noise when judging outliers (0.1).
 _REJECT_FRACTION = REJECT_PROFILE_ERRORS * PROFILE_ERROR
-# The iteration stops when the remodelled variance changes the information
-# (sum P^2 / V) of every column's flux by less than this fraction.
+#: The iteration stops when the remodelled variance changes the information
+#: (sum P^2 / V) of every column's flux by less than this fraction.
 VARIANCE_RTOL = 1e-2
 
 
@@ -71,7 +71,7 @@ def iterate_extraction(
     """Horne's (1986) iteration: model variance, reject the worst outlier per column, repeat.
 
     Every pass extracts all columns, replaces VAR_POISSON by its prediction
-    from the scene model ``F P + B`` (`variance.remodel_poisson`) and rejects,
+    from the scene model ``F P + B`` (`.variance.remodel_poisson`) and rejects,
     in each column, the pixel deviating most if beyond ``reject_sigma`` standard
     deviations (Horne's step 8), until nothing changes or for ``max_iter`` passes.
 
@@ -86,7 +86,7 @@ def iterate_extraction(
         Normalized spatial profile; True for pixels not to use.
     bkg_basis, extra : ndarray, optional
         Background basis ``(n_cross, k)`` and other components ``(n_cross,
-        n_disp, m)`` fitted with the profile (see `horne.extract_columns`).
+        n_disp, m)`` fitted with the profile (see `.horne.extract_columns`).
     reject_sigma : float
         Rejection threshold in standard deviations.
     max_iter : int
@@ -126,7 +126,7 @@ def _rejection_pass(
     n_extra: int,
     reject_sigma: float,
 ) -> tuple[IteratedSums, bool]:
-    """One pass on the last sums: worst outliers out (`_worst_outliers`), VAR_POISSON remodelled.
+    """One pass on the last sums: worst outliers out (``_worst_outliers``), VAR_POISSON remodelled.
 
     Parameters
     ----------
@@ -197,7 +197,7 @@ def _worst_outliers(data, model, variance, *, leverage, usable, reject_sigma) ->
     residual ``r / (1 - h)`` of the column's weighted fit, with variance
     ``V / (1 - h)``): a cosmic ray on the trace core drags the full model up
     and makes the good wings look deviant, but not the model that leaves it
-    out. `REJECT_PROFILE_ERRORS` template errors (`profile.PROFILE_ERROR`) of
+    out. `REJECT_PROFILE_ERRORS` template errors (`.profile.PROFILE_ERROR`) of
     that model are added to the noise, so that at high S/N a profile right to
     a few per cent does not reject the good pixels of the core. When the
     residuals scatter more than the variance says (robust rms > 1, e.g. a VAR

@@ -8,10 +8,10 @@ the `WINDOW` neighbouring columns (the continuum shape, free of single-pixel
 and single-column features), scaled and offset to the column by weighted
 least squares. An emission line follows the profile and is absorbed by the
 scale; a cosmic ray does not. The worst pixel of a column is dropped while it
-deviates by more than `OUTLIER_SIGMA` (noise plus `MODEL_FLOOR` of the local
+deviates by more than `OUTLIER_SIGMA` (noise plus ``MODEL_FLOOR`` of the local
 model, which covers the change of the trace across the window) from the
-fit of the column made without it, up to `MAX_PASSES` per column. Horne's
-model-based rejection in the extraction (`iteration`) handles everything milder.
+fit of the column made without it, up to ``MAX_PASSES`` per column. Horne's
+model-based rejection in the extraction (`.iteration`) handles everything milder.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = ["fit_outliers", "nanmedian", "OUTLIER_SIGMA", "WINDOW"]
 
-# Columns in the running median profile (odd).
+#: Columns in the running median profile (odd).
 WINDOW = 9
-# Deviation (sigma) beyond which a pixel is kept out of the kernel fits.
+#: Deviation (sigma) beyond which a pixel is kept out of the kernel fits.
 OUTLIER_SIGMA = 10.0
 # Fraction of the local model added to the noise: trace drift and width change
 # across the window, and undersampling, make the median profile this uncertain.
@@ -60,7 +60,7 @@ def fit_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> 
     -------
     ndarray of bool
         Usable pixels deviating from their column's local model by more than
-        `OUTLIER_SIGMA` (at most `MAX_PASSES` per column).
+        `OUTLIER_SIGMA` (at most ``MAX_PASSES`` per column).
     """
     n_cross, n_disp = data.shape
     out = np.zeros(data.shape, bool)

@@ -8,9 +8,9 @@ import numpy as np
 
 __all__ = ["Profile", "normalize_profile", "PROFILE_ERROR"]
 
-# Fractional error assumed for a template profile (a kernel or PSF model is right
-# to a few per cent): the source search allows for the residuals it leaves, and
-# the outlier rejection tolerates a multiple of it (`iteration.REJECT_PROFILE_ERRORS`).
+#: Fractional error assumed for a template profile (a kernel or PSF model is right
+#: to a few per cent): the source search allows for the residuals it leaves, and
+#: the outlier rejection tolerates a multiple of it (`.iteration.REJECT_PROFILE_ERRORS`).
 PROFILE_ERROR = 0.05
 
 

@@ -89,7 +89,7 @@ def remodel_poisson(var_poisson: np.ndarray, model: np.ndarray, usable: np.ndarr
 
 
 def _smooth(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Running mean over `SKY_SMOOTH_COLUMNS` columns of the valid entries."""
+    """Running mean over ``SKY_SMOOTH_COLUMNS`` columns of the valid entries."""
     w = valid.astype(float)
     num = uniform_filter1d(np.where(valid, values, 0.0), SKY_SMOOTH_COLUMNS, mode="nearest")
     den = uniform_filter1d(w, SKY_SMOOTH_COLUMNS, mode="nearest")

@@ -33,6 +33,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: The folder of the mode files (and the example PSF) shipped with the package.
 REFERENCE_DIR = Path(str(resources.files("optimal_extract1d") / "reference_files"))
 # (EXP_TYPE, grating or None) -> file stem; first match wins, None matches any grating.
 # The reasons for each mode's values are in docs/modes.rst.
@@ -46,6 +47,7 @@ _MODES = (
 # Not listed, so generic: NRS_BRIGHTOBJ and MIR_LRS-SLITLESS are not nodded, their
 # sky is still in the data and needs the fitted background.
 _GENERIC = "generic"
+#: File stems of the shipped mode files, the generic one first.
 MODE_STEMS = (_GENERIC, *dict.fromkeys(stem for _, _, stem in _MODES))
 _STEP_CLASS = "optimal_extract1d.step.OptimalExtract1dStep"
 
@@ -61,7 +63,7 @@ class ModeDefaults:
     path : pathlib.Path
         The file read.
     parameters : dict
-        Parameter name -> value (only names of `ExtractParams`).
+        Parameter name -> value (only names of `.ExtractParams`).
     """
 
     mode: str
@@ -110,7 +112,7 @@ def read_mode_file(path: Path) -> ModeDefaults:
     Parameters
     ----------
     path : pathlib.Path
-        An stpipe parameter file of `OptimalExtract1dStep` (ASDF).
+        An stpipe parameter file of `.OptimalExtract1dStep` (ASDF).
 
     Returns
     -------

@@ -1,14 +1,14 @@
 """Diagnostic products: profile, scene model and residual images, and summary plots.
 
 Boundary module: it takes the slits as the extraction read them
-(`pipeline.extraction.ExtractionRun.slits`) and builds ``ImageModel``
+(``slits`` of `.pipeline.extraction.ExtractionRun`) and builds ``ImageModel``
 products, so it may use stdatamodels but not stpipe.
 The step passes its ``make_output_path`` so files follow the usual naming,
 as jwst's ``extract_1d`` names them: ``<input>_<slit>_profile.fits`` for a
 multi-slit input, ``<input>_profile.fits`` for a single slit; likewise
 ``scene_model``, ``residual`` and ``plot`` (PNG).
 
-All arrays are handled with the dispersion along axis 1 (as `SlitData`)
+All arrays are handled with the dispersion along axis 1 (as `.SlitData`)
 and transposed back to the file's orientation only when an image is built.
 """
 
@@ -37,7 +37,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Image kinds and their file suffixes (jwst's extract_1d uses the same suffixes).
+#: Image kinds and their file suffixes (jwst's extract_1d uses the same suffixes).
 IMAGE_KINDS = ("profile", "scene_model", "residual")
 
 
@@ -78,7 +78,7 @@ def slit_diagnostics(model: Any, run: Any) -> list[SlitDiagnostics]:
     Parameters
     ----------
     model : datamodel
-        The opened input (as given to `pipeline.extraction.extract`), for the
+        The opened input (as given to `.pipeline.extraction.extract`), for the
         slit names.
     run : pipeline.extraction.ExtractionRun
         What the extraction produced, with the slits it read
@@ -132,7 +132,7 @@ def diagnostic_image(
     Parameters
     ----------
     pair : tuple of datamodel
-        The slit and the model it came from (`io.slits.iter_slits`), for
+        The slit and the model it came from (`.io.slits.iter_slits`), for
         its metadata and WCS.
     diag : SlitDiagnostics
         The slit.
@@ -141,7 +141,7 @@ def diagnostic_image(
 
     Returns
     -------
-    ImageModel
+    ~stdatamodels.jwst.datamodels.ImageModel
         Same shape as the slit's SCI array; primary metadata copied from the input.
     """
     arrays = {"profile": diag.profile, "scene_model": diag.scene, "residual": diag.residual}

@@ -23,7 +23,7 @@ _FITS_BLOCK = 2880  # bytes; a FITS file is a whole number of blocks
 
 
 def open_input(input_data: Any) -> Any:
-    """Open a file name or check a model; raise `InputError` naming the problem.
+    """Open a file name or check a model; raise `.InputError` naming the problem.
 
     Parameters
     ----------
@@ -74,7 +74,7 @@ def input_label(model: Any) -> str:
 
 
 def _check_fits_size(path: str) -> None:
-    """Raise `InputError` if a FITS file is shorter than its headers say (truncated)."""
+    """Raise `.InputError` if a FITS file is shorter than its headers say (truncated)."""
     with open(path, "rb") as f:
         if f.read(6) != b"SIMPLE":
             return  # not FITS: datamodels.open decides

@@ -1,6 +1,6 @@
 """Per-pixel variance of a slit: VAR_* arrays, drizzle weights, ERR, or the data.
 
-Part of the input boundary (`slits` calls `choose_variance`). A variance
+Part of the input boundary (`.io.slits` calls `choose_variance`). A variance
 source is used only when it holds at least one finite, positive value; a
 source that is present but unusable (a missing component, a wrong shape,
 nothing positive) is reported with a WARNING naming the slit, and the next
@@ -19,7 +19,7 @@ __all__ = ["VARIANCE_ORDER", "bad_variance", "choose_variance", "read_array"]
 
 log = logging.getLogger(__name__)
 
-# The order "auto" tries the sources in.
+#: The order "auto" tries the sources in.
 VARIANCE_ORDER = ("var", "wht", "err")
 _DESCRIPTION = {
     "var": "VAR_POISSON + VAR_RNOISE + VAR_FLAT",

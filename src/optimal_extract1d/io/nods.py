@@ -2,7 +2,7 @@
 
 Nod-subtracted s2d products hold, besides the source, negative copies of its
 trace at the other nod positions; `expected_nod_offsets` predicts their
-offsets so that `sources.find_components` looks for them there first.
+offsets so that `.scene.sources.find_components` looks for them there first.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 
 __all__ = ["expected_nod_offsets", "SHUTTER_PITCH_ARCSEC"]
 
-# NIRSpec MSA shutter pitch along the slitlet (arcsec).
+#: NIRSpec MSA shutter pitch along the slitlet (arcsec).
 SHUTTER_PITCH_ARCSEC = 0.53
 
 

@@ -1,7 +1,7 @@
 """Matplotlib figures: the demo summary and the per-slit diagnostic plot.
 
 `plot_slit` draws one row per panel function in `SLIT_PANELS`. A panel is
-``panel(ax, diag) -> None`` on a `slitdata.SlitDiagnostics`; to add one,
+``panel(ax, diag) -> None`` on a `.slitdata.SlitDiagnostics`; to add one,
 write the function and append it to `SLIT_PANELS`. A panel with an
 ``applies(diag) -> bool`` attribute is drawn only where it returns True (the
 binned width/center fits exist only with ``fit_fwhm`` or ``fit_trace``).
@@ -178,6 +178,7 @@ def panel_kernel_variation(ax: Axes, diag: SlitDiagnostics) -> None:
 panel_kernel_variation.applies = lambda diag: "bins" in diag.spectra[0].metadata
 
 
+#: The panel functions `plot_slit` draws, one row each, top to bottom.
 SLIT_PANELS: tuple[Callable[[Axes, SlitDiagnostics], None], ...] = (
     panel_slit_image,
     panel_kernel_slice,
@@ -197,7 +198,7 @@ def plot_slit(
     ----------
     diag : diagnostics.SlitDiagnostics
         The slit and its extraction.
-    path : str or Path
+    path : str or pathlib.Path
         Output PNG.
     panels : sequence of callable
         ``panel(ax, diag)`` drawers, top to bottom.

@@ -1,6 +1,6 @@
 """Read (and write) jwst ``SpecPsfModel`` PSF reference files for ``kernel = "psf"``.
 
-The boundary between the file format and the pure `psf` module. A
+The boundary between the file format and the pure `.psf` layer. A
 ``SpecPsfModel`` holds one or more *apertures*, each a 2-D PSF image
 ``data`` whose dispersion axis runs along ``wave`` (columns for horizontal
 dispersion, rows for vertical), oversampled ``subpix`` times in the
@@ -13,7 +13,7 @@ slit name serves that slit; ``ANY`` or ``NONE`` serve every slit.
 
 `read_psf_file` reads and checks a file once into a frozen `PSFReference`;
 `PSFReference.template` turns the aperture of one slit into the kernel
-template (`psf.TabulatedPSF1D`). Every problem raises `ReferenceFileError`
+template (`.psf.tabulated.TabulatedPSF1D`). Every problem raises `.ReferenceFileError`
 naming the file.
 """
 
@@ -43,10 +43,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Aperture names that serve every slit (as in jwst).
+#: Aperture names that serve every slit (as in jwst).
 WILDCARD_NAMES = ("ANY", "NONE")
-# The example file shipped with the package (scripts/make_example_psf.py): NIRSpec
-# PRISM-like profiles, 0.6-5.3 um, an illustration rather than a calibration.
+#: The example file shipped with the package (scripts/make_example_psf.py), NIRSpec
+#: PRISM-like profiles, 0.6-5.3 um, an illustration rather than a calibration.
 EXAMPLE_PSF = Path(
     str(resources.files("optimal_extract1d") / "reference_files" / "example_psf_nirspec_prism.fits")
 )
@@ -134,7 +134,7 @@ class PSFReference:
 
         Returns
         -------
-        psf.PSFTable
+        psf.tabulated.PSFTable
 
         Raises
         ------
@@ -160,7 +160,7 @@ class PSFReference:
         return _profile_table(image, ap.wave, ap.subpix, center=center, name=ap.name, where=where)
 
     def template(self, slit_name: str, disp_axis: int, wavelength: np.ndarray) -> KernelTemplate:
-        """The ``"psf"`` kernel template of a slit (`psf.TabulatedPSF1D`).
+        """The ``"psf"`` kernel template of a slit (`.psf.tabulated.TabulatedPSF1D`).
 
         Parameters
         ----------
@@ -197,7 +197,7 @@ class PSFReference:
 
 
 def _profile_table(image, wave, subpix, *, center, name, where) -> PSFTable:
-    """Collapse an aperture (dispersion along axis 1) into a normalized `PSFTable`."""
+    """Collapse an aperture (dispersion along axis 1) into a normalized `.PSFTable`."""
     good = np.isfinite(wave)
     wave, image = wave[good], image[:, good]
     wave, first = np.unique(wave, return_index=True)

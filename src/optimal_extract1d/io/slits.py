@@ -1,6 +1,6 @@
 """Datamodels to plain arrays: iterate the slits of the input, read one slit.
 
-This is the input half of the datamodel boundary (`x1d` is the output half).
+This is the input half of the datamodel boundary (`.io.x1d` is the output half).
 Every array leaves here copied, as float64, transposed once so that the
 dispersion runs along axis 1: ``(n_cross, n_disp)``.
 """
@@ -32,6 +32,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+#: Datamodels that hold one slit (a ``MultiSlitModel`` holds many).
 SLIT_TYPES = (datamodels.ImageModel, datamodels.SlitModel)
 _COPY_ATTRIBUTES = (
     "slitlet_id",
@@ -108,7 +109,7 @@ def stored_geometry(slit: Any, parent: Any) -> tuple[tuple[int, int], int] | Non
     -------
     tuple or None
         ``((ny, nx), disp_axis)``, or None when the slit has no 2-D science data
-        (`read_slit` then raises `InputError`).
+        (`read_slit` then raises `.InputError`).
     """
     shape = np.shape(slit.data) if slit.hasattr("data") else ()
     if len(shape) != 2 or 0 in shape:
@@ -118,14 +119,14 @@ def stored_geometry(slit: Any, parent: Any) -> tuple[tuple[int, int], int] | Non
 
 
 def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: float) -> SlitData:
-    """Read one slit into a `SlitData`.
+    """Read one slit into a `.SlitData`.
 
     Parameters
     ----------
     slit, parent : datamodel
         The slit and the model it came from (see `iter_slits`).
     variance_source : str
-        ``"auto"``, ``"var"``, ``"wht"`` or ``"err"`` (see `inputvariance.choose_variance`).
+        ``"auto"``, ``"var"``, ``"wht"`` or ``"err"`` (see `.inputvariance.choose_variance`).
     drizzle_scale : float
         Pixel scale ratio for the drizzle-weight variance.
 

@@ -1,6 +1,6 @@
-"""Plain results to datamodels: the x1d `MultiSpecModel`, as jwst writes it.
+"""Plain results to datamodels: the x1d ``MultiSpecModel``, as jwst writes it.
 
-This is the output half of the datamodel boundary (`slits` is the input
+This is the output half of the datamodel boundary (`.io.slits` is the input
 half). Table columns and dtypes come from the SpecModel schema; units and
 conversions follow ``jwst.extract_1d.extract`` (FLUX in Jy, surface
 brightness and background in MJy/sr).
@@ -25,7 +25,7 @@ __all__ = ["build_x1d", "build_spec", "spec_table_dtype", "METADATA_KEY"]
 
 log = logging.getLogger(__name__)
 
-# Name of the metadata node holding what this package records.
+#: Name of the metadata node holding what this package records.
 METADATA_KEY = "optimal_extraction"
 
 
@@ -44,7 +44,7 @@ def build_x1d(
     validates every assignment against the schema, and a whole spectrum
     (table, WCS, metadata) costs ~6 ms to validate, more than its
     extraction; saving validates the whole model again anyway. So only what
-    comes from the input (identity and geometry values, `_identity`) is
+    comes from the input (identity and geometry values, ``_identity``) is
     validated here, per spectrum, and the model is made from the finished
     tree. The table, WCS and metadata are this module's own.
 
@@ -62,7 +62,7 @@ def build_x1d(
 
     Returns
     -------
-    MultiSpecModel
+    ~stdatamodels.jwst.datamodels.MultiSpecModel
     """
     header = datamodels.MultiSpecModel()
     header.update(meta_source, only="PRIMARY")

@@ -4,6 +4,6 @@ Owns `extraction.extract` (every slit of an opened input, each read once) and
 `extraction.extract_slit` (one slit: scene, Horne's iteration, refit round,
 error scale), and `assemble` (a spectrum's arrays and metadata).
 
-May import: `io`, `scene`, `psf`, `core` and the vocabulary. Never stpipe or
-`cli`. It is the only layer that catches the package's errors.
+May import: `.io`, `.scene`, `.psf`, `.core` and the vocabulary. Never stpipe or
+`.cli`. It is the only layer that catches the package's errors.
 """

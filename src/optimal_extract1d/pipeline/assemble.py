@@ -1,7 +1,7 @@
-"""Build a `SpectrumResult` (flux, variances, DQ, coordinates, metadata) from the sums.
+"""Build a `.SpectrumResult` (flux, variances, DQ, coordinates, metadata) from the sums.
 
 Pure: takes the slit arrays, the profile of one source and the column sums
-of `core.horne`; `slit.extract_slit` decides what to assemble.
+of `.core.horne`; `.slit.extract_slit` decides what to assemble.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ __all__ = ["spectrum", "metadata", "along_trace", "log_slit", "MISSING_PROFILE_L
 
 log = logging.getLogger(__name__)
 
-# A column whose masked pixels carry more than this fraction of the profile
-# gets DQ_FLUX_ESTIMATED: most of its flux comes from the profile, not data.
+#: A column whose masked pixels carry more than this fraction of the profile
+#: gets DQ_FLUX_ESTIMATED: most of its flux comes from the profile, not data.
 MISSING_PROFILE_LIMIT = 0.2
 
 
@@ -107,7 +107,7 @@ def spectrum(
 ) -> SpectrumResult:
     """The spectrum of one source from its column sums.
 
-    ``error_factor`` multiplies every propagated error (see `core.errorscale`).
+    ``error_factor`` multiplies every propagated error (see `.core.errorscale`).
     """
     weights = profile.weights
     missing = np.sum(np.where(usable & ~result.rejected, 0.0, weights), axis=0)

@@ -1,19 +1,19 @@
-"""The run: every slit of an opened input, each read once and extracted by `slit.extract_slit`.
+"""The run: every slit of an opened input, each read once and extracted by `.slit.extract_slit`.
 
 This module decides what a failure means:
 
 * a slit that cannot be read (no data, no wavelengths) is skipped, with a
-  WARNING naming it, and listed in `ExtractionRun.skipped`; if no slit at
-  all can be read the run stops with `InputError`;
+  WARNING naming it, and listed in the ``skipped`` of `ExtractionRun`; if no slit at
+  all can be read the run stops with `.InputError`;
 * a kernel that cannot be fitted falls back, in this order, to a fixed
   kernel at the slit center, then to a box (uniform profile) extraction
-  (`slit.extract_slit`); the spectrum says so in its DQ (`DQ_FALLBACK`) and
+  (`.slit.extract_slit`); the spectrum says so in its DQ (`.DQ_FALLBACK`) and
   metadata;
 * any other error of one slit skips that slit only.
 
-The input is walked once (`io.slits.iter_slits`); every slit's stored shape
+The input is walked once (`.io.slits.iter_slits`); every slit's stored shape
 is checked against the parameters before any slit is read, and each slit is
-read once (`io.slits.read_slit`); with ``keep_slits`` the `SlitData` read
+read once (`.io.slits.read_slit`); with ``keep_slits`` the `.SlitData` read
 stay in the run for the diagnostics.
 """
 
@@ -68,9 +68,9 @@ class ExtractionRun:
     skipped : list of SkippedSlit
         Slits that produced no spectrum.
     slit_index : list of int
-        For every spectrum, the position of its slit in `io.slits.iter_slits`
+        For every spectrum, the position of its slit in `.io.slits.iter_slits`
         order.
-    slits : dict of int to SlitData
+    slits : dict[int, SlitData]
         The slits as read, by that position (with ``keep_slits`` only): the
         diagnostics use them instead of reading the input again.
     """
@@ -92,11 +92,11 @@ def extract(model: Any, params: ExtractParams, *, keep_slits: bool = False) -> E
     ----------
     model : datamodel
         ImageModel, SlitModel, MultiSlitModel or ModelContainer (see
-        `io.inputs.open_input`).
+        `.io.inputs.open_input`).
     params : ExtractParams
         Run parameters.
     keep_slits : bool
-        Keep every slit read in `ExtractionRun.slits` (for the diagnostics).
+        Keep every slit read in the ``slits`` of the `ExtractionRun` (for the diagnostics).
 
     Returns
     -------
@@ -194,10 +194,10 @@ def _check_parameters(
 ) -> dict[int, ParameterError]:
     """Check the region and slice against every slit's stored shape, before any read.
 
-    A parameter that fits none of the slits raises `ParameterError`. Otherwise
+    A parameter that fits none of the slits raises `.ParameterError`. Otherwise
     slits outside the extraction region are returned (by index) to be
     skipped, and slits narrower than the slice are logged: their slice is
-    clipped to the slit. Slits with no 2-D data (None) are left to `read_slit`.
+    clipped to the slit. Slits with no 2-D data (None) are left to `.read_slit`.
     """
     region_bad: dict[int, ParameterError] = {}
     slice_bad: dict[int, ParameterError] = {}

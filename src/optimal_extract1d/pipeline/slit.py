@@ -2,16 +2,16 @@
 
 `extract_slit` runs, in order:
 
-1. the scene (`scene.fit.fit_scene`) on the pipeline variance, with cosmic
-   rays screened out of its fits (`core.outliers.fit_outliers`); when the
+1. the scene (`.scene.fit.fit_scene`) on the pipeline variance, with cosmic
+   rays screened out of its fits (`.core.outliers.fit_outliers`); when the
    kernel cannot be fitted, the fixed kernel at the slit center
-   (`scene.fit.fixed_scene`), and with no usable pixel the box
-   (`scene.model.box_scene`);
-2. Horne's iteration on its profiles (`core.iteration.iterate_extraction`);
+   (`.scene.fit.fixed_scene`), and with no usable pixel the box
+   (`.scene.model.box_scene`);
+2. Horne's iteration on its profiles (`.core.iteration.iterate_extraction`);
 3. when the variance model changed the weights, outliers fell in the fitted
    data, or correlated noise may have faked further sources: the scene
    refitted with the model variance and the iteration run again;
-4. one spectrum per source (`assemble`), with the residual error scale.
+4. one spectrum per source (`.assemble`), with the residual error scale.
 """
 
 from __future__ import annotations
@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 # The kernel is refitted with the model variance when it changed the variance of
 # the trace core (profile above CORE_PROFILE) by more than this (median).
 REFIT_VARIANCE_CHANGE = 0.02
-# Further sources are re-tested when the slice's real noise exceeds the
-# propagated one by more than this factor.
+#: Further sources are re-tested when the slice's real noise exceeds the
+#: propagated one by more than this factor.
 NOISE_RETEST = 1.1
+#: Profile weight above which a pixel belongs to the trace core.
 CORE_PROFILE = 0.05
 
 
@@ -77,7 +78,7 @@ def extract_slit(
         Run parameters.
     template : KernelTemplate, optional
         PSF template for the slice fit; built from ``params.kernel`` (and
-        ``params.psf_file``) when None (`templates.default_template`).
+        ``params.psf_file``) when None (`.templates.default_template`).
 
     Returns
     -------
@@ -207,7 +208,7 @@ def _slice_noise(
     Drizzled pixels are correlated along and across the slit, so a detection
     at ``detect_threshold`` in the variance's terms can be noise. With
     ``error_scale = "residual"`` the first round's residuals measure by how
-    much (`core.errorscale.slice_noise_scale`); 1 when not needed or not above
+    much (`.core.errorscale.slice_noise_scale`); 1 when not needed or not above
     `NOISE_RETEST`.
     """
     if params.error_scale != "residual" or scene.kinds.count("source") < 2:

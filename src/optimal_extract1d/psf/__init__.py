@@ -6,6 +6,6 @@ and background for fixed shapes (`linear`), the vectorized
 Levenberg-Marquardt fitter (`lm`), the fits of one or many profiles with
 their linear parts (`profilefit`) and the tabulated PSF model (`tabulated`).
 
-May import: `core` and the vocabulary (`errors`, `results`, `slitdata`); no
+May import: `.core` and the vocabulary (`.errors`, `.results`, `.slitdata`); no
 datamodels.
 """

@@ -3,7 +3,7 @@
 Templates are integrated over each pixel, as the data are: exactly (erf) for
 a Gaussian1D, by `OVERSAMPLE`-point Gauss–Legendre quadrature otherwise, or sampled at the
 pixel centers for a model that is already pixel-integrated (an effective
-PSF such as `psf.tabulated.TabulatedPSF1D`).
+PSF such as `.psf.tabulated.TabulatedPSF1D`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ __all__ = [
     "kernel_profile",
 ]
 
-# Gauss–Legendre nodes per pixel: templates are integrated over the pixel, like the
-# data (exact for polynomials up to degree 2 OVERSAMPLE - 1; midpoints were 0.1-0.4 %
-# of the peak off for a Moffat of FWHM 1-2 px).
+#: Gauss–Legendre nodes per pixel; templates are integrated over the pixel, like the
+#: data (exact for polynomials up to degree 2 OVERSAMPLE - 1; midpoints were 0.1-0.4 %
+#: of the peak off for a Moffat of FWHM 1-2 px).
 OVERSAMPLE = 5
 
 
@@ -51,7 +51,7 @@ def evaluate_native(
     """Pixel-integrated unit-amplitude template for many parameter sets at once.
 
     A model whose ``pixel_integrated`` attribute is true (an effective PSF
-    such as `psf.tabulated.TabulatedPSF1D`) is already integrated over the pixel: it is
+    such as `.psf.tabulated.TabulatedPSF1D`) is already integrated over the pixel: it is
     sampled at the pixel centers only.
 
     Parameters
@@ -193,9 +193,9 @@ def evaluate_template(
         Cross-dispersion pixel coordinates.
     centers, fwhm : ndarray, shape (n_disp,)
         Center and FWHM (pixels) for every column. The FWHM converts to the
-        width parameter with the template's `KernelTemplate.fwhm_per_width`.
+        width parameter with the template's `.KernelTemplate.fwhm_per_width`.
     extra : mapping of str to ndarray, shape (n_disp,), optional
-        Further native parameters per column, e.g. `wavelength_params`.
+        Further native parameters per column, e.g. `.wavelength_params`.
 
     Returns
     -------
@@ -228,7 +228,7 @@ def kernel_profile(
         Center and FWHM per column, pixels.
     extra : mapping of str to ndarray, shape (n_disp,), optional
         Further template parameters per column (e.g. the wavelength of a
-        tabulated PSF, `psf.kernel.wavelength_params`).
+        tabulated PSF, `.psf.kernel.wavelength_params`).
 
     Returns
     -------

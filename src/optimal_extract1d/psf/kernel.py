@@ -2,9 +2,9 @@
 
 A *template* is any astropy 1-D model with an amplitude, a center and a
 width parameter (Gaussian1D, Moffat1D, Lorentz1D, or a user model). It is
-always evaluated integrated over the pixel, as the data are (`psf.evaluate`).
+always evaluated integrated over the pixel, as the data are (`.psf.evaluate`).
 The *kernel* is the template plus a polynomial background, fitted to the
-coadded cross-dispersion slice by `psf.profilefit.fit_kernel`.
+coadded cross-dispersion slice by `.psf.profilefit.fit_kernel`.
 
 An astropy Gaussian1D or Moffat1D, named (``"gaussian"``, ``"moffat"``) or
 given as an instance, has an analytic FWHM and, for the Moffat index, a
@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 _CENTER_NAMES = ("mean", "x_0", "x0", "center", "loc", "mu")
 _WIDTH_NAMES = ("stddev", "sigma", "fwhm", "gamma", "width", "scale")
 _AMPLITUDE_NAMES = ("amplitude", "amp", "norm")
-# A template parameter of this name is the wavelength (microns) of the profile: the
-# data set it (per column, bin or slice), fits never vary it.
+#: A template parameter of this name is the wavelength (microns) of the profile; the
+#: data set it (per column, bin or slice), fits never vary it.
 WAVELENGTH_PARAM = "wavelength"
 
 
@@ -56,7 +56,7 @@ class KernelTemplate:
     model : astropy.modeling.Fittable1DModel
         Prototype; its other shape parameters (e.g. Moffat ``alpha``) are
         used as given, or as fitted once the template comes out of
-        `psf.profilefit.fit_kernel`.
+        `.psf.profilefit.fit_kernel`.
     amplitude_param, center_param, width_param : str
         Parameter names of ``model``.
     """
@@ -83,7 +83,7 @@ class KernelTemplate:
     def reference_fwhm(self) -> float | None:
         """FWHM (pixels) of the model as given, if it is a PSF reference; else None.
 
-        A model with a true ``reference_psf`` attribute (`psf.tabulated.TabulatedPSF1D`)
+        A model with a true ``reference_psf`` attribute (`.psf.tabulated.TabulatedPSF1D`)
         knows its expected width: fits start from it and the fallback kernel
         uses it.
         """
@@ -172,7 +172,7 @@ class KernelFit:
         Fitted peak amplitude (data units).
     bkg_coeffs : tuple of float
         Background coefficients: Legendre polynomials over the slice pixels
-        mapped onto [-1, 1] (see `core.horne.polynomial_basis`).
+        mapped onto [-1, 1] (see `.core.horne.polynomial_basis`).
     snr : float
         Signal-to-noise ratio of the PSF flux in the slice.
     chi2_reduced : float

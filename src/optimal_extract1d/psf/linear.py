@@ -7,8 +7,8 @@ linear least-squares problem per profile, solved for all profiles at once
 through their normal equations.
 
 `solve_linear` is the complete solve (coefficients, residuals, flux S/N from
-the inverse normal matrix), used by `psf.profilefit` and `scene.sources`.
-The Levenberg–Marquardt fitter (`psf.lm`) starts from the same weights,
+the inverse normal matrix), used by `.psf.profilefit` and `.scene.sources`.
+The Levenberg–Marquardt fitter (`.psf.lm`) starts from the same weights,
 design and normal matrix (`data_weights`, `design_matrix`, `normal_matrix`)
 but needs no covariance and solves the normal equations directly, which
 rounds differently from the inverse: the two final steps stay apart.

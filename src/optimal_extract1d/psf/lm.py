@@ -6,12 +6,12 @@ pixel-integrated template components (the source, further sources, nod
 copies at offsets ``o_j``) with fluxes ``f``, plus a polynomial background.
 All parameters of all profiles are improved together by Gauss–Newton steps
 with Marquardt damping, with analytic derivatives (the astropy model's
-``fit_deriv``, else central differences, see `psf.evaluate.evaluate_with_derivatives`):
+``fit_deriv``, else central differences, see `.psf.evaluate.evaluate_with_derivatives`):
 one template evaluation per iteration for all profiles, no Python loop over
 profiles. Profiles that share nothing are solved as a stack of small systems
 with their own damping; parameters shared by all profiles (a Moffat index,
 component offsets) make one dense system. The fit starts from the exact fluxes
-and background of the starting shapes (`psf.linear`).
+and background of the starting shapes (`.psf.linear`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .linear import data_weights, design_matrix, normal_matrix
 
 __all__ = ["LMResult", "levenberg_marquardt", "MAX_ITER"]
 
-# Iteration limit of a fit.
+#: Iteration limit of a fit.
 MAX_ITER = 40
 _RTOL = 1e-6
 # A step that lowers chi2 by less than this has moved the parameters by about
@@ -90,7 +90,7 @@ class _Problem:
     def solve_linear(self, phi):
         """Exact fluxes and background for fixed shapes (the start of every fit).
 
-        The normal equations of `psf.linear.solve_linear`, solved directly: no
+        The normal equations of `.psf.linear.solve_linear`, solved directly: no
         covariance is needed here (nor its rounding).
         """
         a = self.design(phi) * self.w[:, :, None]

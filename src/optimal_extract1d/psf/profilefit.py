@@ -5,9 +5,9 @@ modelled as ``a_b T(y; theta_b) + sum_k c_bk L_k(y)`` plus further components
 of the same shape at offsets (other sources, nod copies): a pixel-integrated
 template with non-linear parameters ``theta_b`` (center, width, and e.g. the
 Moffat index), fluxes and a polynomial background. All profiles form one
-vectorized Levenberg–Marquardt problem (`psf.lm`); the fluxes and background
+vectorized Levenberg–Marquardt problem (`.psf.lm`); the fluxes and background
 are then solved exactly at the best ``theta`` (variable projection,
-`psf.linear.solve_linear`) for their values and S/N.
+`.psf.linear.solve_linear`) for their values and S/N.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ __all__ = [
     "MIN_KERNEL_SNR",
 ]
 
-# A kernel whose flux in the slice is below this S/N is treated as "no signal".
+#: A kernel whose flux in the slice is below this S/N is treated as "no signal".
 MIN_KERNEL_SNR = 5.0
 # A fit this much worse than the noise does not describe the slice at all.
 MAX_CHI2_REDUCED = 1e5
@@ -164,7 +164,7 @@ def fit_profiles(
     fit_offsets : bool
         Fit the offsets (one value each for all profiles) or keep them.
     max_iter : int
-        Iteration limit of the Levenberg–Marquardt fit (`psf.lm`).
+        Iteration limit of the Levenberg–Marquardt fit (`.psf.lm`).
 
     Returns
     -------
@@ -301,7 +301,7 @@ def attempt_kernel_fit(
 ) -> KernelFit | FitFailure:
     """`fit_kernel`, with an unusable fit returned as a `FitFailure` instead of raised.
 
-    For the trial fits of a search (`scene.sources`, `scene.pruning`), where a
+    For the trial fits of a search (`.scene.sources`, `.scene.pruning`), where a
     candidate that cannot be fitted is an ordinary outcome, not an error.
     """
     free = fitted_params(template)

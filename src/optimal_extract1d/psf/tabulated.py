@@ -8,7 +8,7 @@ the kernel fits use: amplitude, center ``x_0``, a width stretch ``scale``
 relative to the reference (so FWHM(λ) can be fitted as for any template),
 and the ``wavelength`` of the profile, which the data fix (never fitted).
 
-Pure: numpy, scipy and astropy only. `io.psfref` reads the files.
+Pure: numpy, scipy and astropy only. `.io.psfref` reads the files.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class PSFTable:
 
     @cached_property
     def _padded(self) -> np.ndarray:
-        """Values with `_PAD` zero rows on both sides (the cubic stencil's reach)."""
+        """Values with ``_PAD`` zero rows on both sides (the cubic stencil's reach)."""
         zeros = np.zeros((_PAD, self.values.shape[1]))
         return np.concatenate([zeros, self.values, zeros])
 
@@ -171,11 +171,11 @@ class TabulatedPSF1D(Fittable1DModel):
 
     ``f(x) = amplitude / scale * T((x - x_0) / scale, wavelength)``, where ``T``
     is the table's unit-integral effective profile, so ``amplitude`` is the
-    flux under the profile. ``wavelength`` is fixed (`fixed` is True): the
+    flux under the profile. ``wavelength`` is fixed (``fixed`` is True): the
     extraction sets it per column, slice and bin, and fits never vary it.
 
-    The model is already integrated over the pixel (`pixel_integrated`), and
-    its own width (``scale = 1``) is the expected one (`reference_psf`).
+    The model is already integrated over the pixel (``pixel_integrated``), and
+    its own width (``scale = 1``) is the expected one (``reference_psf``).
 
     Parameters
     ----------

@@ -6,7 +6,7 @@ the code that builds it: `fit.fit_scene` (the entry point: kernel slice and
 its fit), `sources`, `components` and `pruning` (further sources and negative
 nod copies), `variation` and `trace` (FWHM and center along the dispersion).
 
-May import: `core`, `psf`, and the vocabulary (`errors`, `results`,
-`slitdata`); no datamodels, and not the run parameters (`params`): the
+May import: `.core`, `.psf`, and the vocabulary (`.errors`, `.results`,
+`.slitdata`); no datamodels, and not the run parameters (`.params`): the
 pipeline hands it a `model.SceneSettings`.
 """

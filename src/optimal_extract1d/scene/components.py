@@ -1,8 +1,8 @@
 """What the component search and the pruning share: the slice, the search settings, refits.
 
 A slit's kernel may hold, besides the main source, further sources and
-negative nod copies at fixed offsets (`psf.kernel.KernelFit.offsets`).
-`sources` finds them, `pruning` drops the ones that do not hold up; both
+negative nod copies at fixed offsets (``offsets`` of `.psf.kernel.KernelFit`).
+`.sources` finds them, `.pruning` drops the ones that do not hold up; both
 refit the composite kernel to the coadded slice with `refit`.
 """
 
@@ -26,10 +26,10 @@ __all__ = [
     "PRIOR_NOD_SNR",
 ]
 
-# S/N a nod copy needs where the nod pattern predicts one.
+#: S/N a nod copy needs where the nod pattern predicts one.
 PRIOR_NOD_SNR = 2.0
-# A component fainter than this fraction of the main source is not trusted: at
-# high S/N a profile right to a few per cent leaves residual peaks that large.
+#: A component fainter than this fraction of the main source is not trusted; at
+#: high S/N a profile right to a few per cent leaves residual peaks that large.
 MIN_FLUX_FRACTION = 0.05
 
 

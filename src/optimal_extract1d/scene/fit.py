@@ -2,11 +2,11 @@
 
 `fit_scene` is the entry point. In order: the kernel fitted to the coadded
 slice around `slice_column` (`fit_slice`) with the further sources and
-negative nod copies found in it (`sources.find_components`), or only
-refitted (`pruning.prune_components`) in the refit round; the kernel's
-variation along the dispersion (`variation.vary_kernel`); Horne's empirical
-profile when asked. It raises `ProfileFitError` when the kernel cannot be
-fitted: the pipeline then takes `fixed_scene`, or `model.box_scene` when no
+negative nod copies found in it (`.sources.find_components`), or only
+refitted (`.pruning.prune_components`) in the refit round; the kernel's
+variation along the dispersion (`.variation.vary_kernel`); Horne's empirical
+profile when asked. It raises `.ProfileFitError` when the kernel cannot be
+fitted: the pipeline then takes `fixed_scene`, or `.model.box_scene` when no
 pixel is usable.
 """
 
@@ -107,7 +107,7 @@ def fit_scene(
 
 
 def fixed_scene(sd: SlitData, template: KernelTemplate, *, column: int, reason: str) -> SceneModel:
-    """The first fallback: the template at the slit center (`model.fixed_kernel`), no components."""
+    """First fallback: the template at the slit center, no components (`.model.fixed_kernel`)."""
     fit = fixed_kernel(template, sd.shape[0])
     wavelength = column_wavelength(sd.wavelength)
     centers, fwhm = np.full(sd.shape[1], fit.center), np.full(sd.shape[1], fit.fwhm)
@@ -164,13 +164,13 @@ def fit_slice(
     """Fit the kernel to the slice of ``settings.slice_width`` columns around ``column``.
 
     With a ``search``, further sources and negative nod copies found in the
-    slice are fitted together with the main source (`sources.find_components`).
+    slice are fitted together with the main source (`.sources.find_components`).
     With a ``previous`` fit (a refit with new weights), its components are
     refitted from its values and not searched again; the ones no longer
     significant, with the slice's standard errors times ``noise_scale`` (the
     real noise of correlated pixels), are dropped.
     ``extra`` sets template parameters the data fix for the slice (e.g. the
-    wavelength of its center column, `psf.kernel.wavelength_params`); the
+    wavelength of its center column, `.psf.kernel.wavelength_params`); the
     fitted template keeps them.
 
     Raises

@@ -3,7 +3,7 @@
 A scene is the main source's PSF template, the further sources and negative
 nod copies fitted with it (at fixed offsets), the polynomial background, and
 the center and FWHM of the template in every column (constant, or smooth
-models along the dispersion). `scene.fit.fit_scene` builds it; the pipeline
+models along the dispersion). `.scene.fit.fit_scene` builds it; the pipeline
 turns it into profiles for Horne's sums.
 """
 
@@ -27,7 +27,7 @@ __all__ = [
     "fixed_kernel",
 ]
 
-# FWHM (pixels) of the fixed fallback kernel when the fit fails.
+#: FWHM (pixels) of the fixed fallback kernel when the fit fails.
 FALLBACK_FWHM = 2.0
 
 
@@ -92,7 +92,7 @@ class SceneModel:
     fit : KernelFit or None
         The kernel fitted to the slice: template with its shape parameters,
         center, FWHM, background coefficients and the other components
-        (`KernelFit.offsets`, `KernelFit.kinds`).
+        (``offsets`` and ``kinds`` of `.KernelFit`).
     template : KernelTemplate or None
         PSF shape of every column (with any shape parameter refitted over
         the whole slit); None for a box.

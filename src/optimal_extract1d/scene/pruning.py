@@ -1,8 +1,8 @@
 """Drop the components of a slit's kernel that do not hold up.
 
-After the search (`sources.find_components`) and again in the refit with the
+After the search (`.sources.find_components`) and again in the refit with the
 model variance or the slice's real noise: components below their threshold
-or below `MIN_FLUX_FRACTION` of the main source are dropped, weakest first,
+or below `~.components.MIN_FLUX_FRACTION` of the main source are dropped, weakest first,
 and a split pair that these weights no longer demand is merged back.
 """
 
@@ -22,7 +22,7 @@ from .components import (
 
 __all__ = ["prune_components", "prune", "UNSPLIT_MAX_SEPARATION_FWHM"]
 
-# A source this close to the main one (its FWHM) is re-tested as a blend in a refit.
+#: A source this close to the main one (its FWHM) is re-tested as a blend in a refit.
 UNSPLIT_MAX_SEPARATION_FWHM = 3.0
 
 
@@ -49,7 +49,7 @@ def _unsplit(fit: KernelFit, data: SliceData, search: ComponentSearch) -> Kernel
 
     The source nearest the main one, if within `UNSPLIT_MAX_SEPARATION_FWHM`
     (a split narrows both parts, so a pair can end up farther apart than
-    `sources.SOURCE_MIN_SEPARATION_FWHM` in its own FWHM), is tested as `sources` tested
+    ``sources.SOURCE_MIN_SEPARATION_FWHM`` in its own FWHM), is tested as `.sources` tested
     it, against the single source refitted from the pair's combined
     center and width.
     """

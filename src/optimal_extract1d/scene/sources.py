@@ -5,7 +5,7 @@ scanned with a matched filter (the fitted PSF): a positive peak above
 ``threshold`` S/N is another source, a negative one a nod copy. Nod copies
 are also looked for, at a lower threshold, where the exposure's nod pattern
 puts them. Components are added one at a time, the strongest first, each
-time refitting all of them together (`psf.profilefit.fit_kernel` with offsets),
+time refitting all of them together (`.psf.profilefit.fit_kernel` with offsets),
 so close pairs are deblended rather than found twice.
 """
 
@@ -36,7 +36,7 @@ __all__ = ["find_components", "MAX_COMPONENTS"]
 
 log = logging.getLogger(__name__)
 
-# At most this many components besides the main source.
+#: At most this many components besides the main source.
 MAX_COMPONENTS = 6
 # A blend is tested for only when the fit is worse than this reduced chi2.
 MISFIT_CHI2 = 1.5
@@ -158,7 +158,7 @@ def _expected_nods(fit: KernelFit, data: SliceData, search: ComponentSearch) -> 
     """Fit the nod copies where the exposure's nod pattern puts them, all at once.
 
     Only copies that fall on the slice's valid rows are tried; the ones that
-    come out insignificant are dropped later (`pruning.prune`). One fit instead of
+    come out insignificant are dropped later (`.pruning.prune`). One fit instead of
     a search per copy.
     """
     valid = data.valid
@@ -210,7 +210,7 @@ def _try_split(fit: KernelFit, data: SliceData, search: ComponentSearch) -> Kern
 def _add_components(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
     """Add nod copies and further sources, the best first; then one joint refit.
 
-    Candidates come from `_scan` (linear fits with the shapes held), so the
+    Candidates come from ``_scan`` (linear fits with the shapes held), so the
     search costs one non-linear fit after the first component (whose absence
     may have distorted the main source's width) and one at the end, rather
     than one per candidate. The nod-copy and source candidates compete on
@@ -242,7 +242,7 @@ def _charge(fit: KernelFit, search: ComponentSearch, offset: float | np.ndarray)
     """chi2 gain a source at ``offset`` from the main one must bring to be believed.
 
     The detection threshold squared, plus, near the main source, the chi2 a
-    template right to `PROFILE_ERROR` leaves there.
+    template right to `.PROFILE_ERROR` leaves there.
     """
     near = np.abs(offset) < MISMATCH_REACH_FWHM * fit.fwhm
     return search.threshold**2 + np.where(near, (PROFILE_ERROR * fit.snr) ** 2, 0.0)
@@ -316,7 +316,7 @@ def _candidate(fit: KernelFit, data: SliceData, search: ComponentSearch, *, nega
     """``(row, chi2 gain, negative)`` of the best new component of one sign, or None.
 
     Rows are ranked by chi2 gain over the gain needed (threshold squared, plus
-    the template-error allowance of `_charge` near the main source; the
+    the template-error allowance of ``_charge`` near the main source; the
     nod-pattern prior lowers it where copies are expected).
     """
     gain, flux, snr = _scan(fit, data)

@@ -1,7 +1,7 @@
 """Kernel fits in bins along the dispersion axis, and smooth FWHM(λ), center(λ) models.
 
 All bins of a slit are fitted at once as one least-squares problem
-(`psf.profilefit.fit_profiles`): the template's center and/or width are the
+(`.psf.profilefit.fit_profiles`): the template's center and/or width are the
 non-linear parameters of every bin, while its amplitude and the polynomial
 background are solved exactly for each trial (variable projection). Bins
 whose flux S/N is too low, or whose fit runs to a bound, keep the global
@@ -83,7 +83,7 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
     column_snr : ndarray, shape (n_disp,)
         First-pass S/N of every column (negative or NaN count as 0).
     n_bins : int or None
-        Number of bins; None = as many as reach `TARGET_BIN_SNR` (1..`MAX_BINS`).
+        Number of bins; None = as many as reach ``TARGET_BIN_SNR`` (1 to ``MAX_BINS``).
 
     Returns
     -------
@@ -125,7 +125,7 @@ def fit_bins(
     template : KernelTemplate
         PSF shape (its other shape parameters stay as fitted globally).
     values, sigma : ndarray, shape (n_cross, n_bins)
-        Coadded bin profiles and their uncertainties (see `core.coadd.coadd_bins`).
+        Coadded bin profiles and their uncertainties (see `.core.coadd.coadd_bins`).
     bkg_order : int
         Polynomial background degree (-1 = none), solved in every bin.
     center, fwhm : float
@@ -137,7 +137,7 @@ def fit_bins(
         the source; their fluxes are fitted in every bin.
     extra : mapping of str to ndarray, shape (n_bins,), optional
         Template parameters the data set per bin (never fitted), e.g. the
-        wavelength of a tabulated PSF (`psf.kernel.wavelength_params`).
+        wavelength of a tabulated PSF (`.psf.kernel.wavelength_params`).
 
     Returns
     -------
@@ -217,7 +217,7 @@ class SmoothModel:
     variable: str = "wavelength"
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Evaluate at ``x`` (of `variable`), held constant beyond the range the bins cover."""
+        """Evaluate at ``x`` (of ``variable``), held constant beyond the range the bins cover."""
         lo, hi = self.valid if self.valid is not None else self.domain
         u = _to_window(np.clip(x, lo, hi), self.domain)
         return P.polyval(u, np.asarray(self.coeffs, float))
@@ -289,7 +289,7 @@ def fit_smooth(
         Range of ``x`` the bins cover, beyond which the model is held
         constant (default: the bin centers).
     variable : str
-        What ``x`` is: ``"wavelength"`` or ``"column"`` (see `VARIABLES`).
+        What ``x`` is: ``"wavelength"`` or ``"column"`` (see ``VARIABLES``).
 
     Returns
     -------

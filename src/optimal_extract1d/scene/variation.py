@@ -1,8 +1,8 @@
 """The kernel along the dispersion: FWHM(λ) and center(column) from fits in bins.
 
 `vary_kernel` fits the slice kernel in bins along the dispersion (all at once,
-`trace.fit_bins`) and models the good bins' center and width with smooth
-polynomials (`trace.fit_smooth`); bins without enough signal keep the global
+`.trace.fit_bins`) and models the good bins' center and width with smooth
+polynomials (`.trace.fit_smooth`); bins without enough signal keep the global
 kernel, and every such fallback is logged with the slit name.
 """
 
@@ -73,7 +73,7 @@ def vary_kernel(
     usable : ndarray of bool, shape (n_cross, n_disp)
         Pixels the fits may use.
     wavelength : ndarray, shape (n_disp,)
-        Wavelength of every column (see `scene.fit.column_wavelength`).
+        Wavelength of every column (see `.scene.fit.column_wavelength`).
     settings : SceneSettings
         ``fit_fwhm``, ``fwhm_order``, ``fit_trace``, ``trace_order``,
         ``n_bins``, ``bkg_order``.

@@ -1,6 +1,6 @@
 """Datamodel half of the simulator: synthetic s2d files like ``resample_spec`` writes.
 
-`make_multislit` wraps `sim.simulate.SimulatedSlit` arrays in a NIRSpec MOS-like
+`make_multislit` wraps `.sim.simulate.SimulatedSlit` arrays in a NIRSpec MOS-like
 ``MultiSlitModel``; `make_lrs_image` in a MIRI LRS-like ``ImageModel``
 (dispersion along y). Every slit carries a gwcs detector -> (ra, dec,
 wavelength) with a tabulated wavelength axis and a bounding box, SCI/ERR/
@@ -221,7 +221,7 @@ def make_s2d_file(
 
     Parameters
     ----------
-    path : str or Path
+    path : str or pathlib.Path
         Output file (``*_s2d.fits``).
     rng : numpy.random.Generator
         Random generator.
@@ -232,7 +232,7 @@ def make_s2d_file(
     nod_type : str, optional
         Nod pattern recorded in the DITHER metadata (see `make_multislit`).
     **slit_kwargs
-        Passed to `sim.simulate.simulate_slit` (fixed for all slits).
+        Passed to `.sim.simulate.simulate_slit` (fixed for all slits).
 
     Returns
     -------

@@ -1,15 +1,15 @@
 """Realistic synthetic s2d slits with known truth, for the demo, tests and benchmarks.
 
-This is the pure half (numpy and scipy only); `sim.models` wraps the arrays
+This is the pure half (numpy and scipy only); `.sim.models` wraps the arrays
 in datamodels.
 
 * `simulate_slit`: one slit's arrays, dispersion along axis 1,
   with a pixel-integrated Gaussian or Moffat source whose FWHM varies with
-  wavelength (or the effective profiles of a PSF table, `psf.tabulated.PSFTable`),
+  wavelength (or the effective profiles of a PSF table, `.psf.tabulated.PSFTable`),
   an offset or curved trace, sky background, NaN borders,
   optional negative nod copies, cosmic rays and correlated noise, and noise
   drawn from the variance arrays. It returns the injected truth.
-* `sim.models.make_slit_model` / `make_multislit` / `make_s2d_file`
+* `.sim.models.make_slit_model` / `~.sim.models.make_multislit` / `~.sim.models.make_s2d_file`
   (stdatamodels and gwcs) wrap those arrays in ``SlitModel``/``MultiSlitModel``/``ImageModel``
   with a detector -> (ra, dec, wavelength) gwcs like ``resample_spec`` writes,
   units MJy/sr and the metadata extract_1d reads.
@@ -27,7 +27,7 @@ from ..psf.tabulated import PSFTable
 
 __all__ = ["SimulatedSlit", "simulate_slit", "default_spectrum", "PIXEL_AREA_SR"]
 
-# NIRSpec s2d pixel solid angle (0.1" x 0.1" resampled pixels ~ 2.35e-13 sr).
+#: NIRSpec s2d pixel solid angle (0.1" x 0.1" resampled pixels ~ 2.35e-13 sr).
 PIXEL_AREA_SR = 2.35e-13
 
 
