@@ -63,10 +63,10 @@ class ExtractParams:
         ``"err"`` (ERR squared).
     drizzle_scale : float
         Pixel scale ratio ``s`` in Var = 1 / (WHT s^4).
-    fit_fwhm, fit_trace : bool or "auto"
+    fit_fwhm, fit_trace : bool or str
         Fit the kernel width / center in bins and model it along the dispersion;
         ``"auto"``: the data of every slit decide whether it varies, and with
-        which degree up to ``fwhm_order`` / ``trace_order`` (`scene.choice`).
+        which degree up to ``fwhm_order`` / ``trace_order`` (`.scene.choice`).
     fwhm_order, trace_order : int
         Polynomial degree of the FWHM(wavelength) and center(dispersion pixel)
         models (the highest one tried with ``"auto"``).

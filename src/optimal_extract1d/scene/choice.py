@@ -7,7 +7,7 @@ Every candidate scene model is scored by
 (the Bayesian information criterion), where ``k`` counts the parameters the
 candidate adds, ``n`` the pixels it is fitted to, and ``chi2_eff`` weighs each
 residual against the noise *and* the template error: a PSF template is right
-to about `TEMPLATE_ERROR` of the model, so at high S/N a stiffer model cannot
+to about ``Criterion.template_error`` of the model, so at high S/N a stiffer model cannot
 win by absorbing the template's misfit, and at low S/N it cannot win at all,
 as it gains less than its ``ln(n)`` per parameter. The candidate with the
 lowest ``C`` is taken; all candidates' values are recorded.
@@ -57,12 +57,13 @@ class Criterion:
 
         Parameters
         ----------
-        resid, model : ndarray, shape (n_pix, n_prof)
+        resid, model : ndarray, shape (n, n_prof)
             Residuals and model, both divided by the pixel's noise (0 where unused).
         """
         return np.sum(resid**2 / (1.0 + (self.template_error * model) ** 2), axis=0)
 
 
+#: The criterion every scene decision uses.
 CRITERION = Criterion()
 
 
@@ -111,7 +112,7 @@ def choose_orders(
     """Score every (center order, FWHM order) candidate on the bin profiles.
 
     Each candidate fits its polynomials to the good bins' centers and widths
-    (as the smooth models do, `trace.fit_smooth`), fixes the kernel of every
+    (as the smooth models do, `.trace.fit_smooth`), fixes the kernel of every
     bin at them, solves the fluxes and background exactly, and scores the
     bins' profiles with `CRITERION`.
 

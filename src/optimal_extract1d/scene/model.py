@@ -46,9 +46,9 @@ class SceneSettings:
         slice; None = the column with the most signal.
     empirical : bool
         Replace the main source's kernel profile by Horne's empirical profile.
-    fit_fwhm, fit_trace : bool or "auto"
+    fit_fwhm, fit_trace : bool or str
         Fit the kernel width / center in bins and model them along the
-        dispersion; ``"auto"``: the criterion decides (`scene.choice`).
+        dispersion; ``"auto"``: the criterion decides (`.scene.choice`).
     fwhm_order, trace_order : int
         Degrees of the FWHM(wavelength) and center(dispersion pixel) models
         (the highest tried with ``"auto"``).
