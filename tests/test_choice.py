@@ -43,17 +43,15 @@ def test_auto_finds_a_widening_bowed_trace_and_reaches_the_oracle(rng):
             choice["trace_order"],
             choice["fwhm_order"],
         )
-        held = next(
-            c for c in choice["candidates"] if c["trace_order"] is None and c["fwhm_order"] is None
-        )
+        held = next(c for c in choice["candidates"] if c["trace_order"] == c["fwhm_order"] == 0)
         assert held["value"] - best["value"] > 100  # overwhelming evidence at this S/N
 
 
 def test_auto_holds_a_constant_kernel_where_nothing_varies(rng):
     picks = _choices(rng, 10, snr=30.0, fwhm=(2.0, 2.0), curvature=0.0)
     held = [
-        r.metadata["model_choice"]["trace_order"] is None
-        and r.metadata["model_choice"]["fwhm_order"] is None
+        r.metadata["model_choice"]["trace_order"] in (None, 0)
+        and r.metadata["model_choice"]["fwhm_order"] in (None, 0)
         for _, r in picks
     ]
     # BIC's false-positive rate per extra parameter is a few per cent: most slits stay flat
@@ -92,3 +90,34 @@ def test_a_bad_fit_flag_names_the_allowed_values():
         "fit_trace": "False"
     }
     assert OptimalExtract1dStep().fit_fwhm == "auto"  # the default in every mode
+
+
+def test_auto_kernel_takes_the_moffat_for_a_moffat_source_and_keeps_one_spectrum(rng):
+    for _ in range(3):
+        sim = simulate_slit(
+            rng,
+            n_disp=400,
+            snr=30.0,
+            spectrum=np.ones(400),
+            shape="moffat",
+            fwhm=(1.6, 3.2),
+            curvature=1.2,
+        )
+        spectra = extract_slit(slit_data_from_sim(sim), ExtractParams(bkg_order=-1))
+        assert len(spectra) == 1  # the wings are not taken for a companion
+        kernel = spectra[0].metadata["model_choice"]["kernel"]
+        assert kernel["chosen"] == "moffat1d" or kernel["chosen"] == "moffat"
+        values = {c["kernel"]: c["value"] for c in kernel["candidates"]}
+        assert values["moffat"] < values["gaussian"]
+        assert _oracle_mse(sim, spectra[0].flux) < 1.05
+
+
+def test_auto_kernel_keeps_the_gaussian_for_a_gaussian_source(rng):
+    chosen = []
+    for _ in range(6):
+        sim = simulate_slit(rng, n_disp=400, snr=30.0, spectrum=np.ones(400), fwhm=(2.0, 2.0))
+        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams(bkg_order=-1))
+        chosen.append(res.metadata["model_choice"]["kernel"]["chosen"])
+        # whichever wins, a Moffat here is close to its Gaussian limit: no loss
+        assert _oracle_mse(sim, res.flux) < 1.05
+    assert chosen.count("gaussian") >= 4

@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 #: The values of ``kernel`` given by name.
-KERNELS = ("gaussian", "moffat", "empirical", "psf")
+KERNELS = ("auto", "gaussian", "moffat", "empirical", "psf")
 #: The values of ``variance_source``.
 VARIANCE_SOURCES = ("auto", "var", "wht", "err")
 #: The values of ``error_scale``.
@@ -50,9 +50,10 @@ class ExtractParams:
         Dispersion-axis pixel at the center of the slice; None = the column
         with the most signal.
     kernel : str or astropy.modeling.Fittable1DModel
-        PSF template: ``"gaussian"``, ``"moffat"``, ``"empirical"`` (Horne's
-        data-driven profile), ``"psf"`` (the profiles of ``psf_file``), or
-        (from Python) any astropy 1-D model.
+        PSF template: ``"auto"`` (Gaussian or Moffat, chosen per slit by the
+        criterion of `.scene.choice`), ``"gaussian"``, ``"moffat"``,
+        ``"empirical"`` (Horne's data-driven profile), ``"psf"`` (the profiles
+        of ``psf_file``), or (from Python) any astropy 1-D model.
     psf_file : str or None
         jwst ``SpecPsfModel`` file with the cross-dispersion PSF per
         wavelength; required by (and only used with) ``kernel = "psf"``.
@@ -91,7 +92,7 @@ class ExtractParams:
     extraction_region: tuple[int, int, int, int] | None = None
     slice_width: int = 30
     slice_column: int | None = None
-    kernel: str = "gaussian"
+    kernel: str = "auto"
     psf_file: str | None = None
     bkg_order: int = 2
     variance_source: str = "auto"

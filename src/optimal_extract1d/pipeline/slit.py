@@ -54,6 +54,7 @@ def scene_settings(params: ExtractParams) -> SceneSettings:
         slice_width=params.slice_width,
         slice_column=params.slice_column,
         empirical=params.kernel == "empirical",
+        other_kernels=("moffat",) if params.kernel == "auto" else (),
         fit_fwhm=params.fit_fwhm,
         fwhm_order=params.fwhm_order,
         fit_trace=params.fit_trace,

@@ -15,8 +15,8 @@ log = logging.getLogger(__name__)
 
 
 def slice_kernel(kernel):
-    """Template fitted to the slice: the empirical profile starts from a Gaussian."""
-    return "gaussian" if kernel == "empirical" else kernel
+    """Template fitted to the slice first: ``empirical`` and ``auto`` start from a Gaussian."""
+    return "gaussian" if isinstance(kernel, str) and kernel in ("empirical", "auto") else kernel
 
 
 def psf_reference(params: ExtractParams) -> psfref.PSFReference | None:

@@ -185,7 +185,15 @@ def fit_profiles(
     )
     names, n_off = [*free, *shared], (len(offsets) if fit_offsets else 0)
     return _linear_parts(
-        template, found, values, sigma=sigma, basis=basis, bounds=bounds, names=names, n_off=n_off
+        template,
+        found,
+        values,
+        sigma=sigma,
+        basis=basis,
+        bounds=bounds,
+        names=names,
+        free=free,
+        n_off=n_off,
     )
 
 
@@ -207,11 +215,14 @@ def _inside(bounds, name) -> tuple[float, float]:
 
 
 def _linear_parts(
-    template, found: LMResult, values, *, sigma, basis, bounds, names, n_off
+    template, found: LMResult, values, *, sigma, basis, bounds, names, free, n_off
 ) -> ProfileFits:
     """Fluxes, background and fit statistics at the fitted shapes.
 
-    ``names`` are the fitted parameters and ``n_off`` the number of fitted offsets.
+    ``names`` are the fitted parameters (the profiles' own, then the shared
+    ones) and ``n_off`` the number of fitted offsets; ``at_bound`` looks at
+    the profiles' own parameters (``free``) only: a shared one on its bound
+    (a Moffat index at its Gaussian limit) says nothing against any profile.
     """
     n_cross, n_prof = values.shape
     y = np.arange(n_cross, dtype=float)
@@ -227,7 +238,7 @@ def _linear_parts(
         background=coeffs[:, n_comp:],
         chi2=np.sum(resid**2, axis=0),
         dof=np.maximum(n_ok - len(names) - n_off - coeffs.shape[1], 1),
-        at_bound=_at_bound(par, names, bounds, n_prof=n_prof),
+        at_bound=_at_bound(par, free, bounds, n_prof=n_prof),
     )
 
 

@@ -13,9 +13,11 @@ as it gains less than its ``ln(n)`` per parameter. The candidate with the
 lowest ``C`` is taken; all candidates' values are recorded.
 
 This module holds the criterion and its constants (`CRITERION`); the
-decisions using it so far: the polynomial orders of the center and FWHM
-along the dispersion (`choose_orders`, for ``fit_trace`` / ``fit_fwhm`` =
-``"auto"``).
+decisions using it so far: the kernel family (`choose_kernel`, for
+``kernel = "auto"``), scored on the kernel slice with the plain chi2 (the
+template error is what the choice is about), and the polynomial orders of the
+center and FWHM along the dispersion (`choose_orders`, for ``fit_trace`` /
+``fit_fwhm`` = ``"auto"``).
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ from typing import Any
 import numpy as np
 
 from ..core.profile import PROFILE_ERROR
-from ..psf.kernel import KernelTemplate
+from ..psf.kernel import KernelFit, KernelTemplate, fitted_params, shape_bounds
 from ..psf.linear import solve_linear
 from ..psf.profilefit import component_shapes
 from . import trace
 
-__all__ = ["CRITERION", "Criterion", "OrderChoice", "choose_orders"]
+__all__ = [
+    "CRITERION",
+    "Criterion",
+    "KernelChoice",
+    "OrderChoice",
+    "choose_kernel",
+    "choose_orders",
+]
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,76 @@ class OrderChoice:
             "fwhm_order": self.fwhm_order,
             "candidates": list(self.candidates),
         }
+
+
+@dataclass(frozen=True)
+class KernelChoice:
+    """The kernel family chosen on the slice, and the evidence.
+
+    Attributes
+    ----------
+    fit : KernelFit
+        The winning template's fit to the slice (main source only).
+    candidates : tuple of dict
+        Every family fitted: its name, parameter count ``k``, chi2 and
+        criterion ``value`` (a family whose fit failed has no value).
+    n_pixels : int
+        Valid pixels of the slice.
+    """
+
+    fit: KernelFit
+    candidates: tuple[dict[str, Any], ...]
+    n_pixels: int
+
+    def to_meta(self) -> dict[str, Any]:
+        """Plain values for the spectrum metadata."""
+        return {
+            "criterion": "chi2 + k ln(n) on the kernel slice",
+            "n_pixels": self.n_pixels,
+            "chosen": self.fit.template.name,
+            "candidates": list(self.candidates),
+        }
+
+
+def choose_kernel(
+    fits: Sequence[KernelFit | None], names: Sequence[str], *, n_pixels: int, n_cross: int
+) -> KernelChoice | None:
+    """The family whose slice fit has the lowest ``chi2 + k ln(n)``; None if none fitted.
+
+    ``k`` counts the template's non-linear parameters (a Moffat's index is one
+    more than a Gaussian's), so the stiffer family must gain more than
+    ``ln(n)`` in chi2: a Gaussian source keeps the Gaussian. A family whose
+    extra shape parameter ended on its bound (a Moffat index at 20, the
+    Gaussian limit) is another family's limit, not a candidate.
+    """
+    cost = CRITERION.penalty(n_pixels)
+    candidates, best = [], None
+    for fit, name in zip(fits, names, strict=True):
+        if fit is None or _shape_at_bound(fit, n_cross):
+            why = "failed" if fit is None else "shape parameter on its bound"
+            candidates.append({"kernel": name, "k": None, "chi2": None, "value": None, "why": why})
+            continue
+        k = len(fitted_params(fit.template))
+        value = float(fit.chi2 + k * cost)
+        candidates.append({"kernel": name, "k": k, "chi2": float(fit.chi2), "value": value})
+        if best is None or value < best[0]:
+            best = (value, fit)
+    return None if best is None else KernelChoice(best[1], tuple(candidates), n_pixels)
+
+
+def _shape_at_bound(fit: KernelFit, n_cross: int) -> bool:
+    """A fitted shape parameter other than the center and width lies on its bound."""
+    template = fit.template
+    bounds = shape_bounds(template, n_cross)
+    for name in fitted_params(template):
+        if name in (template.center_param, template.width_param):
+            continue
+        lo, hi = bounds[name]
+        value = float(getattr(template.model, name).value)
+        span = (hi - lo) if np.isfinite(hi - lo) else 1.0
+        if value <= lo + 1e-3 * span or value >= hi - 1e-3 * span:
+            return True
+    return False
 
 
 def choose_orders(

@@ -12,6 +12,7 @@ pixel is usable.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,9 +23,10 @@ from ..core.empirical import empirical_profile, trace_support
 from ..core.outliers import nanmedian
 from ..core.profile import Profile
 from ..psf.evaluate import kernel_profile
-from ..psf.kernel import KernelFit, KernelTemplate, wavelength_params, with_params
-from ..psf.profilefit import fit_kernel
+from ..psf.kernel import KernelFit, KernelTemplate, make_template, wavelength_params, with_params
+from ..psf.profilefit import FitFailure, attempt_kernel_fit, fit_kernel
 from ..slitdata import SlitData
+from .choice import KernelChoice, choose_kernel
 from .components import ComponentSearch
 from .model import SceneModel, SceneSettings, component_profiles, fixed_kernel
 from .pruning import prune_components
@@ -32,6 +34,8 @@ from .sources import find_components
 from .variation import vary_kernel
 
 __all__ = ["column_wavelength", "fit_scene", "fit_slice", "fixed_scene", "slice_column"]
+
+log = logging.getLogger(__name__)
 
 
 def fit_scene(
@@ -57,6 +61,17 @@ def fit_scene(
         When the kernel cannot be fitted to the slice.
     """
     wavelength = column_wavelength(sd.wavelength)
+    kernel_choice = None
+    if previous is None and settings.other_kernels:
+        template, kernel_choice = _choose_template(
+            template,
+            sd,
+            variance,
+            usable=usable,
+            column=column,
+            settings=settings,
+            extra=wavelength_params(template, wavelength[column]),
+        )
     fit = fit_slice(
         template,
         sd.data,
@@ -88,6 +103,12 @@ def fit_scene(
         column_params=varied.column_params,
     )
     meta = dict(varied.metadata)
+    if kernel_choice is not None:
+        meta["model_choice"] = {"kernel": kernel_choice.to_meta(), **meta.get("model_choice", {})}
+    elif previous is not None and "model_choice" in previous.metadata:
+        kept = previous.metadata["model_choice"].get("kernel")
+        if kept is not None:
+            meta["model_choice"] = {"kernel": kept, **meta.get("model_choice", {})}
     if settings.empirical:
         profiles[0] = _empirical(sd, settings, usable=usable, variance=variance, kernel=profiles[0])
         meta["empirical"] = {"order": EMPIRICAL_ORDER, "support": "2 FWHM + 1 px of the trace"}
@@ -104,6 +125,57 @@ def fit_scene(
         column_params=varied.column_params,
         metadata=meta,
     )
+
+
+def _choose_template(
+    template: KernelTemplate,
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    usable: np.ndarray,
+    column: int,
+    settings: SceneSettings,
+    extra: Mapping[str, float],
+) -> tuple[KernelTemplate, KernelChoice | None]:
+    """The template family the slice prefers (`.choice.choose_kernel`), main source only.
+
+    The families are compared before the search for further sources and nod
+    copies, so that the wings of a Moffat source are not taken for companions
+    of a Gaussian one. When no family fits, the given template goes on (and
+    its fit reports why).
+    """
+    values, sigma = coadd.coadd_columns(
+        sd.data, variance, usable, column=column, width=settings.slice_width
+    )
+    start = None
+    if settings.source_positions is not None:
+        start = settings.source_positions[0] - sd.offset[0]
+    candidates = [template, *(make_template(name) for name in settings.other_kernels)]
+    fits = []
+    for candidate in candidates:
+        trial = attempt_kernel_fit(
+            with_params(candidate, extra), values, sigma, bkg_order=settings.bkg_order, center=start
+        )
+        fits.append(None if isinstance(trial, FitFailure) else trial)
+    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
+    choice = choose_kernel(
+        fits, [c.name for c in candidates], n_pixels=n_pixels, n_cross=values.size
+    )
+    if choice is None:
+        return template, None
+    chosen = candidates[fits.index(choice.fit)]
+    log.info(
+        "Slit %s: %s kernel (criterion %s)",
+        sd.name,
+        chosen.name,
+        ", ".join(
+            f"{c['kernel']} {c['value']:.1f}"
+            if c["value"] is not None
+            else f"{c['kernel']} {c['why']}"
+            for c in choice.candidates
+        ),
+    )
+    return chosen, choice
 
 
 def fixed_scene(sd: SlitData, template: KernelTemplate, *, column: int, reason: str) -> SceneModel:

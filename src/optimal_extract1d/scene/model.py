@@ -46,6 +46,10 @@ class SceneSettings:
         slice; None = the column with the most signal.
     empirical : bool
         Replace the main source's kernel profile by Horne's empirical profile.
+    other_kernels : tuple of str
+        Named templates (``"moffat"``) the slice is also fitted with; the
+        criterion (`.scene.choice.choose_kernel`) picks the family. Empty: the
+        given template only.
     fit_fwhm, fit_trace : bool or str
         Fit the kernel width / center in bins and model them along the
         dispersion; ``"auto"``: the criterion decides (`.scene.choice`).
@@ -66,6 +70,7 @@ class SceneSettings:
     slice_width: int = 30
     slice_column: int | None = None
     empirical: bool = False
+    other_kernels: tuple[str, ...] = ()
     fit_fwhm: bool | str = "auto"
     fwhm_order: int = 2
     fit_trace: bool | str = "auto"

@@ -163,9 +163,9 @@ def _orders(
     """Degrees of the center and FWHM models: the user's, or chosen by the criterion.
 
     ``True`` takes the user's degree, ``False`` holds the slice value (None);
-    ``"auto"`` lets `choice.choose_orders` pick among holding the slice value
-    and the degrees 1 to the user's (0 if that is 0), recording the evidence
-    in ``meta["model_choice"]``.
+    ``"auto"`` lets `.choice.choose_orders` pick a degree from 0 (a constant
+    over the whole slit) to the user's, recording the evidence in
+    ``meta["model_choice"]``.
     """
     n_good = int(bins.good.sum())
     auto = {"trace": settings.fit_trace == "auto", "fwhm": settings.fit_fwhm == "auto"}
@@ -204,9 +204,8 @@ def _orders(
 
 
 def _auto_orders(top: int, n_good: int) -> list[int | None]:
-    """Candidate degrees: held at the slice value, then 1 (or 0) up to ``top``."""
-    highest = min(top, max(n_good - 2, 0))
-    return [None, *range(min(1, highest), highest + 1)] if n_good >= 2 else [None]
+    """Candidate degrees: 0 (a constant fitted to the bins) up to ``top``, as the bins allow."""
+    return list(range(min(top, max(n_good - 2, 0)) + 1))
 
 
 def _described(order: int | None) -> str:
