@@ -141,8 +141,9 @@ def choose_kernel(
     """The family whose slice fit has the lowest ``chi2 + k ln(n)``; None if none fitted.
 
     ``k`` counts the template's non-linear parameters (a Moffat's index is one
-    more than a Gaussian's), so the stiffer family must gain more than
-    ``ln(n)`` in chi2: a Gaussian source keeps the Gaussian. A family whose
+    more than a Gaussian's) and an offset and a flux for every further
+    component the family's fit needed, so the stiffer family must gain more
+    than ``ln(n)`` in chi2 per parameter: a Gaussian source keeps the Gaussian. A family whose
     extra shape parameter ended on its bound (a Moffat index at 20, the
     Gaussian limit) is another family's limit, not a candidate.
     """
@@ -153,7 +154,7 @@ def choose_kernel(
             why = "failed" if fit is None else "shape parameter on its bound"
             candidates.append({"kernel": name, "k": None, "chi2": None, "value": None, "why": why})
             continue
-        k = len(fitted_params(fit.template))
+        k = len(fitted_params(fit.template)) + 2 * len(fit.offsets)  # + offset, flux of each
         value = float(fit.chi2 + k * cost)
         candidates.append({"kernel": name, "k": k, "chi2": float(fit.chi2), "value": value})
         if best is None or value < best[0]:

@@ -22,18 +22,26 @@ from ..core.empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
 from ..core.empirical import empirical_profile, trace_support
 from ..core.outliers import nanmedian
 from ..core.profile import Profile
+from ..errors import ProfileFitError
 from ..psf.evaluate import kernel_profile
 from ..psf.kernel import KernelFit, KernelTemplate, make_template, wavelength_params, with_params
-from ..psf.profilefit import FitFailure, attempt_kernel_fit, fit_kernel
+from ..psf.profilefit import FitFailure, attempt_kernel_fit
 from ..slitdata import SlitData
 from .choice import KernelChoice, choose_kernel
 from .components import ComponentSearch
 from .model import SceneModel, SceneSettings, component_profiles, fixed_kernel
 from .pruning import prune_components
-from .sources import find_components
+from .sources import describe_components, find_components
 from .variation import vary_kernel
 
-__all__ = ["column_wavelength", "fit_scene", "fit_slice", "fixed_scene", "slice_column"]
+__all__ = [
+    "attempt_slice_fit",
+    "column_wavelength",
+    "fit_scene",
+    "fit_slice",
+    "fixed_scene",
+    "slice_column",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,30 +69,22 @@ def fit_scene(
         When the kernel cannot be fitted to the slice.
     """
     wavelength = column_wavelength(sd.wavelength)
+    slice_fit = {
+        "usable": usable,
+        "column": column,
+        "settings": settings,
+        "search": _search(sd, settings),
+        "extra": wavelength_params(template, wavelength[column]),
+        "previous": previous.fit if previous else None,
+        "noise_scale": noise_scale,
+    }
     kernel_choice = None
     if previous is None and settings.other_kernels:
-        template, kernel_choice = _choose_template(
-            template,
-            sd,
-            variance,
-            usable=usable,
-            column=column,
-            settings=settings,
-            extra=wavelength_params(template, wavelength[column]),
-        )
-    fit = fit_slice(
-        template,
-        sd.data,
-        variance,
-        usable=usable,
-        column=column,
-        settings=settings,
-        search=_search(sd, settings),
-        name=sd.name,
-        extra=wavelength_params(template, wavelength[column]),
-        previous=previous.fit if previous else None,
-        noise_scale=noise_scale,
-    )
+        fit, kernel_choice = _choose_family(template, sd, variance, slice_fit=slice_fit)
+    else:
+        fit = fit_slice(template, sd.data, variance, **slice_fit)
+    if previous is None and fit.offsets:
+        log.info("Slit %s: %s", sd.name, describe_components(fit))
     varied = vary_kernel(
         fit,
         sd.data,
@@ -127,47 +127,41 @@ def fit_scene(
     )
 
 
-def _choose_template(
+def _choose_family(
     template: KernelTemplate,
     sd: SlitData,
     variance: np.ndarray,
     *,
-    usable: np.ndarray,
-    column: int,
-    settings: SceneSettings,
-    extra: Mapping[str, float],
-) -> tuple[KernelTemplate, KernelChoice | None]:
-    """The template family the slice prefers (`.choice.choose_kernel`), main source only.
+    slice_fit: dict,
+) -> tuple[KernelFit, KernelChoice]:
+    """The slice fitted with every template family, and the one the criterion prefers.
 
-    The families are compared before the search for further sources and nod
-    copies, so that the wings of a Moffat source are not taken for companions
-    of a Gaussian one. When no family fits, the given template goes on (and
-    its fit reports why).
+    Each family is fitted with its own search for further sources and nod
+    copies (`attempt_slice_fit`), and its criterion counts them: a Gaussian
+    that needs two "companions" to describe a Moffat's wings loses to the
+    Moffat, and a Moffat that bends to absorb negative nod copies loses to
+    the Gaussian that models them.
+
+    Raises
+    ------
+    ProfileFitError
+        When no family can be fitted (the given template's reason).
     """
-    values, sigma = coadd.coadd_columns(
-        sd.data, variance, usable, column=column, width=settings.slice_width
-    )
-    start = None
-    if settings.source_positions is not None:
-        start = settings.source_positions[0] - sd.offset[0]
-    candidates = [template, *(make_template(name) for name in settings.other_kernels)]
-    fits = []
-    for candidate in candidates:
-        trial = attempt_kernel_fit(
-            with_params(candidate, extra), values, sigma, bkg_order=settings.bkg_order, center=start
-        )
-        fits.append(None if isinstance(trial, FitFailure) else trial)
-    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
-    choice = choose_kernel(
-        fits, [c.name for c in candidates], n_pixels=n_pixels, n_cross=values.size
-    )
-    if choice is None:
-        return template, None
-    chosen = candidates[fits.index(choice.fit)]
+    settings = slice_fit["settings"]
+    families = [template, *(make_template(name) for name in settings.other_kernels)]
+    trials = [attempt_slice_fit(f, sd.data, variance, **slice_fit) for f in families]
+    if all(isinstance(trial, FitFailure) for trial in trials):
+        raise ProfileFitError(trials[0].reason)
+    fits = [None if isinstance(trial, FitFailure) else trial for trial in trials]
+    n_pixels = _slice_pixels(sd, variance, slice_fit)
+    choice = choose_kernel(fits, [f.name for f in families], n_pixels=n_pixels, n_cross=sd.shape[0])
+    if choice is None:  # every fitted family sits on a bound: keep the given one
+        fit = next(f for f in fits if f is not None)
+        return fit, KernelChoice(fit, (), n_pixels)
     log.info(
         "Slit %s: %s kernel (criterion %s)",
         sd.name,
-        chosen.name,
+        choice.fit.template.name,
         ", ".join(
             f"{c['kernel']} {c['value']:.1f}"
             if c["value"] is not None
@@ -175,7 +169,19 @@ def _choose_template(
             for c in choice.candidates
         ),
     )
-    return chosen, choice
+    return choice.fit, choice
+
+
+def _slice_pixels(sd: SlitData, variance: np.ndarray, slice_fit: dict) -> int:
+    """Valid pixels of the coadded kernel slice (the criterion's ``n``)."""
+    values, sigma = coadd.coadd_columns(
+        sd.data,
+        variance,
+        slice_fit["usable"],
+        column=slice_fit["column"],
+        width=slice_fit["settings"].slice_width,
+    )
+    return int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
 
 
 def fixed_scene(sd: SlitData, template: KernelTemplate, *, column: int, reason: str) -> SceneModel:
@@ -223,16 +229,34 @@ def fit_slice(
     template: KernelTemplate,
     data: np.ndarray,
     variance: np.ndarray,
+    **slice_fit,
+) -> KernelFit:
+    """`attempt_slice_fit`, a failure raised.
+
+    Raises
+    ------
+    ProfileFitError
+        When the fit fails or finds no significant source.
+    """
+    fit = attempt_slice_fit(template, data, variance, **slice_fit)
+    if isinstance(fit, FitFailure):
+        raise ProfileFitError(fit.reason)
+    return fit
+
+
+def attempt_slice_fit(
+    template: KernelTemplate,
+    data: np.ndarray,
+    variance: np.ndarray,
     *,
     usable: np.ndarray,
     column: int,
     settings: SceneSettings,
     search: ComponentSearch | None = None,
-    name: str = "",
     extra: Mapping[str, float] | None = None,
     previous: KernelFit | None = None,
     noise_scale: float = 1.0,
-) -> KernelFit:
+) -> KernelFit | FitFailure:
     """Fit the kernel to the slice of ``settings.slice_width`` columns around ``column``.
 
     With a ``search``, further sources and negative nod copies found in the
@@ -245,10 +269,10 @@ def fit_slice(
     wavelength of its center column, `.psf.kernel.wavelength_params`); the
     fitted template keeps them.
 
-    Raises
-    ------
-    ProfileFitError
-        When the fit fails or finds no significant source.
+    Returns
+    -------
+    KernelFit or FitFailure
+        The fit, or why the kernel cannot be fitted to the slice.
     """
     if extra:
         template = with_params(template, extra)
@@ -258,7 +282,7 @@ def fit_slice(
     bkg_order = settings.bkg_order
     if previous is not None:
         sigma = sigma * noise_scale
-        fit = fit_kernel(
+        fit = attempt_kernel_fit(
             with_params(previous.template, extra or {}),
             values,
             sigma,
@@ -267,14 +291,14 @@ def fit_slice(
             fwhm=previous.fwhm,
             offsets=previous.offsets,
         )
-        if search is None or not fit.offsets:
+        if isinstance(fit, FitFailure) or search is None or not fit.offsets:
             return fit
         return prune_components(fit, values, sigma, bkg_order=bkg_order, search=search)
     start = search.positions[0] if search is not None and search.positions else None
-    fit = fit_kernel(template, values, sigma, bkg_order=bkg_order, center=start)
-    if search is None:
+    fit = attempt_kernel_fit(template, values, sigma, bkg_order=bkg_order, center=start)
+    if isinstance(fit, FitFailure) or search is None:
         return fit
-    return find_components(fit, values, sigma, bkg_order=bkg_order, search=search, name=name)
+    return find_components(fit, values, sigma, bkg_order=bkg_order, search=search)
 
 
 def _search(sd: SlitData, settings: SceneSettings) -> ComponentSearch:

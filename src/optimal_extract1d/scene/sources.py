@@ -11,7 +11,6 @@ so close pairs are deblended rather than found twice.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import replace
 
 import numpy as np
@@ -32,9 +31,8 @@ from .components import (
 )
 from .pruning import prune
 
-__all__ = ["find_components", "MAX_COMPONENTS"]
+__all__ = ["describe_components", "find_components", "MAX_COMPONENTS"]
 
-log = logging.getLogger(__name__)
 
 #: At most this many components besides the main source.
 MAX_COMPONENTS = 6
@@ -108,7 +106,6 @@ def find_components(
     *,
     bkg_order: int,
     search: ComponentSearch,
-    name: str,
 ) -> KernelFit:
     """Add the significant further sources and nod copies to a fitted kernel.
 
@@ -129,8 +126,6 @@ def find_components(
         Background degree of the fits.
     search : ComponentSearch
         What to look for.
-    name : str
-        Slit name for the log.
 
     Returns
     -------
@@ -144,14 +139,15 @@ def find_components(
     if search.nods and search.expected_nods:
         fit = _expected_nods(fit, data, search)
     fit = _add_components(fit, data, search)
-    fit = prune(fit, data, search)
-    if fit.offsets:
-        described = ", ".join(
-            f"{k} at {o:+.1f} px (S/N {s:.0f})"
-            for k, o, s in zip(fit.kinds, fit.offsets, fit.component_snr, strict=True)
-        )
-        log.info("Slit %s: %s", name, described)
-    return fit
+    return prune(fit, data, search)
+
+
+def describe_components(fit: KernelFit) -> str:
+    """The further sources and nod copies of a fit, for the log ("" when none)."""
+    return ", ".join(
+        f"{k} at {o:+.1f} px (S/N {s:.0f})"
+        for k, o, s in zip(fit.kinds, fit.offsets, fit.component_snr, strict=True)
+    )
 
 
 def _expected_nods(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
