@@ -103,21 +103,12 @@ def _diagnostics(model, **kw):
     return slit_diagnostics(model, extract(model, params), params)
 
 
-def test_plot_shows_the_binned_fits_and_the_smooth_models_used(rng):
+def test_plot_shows_the_binned_fits_and_the_smooth_models_used(curved_widening):
     import matplotlib.pyplot as plt
 
     from optimal_extract1d.io.plotting import SLIT_PANELS, panel_kernel_variation
 
-    sim = simulate_slit(
-        rng,
-        n_disp=300,
-        snr=40.0,
-        fwhm=(1.6, 3.2),
-        curvature=0.8,
-        slope=0.4,
-        center=14.2,
-        spectrum=np.ones(300),
-    )
+    sim = curved_widening(n_disp=300, snr=40.0, center=14.2)
     model = make_multislit([sim])
     (plain,) = _diagnostics(model)
     assert not panel_kernel_variation.applies(plain)  # no bins: the panel is left out

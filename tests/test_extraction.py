@@ -2,7 +2,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import slit_data_from_sim
+from conftest import horne_variance, slit_data_from_sim
 
 from optimal_extract1d.io.psfref import EXAMPLE_PSF, read_psf_file
 from optimal_extract1d.params import ExtractParams
@@ -76,46 +76,17 @@ def test_user_slice_column_is_used(flat_sim):
     assert res.metadata["slice_column"] == 40
 
 
-def _curved_widening(rng, snr, **kw):
-    return simulate_slit(
-        rng,
-        n_disp=300,
-        snr=snr,
-        fwhm=(1.6, 3.2),
-        curvature=0.8,
-        slope=0.4,
-        center=14.2,
-        spectrum=np.ones(300),
-        **kw,
-    )
-
-
-def _crb(sim, bkg_order=2):
-    """Variance of the Horne estimator given the true profile and variance."""
-    from optimal_extract1d.core.horne import extract_columns, polynomial_basis
-
-    mask = ~np.isfinite(sim.data)
-    out = extract_columns(
-        np.where(mask, np.nan, sim.flux * sim.true_profile),
-        sim.true_variance,
-        sim.true_profile,
-        mask,
-        bkg_basis=polynomial_basis(sim.data.shape[0], bkg_order),
-    )
-    return out.variance
-
-
-def test_fwhm_and_trace_models_remove_the_profile_bias(rng):
+def test_fwhm_and_trace_models_remove_the_profile_bias(curved_widening):
     ratios, pulls, plain, mse = [], [], [], []
     for _ in range(4):
-        sim = _curved_widening(rng, 40.0, poisson_from_data=True)
+        sim = curved_widening(n_disp=300, snr=40.0, center=14.2, poisson_from_data=True)
         sd = slit_data_from_sim(sim)
         (res,) = extract_slit(sd, ExtractParams(fit_fwhm=True, fit_trace=True))
         (fixed,) = extract_slit(sd, ExtractParams())
         ratios.append(np.median(res.flux / sim.flux))
         plain.append(np.median(fixed.flux / sim.flux))
         pulls.append((res.flux - sim.flux) / res.error)
-        mse.append((res.flux - sim.flux) ** 2 / _crb(sim))
+        mse.append((res.flux - sim.flux) ** 2 / horne_variance(sim))
     assert abs(np.mean(ratios) - 1) < 0.01
     assert abs(np.mean(plain) - 1) > 0.05  # one global width is badly wrong here
     assert 0.9 < np.std(np.concatenate(pulls)) < 1.1

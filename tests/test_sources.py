@@ -2,7 +2,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import slit_data_from_sim
+from conftest import curved_widening_slit, slit_data_from_sim
 
 from optimal_extract1d.io.nods import expected_nod_offsets
 from optimal_extract1d.params import ExtractParams
@@ -14,16 +14,13 @@ THREE_SHUTTER = dict(nod_offsets=(-5.3, 5.3, -10.6, 10.6), nod_scale=(1 / 3, 1 /
 
 def _benchmark_slit(rng, shape, snr):
     """A slit like benchmarks/accuracy.py's: widening PSF, curved trace, cosmic rays."""
-    return simulate_slit(
+    return curved_widening_slit(
         rng,
         n_disp=400,
         snr=snr,
         shape=shape,
-        fwhm=(1.6, 3.2),
-        curvature=0.8,
         slope=0.3,
         center=float(rng.uniform(13.0, 17.0)),
-        spectrum=np.ones(400),
         cosmic_rays=30,
         poisson_from_data=True,
     )
