@@ -147,3 +147,15 @@ def median_ratio_tolerance(sim, *, bkg_order=2, columns=slice(None), n_sigma=5.0
     """
     rel = np.sqrt(horne_variance(sim, bkg_order)[columns]) / sim.flux[columns]
     return n_sigma * MEDIAN_SE * np.sqrt(np.mean(rel**2)) / np.sqrt(rel.size)
+
+
+def centroid_tolerance(fwhm, snr, *, n_sigma=5.0):
+    """Bound on the error of a fitted source centre (pixels): ``n_sigma`` standard errors.
+
+    A Gaussian profile of width ``s = fwhm / 2.3548`` seen at (optimal) S/N ``snr``
+    over read noise has a centre with standard error ``sqrt(2) s / snr`` (its
+    Cramer-Rao bound; smaller by sqrt(2) where the source's own Poisson noise
+    dominates). For a kernel fitted to a slice of ``w`` columns, ``snr`` is the
+    column S/N times sqrt(w).
+    """
+    return n_sigma * np.sqrt(2.0) * fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / snr

@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import median_ratio_tolerance
 from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 from stdatamodels.validate import ValidationWarning
@@ -26,7 +27,10 @@ def sims(rng):
 
 def _check_spectrum(spec, sim):
     t = spec.spec_table
-    assert abs(np.median(t["FLUX"] / truth_jy(sim)) - 1) < 0.02
+    # 5 standard errors of the median ratio (conftest.median_ratio_tolerance): 0.0145
+    # for 100 columns at S/N 50, where a flat 2 % was an 8-sigma window
+    tol = median_ratio_tolerance(sim, bkg_order=spec.meta.optimal_extraction.bkg_order)
+    assert abs(np.median(t["FLUX"] / truth_jy(sim)) - 1) < tol
     np.testing.assert_allclose(t["WAVELENGTH"], sim.wavelength, rtol=1e-6)
 
 
@@ -111,7 +115,8 @@ def test_x1d_opens_with_specutils(sims, tmp_path):
     spectra = specutils.SpectrumList.read(out, format="JWST x1d multi")
     assert len(spectra) == 3
     assert spectra[0].flux.unit == "Jy"
-    assert abs(np.median(spectra[0].flux.value / truth_jy(sims[0])) - 1) < 0.02
+    tol = median_ratio_tolerance(sims[0])  # bkg_order 2: the widest of the modes' bounds
+    assert abs(np.median(spectra[0].flux.value / truth_jy(sims[0])) - 1) < tol
 
 
 def test_bad_input_and_parameters_raise_clear_errors(sims, tmp_path):
