@@ -2,11 +2,25 @@
 
 The number of examples comes from the hypothesis profile loaded in
 ``conftest.py`` ("ci" by default: 1000 per core property; the end-to-end
-properties, which fit a kernel per example, run a tenth of that).
+properties and the kernel fit, which fit a kernel per example, run a tenth of
+that, the parameter checks a quarter).
+
+Every property names the exceptions it allows, by exact type; any other one,
+a bare `OptimalExtractError` included, is a leak and fails it:
+
+* the Horne sums (`extract_columns`, `normalize_profile`): none, whatever the input;
+* the parameters (`ExtractParams`, `check_region`, `check_slice`): `ParameterError`;
+* the kernel fit to one slice (`fit_kernel`), the unit whose failure is reported:
+  `ProfileFitError`;
+* a whole-slit extraction (`extract_slit`) with checked parameters: none -- a
+  kernel that cannot be fitted becomes a fixed-kernel or box fallback.
+
+Known leaks are pinned by strict xfail tests at the end (see `_known_leak`).
 """
 
 from __future__ import annotations
 
+import traceback
 import warnings
 from contextlib import contextmanager
 
@@ -19,16 +33,26 @@ from hypothesis.extra.numpy import arrays
 
 from optimal_extract1d.core.horne import extract_columns, polynomial_basis, usable_pixels
 from optimal_extract1d.core.profile import normalize_profile
-from optimal_extract1d.errors import OptimalExtractError, ProfileFitError
-from optimal_extract1d.params import ExtractParams
-from optimal_extract1d.pipeline.extraction import extract_slit
+from optimal_extract1d.errors import OptimalExtractError, ParameterError, ProfileFitError
+from optimal_extract1d.params import (
+    ERROR_SCALES,
+    KERNELS,
+    VARIANCE_SOURCES,
+    ExtractParams,
+    check_region,
+    check_slice,
+)
+from optimal_extract1d.pipeline.extraction import extract, extract_slit
 from optimal_extract1d.psf.evaluate import evaluate_template
 from optimal_extract1d.psf.kernel import make_template
-from optimal_extract1d.psf.profilefit import fit_kernel
+from optimal_extract1d.psf.profilefit import MIN_KERNEL_SNR, fit_kernel
 from optimal_extract1d.results import DQ_DO_NOT_USE
+from optimal_extract1d.sim.models import make_multislit
 from optimal_extract1d.sim.simulate import simulate_slit
 
 END_TO_END = settings(max_examples=max(20, settings().max_examples // 10))
+# The parameter checks: a quarter (250 in "ci"; hypothesis's own drawing dominates).
+QUARTER = settings(max_examples=max(50, settings().max_examples // 4))
 SPECIALS = st.sampled_from([np.nan, np.inf, -np.inf])
 # A usable pixel whose profile value is above this must give a finite flux;
 # below it P**2 / V may underflow to 0 and the column may be reported empty.
@@ -231,24 +255,65 @@ def slits(draw):
 
 
 @st.composite
-def params(draw):
+def params(draw, shape):
+    """Valid parameters for a slit of ``shape``; the region and slice may not fit it."""
+    n_cross, n_disp = shape
+    region = None
+    if draw(st.booleans()):
+        x1, x2 = sorted(draw(st.integers(0, n_disp)) for _ in range(2))
+        y1, y2 = sorted(draw(st.integers(0, n_cross)) for _ in range(2))
+        region = (x1, y1, x2, y2)
+    positions = st.lists(st.floats(-3.0, n_cross + 3.0), min_size=1, max_size=3).map(tuple)
     return ExtractParams(
+        extraction_region=region,
         slice_width=draw(st.integers(1, 40)),
-        kernel=draw(st.sampled_from(["gaussian", "moffat"])),
+        slice_column=draw(st.none() | st.integers(0, n_disp)),
+        kernel=draw(st.sampled_from(["gaussian", "moffat", "empirical"])),
         bkg_order=draw(st.integers(-1, 3)),
+        fit_fwhm=draw(st.booleans()),
+        fwhm_order=draw(st.integers(0, 3)),
+        fit_trace=draw(st.booleans()),
+        trace_order=draw(st.integers(0, 3)),
+        n_bins=draw(st.none() | st.integers(1, 30)),
+        reject_sigma=draw(st.floats(1.0, 10.0)),
+        max_iter=draw(st.integers(0, 6)),
+        model_nods=draw(st.booleans()),
+        source_positions=draw(st.none() | positions),
+        detect_threshold=draw(st.floats(1.0, 20.0)),
+        error_scale=draw(st.sampled_from(ERROR_SCALES)),
     )
 
 
+def _known_leak(err: BaseException, bkg_order: int) -> bool:
+    """The leak pinned by the xfail tests below, and nothing else.
+
+    `fit_kernel` picks its starting centre on a grid (`profilefit._grid_center`)
+    and inverts every grid point's normal matrix at once; without a background
+    term (``bkg_order = -1``) a grid point whose profile is zero on every valid
+    pixel makes that matrix exactly singular, and numpy's LinAlgError escapes.
+    Remove this (and its uses) once the xfail tests pass.
+    """
+    frames = [frame.name for frame in traceback.extract_tb(err.__traceback__)]
+    return isinstance(err, np.linalg.LinAlgError) and bkg_order == -1 and "_grid_center" in frames
+
+
 @END_TO_END
-@given(slits(), params())
-def test_extract_slit_never_raises_foreign_errors_nor_returns_inf(slit, p):
+@given(slits(), st.data())
+def test_extract_slit_with_checked_parameters_raises_nothing_nor_returns_inf(slit, data):
+    p = data.draw(params(slit.shape), label="params")
+    try:  # what `extraction.extract` checks against every slit before any work
+        check_region(p, slit.shape, "sim")
+        check_slice(p, slit.shape, "sim", disp_axis=1)
+    except ParameterError:
+        return
     try:
         results = extract_slit(slit, p)
-    except OptimalExtractError:
-        return
+    except np.linalg.LinAlgError as err:
+        assume(not _known_leak(err, p.bkg_order))
+        raise
     assert len(results) >= 1
     for res in results:
-        assert res.flux.shape == (slit.shape[1],)
+        assert res.flux.shape == (slit.cropped(p.extraction_region).shape[1],)
         for values in (res.flux, res.var_poisson, res.var_rnoise, res.var_flat, res.background):
             assert not np.any(np.isinf(values))
         for var in (res.var_poisson, res.var_rnoise, res.var_flat, res.bkg_var_rnoise):
@@ -256,6 +321,114 @@ def test_extract_slit_never_raises_foreign_errors_nor_returns_inf(slit, p):
         assert res.dq.dtype == np.uint32
         assert np.all(res.dq[np.isnan(res.flux)] & DQ_DO_NOT_USE)
         assert res.metadata["status"] in ("fit", "fixed_kernel", "box")
+
+
+# ------------------------------------------------------------------------------------
+# Parameters and the kernel fit: only their own error types
+
+
+@st.composite
+def raw_params(draw):
+    """Parameter values of the right types (as the step's spec guarantees), valid or not."""
+    ints, floats = st.integers(-5, 50), st.floats(allow_nan=True, allow_infinity=True)
+    return dict(
+        extraction_region=draw(st.none() | st.lists(ints, min_size=3, max_size=5).map(tuple)),
+        slice_width=draw(ints),
+        slice_column=draw(st.none() | ints),
+        kernel=draw(st.sampled_from([*KERNELS, "boxcar", ""])),
+        psf_file=draw(st.sampled_from([None, "", "psf.fits"])),
+        bkg_order=draw(ints),
+        variance_source=draw(st.sampled_from([*VARIANCE_SOURCES, "VAR"])),
+        drizzle_scale=draw(floats),
+        fwhm_order=draw(ints),
+        trace_order=draw(ints),
+        n_bins=draw(st.none() | ints),
+        reject_sigma=draw(floats),
+        max_iter=draw(ints),
+        source_positions=draw(st.none() | st.lists(floats, max_size=3).map(tuple)),
+        detect_threshold=draw(floats),
+        error_scale=draw(st.sampled_from([*ERROR_SCALES, "scaled"])),
+    )
+
+
+@QUARTER
+@given(raw_params(), shapes(max_cross=40, max_disp=60), st.sampled_from([1, 2]))
+def test_parameters_raise_parameter_error_and_nothing_else(values, shape, disp_axis):
+    try:
+        p = ExtractParams(**values)
+    except ParameterError:
+        return
+    # accepted: then every documented constraint holds
+    assert p.slice_width >= 1 and p.bkg_order >= -1 and p.reject_sigma > 0
+    assert p.detect_threshold > 0 and p.drizzle_scale > 0
+    assert min(p.fwhm_order, p.trace_order, p.max_iter) >= 0
+    assert p.source_positions is None or (
+        p.source_positions and np.all(np.isfinite(p.source_positions))
+    )
+    assert p.extraction_region is None or len(p.extraction_region) == 4
+    ny, nx = shape if disp_axis == 1 else shape[::-1]
+    try:
+        check_region(p, (ny, nx), "sim")
+        check_slice(p, (ny, nx), "sim", disp_axis=disp_axis)
+    except ParameterError:
+        return
+
+
+@st.composite
+def slices(draw):
+    """A coadded slice: a source (and maybe others) in noise, with bad pixels sprinkled."""
+    n = draw(st.integers(1, 30))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    y = np.arange(n, dtype=float)
+    flux, center = draw(st.floats(-100.0, 1e4)), draw(st.floats(-3.0, n + 3.0))
+    sigma_psf = draw(st.floats(0.5, 8.0)) / 2.3548
+    values = flux * np.exp(-0.5 * ((y - center) / sigma_psf) ** 2)
+    for offset in draw(st.lists(st.floats(-n, n), max_size=2)):
+        ratio = draw(st.floats(-1.0, 1.0))
+        values = values + ratio * flux * np.exp(-0.5 * ((y - center - offset) / sigma_psf) ** 2)
+    sigma = np.full(n, draw(st.floats(1e-3, 100.0)))
+    values = values + sigma * rng.standard_normal(n)
+    rarely = st.sampled_from([False, False, False, False, True])
+    bad_values = st.one_of(st.floats(-1e6, 1e6), SPECIALS)
+    bad_sigma = st.one_of(st.floats(1e-6, 1e6), st.sampled_from([0.0, -1.0, np.nan, np.inf]))
+    values = np.where(
+        draw(arrays(np.bool_, n, elements=rarely)),
+        draw(arrays(np.float64, n, elements=bad_values)),
+        values,
+    )
+    sigma = np.where(
+        draw(arrays(np.bool_, n, elements=rarely)),
+        draw(arrays(np.float64, n, elements=bad_sigma)),
+        sigma,
+    )
+    return values, sigma
+
+
+@END_TO_END
+@given(slices(), st.data())
+def test_kernel_fit_raises_profile_fit_error_and_nothing_else(values_sigma, data):
+    values, sigma = values_sigma
+    n = values.size
+    bkg_order = data.draw(st.integers(-1, 3), label="bkg_order")
+    kwargs = dict(
+        bkg_order=bkg_order,
+        center=data.draw(st.none() | st.floats(-5.0, n + 5.0), label="center"),
+        fwhm=data.draw(st.none() | st.floats(0.3, 30.0), label="fwhm"),
+        offsets=tuple(data.draw(st.lists(st.floats(-n, n), max_size=3), label="offsets")),
+    )
+    template = make_template(data.draw(st.sampled_from(["gaussian", "moffat"]), label="kernel"))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # scipy/astropy overflow on the way
+            fit = fit_kernel(template, values, sigma, **kwargs)
+    except ProfileFitError:
+        return
+    except np.linalg.LinAlgError as err:
+        assume(not _known_leak(err, bkg_order))
+        raise
+    # a fit that is returned is a usable one
+    assert np.isfinite(fit.center) and -0.5 <= fit.center <= n - 0.5
+    assert 0 < fit.fwhm < n and fit.flux > 0 and fit.snr >= MIN_KERNEL_SNR
 
 
 # ------------------------------------------------------------------------------------
@@ -302,3 +475,65 @@ def test_extreme_magnitudes_give_nan_or_finite_never_inf():
     np.testing.assert_allclose(huge.flux, 2e300)
     np.testing.assert_allclose(huge.variance, 2e-300)
     assert np.isnan(beyond.flux[0]) and beyond.empty[0]  # 1e310 is beyond float64
+
+
+# The known leak (`_known_leak`): numpy's LinAlgError escapes the kernel fit, then
+# the whole-slit extraction; `extraction.extract` logs the slit as skipped on an
+# "unexpected LinAlgError", or raises a bare OptimalExtractError if it was the only one.
+
+
+def _source_near_the_edge():
+    """A source at row 2 of a 30-row slit (rows 8-29 are to be masked)."""
+    return simulate_slit(
+        np.random.default_rng(0),
+        n_cross=30,
+        n_disp=40,
+        center=2.0,
+        spectrum=np.ones(40),
+        fwhm=(2.0, 2.0),
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=np.linalg.LinAlgError,
+    reason="leak: fit_kernel's starting-centre grid (profilefit._grid_center) inverts an "
+    "exactly singular normal matrix with bkg_order=-1 when a grid centre's profile is zero "
+    "on every valid pixel; numpy LinAlgError escapes instead of ProfileFitError",
+)
+def test_kernel_fit_far_from_the_valid_pixels_without_background_raises_profile_fit_error():
+    y = np.arange(30.0)
+    values = 100.0 * np.exp(-0.5 * ((y - 2.0) / 0.85) ** 2)
+    values[8:] = np.nan  # grid centres beyond ~row 15 see no valid pixel under the profile
+    try:
+        fit_kernel(make_template("gaussian"), values, np.ones(30), bkg_order=-1)
+    except ProfileFitError:
+        pass
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=np.linalg.LinAlgError,
+    reason="leak: the LinAlgError of fit_kernel's starting-centre grid (bkg_order=-1, "
+    "rows far from the source all masked) escapes the whole-slit extraction instead of "
+    "a fixed-kernel fallback",
+)
+def test_extract_slit_with_far_rows_masked_and_no_background_falls_back():
+    sim = _source_near_the_edge()
+    mask = ~np.isfinite(sim.data)
+    mask[8:] = True
+    (res,) = extract_slit(slit_data_from_sim(sim, mask=mask), ExtractParams(bkg_order=-1))
+    assert res.metadata["status"] in ("fit", "fixed_kernel")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=OptimalExtractError,
+    reason="leak: with the grid-centre LinAlgError in its only slit, extraction.extract "
+    "skips the slit as 'unexpected LinAlgError' and raises a bare OptimalExtractError",
+)
+def test_a_slit_with_far_rows_nan_and_no_background_gives_a_spectrum():
+    model = make_multislit([_source_near_the_edge()])
+    model.slits[0].data[8:] = np.nan
+    run = extract(model, ExtractParams(bkg_order=-1))
+    assert len(run.spectra) == 1 and not run.skipped

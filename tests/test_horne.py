@@ -1,14 +1,8 @@
 import numpy as np
 import pytest
+from conftest import gaussian_profile
 
 from optimal_extract1d.core.horne import extract_columns, polynomial_basis, usable_pixels
-from optimal_extract1d.core.profile import normalize_profile
-
-
-def gaussian_profile(n_cross, n_disp, center=10.0, sigma=1.2):
-    y = np.arange(n_cross)[:, None]
-    raw = np.exp(-0.5 * ((y - center) / sigma) ** 2) * np.ones((1, n_disp))
-    return normalize_profile(raw)
 
 
 def test_noise_free_profile_gives_exact_flux_and_horne_variance():

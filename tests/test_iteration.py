@@ -2,15 +2,10 @@
 
 import numpy as np
 import pytest
+from conftest import gaussian_profile
 
 from optimal_extract1d.core import iteration
 from optimal_extract1d.core.horne import polynomial_basis
-from optimal_extract1d.core.profile import normalize_profile
-
-
-def gaussian_profile(n_cross, n_disp, center, sigma):
-    y = np.arange(n_cross)[:, None]
-    return normalize_profile(np.exp(-0.5 * ((y - center) / sigma) ** 2) * np.ones((1, n_disp)))
 
 
 def test_iteration_stops_when_the_weights_settle_at_the_converged_fluxes(monkeypatch):

@@ -1,23 +1,13 @@
 """Cosmic-ray screening before the kernel fits."""
 
 import numpy as np
+from conftest import curved_widening_slit
 
 from optimal_extract1d.core.outliers import OUTLIER_SIGMA, fit_outliers
-from optimal_extract1d.sim.simulate import simulate_slit
 
 
-def _slit(rng, snr, spectrum=None, **kw):
-    sim = simulate_slit(
-        rng,
-        n_disp=200,
-        snr=snr,
-        fwhm=(1.6, 3.2),
-        curvature=0.8,
-        slope=0.4,
-        spectrum=np.ones(200) if spectrum is None else spectrum,
-        nan_border=0,
-        **kw,
-    )
+def _slit(rng, snr, **kw):
+    sim = curved_widening_slit(rng, n_disp=200, snr=snr, nan_border=0, **kw)
     variance = sim.var_poisson + sim.var_rnoise + sim.var_flat
     return sim, sim.data.copy(), variance, np.isfinite(sim.data)
 

@@ -2,7 +2,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import slit_data_from_sim
+from conftest import centroid_tolerance, curved_widening_slit, slit_data_from_sim
 
 from optimal_extract1d.io.nods import expected_nod_offsets
 from optimal_extract1d.params import ExtractParams
@@ -10,20 +10,32 @@ from optimal_extract1d.pipeline.extraction import extract_slit
 from optimal_extract1d.sim.simulate import simulate_slit
 
 THREE_SHUTTER = dict(nod_offsets=(-5.3, 5.3, -10.6, 10.6), nod_scale=(1 / 3, 1 / 3, 1 / 6, 1 / 6))
+SLICE = ExtractParams().slice_width  # columns coadded for the kernel fit
+# Drizzle-like correlated noise (`correlated=1.0`): sums over the slice scatter ~2.2x
+# what the VAR arrays say, so the S/N of a fit is 2.2x lower than the nominal one.
+CORRELATED_NOISE = 2.2
+
+
+def _slice_tolerance(fwhm, column_snr):
+    """Five standard errors of a centre fitted on the slice of `SLICE` columns.
+
+    `centroid_tolerance` at the slice's S/N, ``column_snr * sqrt(SLICE)``: e.g.
+    0.022 px for FWHM 2 px at column S/N 50. Two sources 1.5 FWHM apart have
+    centre errors ~1.15x larger than isolated ones (Fisher matrix of the pair, with
+    the width and a quadratic background fitted), which leaves ~4.3 standard errors.
+    """
+    return centroid_tolerance(fwhm, column_snr * np.sqrt(SLICE))
 
 
 def _benchmark_slit(rng, shape, snr):
     """A slit like benchmarks/accuracy.py's: widening PSF, curved trace, cosmic rays."""
-    return simulate_slit(
+    return curved_widening_slit(
         rng,
         n_disp=400,
         snr=snr,
         shape=shape,
-        fwhm=(1.6, 3.2),
-        curvature=0.8,
         slope=0.3,
         center=float(rng.uniform(13.0, 17.0)),
-        spectrum=np.ones(400),
         cosmic_rays=30,
         poisson_from_data=True,
     )
@@ -42,7 +54,12 @@ def test_nod_copies_are_modelled_and_do_not_leak_into_the_flux(rng, caplog):
     assert abs(np.median(res.flux / sim.flux) - 1) < 0.01
     comps = res.metadata["kernel"]["components"]
     offsets = sorted(c["offset"] for c in comps)
-    np.testing.assert_allclose(offsets, [-10.6, -5.3, 5.3, 10.6], atol=0.2)
+    assert res.metadata["kernel"]["center"] == pytest.approx(15.0, abs=_slice_tolerance(2.0, 50.0))
+    # each copy's offset to within five standard errors at its own S/N (1/3 or 1/6 of
+    # the source's): 0.066 and 0.13 px, where a flat 0.2 px was 8-15 sigma
+    truth = [(-10.6, 1 / 6), (-5.3, 1 / 3), (5.3, 1 / 3), (10.6, 1 / 6)]  # offset, scale
+    for offset, (injected, scale) in zip(offsets, truth, strict=True):
+        assert offset == pytest.approx(injected, abs=_slice_tolerance(2.0, 50.0 * scale))
     assert all(c["kind"] == "nod" for c in comps)
     ratios = sorted(c["flux"] / res.metadata["kernel"]["flux"] for c in comps)
     np.testing.assert_allclose(ratios, [-1 / 3, -1 / 3, -1 / 6, -1 / 6], atol=0.03)
@@ -67,6 +84,20 @@ def test_expected_nod_positions_find_faint_copies(rng):
     n_prior = len(with_prior.metadata["kernel"]["components"])
     assert n_prior > len(without.metadata["kernel"]["components"])
     assert n_prior >= 2
+    # ... and they sit where the copies were injected: each found component is a nod
+    # within five standard errors (at its S/N, 1/3 or 1/6 of the source's) of one
+    # copy, each copy found at most once
+    kernel = with_prior.metadata["kernel"]
+    assert kernel["center"] == pytest.approx(15.0, abs=_slice_tolerance(2.0, 6.0))
+    matched = []
+    for component in kernel["components"]:
+        assert component["kind"] == "nod"
+        errors = np.abs(component["offset"] - np.array(sim.nod_offsets))
+        nearest = int(np.argmin(errors))
+        scale = THREE_SHUTTER["nod_scale"][nearest]
+        assert errors[nearest] < _slice_tolerance(2.0, 6.0 * scale), component
+        matched.append(nearest)
+    assert len(set(matched)) == len(matched)
 
 
 def test_expected_nod_offsets_from_metadata():
@@ -96,8 +127,10 @@ def test_two_sources_deblended_within_2_percent(separation_fwhm):
         main, companion = spectra
         assert abs(np.median(main.flux / sim.flux) - 1) < 0.02
         assert abs(np.median(companion.flux / sim.companion_flux[0]) - 1) < 0.02
-        assert main.metadata["source_position"] == pytest.approx(13.0, abs=0.2)
-        assert companion.metadata["source_position"] == pytest.approx(13.0 + sep, abs=0.2)
+        # five standard errors at S/N 50 and 35 (0.022 and 0.031 px; 0.2 px was 30-45)
+        main_tol, companion_tol = _slice_tolerance(2.0, 50.0), _slice_tolerance(2.0, 50.0 * 0.7)
+        assert main.metadata["source_position"] == pytest.approx(13.0, abs=main_tol)
+        assert companion.metadata["source_position"] == pytest.approx(13.0 + sep, abs=companion_tol)
         assert companion.metadata["n_sources"] == 2 and companion.metadata["source_index"] == 2
 
 
@@ -105,6 +138,12 @@ def test_user_source_positions(rng):
     sim = _sim(rng, center=12.0, companions=((5.0, 0.4),))
     spectra = extract_slit(slit_data_from_sim(sim), ExtractParams(source_positions=(12.0, 17.0)))
     assert len(spectra) == 2
+    assert spectra[0].metadata["source_position"] == pytest.approx(
+        12.0, abs=_slice_tolerance(2.0, 50.0)
+    )
+    assert spectra[1].metadata["source_position"] == pytest.approx(
+        17.0, abs=_slice_tolerance(2.0, 50.0 * 0.4)
+    )
     assert abs(np.median(spectra[1].flux / sim.companion_flux[0]) - 1) < 0.02
 
 
@@ -116,6 +155,9 @@ def test_single_source_stays_single(rng):
         spectra = extract_slit(slit_data_from_sim(sim, name="S1"), ExtractParams())
         assert [s.name for s in spectra] == ["S1"]
         assert spectra[0].metadata["kernel"]["components"] == []
+        # at the injected centre within five standard errors (0.006 px: FWHM 2.3 at S/N 200)
+        position = spectra[0].metadata["source_position"]
+        assert position == pytest.approx(15.0, abs=_slice_tolerance(np.median(sim.fwhm), 200.0))
 
 
 @pytest.mark.parametrize(("shape", "snr"), [("gaussian", 10.0), ("moffat", 5.0)])
@@ -131,6 +173,11 @@ def test_cosmic_rays_and_data_derived_variance_make_no_spurious_sources(shape, s
             slit_data_from_sim(sim), ExtractParams(fit_fwhm=True, fit_trace=True)
         )
         n_spectra += len(spectra)
+        # the one source is the injected one: its position (the median of the fitted
+        # trace) is the injected trace's, within five standard errors of a slice fit
+        tol = _slice_tolerance(np.median(sim.fwhm), snr)
+        for spec in spectra:
+            assert spec.metadata["source_position"] == pytest.approx(np.median(sim.center), abs=tol)
     assert n_spectra == 20
 
 
@@ -145,7 +192,18 @@ def test_a_template_that_misses_the_wings_finds_no_companion_at_high_snr():
         sd = slit_data_from_sim(sim)
         for kernel in counts:
             params = ExtractParams(kernel=kernel, bkg_order=2, fit_fwhm=True, fit_trace=True)
-            counts[kernel] += len(extract_slit(sd, params))
+            spectra = extract_slit(sd, params)
+            counts[kernel] += len(spectra)
+            # the source where it was injected: within five standard errors of a slice
+            # fit (0.013 px), plus for the empirical profile, whose centre is a first
+            # moment over a window cut at whole pixels, a bias allowance of 1 % of the
+            # FWHM on these Moffat wings
+            tol = _slice_tolerance(np.median(sim.fwhm), 100.0)
+            if kernel == "empirical":
+                tol += 0.01 * np.median(sim.fwhm)
+            for spec in spectra:
+                position = spec.metadata["source_position"]
+                assert position == pytest.approx(np.median(sim.center), abs=tol)
     assert counts == {"gaussian": 10, "empirical": 10}
 
 
@@ -158,7 +216,12 @@ def test_correlated_noise_makes_no_spurious_sources_and_keeps_real_ones(caplog):
     for snr in (5.0, 10.0):
         for _ in range(30):
             sim = _sim(rng, snr=snr, correlated=1.0)
-            n_spectra += len(extract_slit(slit_data_from_sim(sim), ExtractParams()))
+            spectra = extract_slit(slit_data_from_sim(sim), ExtractParams())
+            n_spectra += len(spectra)
+            tol = _slice_tolerance(2.0, snr / CORRELATED_NOISE)
+            assert all(
+                s.metadata["source_position"] == pytest.approx(15.0, abs=tol) for s in spectra
+            )
     assert n_spectra == 60
     ratios = []
     with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
@@ -167,6 +230,12 @@ def test_correlated_noise_makes_no_spurious_sources_and_keeps_real_ones(caplog):
             spectra = extract_slit(slit_data_from_sim(sim), ExtractParams())
             if len(spectra) == 2:
                 ratios.append(np.median(spectra[1].flux / sim.companion_flux[0]))
+                main, companion = (s.metadata["source_position"] for s in spectra)
+                assert main == pytest.approx(
+                    12.0, abs=_slice_tolerance(2.0, 30.0 / CORRELATED_NOISE)
+                )
+                tol = _slice_tolerance(2.0, 30.0 * 0.2 / CORRELATED_NOISE)
+                assert companion == pytest.approx(18.0, abs=tol)
     # every companion found; its flux (column S/N ~6, profile fitted through noise
     # 2.2x the variance's) right on average, each slit within 15 %
     assert len(ratios) == 10
@@ -182,6 +251,11 @@ def test_a_real_blend_survives_the_refit_with_the_model_variance():
         sim = _sim(rng, snr=10.0, center=13.0, companions=((3.0, 0.7),), poisson_from_data=True)
         spectra = extract_slit(slit_data_from_sim(sim, name="B"), ExtractParams())
         assert [s.name for s in spectra] == ["B_1", "B_2"]
+        # where they were injected, within five standard errors for isolated sources
+        # (~4.3 for this pair, `_slice_tolerance`)
+        main, companion = (s.metadata["source_position"] for s in spectra)
+        assert main == pytest.approx(13.0, abs=_slice_tolerance(2.0, 10.0))
+        assert companion == pytest.approx(16.0, abs=_slice_tolerance(2.0, 10.0 * 0.7))
         assert spectra[0].metadata["iteration"]["poisson_variance_modelled"]
         # one 30-column slice at S/N 10 fixes the pair's shape: a few per cent per slit
         total = spectra[0].flux + spectra[1].flux

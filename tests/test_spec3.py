@@ -1,9 +1,5 @@
 """`OptimalSpec3Pipeline`: jwst's calwebb_spec3 with our extract_1d."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 from ceers import CEERS_LINES_UM, requires_ceers, spec3_association
 from jwst.extract_1d import Extract1dStep
@@ -12,13 +8,6 @@ from stdatamodels.jwst import datamodels
 
 from optimal_extract1d import OptimalExtract1dStep, OptimalSpec3Pipeline
 from optimal_extract1d._integration import get_steps
-
-
-def offline_env(tmp_path):
-    """The environment of a user with no CRDS server and an empty cache."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRDS", "STPIPE"))}
-    env.update(CRDS_SERVER_URL="https://127.0.0.1:9", CRDS_PATH=str(tmp_path / "crds"))
-    return env
 
 
 def test_only_extract_1d_is_replaced_and_jwst_is_untouched():
@@ -43,16 +32,10 @@ def test_mode_defaults_reach_extract_1d_when_crds_parameters_are_disabled():
 
 
 @requires_ceers
-def test_strun_spec3_offline_on_real_ceers_association(tmp_path):
+def test_strun_spec3_offline_on_real_ceers_association(tmp_path, strun):
     asn = spec3_association(tmp_path)
-    strun = os.path.join(os.path.dirname(sys.executable), "strun")
-    proc = subprocess.run(
-        [strun, "calwebb_spec3_optimal", asn.name, "--steps.extract_1d.slice_width=40"],
-        cwd=tmp_path,
-        env=offline_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = strun(
+        "calwebb_spec3_optimal", asn.name, "--steps.extract_1d.slice_width=40", timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "CRDS is not available" in proc.stderr

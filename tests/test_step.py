@@ -1,10 +1,8 @@
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
+from conftest import median_ratio_tolerance
 from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 from stdatamodels.validate import ValidationWarning
@@ -29,7 +27,10 @@ def sims(rng):
 
 def _check_spectrum(spec, sim):
     t = spec.spec_table
-    assert abs(np.median(t["FLUX"] / truth_jy(sim)) - 1) < 0.02
+    # 5 standard errors of the median ratio (conftest.median_ratio_tolerance): 0.0145
+    # for 100 columns at S/N 50, where a flat 2 % was an 8-sigma window
+    tol = median_ratio_tolerance(sim, bkg_order=spec.meta.optimal_extraction.bkg_order)
+    assert abs(np.median(t["FLUX"] / truth_jy(sim)) - 1) < tol
     np.testing.assert_allclose(t["WAVELENGTH"], sim.wavelength, rtol=1e-6)
 
 
@@ -114,7 +115,8 @@ def test_x1d_opens_with_specutils(sims, tmp_path):
     spectra = specutils.SpectrumList.read(out, format="JWST x1d multi")
     assert len(spectra) == 3
     assert spectra[0].flux.unit == "Jy"
-    assert abs(np.median(spectra[0].flux.value / truth_jy(sims[0])) - 1) < 0.02
+    tol = median_ratio_tolerance(sims[0])  # bkg_order 2: the widest of the modes' bounds
+    assert abs(np.median(spectra[0].flux.value / truth_jy(sims[0])) - 1) < tol
 
 
 def test_bad_input_and_parameters_raise_clear_errors(sims, tmp_path):
@@ -124,20 +126,10 @@ def test_bad_input_and_parameters_raise_clear_errors(sims, tmp_path):
         OptimalExtract1dStep.call(make_multislit(sims), extraction_region=[0, 0, 500, 10])
 
 
-def test_strun_by_alias_offline(sims, tmp_path):
+def test_strun_by_alias_offline(sims, tmp_path, strun):
     path = tmp_path / "offline_s2d.fits"
     make_multislit(sims).save(path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRDS", "STPIPE"))}
-    env.update(CRDS_SERVER_URL="https://127.0.0.1:9", CRDS_PATH=str(tmp_path / "crds"))
-    strun = os.path.join(os.path.dirname(sys.executable), "strun")
-    proc = subprocess.run(
-        [strun, "optimal_extract_1d", str(path), "--bkg_order=1"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = strun("optimal_extract_1d", str(path), "--bkg_order=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "offline_x1d.fits"
     with datamodels.open(out) as x1d:
@@ -146,16 +138,14 @@ def test_strun_by_alias_offline(sims, tmp_path):
         _check_spectrum(x1d.spec[0], sims[0])
 
 
-def test_profile_fits_through_the_step_with_vertical_dispersion(rng):
-    sim = simulate_slit(
-        rng,
-        n_cross=41,
+def test_profile_fits_through_the_step_with_vertical_dispersion(curved_widening):
+    sim = curved_widening(
         n_disp=200,
-        wavelength_range=(5.0, 12.0),
-        spectrum=np.ones(200),
         snr=40.0,
+        n_cross=41,
+        wavelength_range=(5.0, 12.0),
         fwhm=(2.0, 4.0),
-        curvature=0.8,
+        slope=0.0,
         center=19.0,
         cosmic_rays=10,
     )
@@ -198,20 +188,10 @@ def test_psf_kernel_through_the_step_beats_a_gaussian(psf_sims):
     assert psf.meta.optimal_extraction.parameters.psf_file == str(EXAMPLE_PSF)
 
 
-def test_strun_with_a_psf_file(psf_sims, tmp_path):
+def test_strun_with_a_psf_file(psf_sims, tmp_path, strun):
     path = tmp_path / "psf_s2d.fits"
     make_multislit(psf_sims[:1]).save(path)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRDS", "STPIPE"))}
-    env.update(CRDS_SERVER_URL="https://127.0.0.1:9", CRDS_PATH=str(tmp_path / "crds"))
-    strun = os.path.join(os.path.dirname(sys.executable), "strun")
-    proc = subprocess.run(
-        [strun, "optimal_extract_1d", str(path), "--kernel=psf", f"--psf_file={EXAMPLE_PSF}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = strun("optimal_extract_1d", str(path), "--kernel=psf", f"--psf_file={EXAMPLE_PSF}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with datamodels.open(tmp_path / "psf_x1d.fits") as x1d:
         assert x1d.spec[0].meta.optimal_extraction.kernel.psf.file == EXAMPLE_PSF.name
