@@ -47,6 +47,8 @@ NODDED = ("nirspec_mos", "nirspec_mos_prism", "nirspec_fs", "nirspec_fs_prism", 
 PARAMETERS: dict[str, dict[str, Any]] = {
     "slice_width": {"nirspec_mos": 100, "nirspec_fs": 100},
     "kernel": {},
+    "fit_fwhm": {},
+    "fit_trace": {},
     "bkg_order": dict.fromkeys(NODDED, -1),
 }
 

@@ -127,7 +127,7 @@ def horne_variance(sim, bkg_order=2):
         np.where(mask, np.nan, sim.flux * sim.true_profile),
         sim.true_variance,
         sim.true_profile,
-        mask,
+        mask=mask,
         bkg_basis=polynomial_basis(sim.data.shape[0], bkg_order),
     )
     return out.variance

@@ -15,12 +15,11 @@ a bare `OptimalExtractError` included, is a leak and fails it:
 * a whole-slit extraction (`extract_slit`) with checked parameters: none -- a
   kernel that cannot be fitted becomes a fixed-kernel or box fallback.
 
-Known leaks are pinned by strict xfail tests at the end (see `_known_leak`).
+A leak the properties found is pinned by regression tests at the end.
 """
 
 from __future__ import annotations
 
-import traceback
 import warnings
 from contextlib import contextmanager
 
@@ -33,7 +32,7 @@ from hypothesis.extra.numpy import arrays
 
 from optimal_extract1d.core.horne import extract_columns, polynomial_basis, usable_pixels
 from optimal_extract1d.core.profile import normalize_profile
-from optimal_extract1d.errors import OptimalExtractError, ParameterError, ProfileFitError
+from optimal_extract1d.errors import ParameterError, ProfileFitError
 from optimal_extract1d.params import (
     ERROR_SCALES,
     KERNELS,
@@ -284,19 +283,6 @@ def params(draw, shape):
     )
 
 
-def _known_leak(err: BaseException, bkg_order: int) -> bool:
-    """The leak pinned by the xfail tests below, and nothing else.
-
-    `fit_kernel` picks its starting centre on a grid (`profilefit._grid_center`)
-    and inverts every grid point's normal matrix at once; without a background
-    term (``bkg_order = -1``) a grid point whose profile is zero on every valid
-    pixel makes that matrix exactly singular, and numpy's LinAlgError escapes.
-    Remove this (and its uses) once the xfail tests pass.
-    """
-    frames = [frame.name for frame in traceback.extract_tb(err.__traceback__)]
-    return isinstance(err, np.linalg.LinAlgError) and bkg_order == -1 and "_grid_center" in frames
-
-
 @END_TO_END
 @given(slits(), st.data())
 def test_extract_slit_with_checked_parameters_raises_nothing_nor_returns_inf(slit, data):
@@ -306,11 +292,7 @@ def test_extract_slit_with_checked_parameters_raises_nothing_nor_returns_inf(sli
         check_slice(p, slit.shape, "sim", disp_axis=1)
     except ParameterError:
         return
-    try:
-        results = extract_slit(slit, p)
-    except np.linalg.LinAlgError as err:
-        assume(not _known_leak(err, p.bkg_order))
-        raise
+    results = extract_slit(slit, p)
     assert len(results) >= 1
     for res in results:
         assert res.flux.shape == (slit.cropped(p.extraction_region).shape[1],)
@@ -423,9 +405,6 @@ def test_kernel_fit_raises_profile_fit_error_and_nothing_else(values_sigma, data
             fit = fit_kernel(template, values, sigma, **kwargs)
     except ProfileFitError:
         return
-    except np.linalg.LinAlgError as err:
-        assume(not _known_leak(err, bkg_order))
-        raise
     # a fit that is returned is a usable one
     assert np.isfinite(fit.center) and -0.5 <= fit.center <= n - 0.5
     assert 0 < fit.fwhm < n and fit.flux > 0 and fit.snr >= MIN_KERNEL_SNR
@@ -477,9 +456,9 @@ def test_extreme_magnitudes_give_nan_or_finite_never_inf():
     assert np.isnan(beyond.flux[0]) and beyond.empty[0]  # 1e310 is beyond float64
 
 
-# The known leak (`_known_leak`): numpy's LinAlgError escapes the kernel fit, then
-# the whole-slit extraction; `extraction.extract` logs the slit as skipped on an
-# "unexpected LinAlgError", or raises a bare OptimalExtractError if it was the only one.
+# A leak found by the properties above, fixed: with bkg_order=-1 a starting-center grid
+# point whose profile misses every valid pixel made the normal matrix singular, and
+# numpy's LinAlgError escaped the kernel fit and the whole-slit extraction.
 
 
 def _source_near_the_edge():
@@ -494,13 +473,6 @@ def _source_near_the_edge():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=np.linalg.LinAlgError,
-    reason="leak: fit_kernel's starting-centre grid (profilefit._grid_center) inverts an "
-    "exactly singular normal matrix with bkg_order=-1 when a grid centre's profile is zero "
-    "on every valid pixel; numpy LinAlgError escapes instead of ProfileFitError",
-)
 def test_kernel_fit_far_from_the_valid_pixels_without_background_raises_profile_fit_error():
     y = np.arange(30.0)
     values = 100.0 * np.exp(-0.5 * ((y - 2.0) / 0.85) ** 2)
@@ -511,13 +483,6 @@ def test_kernel_fit_far_from_the_valid_pixels_without_background_raises_profile_
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=np.linalg.LinAlgError,
-    reason="leak: the LinAlgError of fit_kernel's starting-centre grid (bkg_order=-1, "
-    "rows far from the source all masked) escapes the whole-slit extraction instead of "
-    "a fixed-kernel fallback",
-)
 def test_extract_slit_with_far_rows_masked_and_no_background_falls_back():
     sim = _source_near_the_edge()
     mask = ~np.isfinite(sim.data)
@@ -526,12 +491,6 @@ def test_extract_slit_with_far_rows_masked_and_no_background_falls_back():
     assert res.metadata["status"] in ("fit", "fixed_kernel")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OptimalExtractError,
-    reason="leak: with the grid-centre LinAlgError in its only slit, extraction.extract "
-    "skips the slit as 'unexpected LinAlgError' and raises a bare OptimalExtractError",
-)
 def test_a_slit_with_far_rows_nan_and_no_background_gives_a_spectrum():
     model = make_multislit([_source_near_the_edge()])
     model.slits[0].data[8:] = np.nan

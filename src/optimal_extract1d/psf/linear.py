@@ -68,10 +68,15 @@ def normal_matrix(a: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape (n_prof, n, n)
         With ``1e-12`` of its trace added to the diagonal (keeps a component
-        with no usable pixel from making it singular).
+        with no usable pixel from making it singular), and 1 where a whole
+        row is zero (a profile whose every term misses the usable pixels:
+        its coefficients come out 0 instead of a singular matrix).
     """
     normal = np.einsum("ybi,ybj->bij", a, a)
     normal += 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(a.shape[2])
+    empty = np.einsum("bii->bi", normal) == 0
+    if empty.any():
+        normal[empty.nonzero()[0], empty.nonzero()[1], empty.nonzero()[1]] = 1.0
     return normal
 
 
