@@ -6,7 +6,8 @@ in datamodels.
 * `simulate_slit`: one slit's arrays, dispersion along axis 1,
   with a pixel-integrated Gaussian or Moffat source whose FWHM varies with
   wavelength (or the effective profiles of a PSF table, `.psf.tabulated.PSFTable`),
-  an offset or curved trace, sky background, NaN borders,
+  an offset or curved trace, sky background (uniform, or a smooth residual
+  sky, `ResidualSky`), NaN borders,
   optional negative nod copies, cosmic rays and correlated noise, and noise
   drawn from the variance arrays. It returns the injected truth.
 * `.sim.models.make_slit_model` / `~.sim.models.make_multislit` / `~.sim.models.make_s2d_file`
@@ -25,7 +26,7 @@ from scipy.special import erf
 
 from ..psf.tabulated import PSFTable
 
-__all__ = ["SimulatedSlit", "simulate_slit", "default_spectrum", "PIXEL_AREA_SR"]
+__all__ = ["SimulatedSlit", "ResidualSky", "simulate_slit", "default_spectrum", "PIXEL_AREA_SR"]
 
 #: NIRSpec s2d pixel solid angle (0.1" x 0.1" resampled pixels ~ 2.35e-13 sr).
 PIXEL_AREA_SR = 2.35e-13
@@ -59,6 +60,8 @@ class SimulatedSlit:
         Injected flux of every companion source (summed over the slit rows).
     companion_offsets : tuple of float
         Offsets (rows) of the companions from the main trace.
+    nod_profiles : tuple of ndarray, shape (n_cross, n_disp)
+        Profile (unit sum over the rows) of every nod copy, in ``nod_offsets`` order.
     """
 
     data: np.ndarray
@@ -76,6 +79,46 @@ class SimulatedSlit:
     nod_offsets: tuple[float, ...] = field(default=())
     companion_flux: tuple[np.ndarray, ...] = field(default=())
     companion_offsets: tuple[float, ...] = field(default=())
+    nod_profiles: tuple[np.ndarray, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ResidualSky:
+    """A smooth residual sky: slowly varying along the dispersion, a gentle slope across.
+
+    The sky at row ``i`` and column ``j`` is
+    ``level * (1 + ripple * sin(2 pi periods t_j + phase)) * (1 + tilt * v_i)``
+    with ``t`` from 0 (first column) to 1 (last) and ``v`` from -1 (first row)
+    to +1 (last row), the abscissa of ``core.horne.polynomial_basis``; so every
+    column holds a constant plus a slope across the slit.
+
+    Attributes
+    ----------
+    level : float
+        Mean sky per pixel (MJy/sr) before the ripple.
+    tilt : float
+        Relative change across the slit: the first and last rows hold
+        ``1 -+ tilt`` times the row mean.
+    ripple : float
+        Relative amplitude of the sinusoidal variation along the dispersion.
+    periods : float
+        Number of ripple periods over the slit's columns.
+    phase : float
+        Ripple phase (radians) at the first column.
+    """
+
+    level: float
+    tilt: float = 0.0
+    ripple: float = 0.0
+    periods: float = 1.0
+    phase: float = 0.0
+
+    def image(self, n_cross: int, n_disp: int) -> np.ndarray:
+        """The sky of every pixel, shape (n_cross, n_disp), MJy/sr."""
+        t = np.arange(n_disp, dtype=float) / max(n_disp - 1, 1)
+        v = np.linspace(-1.0, 1.0, n_cross) if n_cross > 1 else np.zeros(1)
+        along = 1.0 + self.ripple * np.sin(2.0 * np.pi * self.periods * t + self.phase)
+        return self.level * (1.0 + self.tilt * v)[:, None] * along[None, :]
 
 
 def _pixel_integrated(
@@ -152,6 +195,7 @@ def simulate_slit(
     companions: tuple[tuple[float, float], ...] = (),
     psf: PSFTable | None = None,
     psf_scale: float = 1.0,
+    sky: ResidualSky | None = None,
 ) -> SimulatedSlit:
     """Simulate one resampled slit with a point source.
 
@@ -211,6 +255,10 @@ def simulate_slit(
         the table's.
     psf_scale : float
         Width stretch applied to the ``psf`` profiles (1 = as tabulated).
+    sky : ResidualSky, optional
+        A smooth residual sky added on top of ``background``; like it, it adds
+        Poisson (and flat-field) variance, which the noise is drawn from and
+        the VAR arrays report. It draws no random numbers. None = off.
 
     Returns
     -------
@@ -232,6 +280,8 @@ def simulate_slit(
     flux = peak_flux * spec
     optics = _Optics(geometry, shape=shape, moffat_alpha=moffat_alpha, psf=psf, psf_scale=psf_scale)
     scene = _scene(optics, flux, companions, nod_offsets=nod_offsets, nod_scale=nod_scale)
+    if sky is not None:
+        background = background + sky.image(n_cross, n_disp)
     var = _variances(scene, flux, snr=snr, background=background)
     data, var_poisson = _noisy_data(
         rng,
@@ -260,6 +310,7 @@ def simulate_slit(
         nod_offsets=tuple(nod_offsets),
         companion_flux=scene.companion_flux,
         companion_offsets=tuple(off for off, _ in companions),
+        nod_profiles=scene.nod_profiles,
     )
 
 
@@ -351,6 +402,8 @@ class _Scene:
         Flux of every companion, summed over the rows.
     nod_scales : ndarray, shape (n_nods,)
         Amplitude of every nod copy relative to the source.
+    nod_profiles : tuple of ndarray
+        Profile of every nod copy, unit sum over the rows.
     """
 
     profile: np.ndarray
@@ -358,6 +411,7 @@ class _Scene:
     image: np.ndarray
     companion_flux: tuple[np.ndarray, ...]
     nod_scales: np.ndarray
+    nod_profiles: tuple[np.ndarray, ...]
 
 
 def _scene(
@@ -379,14 +433,16 @@ def _scene(
         companion_flux.append(ratio * flux * cprof.sum(axis=0))
     positive_scene = scene.copy()
     scales = np.broadcast_to(np.asarray(nod_scale, float), (len(nod_offsets),))
-    for off, scale in zip(nod_offsets, scales, strict=True):
-        scene = scene - scale * flux[None, :] * optics.profile_at(trace + off)
+    nod_profiles = tuple(optics.profile_at(trace + off) for off in nod_offsets)
+    for nod_prof, scale in zip(nod_profiles, scales, strict=True):
+        scene = scene - scale * flux[None, :] * nod_prof
     return _Scene(
         profile=prof,
         positive=positive_scene,
         image=scene,
         companion_flux=tuple(companion_flux),
         nod_scales=scales,
+        nod_profiles=nod_profiles,
     )
 
 
@@ -411,8 +467,13 @@ class _Variances:
     source_plus_sky: np.ndarray
 
 
-def _variances(scene: _Scene, flux: np.ndarray, *, snr: float, background: float) -> _Variances:
-    """Poisson, read-noise and flat variances giving optimal S/N ``snr`` at the peak column."""
+def _variances(
+    scene: _Scene, flux: np.ndarray, *, snr: float, background: float | np.ndarray
+) -> _Variances:
+    """Poisson, read-noise and flat variances giving optimal S/N ``snr`` at the peak column.
+
+    ``background`` is the sky per pixel: a number, or an (n_cross, n_disp) image.
+    """
     # Variance: Poisson from source + sky (half the read noise at the peak pixel),
     # read noise solved so that the optimal S/N at the peak column is `snr`.
     peak_col = int(np.argmax(flux))
@@ -441,7 +502,7 @@ def _noisy_data(
     scene: _Scene,
     var: _Variances,
     *,
-    background: float,
+    background: float | np.ndarray,
     correlated: float,
     poisson_from_data: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
