@@ -39,7 +39,8 @@ MODES = {
 }
 
 # Modes whose s2d normally arrives nod-subtracted: negative copies of the trace in
-# the slit and (nearly) no sky left, so no background is fitted (docs/modes.rst).
+# the slit and a residual sky (docs/modes.rst). Their background is "auto" like
+# everyone's: none, a constant or a slope, chosen per slit with the nod copies modelled.
 NODDED = ("nirspec_mos", "nirspec_mos_prism", "nirspec_fs", "nirspec_fs_prism", "miri_lrs")
 
 # Parameter -> {mode: value} for the modes that differ from generic.
@@ -49,7 +50,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "kernel": {},
     "fit_fwhm": {},
     "fit_trace": {},
-    "bkg_order": dict.fromkeys(NODDED, -1),
+    "bkg_order": {},
 }
 
 

@@ -26,10 +26,22 @@ SCRIPT = ROOT / "scripts" / "make_mode_defaults.py"
 
 @pytest.fixture
 def mos_prism_file(rng, tmp_path):
-    """A NIRSpec MOS PRISM s2d (mode nirspec_mos_prism: bkg_order -1, spec default 2)."""
+    """A NIRSpec MOS PRISM s2d (mode nirspec_mos_prism: the spec defaults)."""
     sims = [simulate_slit(rng, n_disp=150, snr=40.0, fwhm=(2.0, 2.0)) for _ in range(2)]
     path = tmp_path / "mos_s2d.fits"
     make_multislit(sims, filename=path.name).save(path)
+    return path
+
+
+@pytest.fixture
+def mos_grating_file(rng, tmp_path):
+    """A NIRSpec MOS G395M s2d (mode nirspec_mos: slice_width 100, spec default 30)."""
+    sims = [simulate_slit(rng, n_disp=150, snr=40.0, fwhm=(2.0, 2.0)) for _ in range(2)]
+    path = tmp_path / "mos_s2d.fits"
+    model = make_multislit(sims, filename=path.name)
+    model.meta.instrument.grating = "G395M"
+    model.meta.instrument.filter = "F290LP"
+    model.save(path)
     return path
 
 
@@ -100,30 +112,30 @@ def test_bad_mode_files_raise_naming_file_and_key(tmp_path):
         read_mode_file(tmp_path / "broken.asdf")
 
 
-def test_mode_default_applies_and_is_logged_and_recorded(mos_prism_file, caplog):
+def test_mode_default_applies_and_is_logged_and_recorded(mos_grating_file, caplog):
     caplog.set_level("INFO", logger="optimal_extract1d")
-    x1d = OptimalExtract1dStep.call(str(mos_prism_file))
+    x1d = OptimalExtract1dStep.call(str(mos_grating_file))
     record = x1d.meta.optimal_extraction
-    assert record.mode == "nirspec_mos_prism" and record.mode_file == "nirspec_mos_prism.asdf"
-    assert record.parameters.bkg_order == -1 == record.mode_parameters.bkg_order
+    assert record.mode == "nirspec_mos" and record.mode_file == "nirspec_mos.asdf"
+    assert record.parameters.slice_width == 100 == record.mode_parameters.slice_width
     assert record.differs_from_mode == []
-    assert x1d.spec[0].meta.optimal_extraction.bkg_order == -1
-    assert "Using nirspec_mos_prism mode defaults" in caplog.text
+    assert x1d.spec[0].meta.optimal_extraction.slice_width == 100
+    assert "Using nirspec_mos mode defaults" in caplog.text
 
 
-def test_mode_defaults_apply_to_a_model_input_too(mos_prism_file):
-    with datamodels.open(mos_prism_file) as model:
+def test_mode_defaults_apply_to_a_model_input_too(mos_grating_file):
+    with datamodels.open(mos_grating_file) as model:
         x1d = OptimalExtract1dStep.call(model)
-    assert x1d.meta.optimal_extraction.parameters.bkg_order == -1
+    assert x1d.meta.optimal_extraction.parameters.slice_width == 100
 
 
-def test_user_value_wins_over_mode_default_in_call(mos_prism_file, caplog):
+def test_user_value_wins_over_mode_default_in_call(mos_grating_file, caplog):
     caplog.set_level("INFO", logger="optimal_extract1d")
-    x1d = OptimalExtract1dStep.call(str(mos_prism_file), bkg_order=1)
+    x1d = OptimalExtract1dStep.call(str(mos_grating_file), slice_width=40)
     record = x1d.meta.optimal_extraction
-    assert record.parameters.bkg_order == 1 and record.mode_parameters.bkg_order == -1
-    assert record.differs_from_mode == ["bkg_order"]
-    assert "bkg_order=1 (mode -1)" in caplog.text
+    assert record.parameters.slice_width == 40 and record.mode_parameters.slice_width == 100
+    assert record.differs_from_mode == ["slice_width"]
+    assert "slice_width=40 (mode 100)" in caplog.text
 
 
 def test_config_file_wins_over_mode_default(mos_prism_file, tmp_path):
@@ -144,7 +156,7 @@ def test_config_file_wins_over_mode_default(mos_prism_file, tmp_path):
 def test_strun_with_a_shipped_mode_file_and_a_user_override(mos_prism_file, tmp_path, strun):
     # The grating file on a PRISM input: the file's values beat the PRISM mode defaults
     # (slice_width 100, not 30), and a command-line value beats both (bkg_order 1, where
-    # the file and the mode say -1). One run: strun's start-up is most of the cost.
+    # the file and the mode say auto). One run: strun's start-up is most of the cost.
     file = str(REFERENCE_DIR / "nirspec_mos.asdf")
     proc = strun(file, mos_prism_file.name, "--bkg_order=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -152,6 +164,6 @@ def test_strun_with_a_shipped_mode_file_and_a_user_override(mos_prism_file, tmp_
         record = x1d.meta.optimal_extraction
         assert record.mode == "nirspec_mos_prism"
         assert record.parameters.slice_width == 100 and record.mode_parameters.slice_width == 30
-        assert record.parameters.bkg_order == 1 and record.mode_parameters.bkg_order == -1
+        assert record.parameters.bkg_order == 1 and record.mode_parameters.bkg_order == "auto"
         assert record.differs_from_mode == ["bkg_order", "slice_width"]
         assert np.isfinite(x1d.spec[0].spec_table["FLUX"]).all()

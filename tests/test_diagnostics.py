@@ -31,10 +31,11 @@ def test_images_per_slit_have_the_slit_shape_and_residual_is_data_minus_scene(mo
     x1d = OptimalExtract1dStep.call(
         str(mos_file), output_dir=str(tmp_path), extraction_region=region, **ALL
     )
-    # fitted per column: the flux and the background terms (none in this mode)
-    n_linear = 1 + max(x1d.meta.optimal_extraction.parameters.bkg_order + 1, 0)
+    # fitted per column: the flux and the background terms the slit's scene chose
+    orders = {s.name: s.meta.optimal_extraction.bkg_order for s in x1d.spec}
     with datamodels.open(mos_file) as s2d:
         for slit in s2d.slits:
+            n_linear = 1 + max(orders[slit.name] + 1, 0)
             stem = tmp_path / f"mos_{slit.name}"
             profile = _open(f"{stem}_profile.fits")
             scene = _open(f"{stem}_scene_model.fits")

@@ -10,7 +10,7 @@ from optimal_extract1d.params import ExtractParams, check_region, check_slice
         ({"extraction_region": (5, 1, 2, 3)}, "empty or negative"),
         ({"extraction_region": (1, 2, 3)}, "needs 4 values"),
         ({"slice_width": 0}, "slice_width must be >= 1"),
-        ({"bkg_order": -2}, "bkg_order must be >= -1"),
+        ({"bkg_order": -2}, "bkg_order must be 'auto' or >= -1"),
         ({"kernel": "boxcar"}, "kernel must be one of"),
         ({"kernel": "psf"}, "kernel='psf' needs psf_file"),
         ({"variance_source": "magic"}, "variance_source must be one of"),

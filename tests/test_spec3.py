@@ -23,11 +23,11 @@ def test_only_extract_1d_is_replaced_and_jwst_is_untouched():
 
 
 def test_mode_defaults_reach_extract_1d_when_crds_parameters_are_disabled():
-    parameters = {"meta.exposure.type": "NRS_MSASPEC", "meta.instrument.grating": "PRISM"}
+    parameters = {"meta.exposure.type": "NRS_MSASPEC", "meta.instrument.grating": "G395M"}
     config = OptimalSpec3Pipeline.get_config_from_reference(
         parameters, disable=True, crds_observatory="jwst"
     )
-    assert config["steps"]["extract_1d"]["bkg_order"] == -1  # nirspec_mos_prism, not 2
+    assert config["steps"]["extract_1d"]["slice_width"] == 100  # nirspec_mos, not 30
     assert set(config["steps"]) == {"extract_1d"}
 
 

@@ -57,8 +57,11 @@ class ExtractParams:
     psf_file : str or None
         jwst ``SpecPsfModel`` file with the cross-dispersion PSF per
         wavelength; required by (and only used with) ``kernel = "psf"``.
-    bkg_order : int
-        Degree of the polynomial background fitted with the PSF; -1 = none.
+    bkg_order : int or str
+        Degree of the polynomial background fitted with the PSF; -1 = none;
+        ``"auto"``: none, a constant or a slope across the slit, chosen per
+        slit by the criterion of `.scene.choice` (nod copies are modelled in
+        every candidate).
     variance_source : str
         ``"auto"``, ``"var"`` (VAR_* arrays), ``"wht"`` (drizzle weights) or
         ``"err"`` (ERR squared).
@@ -94,7 +97,7 @@ class ExtractParams:
     slice_column: int | None = None
     kernel: str = "auto"
     psf_file: str | None = None
-    bkg_order: int = 2
+    bkg_order: int | str = AUTO
     variance_source: str = "auto"
     drizzle_scale: float = 1.0
     fit_fwhm: bool | str = AUTO
@@ -159,8 +162,9 @@ class ExtractParams:
         if not self.reject_sigma > 0:
             msg = f"reject_sigma must be > 0, got {self.reject_sigma}"
             raise ParameterError(msg)
-        if self.bkg_order < -1:
-            msg = f"bkg_order must be >= -1 (-1 = no background), got {self.bkg_order}"
+        object.__setattr__(self, "bkg_order", _order_or_auto(self.bkg_order))
+        if self.bkg_order != AUTO and self.bkg_order < -1:
+            msg = f"bkg_order must be 'auto' or >= -1 (-1 = no background), got {self.bkg_order}"
             raise ParameterError(msg)
         if self.variance_source not in VARIANCE_SOURCES:
             msg = f"variance_source must be one of {VARIANCE_SOURCES}, got {self.variance_source!r}"
@@ -273,4 +277,20 @@ def _on_off_auto(name: str, value: object) -> bool | str:
         if word in _FALSE_WORDS:
             return False
     msg = f"{name} must be True, False or 'auto', got {value!r}"
+    raise ParameterError(msg)
+
+
+def _order_or_auto(value: object) -> int | str:
+    """``"auto"`` or an integer degree, from a number or its spelling on a command line."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word == AUTO:
+            return AUTO
+        try:
+            return int(word)
+        except ValueError:
+            pass
+    elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    msg = f"bkg_order must be 'auto' or an integer >= -1 (-1 = no background), got {value!r}"
     raise ParameterError(msg)

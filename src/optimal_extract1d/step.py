@@ -45,7 +45,7 @@ class OptimalExtract1dStep(Step):
     slice_column = integer(default=None, min=0)  # center column of the slice; None = column with most signal
     kernel = option("auto", "gaussian", "moffat", "empirical", "psf", default="auto")  # PSF template; auto = Gaussian or Moffat, chosen per slit; empirical = Horne's data-driven profile; psf = the profiles of psf_file
     psf_file = string(default=None)  # jwst SpecPsfModel file of cross-dispersion PSFs per wavelength (kernel = psf)
-    bkg_order = integer(default=2, min=-1)  # Polynomial1D background degree fitted with the PSF; -1 = none
+    bkg_order = pass(default="auto")  # Polynomial1D background degree fitted with the PSF; -1 = none; auto = none, constant or slope, chosen per slit
     variance_source = option("auto", "var", "wht", "err", default="auto")  # auto: VAR_* > 1/(WHT s^4) > ERR^2
     drizzle_scale = float(default=1.0, min=0)  # s in Var = 1/(WHT s^4)
     fit_fwhm = pass(default="auto")  # True, False or auto: fit the kernel FWHM in bins and model FWHM(wavelength); auto = where the data show it varies

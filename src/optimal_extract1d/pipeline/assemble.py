@@ -67,7 +67,7 @@ def metadata(
         "fallback_reason": scene.reason,
         "slice_column": int(scene.column + sd.offset[1]),
         "slice_width": int(min(params.slice_width, sd.shape[1])),
-        "bkg_order": int(params.bkg_order),
+        "bkg_order": int(scene.bkg_order),
         "variance_source": sd.variance_source,
         "kernel": kernel,
         **scene.metadata,

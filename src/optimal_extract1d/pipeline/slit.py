@@ -28,7 +28,7 @@ from ..params import ExtractParams
 from ..psf.kernel import KernelTemplate
 from ..results import SpectrumResult
 from ..scene.fit import fit_scene, fixed_scene, slice_column
-from ..scene.model import SceneModel, SceneSettings, box_scene
+from ..scene.model import SceneModel, SceneSettings, box_scene, fallback_bkg_order
 from ..slitdata import SlitData
 from . import assemble
 from .templates import default_template
@@ -91,9 +91,9 @@ def extract_slit(
     settings = scene_settings(params)
     sd = slit.cropped(params.extraction_region)
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
-    basis = horne.polynomial_basis(sd.shape[0], params.bkg_order)
     fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
     scene = _scene(sd, settings, template, usable=fit_usable, variance=sd.variance)
+    basis = horne.polynomial_basis(sd.shape[0], scene.bkg_order)
     result = _iterate(sd, params, scene, basis=basis)
     noise = _slice_noise(sd, scene, result, usable=usable, params=params)
     if scene.status == "fit" and (
@@ -110,10 +110,13 @@ def extract_slit(
             previous=scene,
             noise_scale=noise,
         )
+        basis = horne.polynomial_basis(sd.shape[0], scene.bkg_order)
         result = _iterate(sd, params, scene, basis=basis, start=result.var_poisson)
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
-        scene = box_scene(sd.shape, reason, fit=scene.fit, column=scene.column)
+        scene = box_scene(
+            sd.shape, reason, fit=scene.fit, column=scene.column, bkg_order=scene.bkg_order
+        )
         result = _iterate(sd, params, scene, basis=basis)
     spectra = _spectra(sd, scene, result, usable=usable, params=params, basis=basis)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
@@ -134,7 +137,13 @@ def _scene(
     if not usable.any():
         reason = "no usable pixel in the slit"
         log.warning("Slit %s: %s; all fluxes are NaN", sd.name, reason)
-        return box_scene(sd.shape, reason, fit=None, column=sd.shape[1] // 2)
+        return box_scene(
+            sd.shape,
+            reason,
+            fit=None,
+            column=sd.shape[1] // 2,
+            bkg_order=fallback_bkg_order(settings.bkg_order),
+        )
     column = (
         previous.column
         if previous
@@ -152,7 +161,8 @@ def _scene(
             noise_scale=noise_scale,
         )
     except ProfileFitError as err:
-        scene = fixed_scene(sd, template, column=column, reason=str(err))
+        bkg_order = previous.bkg_order if previous else fallback_bkg_order(settings.bkg_order)
+        scene = fixed_scene(sd, template, column=column, reason=str(err), bkg_order=bkg_order)
         log.warning(
             "Slit %s: kernel fit failed (%s); falling back to a fixed %s kernel at the "
             "slit center (%.1f px, FWHM %.1f px)",

@@ -108,20 +108,24 @@ class OrderChoice:
 
 @dataclass(frozen=True)
 class KernelChoice:
-    """The kernel family chosen on the slice, and the evidence.
+    """The kernel family and background degree chosen on the slice, and the evidence.
 
     Attributes
     ----------
     fit : KernelFit
-        The winning template's fit to the slice (main source only).
+        The winning candidate's fit to the slice (with its components).
+    bkg_order : int
+        Its background degree (-1 = none).
     candidates : tuple of dict
-        Every family fitted: its name, parameter count ``k``, chi2 and
-        criterion ``value`` (a family whose fit failed has no value).
+        Every candidate: kernel, background degree, parameter count ``k``,
+        chi2 and criterion ``value`` (a candidate that could not be fitted,
+        or sat on a bound, has no value and says ``why``).
     n_pixels : int
         Valid pixels of the slice.
     """
 
     fit: KernelFit
+    bkg_order: int
     candidates: tuple[dict[str, Any], ...]
     n_pixels: int
 
@@ -131,35 +135,45 @@ class KernelChoice:
             "criterion": "chi2 + k ln(n) on the kernel slice",
             "n_pixels": self.n_pixels,
             "chosen": self.fit.template.name,
+            "bkg_order": self.bkg_order,
             "candidates": list(self.candidates),
         }
 
 
 def choose_kernel(
-    fits: Sequence[KernelFit | None], names: Sequence[str], *, n_pixels: int, n_cross: int
+    fits: Sequence[KernelFit | None],
+    names: Sequence[str],
+    *,
+    bkg_orders: Sequence[int],
+    n_pixels: int,
+    n_cross: int,
 ) -> KernelChoice | None:
-    """The family whose slice fit has the lowest ``chi2 + k ln(n)``; None if none fitted.
+    """The candidate whose slice fit has the lowest ``chi2 + k ln(n)``; None if none fitted.
 
     ``k`` counts the template's non-linear parameters (a Moffat's index is one
-    more than a Gaussian's) and an offset and a flux for every further
-    component the family's fit needed, so the stiffer family must gain more
-    than ``ln(n)`` in chi2 per parameter: a Gaussian source keeps the Gaussian. A family whose
-    extra shape parameter ended on its bound (a Moffat index at 20, the
+    more than a Gaussian's), an offset and a flux for every further component
+    the candidate's fit needed, and its background terms, so a stiffer
+    candidate must gain more than ``ln(n)`` in chi2 per parameter: a Gaussian
+    source keeps the Gaussian, a slit without sky no background. A family
+    whose extra shape parameter ended on its bound (a Moffat index at 20, the
     Gaussian limit) is another family's limit, not a candidate.
     """
     cost = CRITERION.penalty(n_pixels)
     candidates, best = [], None
-    for fit, name in zip(fits, names, strict=True):
+    for fit, name, bkg in zip(fits, names, bkg_orders, strict=True):
+        entry = {"kernel": name, "bkg_order": bkg, "k": None, "chi2": None, "value": None}
         if fit is None or _shape_at_bound(fit, n_cross):
             why = "failed" if fit is None else "shape parameter on its bound"
-            candidates.append({"kernel": name, "k": None, "chi2": None, "value": None, "why": why})
+            candidates.append({**entry, "why": why})
             continue
-        k = len(fitted_params(fit.template)) + 2 * len(fit.offsets)  # + offset, flux of each
+        k = len(fitted_params(fit.template)) + 2 * len(fit.offsets) + bkg + 1
         value = float(fit.chi2 + k * cost)
-        candidates.append({"kernel": name, "k": k, "chi2": float(fit.chi2), "value": value})
+        candidates.append({**entry, "k": k, "chi2": float(fit.chi2), "value": value})
         if best is None or value < best[0]:
-            best = (value, fit)
-    return None if best is None else KernelChoice(best[1], tuple(candidates), n_pixels)
+            best = (value, fit, bkg)
+    if best is None:
+        return None
+    return KernelChoice(best[1], best[2], tuple(candidates), n_pixels)
 
 
 def _shape_at_bound(fit: KernelFit, n_cross: int) -> bool:

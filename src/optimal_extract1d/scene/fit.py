@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,7 +30,13 @@ from ..psf.profilefit import FitFailure, attempt_kernel_fit
 from ..slitdata import SlitData
 from .choice import KernelChoice, choose_kernel
 from .components import ComponentSearch
-from .model import SceneModel, SceneSettings, component_profiles, fixed_kernel
+from .model import (
+    BKG_CANDIDATES,
+    SceneModel,
+    SceneSettings,
+    component_profiles,
+    fixed_kernel,
+)
 from .pruning import prune_components
 from .sources import describe_components, find_components
 from .variation import vary_kernel
@@ -69,6 +76,9 @@ def fit_scene(
         When the kernel cannot be fitted to the slice.
     """
     wavelength = column_wavelength(sd.wavelength)
+    if previous is not None:  # the refit keeps the background the first round chose
+        settings = replace(settings, bkg_order=previous.bkg_order)
+    bkg_orders = BKG_CANDIDATES if settings.bkg_order == "auto" else (settings.bkg_order,)
     slice_fit = {
         "usable": usable,
         "column": column,
@@ -79,8 +89,12 @@ def fit_scene(
         "noise_scale": noise_scale,
     }
     kernel_choice = None
-    if previous is None and settings.other_kernels:
-        fit, kernel_choice = _choose_family(template, sd, variance, slice_fit=slice_fit)
+    if previous is None and (settings.other_kernels or len(bkg_orders) > 1):
+        kernel_choice = _choose_fit(
+            template, sd, variance, slice_fit=slice_fit, bkg_orders=bkg_orders
+        )
+        fit = kernel_choice.fit
+        settings = replace(settings, bkg_order=kernel_choice.bkg_order)
     else:
         fit = fit_slice(template, sd.data, variance, **slice_fit)
     if previous is None and fit.offsets:
@@ -122,69 +136,139 @@ def fit_scene(
         fwhm=varied.fwhm,
         profiles=profiles,
         kinds=("source", *fit.kinds),
+        bkg_order=int(settings.bkg_order),
         column_params=varied.column_params,
         metadata=meta,
     )
 
 
-def _choose_family(
+def _choose_fit(
     template: KernelTemplate,
     sd: SlitData,
     variance: np.ndarray,
     *,
     slice_fit: dict,
-) -> tuple[KernelFit, KernelChoice]:
-    """The slice fitted with every template family, and the one the criterion prefers.
+    bkg_orders: tuple[int, ...],
+) -> KernelChoice:
+    """The slice fitted with every family and background degree; the one the criterion prefers.
 
     Each family is fitted with its own search for further sources and nod
-    copies (`attempt_slice_fit`), and its criterion counts them: a Gaussian
-    that needs two "companions" to describe a Moffat's wings loses to the
-    Moffat, and a Moffat that bends to absorb negative nod copies loses to
-    the Gaussian that models them.
+    copies (`attempt_slice_fit`) at the first background degree; the other
+    degrees start from the components it found (`_with_background`), so a
+    background never hides the nod copies: it competes with them. Every
+    candidate's criterion counts its components: a Gaussian that needs two
+    "companions" to describe a Moffat's wings loses to the Moffat, and a
+    Moffat that bends to absorb negative nod copies loses to the Gaussian
+    that models them.
 
     Raises
     ------
     ProfileFitError
-        When no family can be fitted (the given template's reason).
+        When no candidate can be fitted (the first one's reason).
     """
     settings = slice_fit["settings"]
     families = [template, *(make_template(name) for name in settings.other_kernels)]
-    trials = [attempt_slice_fit(f, sd.data, variance, **slice_fit) for f in families]
-    if all(isinstance(trial, FitFailure) for trial in trials):
-        raise ProfileFitError(trials[0].reason)
-    fits = [None if isinstance(trial, FitFailure) else trial for trial in trials]
-    n_pixels = _slice_pixels(sd, variance, slice_fit)
-    choice = choose_kernel(fits, [f.name for f in families], n_pixels=n_pixels, n_cross=sd.shape[0])
-    if choice is None:  # every fitted family sits on a bound: keep the given one
-        fit = next(f for f in fits if f is not None)
-        return fit, KernelChoice(fit, (), n_pixels)
+    values, sigma = _slice(sd, variance, slice_fit)
+    fits, names, orders, first_failure = [], [], [], None
+    for family in families:
+        base = attempt_slice_fit(
+            family,
+            sd.data,
+            variance,
+            **{**slice_fit, "settings": replace(settings, bkg_order=bkg_orders[0])},
+        )
+        for bkg in bkg_orders:
+            trial = (
+                base
+                if bkg == bkg_orders[0]
+                else _with_background(
+                    base,
+                    family,
+                    sd,
+                    variance,
+                    values=values,
+                    sigma=sigma,
+                    slice_fit=slice_fit,
+                    bkg_order=bkg,
+                )
+            )
+            if isinstance(trial, FitFailure):
+                first_failure = first_failure or trial
+                trial = None
+            fits.append(trial)
+            names.append(family.name)
+            orders.append(bkg)
+    if all(fit is None for fit in fits):
+        raise ProfileFitError(first_failure.reason)
+    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
+    choice = choose_kernel(fits, names, bkg_orders=orders, n_pixels=n_pixels, n_cross=sd.shape[0])
+    if choice is None:  # every fitted candidate sits on a bound: keep the first
+        index = next(i for i, fit in enumerate(fits) if fit is not None)
+        return KernelChoice(fits[index], orders[index], (), n_pixels)
     log.info(
-        "Slit %s: %s kernel (criterion %s)",
+        "Slit %s: %s kernel, background degree %d (criterion %s)",
         sd.name,
         choice.fit.template.name,
+        choice.bkg_order,
         ", ".join(
-            f"{c['kernel']} {c['value']:.1f}"
+            f"{c['kernel']}/{c['bkg_order']} {c['value']:.1f}"
             if c["value"] is not None
-            else f"{c['kernel']} {c['why']}"
+            else f"{c['kernel']}/{c['bkg_order']} {c['why']}"
             for c in choice.candidates
         ),
     )
-    return choice.fit, choice
+    return choice
 
 
-def _slice_pixels(sd: SlitData, variance: np.ndarray, slice_fit: dict) -> int:
-    """Valid pixels of the coadded kernel slice (the criterion's ``n``)."""
-    values, sigma = coadd.coadd_columns(
+def _with_background(
+    base: KernelFit | FitFailure,
+    family: KernelTemplate,
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    slice_fit: dict,
+    bkg_order: int,
+) -> KernelFit | FitFailure:
+    """The slice fitted with a background of ``bkg_order``, from ``base``'s components.
+
+    The components found without the background are refitted with it and
+    pruned where they no longer hold up; with no ``base`` fit, a fresh fit
+    with its own search.
+    """
+    settings = replace(slice_fit["settings"], bkg_order=bkg_order)
+    if isinstance(base, FitFailure):
+        return attempt_slice_fit(family, sd.data, variance, **{**slice_fit, "settings": settings})
+    fit = attempt_kernel_fit(
+        base.template,
+        values,
+        sigma,
+        bkg_order=bkg_order,
+        center=base.center,
+        fwhm=base.fwhm,
+        offsets=base.offsets,
+    )
+    search = slice_fit["search"]
+    if isinstance(fit, FitFailure) or search is None or not fit.offsets:
+        return fit
+    return prune_components(fit, values, sigma, bkg_order=bkg_order, search=search)
+
+
+def _slice(sd: SlitData, variance: np.ndarray, slice_fit: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The coadded kernel slice and its uncertainty."""
+    return coadd.coadd_columns(
         sd.data,
         variance,
         slice_fit["usable"],
         column=slice_fit["column"],
         width=slice_fit["settings"].slice_width,
     )
-    return int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
 
 
-def fixed_scene(sd: SlitData, template: KernelTemplate, *, column: int, reason: str) -> SceneModel:
+def fixed_scene(
+    sd: SlitData, template: KernelTemplate, *, column: int, reason: str, bkg_order: int
+) -> SceneModel:
     """First fallback: the template at the slit center, no components (`.model.fixed_kernel`)."""
     fit = fixed_kernel(template, sd.shape[0])
     wavelength = column_wavelength(sd.wavelength)
@@ -201,6 +285,7 @@ def fixed_scene(sd: SlitData, template: KernelTemplate, *, column: int, reason: 
         fwhm=fwhm,
         profiles=[profile],
         kinds=("source",),
+        bkg_order=bkg_order,
         column_params=column_params,
     )
 

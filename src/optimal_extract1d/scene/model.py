@@ -19,16 +19,24 @@ from ..psf.evaluate import kernel_profile
 from ..psf.kernel import KernelFit, KernelTemplate
 
 __all__ = [
+    "BKG_CANDIDATES",
+    "FALLBACK_BKG_ORDER",
     "FALLBACK_FWHM",
     "SceneModel",
     "SceneSettings",
     "box_scene",
     "component_profiles",
+    "fallback_bkg_order",
     "fixed_kernel",
 ]
 
 #: FWHM (pixels) of the fixed fallback kernel when the fit fails.
 FALLBACK_FWHM = 2.0
+#: Background degrees tried with ``bkg_order = "auto"``: none, a constant, a slope.
+BKG_CANDIDATES = (-1, 0, 1)
+#: Background degree of the fallbacks with ``bkg_order = "auto"`` (nod-subtracted
+#: slits have little sky left, and a constant would absorb their nod copies).
+FALLBACK_BKG_ORDER = -1
 
 
 @dataclass(frozen=True)
@@ -37,8 +45,9 @@ class SceneSettings:
 
     Attributes
     ----------
-    bkg_order : int
-        Degree of the polynomial background fitted with the PSF; -1 = none.
+    bkg_order : int or str
+        Degree of the polynomial background fitted with the PSF; -1 = none;
+        ``"auto"``: chosen per slit among `BKG_CANDIDATES`.
     slice_width : int
         Dispersion columns coadded into the kernel slice.
     slice_column : int or None
@@ -66,7 +75,7 @@ class SceneSettings:
         S/N a further source or nod copy needs.
     """
 
-    bkg_order: int = 2
+    bkg_order: int | str = "auto"
     slice_width: int = 30
     slice_column: int | None = None
     empirical: bool = False
@@ -112,6 +121,8 @@ class SceneModel:
         Normalized profile of the main source, then of every other component.
     kinds : tuple of str
         ``"source"`` or ``"nod"`` for every profile (the first is the main source).
+    bkg_order : int
+        Degree of the background polynomial fitted with the profiles (-1 = none).
     metadata : dict
         Bin fits, smooth models and the empirical profile's settings, for
         the spectrum metadata.
@@ -126,6 +137,7 @@ class SceneModel:
     fwhm: np.ndarray
     profiles: list[Profile]
     kinds: tuple[str, ...]
+    bkg_order: int = -1
     column_params: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -172,8 +184,18 @@ def fixed_kernel(template: KernelTemplate, n_cross: int) -> KernelFit:
     )
 
 
+def fallback_bkg_order(bkg_order: int | str) -> int:
+    """The background degree of a fallback scene: the user's, or `FALLBACK_BKG_ORDER`."""
+    return FALLBACK_BKG_ORDER if bkg_order == "auto" else int(bkg_order)
+
+
 def box_scene(
-    shape: tuple[int, int], reason: str, *, fit: KernelFit | None, column: int
+    shape: tuple[int, int],
+    reason: str,
+    *,
+    fit: KernelFit | None,
+    column: int,
+    bkg_order: int,
 ) -> SceneModel:
     """The uniform (box) profile over the whole column, the last fallback."""
     n_cross, n_disp = shape
@@ -189,4 +211,5 @@ def box_scene(
         fwhm=fwhm,
         profiles=[profile],
         kinds=("source",),
+        bkg_order=bkg_order,
     )
