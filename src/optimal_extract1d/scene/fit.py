@@ -152,10 +152,13 @@ def _choose_fit(
 ) -> KernelChoice:
     """The slice fitted with every family and background degree; the one the criterion prefers.
 
-    Each family is fitted with its own search for further sources and nod
-    copies (`attempt_slice_fit`) at the first background degree; the other
-    degrees start from the components it found (`_with_background`), so a
-    background never hides the nod copies: it competes with them. Every
+    In two stages. First the background: the first family is fitted with the
+    search for further sources and nod copies (`attempt_slice_fit`) without a
+    background, and the other degrees start from the components it found
+    (`_with_background`), so a background never hides the nod copies: it
+    competes with them. Then the family: the other families are fitted at
+    the chosen degree from the first family's components, dropping the ones
+    they do not need (`_family_fit`). Every
     candidate's criterion counts its components: a Gaussian that needs two
     "companions" to describe a Moffat's wings loses to the Moffat, and a
     Moffat that bends to absorb negative nod copies loses to the Gaussian
@@ -169,38 +172,31 @@ def _choose_fit(
     settings = slice_fit["settings"]
     families = [template, *(make_template(name) for name in settings.other_kernels)]
     values, sigma = _slice(sd, variance, slice_fit)
-    fits, names, orders, first_failure = [], [], [], None
-    for family in families:
-        base = attempt_slice_fit(
-            family,
-            sd.data,
-            variance,
-            **{**slice_fit, "settings": replace(settings, bkg_order=bkg_orders[0])},
-        )
-        for bkg in bkg_orders:
-            trial = (
-                base
-                if bkg == bkg_orders[0]
-                else _with_background(
-                    base,
-                    family,
-                    sd,
-                    variance,
-                    values=values,
-                    sigma=sigma,
-                    slice_fit=slice_fit,
-                    bkg_order=bkg,
-                )
-            )
-            if isinstance(trial, FitFailure):
-                first_failure = first_failure or trial
-                trial = None
-            fits.append(trial)
-            names.append(family.name)
-            orders.append(bkg)
+    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
+    seeded = {"values": values, "sigma": sigma, "slice_fit": slice_fit}
+    # Stage 1: the background degree, with the first family.
+    base = _family_fit(families[0], None, sd, variance, bkg_order=bkg_orders[0], **seeded)
+    fits = [
+        base
+        if bkg == bkg_orders[0]
+        else _with_background(base, families[0], sd, variance, bkg_order=bkg, **seeded)
+        for bkg in bkg_orders
+    ]
+    names, orders = [families[0].name] * len(bkg_orders), list(bkg_orders)
+    first_failure = next((f for f in fits if isinstance(f, FitFailure)), None)
+    fits = [None if isinstance(f, FitFailure) else f for f in fits]
+    stage = choose_kernel(fits, names, bkg_orders=orders, n_pixels=n_pixels, n_cross=sd.shape[0])
+    bkg = stage.bkg_order if stage is not None else bkg_orders[0]
+    seed = stage.fit if stage is not None else None
+    # Stage 2: the other families at that degree, from the first family's components.
+    for family in families[1:]:
+        trial = _family_fit(family, seed, sd, variance, bkg_order=bkg, **seeded)
+        first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
+        fits.append(None if isinstance(trial, FitFailure) else trial)
+        names.append(family.name)
+        orders.append(bkg)
     if all(fit is None for fit in fits):
         raise ProfileFitError(first_failure.reason)
-    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
     choice = choose_kernel(fits, names, bkg_orders=orders, n_pixels=n_pixels, n_cross=sd.shape[0])
     if choice is None:  # every fitted candidate sits on a bound: keep the first
         index = next(i for i, fit in enumerate(fits) if fit is not None)
@@ -218,6 +214,41 @@ def _choose_fit(
         ),
     )
     return choice
+
+
+def _family_fit(
+    family: KernelTemplate,
+    first: KernelFit | FitFailure | None,
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    slice_fit: dict,
+    bkg_order: int,
+) -> KernelFit | FitFailure:
+    """A family's slice fit: with the search for the first family, else from its components.
+
+    A Moffat refitted with the components a Gaussian needed keeps only those
+    that still hold up (`.pruning.prune_components`): the Gaussian's
+    "companions" in a Moffat's wings go, real sources and nod copies stay.
+    """
+    settings = replace(slice_fit["settings"], bkg_order=bkg_order)
+    if first is None or isinstance(first, FitFailure):
+        return attempt_slice_fit(family, sd.data, variance, **{**slice_fit, "settings": settings})
+    fit = attempt_kernel_fit(
+        with_params(family, slice_fit["extra"] or {}),
+        values,
+        sigma,
+        bkg_order=bkg_order,
+        center=first.center,
+        fwhm=first.fwhm,
+        offsets=first.offsets,
+    )
+    search = slice_fit["search"]
+    if isinstance(fit, FitFailure) or search is None or not fit.offsets:
+        return fit
+    return prune_components(fit, values, sigma, bkg_order=bkg_order, search=search)
 
 
 def _with_background(
