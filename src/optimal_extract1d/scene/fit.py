@@ -155,10 +155,10 @@ def _choose_fit(
     In two stages. First the background: the first family is fitted with the
     search for further sources and nod copies (`attempt_slice_fit`) without a
     background, and the other degrees start from the components it found
-    (`_with_background`), so a background never hides the nod copies: it
+    (`_refit_from`), so a background never hides the nod copies: it
     competes with them. Then the family: the other families are fitted at
     the chosen degree from the first family's components, dropping the ones
-    they do not need (`_family_fit`). Every
+    they do not need (`_refit_from` again). Every
     candidate's criterion counts its components: a Gaussian that needs two
     "companions" to describe a Moffat's wings loses to the Moffat, and a
     Moffat that bends to absorb negative nod copies loses to the Gaussian
@@ -175,12 +175,10 @@ def _choose_fit(
     n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
     seeded = {"values": values, "sigma": sigma, "slice_fit": slice_fit}
     # Stage 1: the background degree, with the first family.
-    base = _family_fit(families[0], None, sd, variance, bkg_order=bkg_orders[0], **seeded)
-    fits = [
-        base
-        if bkg == bkg_orders[0]
-        else _with_background(base, families[0], sd, variance, bkg_order=bkg, **seeded)
-        for bkg in bkg_orders
+    base = _refit_from(None, families[0], sd, variance, bkg_order=bkg_orders[0], **seeded)
+    shape = base.template if isinstance(base, KernelFit) else families[0]
+    fits = [base] + [
+        _refit_from(base, shape, sd, variance, bkg_order=bkg, **seeded) for bkg in bkg_orders[1:]
     ]
     names, orders = [families[0].name] * len(bkg_orders), list(bkg_orders)
     first_failure = next((f for f in fits if isinstance(f, FitFailure)), None)
@@ -190,7 +188,7 @@ def _choose_fit(
     seed = stage.fit if stage is not None else None
     # Stage 2: the other families at that degree, from the first family's components.
     for family in families[1:]:
-        trial = _family_fit(family, seed, sd, variance, bkg_order=bkg, **seeded)
+        trial = _refit_from(seed, family, sd, variance, bkg_order=bkg, **seeded)
         first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
         fits.append(None if isinstance(trial, FitFailure) else trial)
         names.append(family.name)
@@ -216,9 +214,9 @@ def _choose_fit(
     return choice
 
 
-def _family_fit(
-    family: KernelTemplate,
-    first: KernelFit | FitFailure | None,
+def _refit_from(
+    seed: KernelFit | FitFailure | None,
+    template: KernelTemplate,
     sd: SlitData,
     variance: np.ndarray,
     *,
@@ -227,58 +225,25 @@ def _family_fit(
     slice_fit: dict,
     bkg_order: int,
 ) -> KernelFit | FitFailure:
-    """A family's slice fit: with the search for the first family, else from its components.
+    """The slice fitted with ``template`` and ``bkg_order``, from ``seed``'s components.
 
-    A Moffat refitted with the components a Gaussian needed keeps only those
-    that still hold up (`.pruning.prune_components`): the Gaussian's
-    "companions" in a Moffat's wings go, real sources and nod copies stay.
+    The components the seed found are refitted and pruned where they no
+    longer hold up (`.pruning.prune_components`): a Moffat drops the
+    "companions" a Gaussian needed in its wings, a background keeps the nod
+    copies it would otherwise absorb. With no seed, a fresh fit with its own
+    search (`attempt_slice_fit`).
     """
-    settings = replace(slice_fit["settings"], bkg_order=bkg_order)
-    if first is None or isinstance(first, FitFailure):
-        return attempt_slice_fit(family, sd.data, variance, **{**slice_fit, "settings": settings})
+    if seed is None or isinstance(seed, FitFailure):
+        settings = replace(slice_fit["settings"], bkg_order=bkg_order)
+        return attempt_slice_fit(template, sd.data, variance, **{**slice_fit, "settings": settings})
     fit = attempt_kernel_fit(
-        with_params(family, slice_fit["extra"] or {}),
+        with_params(template, slice_fit["extra"] or {}),
         values,
         sigma,
         bkg_order=bkg_order,
-        center=first.center,
-        fwhm=first.fwhm,
-        offsets=first.offsets,
-    )
-    search = slice_fit["search"]
-    if isinstance(fit, FitFailure) or search is None or not fit.offsets:
-        return fit
-    return prune_components(fit, values, sigma, bkg_order=bkg_order, search=search)
-
-
-def _with_background(
-    base: KernelFit | FitFailure,
-    family: KernelTemplate,
-    sd: SlitData,
-    variance: np.ndarray,
-    *,
-    values: np.ndarray,
-    sigma: np.ndarray,
-    slice_fit: dict,
-    bkg_order: int,
-) -> KernelFit | FitFailure:
-    """The slice fitted with a background of ``bkg_order``, from ``base``'s components.
-
-    The components found without the background are refitted with it and
-    pruned where they no longer hold up; with no ``base`` fit, a fresh fit
-    with its own search.
-    """
-    settings = replace(slice_fit["settings"], bkg_order=bkg_order)
-    if isinstance(base, FitFailure):
-        return attempt_slice_fit(family, sd.data, variance, **{**slice_fit, "settings": settings})
-    fit = attempt_kernel_fit(
-        base.template,
-        values,
-        sigma,
-        bkg_order=bkg_order,
-        center=base.center,
-        fwhm=base.fwhm,
-        offsets=base.offsets,
+        center=seed.center,
+        fwhm=seed.fwhm,
+        offsets=seed.offsets,
     )
     search = slice_fit["search"]
     if isinstance(fit, FitFailure) or search is None or not fit.offsets:
