@@ -8,6 +8,7 @@ PSF such as `.psf.tabulated.TabulatedPSF1D`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,12 +34,20 @@ __all__ = [
 OVERSAMPLE = 5
 
 
+@functools.lru_cache(maxsize=8)
 def _pixel_nodes(oversample: int) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets from the pixel center and weights (summing to 1) of the quadrature."""
+    """Offsets from the pixel center and weights (summing to 1) of the quadrature.
+
+    Cached (the same few orders serve every evaluation); the arrays are
+    read-only so that no caller can change the cached values.
+    """
     if oversample <= 1:
-        return np.zeros(1), np.ones(1)
-    nodes, weights = np.polynomial.legendre.leggauss(oversample)
-    return 0.5 * nodes, 0.5 * weights
+        nodes, weights = np.zeros(1), np.ones(1)
+    else:
+        nodes, weights = np.polynomial.legendre.leggauss(oversample)
+        nodes, weights = 0.5 * nodes, 0.5 * weights
+    nodes.flags.writeable = weights.flags.writeable = False
+    return nodes, weights
 
 
 def evaluate_native(

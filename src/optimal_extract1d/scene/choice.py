@@ -238,8 +238,10 @@ def choose_orders(
     mid_col, mid_lam = (x[good] for x in at)
     snr = bins.snr[good]
     combos = [(t, f) for t in trace_orders for f in fwhm_orders]
-    centers = [_candidate(mid_col, bins.center[good], snr, t) for t, _ in combos]
-    widths = [_candidate(mid_lam, bins.fwhm[good], snr, f) for _, f in combos]
+    center_of = {t: _candidate(mid_col, bins.center[good], snr, t) for t in trace_orders}
+    width_of = {f: _candidate(mid_lam, bins.fwhm[good], snr, f) for f in fwhm_orders}
+    centers = [center_of[t] for t, _ in combos]
+    widths = [width_of[f] for _, f in combos]
     chi2, n_pix = _score(
         template,
         values,
