@@ -1,11 +1,8 @@
 """Choose the kernel slice, and coadd columns into cross-dispersion profiles.
 
-`coadd_columns` makes the kernel slice's profile, `coadd_bins` one profile per
-bin of columns (`.scene.trace`). Both are the same inverse-variance weighted
-mean with the same weights (``_weights``, ``_weighted_mean``); only the column sums
-differ, and must: a slice's sum is numpy's pairwise sum of its columns, a bin's
-is `numpy.add.reduceat`'s (the bin's first column plus the pairwise sum of the
-others), which differ in the last bits.
+`coadd_bins` is the one coadd: the inverse-variance weighted mean profile of
+every bin of columns (`.scene.trace`); `coadd_columns` is the kernel slice's,
+one bin of ``width`` columns around a center.
 """
 
 from __future__ import annotations
@@ -102,9 +99,10 @@ def coadd_columns(
     width = int(min(max(width, 1), n_disp))
     start = int(np.clip(column - width // 2, 0, n_disp - width))
     cols = slice(start, start + width)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w, wd = _weights(data[:, cols], variance[:, cols], usable[:, cols])
-        return _weighted_mean(w.sum(axis=1), wd.sum(axis=1))
+    values, sigma = coadd_bins(
+        data[:, cols], variance[:, cols], usable[:, cols], edges=np.array([0, width])
+    )
+    return values[:, 0], sigma[:, 0]
 
 
 def coadd_bins(

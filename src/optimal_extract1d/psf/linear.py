@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["data_weights", "design_matrix", "normal_matrix", "solve_linear"]
+__all__ = ["data_weights", "design_matrix", "normal_matrix", "solve_linear", "solve_normal"]
 
 
 def data_weights(values: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -80,6 +80,23 @@ def normal_matrix(a: np.ndarray) -> np.ndarray:
     return normal
 
 
+def solve_normal(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """The one linear solve of the package's fits: ``normal @ x = rhs`` for every profile.
+
+    Parameters
+    ----------
+    normal : ndarray, shape (n_prof, n, n)
+        Normal matrices (`normal_matrix`).
+    rhs : ndarray, shape (n_prof, n)
+        ``A^T (w d)`` of every profile.
+
+    Returns
+    -------
+    ndarray, shape (n_prof, n)
+    """
+    return np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
+
+
 def solve_linear(
     shapes: np.ndarray, values: np.ndarray, sigma: np.ndarray, *, basis: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -108,8 +125,9 @@ def solve_linear(
     ok, w, d = data_weights(values, sigma)
     n_comp = shapes.shape[2]
     a = design_matrix(shapes, basis) * w[:, :, None]
-    cov = np.linalg.inv(normal_matrix(a))
-    coeffs = np.einsum("bij,ybj,yb->bi", cov, a, d * w)
+    normal = normal_matrix(a)
+    coeffs = solve_normal(normal, np.einsum("ybi,yb->bi", a, d * w))
+    cov = np.linalg.inv(normal)
     resid = d * w - np.einsum("ybi,bi->yb", a, coeffs)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = coeffs[:, :n_comp] / np.sqrt(np.einsum("bii->bi", cov)[:, :n_comp])

@@ -23,7 +23,7 @@ import numpy as np
 
 from .evaluate import cheap_derivatives, evaluate_with_derivatives
 from .kernel import KernelTemplate
-from .linear import data_weights, design_matrix, normal_matrix
+from .linear import data_weights, design_matrix, normal_matrix, solve_normal
 
 __all__ = ["LMResult", "levenberg_marquardt", "MAX_ITER"]
 
@@ -90,13 +90,11 @@ class _Problem:
     def solve_linear(self, phi):
         """Exact fluxes and background for fixed shapes (the start of every fit).
 
-        The normal equations of `.psf.linear.solve_linear`, solved directly: no
-        covariance is needed here (nor its rounding).
+        The normal equations of `.psf.linear.solve_linear`, by the same solve
+        (`.psf.linear.solve_normal`).
         """
         a = self.design(phi) * self.w[:, :, None]
-        normal = normal_matrix(a)
-        rhs = np.einsum("ybi,yb->bi", a, self.d * self.w)
-        return np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
+        return solve_normal(normal_matrix(a), np.einsum("ybi,yb->bi", a, self.d * self.w))
 
     def residual(self, phi, lin):
         model = np.einsum("ybi,bi->yb", self.design(phi), lin)
