@@ -158,3 +158,16 @@ def test_each_slit_is_read_once_and_the_diagnostics_reuse_it(rng, tmp_path, monk
     assert sorted(reads) == sorted({*reads}) and len(reads) == 3
     assert len(list(tmp_path.glob("*_profile.fits"))) == 3
     assert len(list(tmp_path.glob("*_plot.png"))) == 3
+
+
+def test_plotting_leaves_the_users_matplotlib_backend_alone():
+    import subprocess
+    import sys
+
+    code = (
+        "import matplotlib; matplotlib.use('svg');"
+        "import optimal_extract1d.io.plotting;"
+        "print(matplotlib.get_backend())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "svg"

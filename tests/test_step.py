@@ -106,11 +106,14 @@ def test_output_table_schema_and_units(sims, tmp_path):
         result.spec[0].source_id = "not an integer"  # later assignments are still validated
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # e.g. specutils' "SRCTYPE is missing"
 def test_x1d_opens_with_specutils(sims, tmp_path):
     specutils = pytest.importorskip("specutils")
     path = tmp_path / "sim_s2d.fits"
     make_multislit(sims).save(path)
-    OptimalExtract1dStep.call(str(path), save_results=True, output_dir=str(tmp_path))
+    x1d = OptimalExtract1dStep.call(str(path), save_results=True, output_dir=str(tmp_path))
+    # a fitted kernel is a point-source profile: SRCTYPE says so for every spectrum
+    assert [s.source_type for s in x1d.spec] == ["POINT"] * 3
     out = tmp_path / "sim_x1d.fits"
     spectra = specutils.SpectrumList.read(out, format="JWST x1d multi")
     assert len(spectra) == 3

@@ -13,17 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from ..core.coadd import coadd_columns  # noqa: E402
-from ..core.horne import usable_pixels  # noqa: E402
-from ..scene.trace import SmoothModel, bin_centers  # noqa: E402
-from ..slitdata import SlitDiagnostics  # noqa: E402
+from ..core.coadd import coadd_columns
+from ..core.horne import usable_pixels
+from ..scene.trace import SmoothModel, bin_centers
+from ..slitdata import SlitDiagnostics
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -40,7 +37,8 @@ def plot_demo_summary(x1d, truths, path: Path) -> None:
     n = len(x1d.spec)
     ncol = 4
     nrow = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 2.2 * nrow), squeeze=False, sharex=True)
+    fig = Figure(figsize=(4 * ncol, 2.2 * nrow))
+    axes = fig.subplots(nrow, ncol, squeeze=False, sharex=True)
     for ax, spec, (wavelength, truth) in zip(axes.flat, x1d.spec, truths, strict=False):
         t = spec.spec_table
         lam, flux, err = t["WAVELENGTH"], t["FLUX"] * 1e9, t["FLUX_ERROR"] * 1e9
@@ -63,7 +61,6 @@ def plot_demo_summary(x1d, truths, path: Path) -> None:
     fig.supylabel("flux (nJy)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _region_window(diag: SlitDiagnostics) -> tuple[int, int, int, int]:
@@ -204,10 +201,10 @@ def plot_slit(
         ``panel(ax, diag)`` drawers, top to bottom.
     """
     panels = [p for p in panels if getattr(p, "applies", lambda _: True)(diag)]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels)), squeeze=False)
+    fig = Figure(figsize=(9, 2.6 * len(panels)))
+    axes = fig.subplots(len(panels), 1, squeeze=False)
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         panel(ax, diag)
     fig.suptitle(f"slit {diag.slit.name}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -130,9 +130,22 @@ def build_spec(result: SpectrumResult) -> dict[str, Any]:
     _no_inf(table)
     tree = {"spec_table": _with_units(table, result), "name": result.name}
     tree.update({k: v for k, v in result.attributes.items() if v is not None})
+    tree["source_type"] = _source_type(result)
     tree.update(_geometry(result, keep))
     tree["meta"] = {**tree.get("meta", {}), METADATA_KEY: result.metadata}
     return tree
+
+
+def _source_type(result: SpectrumResult) -> str:
+    """SRCTYPE: the slit's POINT or EXTENDED, else what the extraction assumed.
+
+    A kernel (fitted or fixed) is a point-source profile, a box is not; readers
+    such as specutils and jdaviz choose FLUX or SURF_BRIGHT from it.
+    """
+    given = str(result.attributes.get("source_type") or "").upper()
+    if given in ("POINT", "EXTENDED"):
+        return given
+    return "EXTENDED" if result.metadata.get("status") == "box" else "POINT"
 
 
 def _no_inf(table: np.ndarray) -> None:
