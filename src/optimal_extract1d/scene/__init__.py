@@ -4,7 +4,8 @@ Owns `model.SceneModel` (template, components, background, center and FWHM
 per column, profiles) with the `model.SceneSettings` it is built with, and
 the code that builds it: `fit.fit_scene` (the entry point: kernel slice and
 its fit), `sources`, `components` and `pruning` (further sources and negative
-nod copies), `variation` and `trace` (FWHM and center along the dispersion).
+nod copies), `variation` and `trace` (FWHM and center along the dispersion),
+and `choice`, the one criterion every ``auto`` decision is made with.
 
 May import: `.core`, `.psf`, and the vocabulary (`.errors`, `.results`,
 `.slitdata`); no datamodels, and not the run parameters (`.params`): the
