@@ -3,7 +3,9 @@
 `fit_scene` is the entry point. In order: the kernel fitted to the coadded
 slice around `slice_column` (`fit_slice`) with the further sources and
 negative nod copies found in it (`.sources.find_components`), or only
-refitted (`.pruning.prune_components`) in the refit round; the kernel's
+refitted (`.pruning.prune_components`) in the refit round; with ``auto``
+settings, the background degree and the kernel family chosen among
+candidates by the criterion of `.choice` (``_choose_fit``); the kernel's
 variation along the dispersion (`.variation.vary_kernel`); Horne's empirical
 profile when asked. It raises `.ProfileFitError` when the kernel cannot be
 fitted: the pipeline then takes `fixed_scene`, or `.model.box_scene` when no
