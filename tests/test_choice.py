@@ -121,3 +121,10 @@ def test_auto_kernel_keeps_the_gaussian_for_a_gaussian_source(rng):
         # whichever wins, a Moffat here is close to its Gaussian limit: no loss
         assert _oracle_mse(sim, res.flux) < 1.05
     assert chosen.count("gaussian") >= 4
+
+
+def test_a_bad_background_degree_is_refused_before_any_work():
+    with pytest.raises(ParameterError, match=r"bkg_order must be 'auto' or an integer >= -1"):
+        OptimalExtract1dStep.validated_parameters({"bkg_order": "foo"})
+    assert ExtractParams(bkg_order="1").bkg_order == 1
+    assert ExtractParams(bkg_order="AUTO").bkg_order == "auto"

@@ -114,6 +114,7 @@ class OptimalExtract1dStep(Step):
         except ValidationError as err:
             msg = f"invalid optimal_extract_1d parameter: {err}"
             raise ParameterError(msg) from err
+        ExtractParams.from_object(step)  # the checks the spec cannot express ("auto" or a number)
         return {name: getattr(step, name) for name in values}
 
     @staticmethod
