@@ -93,8 +93,7 @@ def extract_slit(
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
     fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
     scene = _scene(sd, settings, template, usable=fit_usable, variance=sd.variance)
-    basis = horne.polynomial_basis(sd.shape[0], scene.bkg_order)
-    result = _iterate(sd, params, scene, basis=basis)
+    result = _iterate(sd, params, scene)
     noise = _slice_noise(sd, scene, result, usable=usable, params=params)
     if scene.status == "fit" and (
         noise > 1.0 or _refit_needed(result, sd, fit_usable, scene=scene, params=params)
@@ -110,15 +109,14 @@ def extract_slit(
             previous=scene,
             noise_scale=noise,
         )
-        basis = horne.polynomial_basis(sd.shape[0], scene.bkg_order)
-        result = _iterate(sd, params, scene, basis=basis, start=result.var_poisson)
+        result = _iterate(sd, params, scene, start=result.var_poisson)
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
         scene = box_scene(
             sd.shape, reason, fit=scene.fit, column=scene.column, bkg_order=scene.bkg_order
         )
-        result = _iterate(sd, params, scene, basis=basis)
-    spectra = _spectra(sd, scene, result, usable=usable, params=params, basis=basis)
+        result = _iterate(sd, params, scene)
+    spectra = _spectra(sd, scene, result, usable=usable, params=params)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
 
@@ -251,7 +249,6 @@ def _iterate(
     params: ExtractParams,
     scene: SceneModel,
     *,
-    basis: np.ndarray,
     start: np.ndarray | None = None,
 ) -> iteration.IteratedSums:
     return iteration.iterate_extraction(
@@ -260,7 +257,7 @@ def _iterate(
         sd.var_rnoise + sd.var_flat,
         profile=scene.profile.weights,
         mask=sd.mask,
-        bkg_basis=basis,
+        bkg_basis=_basis(sd, scene),
         extra=scene.others(0),
         reject_sigma=params.reject_sigma,
         max_iter=params.max_iter,
@@ -275,7 +272,6 @@ def _spectra(
     *,
     usable: np.ndarray,
     params: ExtractParams,
-    basis: np.ndarray,
 ) -> list[SpectrumResult]:
     """One spectrum per source component, ordered along the slit."""
     sources = [i for i, kind in enumerate(scene.kinds) if kind == "source"]
@@ -284,9 +280,7 @@ def _spectra(
     spectra = []
     for number, i in enumerate(sorted(sources, key=position.get), start=1):
         sums = (
-            result.sums
-            if i == 0
-            else _source_sums(sd, scene, result, index=i, variance=variance, basis=basis)
+            result.sums if i == 0 else _source_sums(sd, scene, result, index=i, variance=variance)
         )
         meta = assemble.metadata(sd, scene, result, params=params)
         meta.update(
@@ -331,7 +325,6 @@ def _source_sums(
     *,
     index: int,
     variance: np.ndarray,
-    basis: np.ndarray,
 ) -> horne.ColumnSums:
     """Column sums of a further source, the other components fitted with it."""
     return horne.extract_columns(
@@ -339,6 +332,11 @@ def _source_sums(
         variance,
         scene.profiles[index].weights,
         mask=sd.mask | result.rejected,
-        bkg_basis=basis,
+        bkg_basis=_basis(sd, scene),
         extra=scene.others(index),
     )
+
+
+def _basis(sd: SlitData, scene: SceneModel) -> np.ndarray:
+    """The background basis of the sums: the degree the scene was built with."""
+    return horne.polynomial_basis(sd.shape[0], scene.bkg_order)
