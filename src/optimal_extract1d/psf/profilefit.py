@@ -32,6 +32,7 @@ from .lm import MAX_ITER, LMResult, levenberg_marquardt
 
 __all__ = [
     "FitFailure",
+    "at_bound",
     "ProfileFits",
     "attempt_kernel_fit",
     "component_shapes",
@@ -238,12 +239,16 @@ def _linear_parts(
         background=coeffs[:, n_comp:],
         chi2=np.sum(resid**2, axis=0),
         dof=np.maximum(n_ok - len(names) - n_off - coeffs.shape[1], 1),
-        at_bound=_at_bound(par, free, bounds, n_prof=n_prof),
+        at_bound=at_bound(par, free, bounds, n_prof=n_prof),
     )
 
 
-def _at_bound(par, names, bounds, *, n_prof: int) -> np.ndarray:
-    """Profiles where one of the parameters ``names`` ended on its bound."""
+def at_bound(par, names, bounds, *, n_prof: int) -> np.ndarray:
+    """Profiles where one of the parameters ``names`` ended on its bound (within 1e-3 of the span).
+
+    ``par`` maps every name to an array of shape ``(n_prof,)``; ``bounds`` to
+    ``(low, high)`` (`.kernel.shape_bounds`).
+    """
     at_bound = np.zeros(n_prof, bool)
     for name in names:
         lo, hi = bounds[name]

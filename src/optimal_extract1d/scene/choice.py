@@ -31,7 +31,7 @@ import numpy as np
 from ..core.profile import PROFILE_ERROR
 from ..psf.kernel import KernelFit, KernelTemplate, fitted_params, shape_bounds
 from ..psf.linear import solve_linear
-from ..psf.profilefit import component_shapes
+from ..psf.profilefit import at_bound, component_shapes
 from . import trace
 
 __all__ = [
@@ -179,16 +179,13 @@ def choose_kernel(
 def _shape_at_bound(fit: KernelFit, n_cross: int) -> bool:
     """A fitted shape parameter other than the center and width lies on its bound."""
     template = fit.template
-    bounds = shape_bounds(template, n_cross)
-    for name in fitted_params(template):
-        if name in (template.center_param, template.width_param):
-            continue
-        lo, hi = bounds[name]
-        value = float(getattr(template.model, name).value)
-        span = (hi - lo) if np.isfinite(hi - lo) else 1.0
-        if value <= lo + 1e-3 * span or value >= hi - 1e-3 * span:
-            return True
-    return False
+    shape = [
+        name
+        for name in fitted_params(template)
+        if name not in (template.center_param, template.width_param)
+    ]
+    par = {name: np.array([float(getattr(template.model, name).value)]) for name in shape}
+    return bool(at_bound(par, shape, shape_bounds(template, n_cross), n_prof=1)[0])
 
 
 def choose_orders(
