@@ -74,9 +74,8 @@ def normal_matrix(a: np.ndarray) -> np.ndarray:
     """
     normal = np.einsum("ybi,ybj->bij", a, a)
     normal += 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(a.shape[2])
-    empty = np.einsum("bii->bi", normal) == 0
-    if empty.any():
-        normal[empty.nonzero()[0], empty.nonzero()[1], empty.nonzero()[1]] = 1.0
+    prof, term = np.nonzero(np.einsum("bii->bi", normal) == 0)
+    normal[prof, term, term] = 1.0
     return normal
 
 
