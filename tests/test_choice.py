@@ -9,7 +9,7 @@ from optimal_extract1d.core.horne import extract_columns
 from optimal_extract1d.errors import ParameterError
 from optimal_extract1d.params import ExtractParams
 from optimal_extract1d.pipeline.slit import extract_slit
-from optimal_extract1d.scene.choice import CRITERION
+from optimal_extract1d.scene.criterion import CRITERION
 from optimal_extract1d.sim.simulate import simulate_slit
 
 

@@ -163,10 +163,11 @@ def _scene(
         scene = fixed_scene(sd, template, column=column, reason=str(err), bkg_order=bkg_order)
         log.warning(
             "Slit %s: kernel fit failed (%s); falling back to a fixed %s kernel at the "
-            "slit center (%.1f px, FWHM %.1f px)",
+            "%s (%.1f px, FWHM %.1f px)",
             sd.name,
             err,
             template.name,
+            scene.metadata["fallback_position"]["origin"],
             scene.fit.center + sd.offset[0],
             scene.fit.fwhm,
         )

@@ -1,22 +1,13 @@
-"""Scene decisions by one penalized criterion: the data choose how stiff the model is.
+"""Smooth scene choices by `.scene.criterion`: the data choose how stiff the model is.
 
-Every candidate scene model is scored by
-
-    C = chi2_eff + k ln(n)
-
-(the Bayesian information criterion), where ``k`` counts the parameters the
-candidate adds, ``n`` the pixels it is fitted to, and ``chi2_eff`` weighs each
-residual against the noise *and* the template error: a PSF template is right
-to about ``Criterion.template_error`` of the model, so at high S/N a stiffer model cannot
-win by absorbing the template's misfit, and at low S/N it cannot win at all,
-as it gains less than its ``ln(n)`` per parameter. The candidate with the
-lowest ``C`` is taken; all candidates' values are recorded.
-
-This module holds the criterion and its constants (`CRITERION`); the
-decisions using it so far: the kernel family (`choose_kernel`, for
-``kernel = "auto"``), scored on the kernel slice with the plain chi2 (the
-template error is what the choice is about), and the polynomial orders of the
-center and FWHM along the dispersion (`choose_orders`, for ``fit_trace`` /
+Every candidate is scored by ``chi2_eff + k ln(n)`` (`.scene.criterion.Criterion`),
+where ``k`` counts the parameters the candidate adds and ``n`` the pixels it
+is fitted to. The candidate with the lowest value is taken; all candidates'
+values are recorded. The choices made here: the kernel family and the
+background degree (`choose_kernel`, for ``kernel`` / ``bkg_order`` =
+``"auto"``), scored on the kernel slice with the plain chi2 (the template
+error is what the choice is about), and the polynomial orders of the center
+and FWHM along the dispersion (`choose_orders`, for ``fit_trace`` /
 ``fit_fwhm`` = ``"auto"``).
 """
 
@@ -28,52 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from ..core.profile import PROFILE_ERROR
 from ..psf.kernel import KernelFit, KernelTemplate, fitted_params, shape_bounds
 from ..psf.linear import solve_linear
 from ..psf.profilefit import at_bound, component_shapes
 from . import trace
+from .criterion import CRITERION
 
 __all__ = [
-    "CRITERION",
-    "Criterion",
     "KernelChoice",
     "OrderChoice",
     "choose_kernel",
     "choose_orders",
 ]
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """The penalized criterion and its constants.
-
-    Attributes
-    ----------
-    template_error : float
-        Fractional accuracy of a PSF template: added, times the model, to
-        the noise of every pixel in ``chi2_eff``.
-    """
-
-    template_error: float = PROFILE_ERROR
-
-    def penalty(self, n_data: int) -> float:
-        """Criterion cost of one parameter: ``ln(n)``."""
-        return float(np.log(max(n_data, 2)))
-
-    def chi2(self, resid: np.ndarray, model: np.ndarray) -> np.ndarray:
-        """``chi2_eff`` per profile from weighted residuals and the model in sigma units.
-
-        Parameters
-        ----------
-        resid, model : ndarray, shape (n, n_prof)
-            Residuals and model, both divided by the pixel's noise (0 where unused).
-        """
-        return np.sum(resid**2 / (1.0 + (self.template_error * model) ** 2), axis=0)
-
-
-#: The criterion every scene decision uses.
-CRITERION = Criterion()
 
 
 @dataclass(frozen=True)
@@ -147,6 +104,7 @@ def choose_kernel(
     bkg_orders: Sequence[int],
     n_pixels: int,
     n_cross: int,
+    skipped: Mapping[int, str] | None = None,
 ) -> KernelChoice | None:
     """The candidate whose slice fit has the lowest ``chi2 + k ln(n)``; None if none fitted.
 
@@ -156,7 +114,9 @@ def choose_kernel(
     candidate must gain more than ``ln(n)`` in chi2 per parameter: a Gaussian
     source keeps the Gaussian, a slit without sky no background. A family
     whose extra shape parameter ended on its bound (a Moffat index at 20, the
-    Gaussian limit) is another family's limit, not a candidate.
+    Gaussian limit) is another family's limit, not a candidate. ``skipped``
+    gives, by candidate index, why a candidate was not fitted (its ``fit``
+    is None).
     """
     cost = CRITERION.penalty(n_pixels)
     candidates, best = [], None
@@ -164,6 +124,7 @@ def choose_kernel(
         entry = {"kernel": name, "bkg_order": bkg, "k": None, "chi2": None, "value": None}
         if fit is None or _shape_at_bound(fit, n_cross):
             why = "failed" if fit is None else "shape parameter on its bound"
+            why = (skipped or {}).get(len(candidates), why)
             candidates.append({**entry, "why": why})
             continue
         k = len(fitted_params(fit.template)) + 2 * len(fit.offsets) + bkg + 1
@@ -205,7 +166,7 @@ def choose_orders(
     Each candidate fits its polynomials to the good bins' centers and widths
     (as the smooth models do, `.trace.fit_smooth`), fixes the kernel of every
     bin at them, solves the fluxes and background exactly, and scores the
-    bins' profiles with `CRITERION`.
+    bins' profiles with `.scene.criterion.CRITERION`.
 
     Parameters
     ----------
