@@ -243,17 +243,19 @@ _NO_EVIDENCE = "not fitted: the chi2 left above its degrees of freedom is below 
 def _cannot_win(fit: KernelFit | FitFailure | None, extra_terms: int, n_pixels: int) -> bool:
     """A candidate with ``extra_terms`` more parameters than ``fit`` cannot beat it.
 
-    A stiffer model can gain at most the chi2 ``fit`` leaves above its
-    degrees of freedom (plus about one per parameter from fitting noise); if
-    that is below the criterion's cost of its parameters, the candidate
-    cannot win and is not fitted. This is the criterion's own bound, not a
-    further threshold: it saves the fits on faint slices, where the data
-    cannot tell the families or a background apart.
+    A stiffer model can gain about the chi2 ``fit`` leaves above its degrees
+    of freedom, plus one per parameter from fitting noise, give or take the
+    chi2's own scatter (two standard deviations, ``2 sqrt(2 dof)``, are
+    allowed: a real sky can hide in a chi2 that came out low); if even that
+    is below the criterion's cost of its parameters, the candidate cannot
+    win and is not fitted. This is the criterion's own bound, not a further
+    threshold: it saves the fits on faint slices, where the data cannot tell
+    the families or a background apart.
     """
     if not isinstance(fit, KernelFit) or extra_terms <= 0:
         return False
     dof = fit.chi2 / fit.chi2_reduced if fit.chi2_reduced > 0 else 1.0
-    possible = fit.chi2 - dof + extra_terms
+    possible = fit.chi2 - dof + extra_terms + 2.0 * np.sqrt(2.0 * dof)
     return possible < extra_terms * CRITERION.penalty(n_pixels)
 
 
