@@ -75,14 +75,21 @@ def prune(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit
     A component's worth is the rise of the chi2 when it is removed, the
     others' fluxes and the background refitted with the shapes held
     (`.components.linear_refit`); the weakest relative to its cost goes,
-    and the rest are refitted.
+    and the rest are refitted. A component the joint refit moved outside the
+    model's limits goes first: within ``Criterion.resolution`` of a brighter
+    one (a source and a nod copy on top of each other describe nothing), or,
+    for a further source, onto the slit's edge rows.
     """
     fixed = max(len(search.positions or ()) - 1, 0)
     while len(fit.offsets) > fixed:
         worth = []
+        outside = _outside_limits(fit, data, search)
         for i, (o, f) in enumerate(zip(fit.offsets, fit.component_flux, strict=True)):
             if i < fixed:
                 worth.append(np.inf)
+                continue
+            if outside[i]:
+                worth.append(-np.inf)
                 continue
             rest = [x for j, x in enumerate(fit.offsets) if j != i]
             without = linear_refit(fit, data, center=fit.center, offsets=rest)
@@ -96,3 +103,22 @@ def prune(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit
             return fit
         fit = trial
     return fit
+
+
+def _outside_limits(fit: KernelFit, data: SliceData, search: ComponentSearch) -> np.ndarray:
+    """Components (not the main source) outside the model's limits after a joint refit."""
+    criterion = search.criterion
+    at = fit.center + np.r_[0.0, np.asarray(fit.offsets, float)]
+    flux = np.abs(np.r_[fit.flux, np.asarray(fit.component_flux, float)])
+    outside = np.zeros(len(fit.offsets), bool)
+    for i in range(1, at.size):
+        close = np.abs(at - at[i]) < criterion.resolution * fit.fwhm
+        close[i] = False
+        outside[i - 1] = bool(np.any(close & (flux >= flux[i])))
+    rows = np.flatnonzero(data.valid)
+    if rows.size and search.sources and not search.positions:
+        first, last = rows[0] + criterion.edge_rows, rows[-1] - criterion.edge_rows
+        positive = np.asarray(fit.component_flux, float) > 0
+        offside = (at[1:] < first) | (at[1:] > last)
+        outside |= positive & offside
+    return outside
