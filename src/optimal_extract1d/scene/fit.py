@@ -118,6 +118,7 @@ def fit_scene(
         wavelength=wavelength,
         settings=settings,
         name=sd.name,
+        noise_scale=noise_scale,
     )
     profiles = component_profiles(
         varied.template,
