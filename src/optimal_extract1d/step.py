@@ -48,6 +48,7 @@ class OptimalExtract1dStep(Step):
     bkg_order = pass(default="auto")  # Polynomial1D background degree fitted with the PSF; -1 = none; auto = none, constant or slope, chosen per slit
     variance_source = option("auto", "var", "wht", "err", default="auto")  # auto: VAR_* > 1/(WHT s^4) > ERR^2
     drizzle_scale = float(default=1.0, min=0)  # s in Var = 1/(WHT s^4)
+    input_unit = option("auto", "MJy/sr", "MJy", "DN/s", default="auto")  # unit of the data; auto = BUNIT, or as jwst's extract_1d decides when BUNIT says DN/s after photom (MJy for NIRSpec point sources, else MJy/sr)
     fit_fwhm = pass(default="auto")  # True, False or auto: fit the kernel FWHM in bins and model FWHM(wavelength); auto = where the data show it varies
     fwhm_order = integer(default=2, min=0)  # polynomial degree of FWHM(wavelength)
     fit_trace = pass(default="auto")  # True, False or auto: fit the kernel center in bins and model center(dispersion pixel); auto = where the data show it moves
