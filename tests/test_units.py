@@ -15,6 +15,7 @@ from conftest import median_ratio_tolerance
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d import OptimalExtract1dStep
+from optimal_extract1d.errors import ParameterError
 from optimal_extract1d.sim.models import make_multislit
 from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, simulate_slit
 
@@ -123,6 +124,11 @@ def test_input_unit_forces_the_unit_of_an_ambiguous_file(sims, tmp_path, caplog)
     as_counts = OptimalExtract1dStep.call(make_multislit(sims), input_unit="DN/s")
     assert as_counts.spec[0].spec_table.columns["FLUX"].unit == "DN/s"
     np.testing.assert_allclose(_flux(as_counts)[0], _flux(counts)[0], rtol=1e-12)
+
+
+def test_bad_input_unit_names_the_allowed_values(sims):
+    with pytest.raises(ParameterError, match=r"input_unit .*'MJy/sr', 'MJy', 'DN/s'"):
+        OptimalExtract1dStep.call(make_multislit(sims), input_unit="Jy")
 
 
 def _spectrum_class(specutils):
