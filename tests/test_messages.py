@@ -4,11 +4,13 @@ import logging
 
 import numpy as np
 import pytest
+from stdatamodels.jwst import datamodels
 from stpipe.exceptions import ValidationError
 
 from optimal_extract1d import OptimalExtract1dStep
 from optimal_extract1d.cli.batch import check_parameters
-from optimal_extract1d.cli.main import main
+from optimal_extract1d.cli.effective import effective_parameters
+from optimal_extract1d.cli.main import main, split_step_options
 from optimal_extract1d.errors import InputError, ParameterError
 from optimal_extract1d.sim.models import make_multislit
 from optimal_extract1d.sim.simulate import simulate_slit
@@ -63,3 +65,44 @@ def test_strun_says_what_is_allowed_and_misses_the_file_first(s2d, tmp_path, str
     assert proc.returncode != 0
     assert "InputError: input file 'nothere_s2d.fits' does not exist" in proc.stderr
     assert "mode defaults" not in proc.stderr and "parameters are" not in proc.stderr
+
+
+def test_params_marks_each_value_user_mode_or_spec_default(s2d, tmp_path, capsys):
+    grating = tmp_path / "g395m_s2d.fits"
+    with datamodels.open(s2d) as model:
+        model.meta.instrument.grating = "G395M"  # the nirspec_mos mode: slice_width 100
+        model.save(grating)
+    assert main(["params", str(grating), "--bkg_order", "1", "--extraction_region=0,1,50,20"]) == 0
+    out = capsys.readouterr().out
+    assert "mode nirspec_mos, nirspec_mos.asdf" in out and "GRATING G395M" in out
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:-1]}
+    assert rows["bkg_order"] == ["1", "user"]
+    assert rows["extraction_region"] == ["0,1,50,20", "user"]
+    assert rows["slice_width"] == ["100", "mode"]
+    assert rows["kernel"] == ["auto", "mode"]
+    assert rows["reject_sigma"] == ["5.0", "spec", "default"]
+    assert rows["input_unit"] == ["auto", "spec", "default"]
+    assert set(rows) == set(OptimalExtract1dStep.own_parameter_names())
+    # the values are the ones a run uses
+    effective = effective_parameters(grating, {"bkg_order": "1"})
+    x1d = OptimalExtract1dStep.call(str(grating), bkg_order=1)
+    used = x1d.meta.optimal_extraction.parameters.instance
+    assert len(used) >= 19
+    for p in effective.parameters:
+        if p.name in used:
+            assert used[p.name] == (list(p.value) if isinstance(p.value, tuple) else p.value)
+    # errors: the file, a bad value
+    assert main(["params", str(tmp_path / "nothere_s2d.fits")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["params", str(grating), "--kernel", "lorentz"]) == 2
+    assert f"kernel must be {KERNELS}" in capsys.readouterr().err
+
+
+def test_one_output_directory_flag_with_aliases(s2d, tmp_path, capsys):
+    for flag in ("--output-dir", "--output_dir", "--outdir"):
+        batch, options = split_step_options([str(s2d), flag, "x1d", "--bkg_order", "1"])
+        assert batch == [str(s2d), flag, "x1d"] and options == {"bkg_order": "1"}
+    out = tmp_path / "by_strun_spelling"
+    assert main(["batch", str(s2d), "--output_dir", str(out)]) == 0
+    assert (out / "msg_x1d.fits").exists() and (out / "batch_summary.csv").exists()
+    capsys.readouterr()
