@@ -15,6 +15,7 @@ from conftest import median_ratio_tolerance
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d import OptimalExtract1dStep
+from optimal_extract1d.cli.batch import run_batch
 from optimal_extract1d.errors import ParameterError
 from optimal_extract1d.sim.models import make_multislit
 from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, simulate_slit
@@ -82,6 +83,10 @@ def test_dn_per_s_label_after_photom_gives_the_same_jy_as_mjy_per_sr(sims, tmp_p
     assert len(info) == 2 and "Slit 1:" in info[0]
     assert "taken as MJy/sr" in info[0] and "S_PHOTOM = COMPLETE" in info[0]
     assert _unit_lines(caplog, logging.WARNING) == []  # nothing for the batch to flag
+    (done,) = run_batch([old], output_dir=tmp_path / "batch")
+    assert [row.status for row in done.rows] == ["fit", "fit"]
+    assert not any("unit" in row.warnings for row in done.rows)
+    assert not any(row.needs_review for row in done.rows)
 
 
 def test_dn_per_s_label_on_a_nirspec_point_source_is_read_as_mjy(sims, tmp_path, caplog):
