@@ -202,7 +202,7 @@ class OptimalExtract1dStep(Step):
         -------
         str
             The same lines; a line about a parameter of this step gains
-            ``"<name> must be <allowed values or form> (<its spec comment>)"``.
+            ``"<name> must be <allowed values or form> — <its spec comment>"``.
         """
         spec = cls.load_spec_file()
         lines = []
@@ -213,7 +213,7 @@ class OptimalExtract1dStep(Step):
             if form:
                 comment = (spec.inline_comments.get(name) or "").lstrip("# ").strip()
                 line = f"{line.rstrip('.')}: {name} must be {form}"
-                line += f" ({comment})" if comment else ""
+                line += f" — {comment}" if comment else ""
             lines.append(line)
         return "\n".join(lines)
 
