@@ -7,7 +7,7 @@ import pytest
 from stdatamodels.jwst import datamodels
 from stpipe.exceptions import ValidationError
 
-from optimal_extract1d import OptimalExtract1dStep
+from optimal_extract1d import OptimalExtract1dStep, OptimalSpec3Pipeline
 from optimal_extract1d.cli.batch import check_parameters
 from optimal_extract1d.cli.effective import effective_parameters
 from optimal_extract1d.cli.main import main, split_step_options
@@ -48,6 +48,12 @@ def test_bad_values_name_what_is_allowed_through_call_and_batch(s2d, capsys):
     assert main(["batch", str(s2d), "--output-dir", str(out), "--kernel=lorentz"]) == 2
     assert f"kernel must be {KERNELS}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_bad_value_through_calwebb_spec3_optimal_says_what_is_allowed(s2d):
+    expected = f"'steps/extract_1d/kernel'.*kernel must be {KERNELS}"
+    with pytest.raises(ParameterError, match=expected):
+        OptimalSpec3Pipeline.call(str(s2d), steps={"extract_1d": {"kernel": "lorentz"}})
 
 
 def test_missing_input_fails_before_the_mode_and_parameter_lines(tmp_path, caplog):

@@ -207,7 +207,7 @@ class OptimalExtract1dStep(Step):
         spec = cls.load_spec_file()
         lines = []
         for line in str(err).splitlines():
-            match = re.match(r"Config parameter '(\w+)': ", line)
+            match = re.match(r"Config parameter '(?:steps/extract_1d/)?(\w+)': ", line)
             name = match.group(1) if match else None
             form = _expected_form(name, spec[name]) if name in spec else None
             if form:
