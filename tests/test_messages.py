@@ -1,6 +1,7 @@
 """Messages a user can act on: bad values, missing input, effective parameters, one output flag."""
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from stpipe.exceptions import ValidationError
 from optimal_extract1d import OptimalExtract1dStep, OptimalSpec3Pipeline
 from optimal_extract1d.cli.batch import check_parameters
 from optimal_extract1d.cli.effective import effective_parameters
-from optimal_extract1d.cli.main import main, split_step_options
+from optimal_extract1d.cli.main import _parser, main, split_step_options
 from optimal_extract1d.errors import InputError, ParameterError
 from optimal_extract1d.sim.models import make_multislit
 from optimal_extract1d.sim.simulate import simulate_slit
@@ -108,6 +109,9 @@ def test_one_output_directory_flag_with_aliases(s2d, tmp_path, capsys):
     for flag in ("--output-dir", "--output_dir", "--outdir"):
         batch, options = split_step_options([str(s2d), flag, "x1d", "--bkg_order", "1"])
         assert batch == [str(s2d), flag, "x1d"] and options == {"bkg_order": "1"}
+        for command in (["demo"], ["batch", str(s2d)]):
+            args = _parser().parse_args([*command, flag, "elsewhere"])
+            assert args.output_dir == Path("elsewhere")
     out = tmp_path / "by_strun_spelling"
     assert main(["batch", str(s2d), "--output_dir", str(out)]) == 0
     assert (out / "msg_x1d.fits").exists() and (out / "batch_summary.csv").exists()
