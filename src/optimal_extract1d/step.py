@@ -160,11 +160,11 @@ class OptimalExtract1dStep(Step):
         ParameterError
             If a name or value is not accepted.
         """
-        typed = cls.validated_parameters(values)
-        config, _ = cls.build_config(os.fspath(input_path), **typed)
+        user = cls.validated_parameters(values)
+        config, _ = cls.build_config(os.fspath(input_path), **user)
         step = cls.from_config_section(config)
-        typed = dataclasses.asdict(ExtractParams.from_object(step))  # as the run reads them
-        return {name: typed.get(name, getattr(step, name)) for name in cls.own_parameter_names()}
+        read = dataclasses.asdict(ExtractParams.from_object(step))  # as the run reads them
+        return {name: read.get(name, getattr(step, name)) for name in cls.own_parameter_names()}
 
     @classmethod
     def input_mode_keys(cls, input_path: str | os.PathLike) -> dict[str, Any]:
@@ -309,7 +309,10 @@ _FORMS = {"integer": "an integer", "float": "a number", "string": "a string"}
 
 def _expected_form(name: str, check: str) -> str | None:
     """What a spec check accepts, in words ("one of 'a', 'b'"); None for ``pass``."""
-    kind, args, kwargs, default = Validator()._parse_with_caching(check)
+    try:
+        kind, args, kwargs, default = Validator()._parse_with_caching(check)
+    except Exception:  # an unparsable check: keep stpipe's message as it is
+        return None
     low, high = kwargs.get("min"), kwargs.get("max")
     if kind == "option":
         form = "one of " + ", ".join(repr(a) for a in args)
