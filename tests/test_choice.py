@@ -145,3 +145,19 @@ def test_a_line_over_a_faint_continuum_keeps_its_flux():
     line = slice(199, 202)
     error = np.sqrt(np.sum(res.error[line] ** 2))
     assert abs(np.sum(res.flux[line]) - np.sum(sim.flux[line])) < 5 * error
+
+
+def test_the_choice_and_its_evidence_are_one_info_line_per_slit(rng, caplog):
+    import logging
+
+    sim = simulate_slit(rng, n_disp=300, snr=30.0, spectrum=np.ones(300), fwhm=(1.6, 3.2))
+    with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+    lines = [r.getMessage() for r in caplog.records if "chose" in r.getMessage()]
+    assert len(lines) == 1
+    choice = res.metadata["model_choice"]
+    kernel = choice["kernel"]
+    assert f"{kernel['chosen']} kernel, background degree {kernel['bkg_order']}" in lines[0]
+    assert f"FWHM degree {choice['fwhm_order']}" in lines[0]
+    # every other kernel candidate is listed with its criterion relative to the choice
+    assert lines[0].count("/") == len(kernel["candidates"]) - 1

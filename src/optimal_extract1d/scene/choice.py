@@ -30,6 +30,7 @@ __all__ = [
     "OrderChoice",
     "choose_kernel",
     "choose_orders",
+    "describe_choice",
 ]
 
 
@@ -254,3 +255,55 @@ def _score(template, values, sigma, *, centers, widths, offsets, basis, extra):
     model = np.where(ok, np.nan_to_num(data) / np.where(ok, noise, 1.0), 0.0) - resid
     chi2 = CRITERION.chi2(resid, model).reshape(n_cand, n_bins).sum(axis=1)
     return chi2, int(n_ok[:n_bins].sum())
+
+
+def describe_choice(model_choice: Mapping[str, Any]) -> str:
+    """One line for the log: what the criterion chose for a slit, and by how much.
+
+    ``model_choice`` is the ``meta["model_choice"]`` of a scene (the kernel
+    family and background degree of `choose_kernel`, the orders of
+    `choose_orders`); every candidate's criterion value is given relative to
+    the chosen one's (a positive number is how much worse it was).
+    """
+    parts = []
+    kernel = model_choice.get("kernel")
+    if kernel:
+        chosen = next(
+            (
+                c["value"]
+                for c in kernel["candidates"]
+                if c["kernel"] == kernel["chosen"] and c["bkg_order"] == kernel["bkg_order"]
+            ),
+            None,
+        )
+        others = ", ".join(
+            f"{c['kernel']}/{c['bkg_order']} "
+            + (
+                f"{c['value'] - chosen:+.1f}"
+                if c["value"] is not None and chosen is not None
+                else "not fitted"
+                if str(c.get("why", "")).startswith("not fitted")
+                else str(c.get("why"))
+            )
+            for c in kernel["candidates"]
+            if not (c["kernel"] == kernel["chosen"] and c["bkg_order"] == kernel["bkg_order"])
+        )
+        parts.append(
+            f"{kernel['chosen']} kernel, background degree {kernel['bkg_order']}"
+            + (f" (vs {others})" if others else "")
+        )
+    if "trace_order" in model_choice or "fwhm_order" in model_choice:
+        cands = model_choice.get("candidates", [])
+        best = min((c["value"] for c in cands), default=None)
+        runner = sorted(c["value"] for c in cands)[1] if len(cands) > 1 else None
+        margin = f", next best {runner - best:+.1f}" if runner is not None else ""
+        parts.append(
+            f"center degree {_degree(model_choice.get('trace_order'))}, "
+            f"FWHM degree {_degree(model_choice.get('fwhm_order'))} "
+            f"({len(cands)} candidates{margin})"
+        )
+    return "; ".join(parts)
+
+
+def _degree(order: int | None) -> str:
+    return "held" if order is None else str(order)

@@ -223,18 +223,6 @@ def _choose_fit(
     if choice is None:  # every fitted candidate sits on a bound: keep the first
         index = next(i for i, fit in enumerate(fits) if fit is not None)
         return KernelChoice(fits[index], orders[index], (), n_pixels)
-    log.info(
-        "Slit %s: %s kernel, background degree %d (criterion %s)",
-        sd.name,
-        choice.fit.template.name,
-        choice.bkg_order,
-        ", ".join(
-            f"{c['kernel']}/{c['bkg_order']} {c['value']:.1f}"
-            if c["value"] is not None
-            else f"{c['kernel']}/{c['bkg_order']} {c['why']}"
-            for c in choice.candidates
-        ),
-    )
     return choice
 
 

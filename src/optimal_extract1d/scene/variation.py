@@ -200,7 +200,7 @@ def _orders(
         extra=extra,
     )
     meta["model_choice"] = {**choice.to_meta(), "noise_scale": float(noise_scale)}
-    log.info(
+    log.debug(
         "Slit %s: center %s, FWHM %s (criterion over %d candidates, %d bins)",
         name,
         _described(choice.trace_order),
