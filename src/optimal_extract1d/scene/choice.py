@@ -13,7 +13,7 @@ and FWHM along the dispersion (`choose_orders`, for ``fit_trace`` /
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,7 +90,7 @@ class KernelChoice:
     def to_meta(self) -> dict[str, Any]:
         """Plain values for the spectrum metadata."""
         return {
-            "criterion": "chi2 + k ln(n) on the kernel slice",
+            "criterion": "chi2 + k ln(n) + component costs on the kernel slice",
             "n_pixels": self.n_pixels,
             "chosen": self.fit.template.name,
             "bkg_order": self.bkg_order,
@@ -106,18 +106,23 @@ def choose_kernel(
     n_pixels: int,
     n_cross: int,
     skipped: Mapping[int, str] | None = None,
+    component_cost: Callable[[KernelFit], float] | None = None,
 ) -> KernelChoice | None:
-    """The candidate whose slice fit has the lowest ``chi2 + k ln(n)``; None if none fitted.
+    """The candidate whose slice fit has the lowest criterion value; None if none fitted.
 
-    ``k`` counts the template's non-linear parameters (a Moffat's index is one
-    more than a Gaussian's), an offset and a flux for every further component
-    the candidate's fit needed, and its background terms, so a stiffer
-    candidate must gain more than ``ln(n)`` in chi2 per parameter: a Gaussian
-    source keeps the Gaussian, a slit without sky no background. A family
-    whose extra shape parameter ended on its bound (a Moffat index at 20, the
-    Gaussian limit) is another family's limit, not a candidate. ``skipped``
-    gives, by candidate index, why a candidate was not fitted (its ``fit``
-    is None).
+    The value is ``chi2 + k ln(n) + components``: ``k`` counts the template's
+    non-linear parameters (a Moffat's index is one more than a Gaussian's)
+    and its background terms, so a stiffer candidate must gain more than
+    ``ln(n)`` in chi2 per parameter (a Gaussian source keeps the Gaussian, a
+    slit without sky no background); ``components`` is what the further
+    sources and nod copies its fit needed cost by the component rule
+    (``component_cost`` of the fit, `.scene.criterion.Criterion.component_cost`;
+    without it, ``2 ln(n)`` each), so a Gaussian that needs "companions" to
+    describe a Moffat's wings pays for them as the search made them pay. A
+    family whose extra shape parameter ended on its bound (a Moffat index at
+    20, the Gaussian limit) is another family's limit, not a candidate.
+    ``skipped`` gives, by candidate index, why a candidate was not fitted
+    (its ``fit`` is None).
     """
     cost = CRITERION.penalty(n_pixels)
     candidates, best = [], None
@@ -128,9 +133,20 @@ def choose_kernel(
             why = (skipped or {}).get(len(candidates), why)
             candidates.append({**entry, "why": why})
             continue
-        k = len(fitted_params(fit.template)) + 2 * len(fit.offsets) + bkg + 1
-        value = float(fit.chi2 + k * cost)
-        candidates.append({**entry, "k": k, "chi2": float(fit.chi2), "value": value})
+        k = len(fitted_params(fit.template)) + bkg + 1
+        components = (
+            component_cost(fit) if component_cost is not None else 2 * len(fit.offsets) * cost
+        )
+        value = float(fit.chi2 + k * cost + components)
+        candidates.append(
+            {
+                **entry,
+                "k": k,
+                "chi2": float(fit.chi2),
+                "components": float(components),
+                "value": value,
+            }
+        )
         if best is None or value < best[0]:
             best = (value, fit, bkg)
     if best is None:

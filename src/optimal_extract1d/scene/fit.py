@@ -38,7 +38,7 @@ from ..psf.kernel import (
 from ..psf.profilefit import FitFailure, attempt_kernel_fit
 from ..slitdata import SlitData
 from .choice import KernelChoice, choose_kernel
-from .components import ComponentSearch
+from .components import ComponentSearch, component_cost
 from .criterion import CRITERION
 from .model import (
     BKG_CANDIDATES,
@@ -200,7 +200,15 @@ def _choose_fit(
     names, orders = [families[0].name] * len(bkg_orders), list(bkg_orders)
     first_failure = next((f for f in fits if isinstance(f, FitFailure)), None)
     fits = [None if isinstance(f, FitFailure) else f for f in fits]
-    stage = choose_kernel(fits, names, bkg_orders=orders, n_pixels=n_pixels, n_cross=sd.shape[0])
+    price = _component_price(slice_fit["search"])
+    stage = choose_kernel(
+        fits,
+        names,
+        bkg_orders=orders,
+        n_pixels=n_pixels,
+        n_cross=sd.shape[0],
+        component_cost=price,
+    )
     bkg = stage.bkg_order if stage is not None else bkg_orders[0]
     seed = stage.fit if stage is not None else None
     # Stage 2: the other families at that degree, from the first family's components.
@@ -218,12 +226,32 @@ def _choose_fit(
     if all(fit is None for fit in fits):
         raise ProfileFitError(first_failure.reason)
     choice = choose_kernel(
-        fits, names, bkg_orders=orders, n_pixels=n_pixels, n_cross=sd.shape[0], skipped=skipped
+        fits,
+        names,
+        bkg_orders=orders,
+        n_pixels=n_pixels,
+        n_cross=sd.shape[0],
+        skipped=skipped,
+        component_cost=price,
     )
     if choice is None:  # every fitted candidate sits on a bound: keep the first
         index = next(i for i, fit in enumerate(fits) if fit is not None)
         return KernelChoice(fits[index], orders[index], (), n_pixels)
     return choice
+
+
+def _component_price(search: ComponentSearch | None):
+    """The cost of a fit's further components by the component rule (None: no search)."""
+    if search is None:
+        return None
+
+    def price(fit: KernelFit) -> float:
+        return sum(
+            component_cost(search, fit, o, f)
+            for o, f in zip(fit.offsets, fit.component_flux, strict=True)
+        )
+
+    return price
 
 
 _NO_EVIDENCE = "not fitted: the chi2 left above its degrees of freedom is below the cost"
