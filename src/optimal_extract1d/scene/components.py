@@ -27,6 +27,7 @@ __all__ = [
     "centers",
     "component_cost",
     "linear_refit",
+    "removal_chi2",
     "refit",
     "separated",
     "shape_params",
@@ -166,3 +167,29 @@ def linear_refit(fit: KernelFit, data: SliceData, *, center: float, offsets) -> 
         component_flux=tuple(float(f) for f in coeffs[0, 1:n_comp]),
         component_snr=tuple(float(v) for v in snr[0, 1:n_comp]),
     )
+
+
+def removal_chi2(fit: KernelFit, data: SliceData) -> np.ndarray:
+    """chi2 of the fit without each of its components in turn, shapes held (one solve).
+
+    Returns
+    -------
+    ndarray, shape (n_components,)
+        Entry ``i``: the chi2 when component ``i`` (of ``fit.offsets``) is
+        removed and the other fluxes and the background are refitted.
+    """
+    n, n_off = data.values.size, len(fit.offsets)
+    if n_off == 0:
+        return np.zeros(0)
+    shapes = component_shapes(
+        fit.template,
+        np.arange(n, dtype=float),
+        shape_params(fit),
+        offsets=np.asarray(fit.offsets, float),
+    )[:, 0, :]
+    keep = ~np.eye(n_off + 1, dtype=bool)[1:]  # trial i drops component i + 1
+    trials = np.stack([shapes[:, k] for k in keep], axis=1)
+    values = np.broadcast_to(data.values[:, None], (n, n_off))
+    sigma = np.broadcast_to(data.sigma[:, None], (n, n_off))
+    resid, _, _, _ = solve_linear(trials, values, sigma, basis=polynomial_basis(n, data.bkg_order))
+    return np.sum(resid**2, axis=0)

@@ -16,8 +16,8 @@ from .components import (
     ComponentSearch,
     SliceData,
     component_cost,
-    linear_refit,
     refit,
+    removal_chi2,
 )
 
 __all__ = ["prune_components", "prune"]
@@ -74,7 +74,7 @@ def prune(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit
 
     A component's worth is the rise of the chi2 when it is removed, the
     others' fluxes and the background refitted with the shapes held
-    (`.components.linear_refit`); the weakest relative to its cost goes,
+    (`.components.removal_chi2`); the weakest relative to its cost goes,
     and the rest are refitted. A component the joint refit moved outside the
     model's limits goes first: within ``Criterion.resolution`` of a brighter
     one (a source and a nod copy on top of each other describe nothing), or,
@@ -84,16 +84,14 @@ def prune(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit
     while len(fit.offsets) > fixed:
         worth = []
         outside = _outside_limits(fit, data, search)
+        rise = removal_chi2(fit, data) - fit.chi2
         for i, (o, f) in enumerate(zip(fit.offsets, fit.component_flux, strict=True)):
             if i < fixed:
                 worth.append(np.inf)
-                continue
-            if outside[i]:
+            elif outside[i]:
                 worth.append(-np.inf)
-                continue
-            rest = [x for j, x in enumerate(fit.offsets) if j != i]
-            without = linear_refit(fit, data, center=fit.center, offsets=rest)
-            worth.append((without.chi2 - fit.chi2) / component_cost(search, fit, o, f))
+            else:
+                worth.append(rise[i] / component_cost(search, fit, o, f))
         worst = int(np.argmin(worth))
         if worth[worst] >= 1.0:
             return fit
