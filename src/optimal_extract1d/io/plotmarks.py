@@ -204,10 +204,11 @@ def robust_limits(
     """Y-limits of a spectrum that keep the continuum readable when lines dominate.
 
     The continuum range is the ``percentiles`` of the finite flux, widened to
-    at least four median errors. The whole flux range is shown when it stays
-    within two continuum ranges below and four above it; otherwise the axis
-    ends half a range below and two above the continuum range, and the
-    strongest features run off the axis.
+    at least four median errors. On each side, the whole flux range is shown
+    when it stays within one continuum range below or two above it;
+    otherwise the axis ends half a range below or one and a half above the
+    continuum range, and the strongest features run off the axis. The
+    continuum range thus fills at least a fifth of the axis.
 
     Parameters
     ----------
@@ -229,9 +230,9 @@ def robust_limits(
     span = max(hi - lo, 4.0 * float(np.median(e)) if e.size else 0.0)
     if span <= 0:
         span = max(abs(hi), 1.0)
-    bottom = f.min() if f.min() >= lo - 2 * span else lo - 0.5 * span
-    top = f.max() if f.max() <= hi + 4 * span else hi + 2 * span
-    pad = 0.05 * (top - bottom)
+    bottom = f.min() if f.min() >= lo - span else lo - 0.5 * span
+    top = f.max() if f.max() <= hi + 2 * span else hi + 1.5 * span
+    pad = 0.03 * (top - bottom)
     return (float(bottom - pad), float(top + pad))
 
 
