@@ -21,6 +21,7 @@ __all__ = [
     "ComponentTrack",
     "NOD_COLOR",
     "SPECTRUM_COLORS",
+    "colorbar_ticks",
     "column_wavelength",
     "component_tracks",
     "data_gaps",
@@ -204,11 +205,11 @@ def robust_limits(
     """Y-limits of a spectrum that keep the continuum readable when lines dominate.
 
     The continuum range is the ``percentiles`` of the finite flux, widened to
-    at least four median errors. On each side, the whole flux range is shown
-    when it stays within one continuum range below or two above it;
-    otherwise the axis ends half a range below or one and a half above the
-    continuum range, and the strongest features run off the axis. The
-    continuum range thus fills at least a fifth of the axis.
+    at least four median errors. The whole flux range is shown when it is
+    at most eight continuum ranges. Otherwise a side that reaches further
+    than 0.75 range below or 2.5 ranges above the continuum range is cut
+    there (0.5 below), and the strongest features run off the axis: the
+    continuum range then fills over a fifth of the axis.
 
     Parameters
     ----------
@@ -230,10 +231,48 @@ def robust_limits(
     span = max(hi - lo, 4.0 * float(np.median(e)) if e.size else 0.0)
     if span <= 0:
         span = max(abs(hi), 1.0)
-    bottom = f.min() if f.min() >= lo - span else lo - 0.5 * span
-    top = f.max() if f.max() <= hi + 2 * span else hi + 1.5 * span
+    bottom, top = float(f.min()), float(f.max())
+    if top - bottom > 8 * span:
+        bottom = bottom if bottom >= lo - 0.75 * span else lo - 0.5 * span
+        top = min(top, hi + 2.5 * span)
     pad = 0.03 * (top - bottom)
     return (float(bottom - pad), float(top + pad))
+
+
+def colorbar_ticks(norm, vmin: float, vmax: float, *, min_gap: float = 0.12) -> list[float]:
+    """Round tick values for a colour bar, at least ``min_gap`` apart once normalized.
+
+    Zero and the values 1, 2 and 5 x 10^k in ``[vmin, vmax]`` are taken in
+    order of importance (zero, then by magnitude, largest first) and kept
+    when they fall far enough from the ticks already kept, so the labels of
+    a strongly non-linear stretch do not crowd near zero.
+
+    Parameters
+    ----------
+    norm : callable
+        The colour normalization (value -> [0, 1]).
+    vmin, vmax : float
+        Range of the colour bar.
+    min_gap : float
+        Smallest distance between two ticks in normalized units.
+
+    Returns
+    -------
+    list of float
+        Increasing tick values.
+    """
+    top = max(abs(vmin), abs(vmax), 1e-300)
+    exponents = np.arange(np.floor(np.log10(top)) - 6, np.floor(np.log10(top)) + 1)
+    magnitudes = sorted({m * 10.0**e for e in exponents for m in (1, 2, 5)}, reverse=True)
+    candidates = [0.0] + [s * m for m in magnitudes for s in (1, -1)]
+    kept: list[float] = []
+    for value in candidates:
+        if not vmin <= value <= vmax:
+            continue
+        pos = float(norm(value))
+        if all(abs(pos - float(norm(k))) >= min_gap for k in kept):
+            kept.append(value)
+    return sorted(kept)
 
 
 def stretch_limits(image: np.ndarray) -> tuple[float, float, float]:

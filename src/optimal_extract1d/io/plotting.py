@@ -31,6 +31,7 @@ from ..slitdata import SlitDiagnostics
 from .plotmarks import (
     NOD_COLOR,
     SPECTRUM_COLORS,
+    colorbar_ticks,
     column_wavelength,
     component_tracks,
     data_gaps,
@@ -137,6 +138,9 @@ def panel_slit_image(ax: Axes, diag: SlitDiagnostics) -> None:
     )
     cax = ax.inset_axes([1.008, 0.0, 0.012, 1.0])
     bar = ax.figure.colorbar(image, cax=cax)
+    ticks = colorbar_ticks(image.norm, vmin, vmax)
+    bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks])
+    bar.minorticks_off()
     bar.set_label(diag.slit.units.sb_unit if diag.slit.units.sb_scale else "data", fontsize=7)
     bar.ax.tick_params(labelsize=6)
     c0, c1, d0, d1 = region_window(diag)
