@@ -266,3 +266,23 @@ def test_slit_png_of_the_ceers_933_s2d(ceers_s2d, tmp_path):
     for line in CEERS_LINES_UM:
         assert np.min(np.abs(lam - line)) < 0.05
     assert not _overlaps(fig)
+
+
+def test_colorbar_ticks_of_the_asinh_stretch_are_round_and_apart():
+    from matplotlib.colors import AsinhNorm
+
+    from optimal_extract1d.io.plotmarks import colorbar_ticks, stretch_limits
+
+    rng = np.random.default_rng(2)
+    image = rng.normal(0, 0.01, (30, 200))
+    image[14:17] += 1.0  # a bright trace over noise: asinh crowds ticks near zero
+    vmin, vmax, width = stretch_limits(image)
+    # linear within the noise (the trace rows, 10 % of the pixels, widen the MAD ~14 %)
+    assert width == pytest.approx(0.01, rel=0.2)
+    norm = AsinhNorm(linear_width=width, vmin=vmin, vmax=vmax)
+    ticks = colorbar_ticks(norm, vmin, vmax)
+    positions = norm(np.array(ticks))
+    assert 0.0 in ticks and len(ticks) >= 3
+    assert np.all(np.diff(positions) >= 0.12) and all(vmin <= t <= vmax for t in ticks)
+    mantissa = [t / 10 ** np.floor(np.log10(abs(t))) for t in ticks if t]
+    np.testing.assert_allclose([min(abs(m - r) for r in (1, 2, 5)) for m in mantissa], 0, atol=1e-9)

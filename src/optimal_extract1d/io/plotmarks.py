@@ -25,6 +25,7 @@ __all__ = [
     "column_wavelength",
     "component_tracks",
     "data_gaps",
+    "extended_interp",
     "flux_display_unit",
     "region_window",
     "robust_limits",
@@ -172,6 +173,33 @@ def column_wavelength(diag: SlitDiagnostics) -> tuple[np.ndarray, np.ndarray] | 
     if np.all(step > 0) or np.all(step < 0):
         return columns, lam
     return None
+
+
+def extended_interp(x, *, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """`numpy.interp` on increasing ``xp``, continued linearly beyond its ends.
+
+    A secondary axis needs a mapping valid beyond the data: a plain
+    ``numpy.interp`` holds the end values there, which puts ticks of far-off
+    values on the edge columns.
+
+    Parameters
+    ----------
+    x : array_like
+        Where to evaluate.
+    xp, fp : ndarray, shape (n,)
+        Sample points (increasing, n >= 2) and values.
+
+    Returns
+    -------
+    ndarray
+        Same shape as ``x``.
+    """
+    x = np.asarray(x, float)
+    y = np.interp(x, xp, fp)
+    lo_slope = (fp[1] - fp[0]) / (xp[1] - xp[0])
+    hi_slope = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
+    y = np.where(x < xp[0], fp[0] + (x - xp[0]) * lo_slope, y)
+    return np.where(x > xp[-1], fp[-1] + (x - xp[-1]) * hi_slope, y)
 
 
 def flux_display_unit(unit: str, flux: np.ndarray) -> tuple[float, str]:

@@ -35,6 +35,7 @@ from .plotmarks import (
     column_wavelength,
     component_tracks,
     data_gaps,
+    extended_interp,
     flux_display_unit,
     region_window,
     robust_limits,
@@ -75,23 +76,13 @@ def wavelength_axis(ax: Axes, diag: SlitDiagnostics, *, location: str = "top"):
     secondary = ax.secondary_xaxis(
         location,
         functions=(
-            partial(_extrapolated, xp=columns, fp=lam),
-            partial(_extrapolated, xp=back[0], fp=back[1]),
+            partial(extended_interp, xp=columns, fp=lam),
+            partial(extended_interp, xp=back[0], fp=back[1]),
         ),
     )
     secondary.set_xlabel("wavelength (um)", fontsize=8)
     secondary.tick_params(labelsize=7)
     return secondary
-
-
-def _extrapolated(x, *, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """`numpy.interp` on increasing ``xp``, continued linearly beyond its ends."""
-    x = np.asarray(x, float)
-    y = np.interp(x, xp, fp)
-    lo_slope = (fp[1] - fp[0]) / (xp[1] - xp[0])
-    hi_slope = (fp[-1] - fp[-2]) / (xp[-1] - xp[-2])
-    y = np.where(x < xp[0], fp[0] + (x - xp[0]) * lo_slope, y)
-    return np.where(x > xp[-1], fp[-1] + (x - xp[-1]) * hi_slope, y)
 
 
 def _mark_gaps(ax: Axes, diag: SlitDiagnostics, *, text: bool) -> None:
