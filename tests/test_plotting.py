@@ -284,5 +284,5 @@ def test_colorbar_ticks_of_the_asinh_stretch_are_round_and_apart():
     positions = norm(np.array(ticks))
     assert 0.0 in ticks and len(ticks) >= 3
     assert np.all(np.diff(positions) >= 0.12) and all(vmin <= t <= vmax for t in ticks)
-    mantissa = [t / 10 ** np.floor(np.log10(abs(t))) for t in ticks if t]
+    mantissa = [abs(t) / 10 ** np.floor(np.log10(abs(t))) for t in ticks if t]
     np.testing.assert_allclose([min(abs(m - r) for r in (1, 2, 5)) for m in mantissa], 0, atol=1e-9)
