@@ -286,3 +286,17 @@ def test_colorbar_ticks_of_the_asinh_stretch_are_round_and_apart():
     assert np.all(np.diff(positions) >= 0.12) and all(vmin <= t <= vmax for t in ticks)
     mantissa = [abs(t) / 10 ** np.floor(np.log10(abs(t))) for t in ticks if t]
     np.testing.assert_allclose([min(abs(m - r) for r in (1, 2, 5)) for m in mantissa], 0, atol=1e-9)
+
+
+def test_names_of_close_components_are_spread_apart():
+    from optimal_extract1d.io.plotmarks import spread_positions
+
+    # three nod copies 1 px apart, labels needing 2.5 px: spread, order kept, inside the slit
+    spread = spread_positions([10.0, 11.0, 9.0, 30.0], min_gap=2.5, limits=(-0.5, 40.5))
+    assert spread[3] == 30.0  # a lone component keeps its place
+    close = np.array(spread[:3])
+    assert np.all(np.diff(np.sort(close)) >= 2.5 - 1e-9)
+    assert list(np.argsort(close)) == [2, 0, 1]
+    # near the top edge the labels are pushed down instead
+    top = spread_positions([40.0, 40.2], min_gap=2.5, limits=(-0.5, 40.5))
+    assert max(top) <= 40.5 - 1.25 and abs(top[0] - top[1]) >= 2.5 - 1e-9

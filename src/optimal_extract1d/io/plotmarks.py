@@ -30,6 +30,7 @@ __all__ = [
     "region_window",
     "robust_limits",
     "slice_and_model",
+    "spread_positions",
     "stretch_limits",
 ]
 
@@ -301,6 +302,46 @@ def colorbar_ticks(norm, vmin: float, vmax: float, *, min_gap: float = 0.12) -> 
         if all(abs(pos - float(norm(k))) >= min_gap for k in kept):
             kept.append(value)
     return sorted(kept)
+
+
+def spread_positions(
+    values: list[float], *, min_gap: float, limits: tuple[float, float]
+) -> list[float]:
+    """Label positions near ``values``, at least ``min_gap`` apart and inside ``limits``.
+
+    Positions are pushed apart in order (upward), then back down from the
+    upper limit when the last one overshoots it; labels that already stand
+    apart keep their values.
+
+    Parameters
+    ----------
+    values : list of float
+        Wanted positions.
+    min_gap : float
+        Smallest distance between two positions.
+    limits : tuple of float
+        Lower and upper bound (the positions stay half a gap inside when they
+        can).
+
+    Returns
+    -------
+    list of float
+        One position per value, in the order of ``values``.
+    """
+    if not values:
+        return []
+    order = np.argsort(values)
+    y = np.asarray(values, float)[order]
+    lo, hi = limits[0] + min_gap / 2, limits[1] - min_gap / 2
+    y[0] = max(y[0], lo)
+    for i in range(1, y.size):
+        y[i] = max(y[i], y[i - 1] + min_gap)
+    y[-1] = min(y[-1], hi)
+    for i in range(y.size - 2, -1, -1):
+        y[i] = min(y[i], y[i + 1] - min_gap)
+    out = np.empty_like(y)
+    out[order] = y
+    return [float(v) for v in out]
 
 
 def stretch_limits(image: np.ndarray) -> tuple[float, float, float]:

@@ -7,11 +7,8 @@ write the function and append it to `SLIT_PANELS`. A panel with an
 binned width/center fits exist only with ``fit_fwhm`` or ``fit_trace``); one
 with ``dispersion_x = True`` plots against the slit's dispersion column and
 shares its x axis with the other such panels, so a feature can be followed
-from the 2-D image down to the spectrum. What the panels mark (component
-tracks, gaps, limits) is computed in `.io.plotmarks`.
-
-The figures are built with matplotlib's object API (``matplotlib.figure.Figure``):
-importing this module never changes the user's backend.
+from the 2-D image down to the spectrum. What the panels mark is computed in
+`.io.plotmarks`. Matplotlib's object API only: the user's backend is left alone.
 """
 
 from __future__ import annotations
@@ -40,6 +37,7 @@ from .plotmarks import (
     region_window,
     robust_limits,
     slice_and_model,
+    spread_positions,
     stretch_limits,
 )
 
@@ -62,6 +60,18 @@ __all__ = [
 YSCALES = ("linear", "log", "symlog")
 
 
+_MARKER = {"ms": 6, "mec": "k", "mew": 0.5, "gid": "component"}
+_LABEL = {
+    "textcoords": "offset points",
+    "ha": "left",
+    "va": "center",
+    "fontsize": 7,
+    "bbox": {"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8, "lw": 0},
+    "gid": "component-label",
+}
+_GAP_LABEL = {"rotation": 90, "ha": "center", "va": "top", "fontsize": 7, "color": "0.25"}
+
+
 def wavelength_axis(ax: Axes, diag: SlitDiagnostics, *, location: str = "top"):
     """Add a secondary x axis in microns to a panel plotted against dispersion column.
 
@@ -72,14 +82,12 @@ def wavelength_axis(ax: Axes, diag: SlitDiagnostics, *, location: str = "top"):
     if mapping is None:
         return None
     columns, lam = mapping
-    back = (lam, columns) if lam[-1] > lam[0] else (lam[::-1], columns[::-1])
-    secondary = ax.secondary_xaxis(
-        location,
-        functions=(
-            partial(extended_interp, xp=columns, fp=lam),
-            partial(extended_interp, xp=back[0], fp=back[1]),
-        ),
+    forward = partial(extended_interp, xp=columns, fp=lam)
+    up = lam[-1] > lam[0]
+    inverse = partial(
+        extended_interp, xp=lam if up else lam[::-1], fp=columns if up else columns[::-1]
     )
+    secondary = ax.secondary_xaxis(location, functions=(forward, inverse))
     secondary.set_xlabel("wavelength (um)", fontsize=8)
     secondary.tick_params(labelsize=7)
     return secondary
@@ -92,18 +100,32 @@ def _mark_gaps(ax: Axes, diag: SlitDiagnostics, *, text: bool) -> None:
         edge = first == diag.slit.offset[1] or last == diag.slit.offset[1] + n_disp - 1
         ax.axvspan(first - 0.5, last + 0.5, color="0.85", hatch="///", ec="0.6", lw=0, gid="gap")
         if text and (last - first + 1) >= 0.02 * n_disp:
-            ax.text(
-                (first + last) / 2,
-                0.97,
-                "no data" if edge else "gap",
-                transform=ax.get_xaxis_transform(),
-                rotation=90,
-                ha="center",
-                va="top",
-                fontsize=7,
-                color="0.25",
-                gid="gap-label",
-            )
+            label = "no data" if edge else "gap"
+            at = ax.get_xaxis_transform()
+            ax.text((first + last) / 2, 0.97, label, transform=at, gid="gap-label", **_GAP_LABEL)
+
+
+def _mark_components(ax: Axes, tracks, *, ylim: tuple[float, float]) -> None:
+    """A marker at the left edge for every component, and its name beside it.
+
+    Names of components closer than a label height are spread apart
+    (`.io.plotmarks.spread_positions`); the markers stay on the centers.
+    """
+    starts = [
+        (t, float(t.center[np.isfinite(t.center)][0]))
+        for t in tracks
+        if np.isfinite(t.center).any()
+    ]
+    height = ax.figure.get_figheight() * 72.0 * ax.get_position().height  # points
+    per_point = (ylim[1] - ylim[0]) / max(height, 1.0)
+    spread = spread_positions([at for _, at in starts], min_gap=10.0 * per_point, limits=ylim)
+    for (track, at), y in zip(starts, spread, strict=True):
+        axis = ax.get_yaxis_transform()
+        ax.plot(0.0, at, ">", color=track.color, transform=axis, **_MARKER)
+        offset = (6, (y - at) / per_point)
+        ax.annotate(
+            track.label, (0.0, at), xycoords=axis, xytext=offset, color=track.color, **_LABEL
+        )
 
 
 def panel_slit_image(ax: Axes, diag: SlitDiagnostics) -> None:
@@ -139,37 +161,13 @@ def panel_slit_image(ax: Axes, diag: SlitDiagnostics) -> None:
         Rectangle((d0 - 0.5, c0 - 0.5), d1 - d0 + 1, c1 - c0 + 1, fill=False, ec="y", lw=0.8)
     )
     _mark_gaps(ax, diag, text=True)
-    for track in component_tracks(diag):
+    tracks = component_tracks(diag)
+    for track in tracks:
         style = "-" if track.kind == "source" else ":"
         for sign in (-1, 1):
             edge = track.center + sign * track.fwhm / 2
             ax.plot(track.columns, edge, ls=style, lw=0.9, color=track.color, gid="fwhm-window")
-        ok = np.isfinite(track.center)
-        if ok.any():
-            at = float(track.center[ok][0])
-            ax.plot(
-                0.0,
-                at,
-                ">",
-                ms=6,
-                color=track.color,
-                mec="k",
-                mew=0.5,
-                transform=ax.get_yaxis_transform(),
-                gid="component",
-            )
-            ax.annotate(
-                track.label,
-                (0.0, at),
-                xycoords=ax.get_yaxis_transform(),
-                xytext=(6, 0),
-                textcoords="offset points",
-                ha="left",
-                va="center",
-                fontsize=7,
-                color=track.color,
-                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8, "lw": 0},
-            )
+    _mark_components(ax, tracks, ylim=extent[2:])
     ax.set_xlim(extent[:2])
     ax.set_ylim(extent[2:])
     ax.set_ylabel("cross-dispersion pixel", fontsize=8)
