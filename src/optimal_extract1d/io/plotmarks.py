@@ -177,7 +177,7 @@ def column_wavelength(diag: SlitDiagnostics) -> tuple[np.ndarray, np.ndarray] | 
 
 
 def extended_interp(x, *, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """`numpy.interp` on increasing ``xp``, continued linearly beyond its ends.
+    """``numpy.interp`` on increasing ``xp``, continued linearly beyond its ends.
 
     A secondary axis needs a mapping valid beyond the data: a plain
     ``numpy.interp`` holds the end values there, which puts ticks of far-off
@@ -185,7 +185,7 @@ def extended_interp(x, *, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    x : array_like
+    x : float or ndarray
         Where to evaluate.
     xp, fp : ndarray, shape (n,)
         Sample points (increasing, n >= 2) and values.
