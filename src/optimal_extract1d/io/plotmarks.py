@@ -38,7 +38,7 @@ __all__ = [
 #: panel has the colour of its spectrum.
 SPECTRUM_COLORS = ("C1", "C2", "C4", "C6", "C8", "C9")
 #: Colour of the negative nod copies.
-NOD_COLOR = "C0"
+NOD_COLOR = "deepskyblue"
 
 
 @dataclass(frozen=True)

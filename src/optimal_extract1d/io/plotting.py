@@ -26,7 +26,6 @@ from matplotlib.patches import Rectangle
 from ..scene.trace import SmoothModel, bin_centers
 from ..slitdata import SlitDiagnostics
 from .plotmarks import (
-    NOD_COLOR,
     SPECTRUM_COLORS,
     colorbar_ticks,
     column_wavelength,
@@ -66,7 +65,6 @@ _LABEL = {
     "ha": "left",
     "va": "center",
     "fontsize": 7,
-    "bbox": {"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.8, "lw": 0},
     "gid": "component-label",
 }
 _GAP_LABEL = {"rotation": 90, "ha": "center", "va": "top", "fontsize": 7, "color": "0.25"}
@@ -123,9 +121,8 @@ def _mark_components(ax: Axes, tracks, *, ylim: tuple[float, float]) -> None:
         axis = ax.get_yaxis_transform()
         ax.plot(0.0, at, ">", color=track.color, transform=axis, **_MARKER)
         offset = (6, (y - at) / per_point)
-        ax.annotate(
-            track.label, (0.0, at), xycoords=axis, xytext=offset, color=track.color, **_LABEL
-        )
+        box = {"boxstyle": "round,pad=0.15", "fc": "white", "alpha": 0.85, "ec": track.color}
+        ax.annotate(track.label, (0.0, at), xycoords=axis, xytext=offset, bbox=box, **_LABEL)
 
 
 def panel_slit_image(ax: Axes, diag: SlitDiagnostics) -> None:
@@ -303,7 +300,7 @@ def panel_kernel_variation(ax: Axes, diag: SlitDiagnostics) -> None:
     wavelength = diag.spectra[0].wavelength
     right = ax.twinx()
     for axis, key, model_key, color, label in (
-        (ax, "center", "trace_model", NOD_COLOR, "center"),
+        (ax, "center", "trace_model", "C0", "center"),
         (right, "fwhm", "fwhm_model", "C3", "FWHM"),
     ):
         values = np.asarray(bins[key], float)
