@@ -208,6 +208,11 @@ def test_robust_limits_keep_the_continuum_when_one_line_dominates():
     # without the line the whole spectrum is shown
     bottom, top = robust_limits(continuum, err)
     assert bottom < continuum.min() and continuum.max() < top
+    # degenerate spectra get a finite, non-empty range around their values
+    for flat, error in ((np.zeros(50), np.zeros(50)), (np.full(50, 3.0), np.full(50, 1e-12))):
+        bottom, top = robust_limits(flat, error)
+        assert bottom < flat[0] < top and np.isfinite([bottom, top]).all()
+    assert robust_limits(np.full(5, np.nan), np.full(5, np.nan)) == (-1.0, 1.0)
 
 
 def test_off_scale_columns_are_marked_and_the_log_scale_is_offered(nodded_pair, tmp_path):
@@ -300,3 +305,11 @@ def test_names_of_close_components_are_spread_apart():
     # near the top edge the labels are pushed down instead
     top = spread_positions([40.0, 40.2], min_gap=2.5, limits=(-0.5, 40.5))
     assert max(top) <= 40.5 - 1.25 and abs(top[0] - top[1]) >= 2.5 - 1e-9
+
+
+def test_jy_spectra_are_shown_in_a_unit_that_gives_readable_numbers():
+    assert flux_display_unit("Jy", np.array([2.0, 3.0])) == (1.0, "Jy")
+    assert flux_display_unit("Jy", np.array([4e-3, 5e-3])) == (1e3, "mJy")
+    assert flux_display_unit("Jy", np.array([3e-8, np.nan])) == (1e9, "nJy")
+    assert flux_display_unit("MJy/sr", np.array([3e-8])) == (1.0, "MJy/sr")  # other units kept
+    assert flux_display_unit("Jy", np.array([np.nan, 0.0])) == (1.0, "Jy")

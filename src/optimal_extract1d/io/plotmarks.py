@@ -222,10 +222,8 @@ def flux_display_unit(unit: str, flux: np.ndarray) -> tuple[float, str]:
     if unit != "Jy" or finite.size == 0 or not np.any(finite > 0):
         return 1.0, unit
     typical = float(np.percentile(finite[finite > 0], 90))
-    for factor, name in ((1.0, "Jy"), (1e3, "mJy"), (1e6, "uJy"), (1e9, "nJy")):
-        if typical * factor >= 1.0:
-            return factor, name
-    return 1e9, "nJy"
+    units = ((1.0, "Jy"), (1e3, "mJy"), (1e6, "uJy"), (1e9, "nJy"))
+    return next((u for u in units if typical * u[0] >= 1.0), units[-1])
 
 
 def robust_limits(
@@ -264,6 +262,8 @@ def robust_limits(
     if top - bottom > 8 * span:
         bottom = bottom if bottom >= lo - 0.75 * span else lo - 0.5 * span
         top = min(top, hi + 2.5 * span)
+    elif top - bottom < span:  # a flat spectrum: one continuum range around it
+        bottom, top = (bottom + top - span) / 2, (bottom + top + span) / 2
     pad = 0.03 * (top - bottom)
     return (float(bottom - pad), float(top + pad))
 
