@@ -44,6 +44,7 @@ nitpick_ignore = [
     ("py:class", "pathlib.Path"),
     ("py:class", "configobj.ConfigObj"),
     ("py:class", "gwcs.WCS"),
+    ("py:class", "matplotlib.figure.Figure"),
     ("py:class", "stdatamodels.jwst.datamodels.ImageModel"),
     ("py:class", "stdatamodels.jwst.datamodels.MultiSpecModel"),
     ("py:class", "astropy.modeling.Fittable1DModel"),
