@@ -174,9 +174,10 @@ def removal_chi2(fit: KernelFit, data: SliceData) -> np.ndarray:
 
     Returns
     -------
-    ndarray, shape (n_components,)
-        Entry ``i``: the chi2 when component ``i`` (of ``fit.offsets``) is
-        removed and the other fluxes and the background are refitted.
+    ndarray
+        One value per component: entry ``i`` is the chi2 when component ``i``
+        (of ``fit.offsets``) is removed and the other fluxes and the
+        background are refitted.
     """
     n, n_off = data.values.size, len(fit.offsets)
     if n_off == 0:
