@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .horne import ColumnSums
+from .linalg import lstsq_or_none
 
 __all__ = ["ErrorScale", "residual_error_scale", "slice_noise_scale", "MAX_LAG"]
 
@@ -225,5 +226,5 @@ def _noise_model(z0: np.ndarray, ok: np.ndarray, hat: np.ndarray) -> np.ndarray 
         e = np.matmul(_times_shift(q, j), q)
         for k in lags:
             design[k, j] = np.sum(np.trace(e, offset=k, axis1=1, axis2=2))
-    coeffs = np.linalg.lstsq(design, measured, rcond=None)[0]
-    return coeffs if coeffs[0] > 0 else None
+    coeffs = lstsq_or_none(design, measured)
+    return coeffs if coeffs is not None and coeffs[0] > 0 else None

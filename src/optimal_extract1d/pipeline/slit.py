@@ -91,6 +91,7 @@ def extract_slit(
     settings = scene_settings(params)
     sd = slit.cropped(params.extraction_region)
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
+    _log_empty_edges(sd, usable)
     fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
     scene = _scene(sd, settings, template, usable=fit_usable, variance=sd.variance)
     result = _iterate(sd, params, scene)
@@ -119,6 +120,31 @@ def extract_slit(
     spectra = _spectra(sd, scene, result, usable=usable, params=params)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
+
+
+def _log_empty_edges(sd: SlitData, usable: np.ndarray) -> None:
+    """One INFO line when rows at the slit's edges hold no data (NIRSpec fixed slits).
+
+    Their pixels are left out of every fit and sum like any masked pixel, the
+    kernel's starting center is searched only in the rows with data
+    (`.psf.profilefit`), and a fallback kernel sits at their center.
+    """
+    rows = np.nonzero(usable.any(axis=1))[0]
+    n_cross = sd.shape[0]
+    if rows.size == 0 or (rows[0] == 0 and rows[-1] == n_cross - 1):
+        return
+    empty = rows[0] + (n_cross - 1 - rows[-1])
+    if empty <= 2:  # the usual NaN border row at each edge is not news
+        return
+    c0 = sd.offset[0]
+    log.info(
+        "Slit %s: %d of %d rows at the edges hold no data; the kernel is fitted to rows %d-%d",
+        sd.name,
+        empty,
+        n_cross,
+        rows[0] + c0,
+        rows[-1] + c0,
+    )
 
 
 def _scene(
@@ -161,12 +187,18 @@ def _scene(
     except ProfileFitError as err:
         bkg_order = previous.bkg_order if previous else fallback_bkg_order(settings.bkg_order)
         scene = fixed_scene(sd, template, column=column, reason=str(err), bkg_order=bkg_order)
+        where = (
+            "slit center"
+            if scene.fit.center == (sd.shape[0] - 1) / 2.0
+            else "center of the rows holding data"
+        )
         log.warning(
             "Slit %s: kernel fit failed (%s); falling back to a fixed %s kernel at the "
-            "slit center (%.1f px, FWHM %.1f px)",
+            "%s (%.1f px, FWHM %.1f px)",
             sd.name,
             err,
             template.name,
+            where,
             scene.fit.center + sd.offset[0],
             scene.fit.fwhm,
         )

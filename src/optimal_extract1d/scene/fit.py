@@ -267,8 +267,15 @@ def _slice(sd: SlitData, variance: np.ndarray, slice_fit: dict) -> tuple[np.ndar
 def fixed_scene(
     sd: SlitData, template: KernelTemplate, *, column: int, reason: str, bkg_order: int
 ) -> SceneModel:
-    """First fallback: the template at the slit center, no components (`.model.fixed_kernel`)."""
-    fit = fixed_kernel(template, sd.shape[0])
+    """First fallback: the template at the slit center, no components (`.model.fixed_kernel`).
+
+    When the center row holds no data (a slit whose edge rows are all NaN), the
+    center of the rows that do.
+    """
+    rows = np.nonzero(horne.usable_pixels(sd.data, sd.variance, sd.mask).any(axis=1))[0]
+    middle = (sd.shape[0] - 1) // 2
+    center = None if rows.size == 0 or middle in rows else 0.5 * (rows[0] + rows[-1])
+    fit = fixed_kernel(template, sd.shape[0], center=center)
     wavelength = column_wavelength(sd.wavelength)
     centers, fwhm = np.full(sd.shape[1], fit.center), np.full(sd.shape[1], fit.fwhm)
     column_params = wavelength_params(fit.template, wavelength)
