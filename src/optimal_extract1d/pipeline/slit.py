@@ -260,7 +260,7 @@ def _slice_noise(
     source = model - np.nan_to_num(sums.background)
     ok = usable & ~result.rejected
     cross = residual_error_scale(
-        sd.data, model, variance, usable=ok, weights=sums.pixel_weights, sums=sums, source=source
+        sd.data, model, variance, usable=ok, weights=sums.pixel_weights, sums=sums
     )
     noise = slice_noise_scale(
         sd.data, model, variance, usable=ok, source=source, cross=cross, width=params.slice_width
@@ -330,7 +330,6 @@ def _spectra(
                 usable=usable & ~result.rejected,
                 weights=sums.pixel_weights,
                 sums=sums,
-                source=np.nan_to_num(sums.model) - np.nan_to_num(sums.background),
             )
             factor, meta["error_scale"] = scale.factor, scale.to_meta()
         name = sd.name if len(sources) == 1 else f"{sd.name}_{number}"
