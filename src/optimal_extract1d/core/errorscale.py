@@ -153,6 +153,7 @@ def residual_error_scale(
         return ErrorScale(1.0, 1.0, (), int(keep.sum()))
     spread = np.sqrt(np.clip(np.sum(terms**2, axis=(0, 3)), 1e-6, None)).T
     inliers = _inliers(u / spread, keep)
+    inliers &= _quiet_columns(np.where(inliers, u / spread, 0.0), inliers)[None, :]
     if not np.array_equal(inliers, keep):  # outliers out of the projections too
         terms, u, keep = _differenced(
             z, sigma, ok, sums=sums, cols=cols, pairs=pairs, exclude=keep & ~inliers
@@ -297,6 +298,25 @@ def _residuals(data, model, variance, *, usable, source):
         z = (data - model) / sigma
         faint = np.abs(np.nan_to_num(source)) < sigma if source is not None else True
     return z, sigma, np.isfinite(z) & faint
+
+
+def _quiet_columns(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Columns whose mean square ``z`` is not beyond ``CLIP_SIGMA`` of its spread over columns.
+
+    A cosmic ray too faint to be rejected on a bright trace moves its column's
+    flux: the fit spreads it over the other pixels (and the flux ratio of its
+    neighbours), below any pixel clip but enough to pass for extra noise.
+    """
+    n = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chi2 = np.sum(z * z, axis=0) / n
+    measured = n > 0
+    if measured.sum() < 5:
+        return measured
+    centre = np.median(chi2[measured])
+    spread = 1.4826 * np.median(np.abs(chi2[measured] - centre))
+    limit = centre + CLIP_SIGMA * max(spread, centre * np.sqrt(2.0 / max(np.median(n), 1)))
+    return measured & (chi2 <= limit)
 
 
 def _inliers(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
