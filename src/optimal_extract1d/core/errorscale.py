@@ -52,7 +52,7 @@ __all__ = [
 MAX_LAG = 3
 #: Columns this far apart are differenced to cancel the profile's misfit.
 DIFF_LAG = MAX_LAG + 1
-#: Column flux S/N from which the profile's misfit can pass for noise: such
+#: Column flux S/N from which the profile's misfit can pass for noise; such
 #: columns are measured only differenced with a neighbour at least as bright.
 MISFIT_SNR = 10.0
 # A neighbour's flux must be within this factor of the column's to cancel its misfit.

@@ -1,7 +1,7 @@
 """Stacked linear solves that never raise: every fit of the package solves through here.
 
-numpy's `numpy.linalg.solve` and `numpy.linalg.inv` raise `numpy.linalg.LinAlgError`
-for one exactly singular matrix in a stack, and `numpy.linalg.lstsq` for one
+numpy's ``numpy.linalg.solve`` and ``numpy.linalg.inv`` raise ``numpy.linalg.LinAlgError``
+for one exactly singular matrix in a stack, and ``numpy.linalg.lstsq`` for one
 non-finite one; a slit whose edge rows are all NaN (NIRSpec fixed slits) used
 to stop a whole file that way. The callers regularize their normal matrices
 (a ridge of ``1e-12``-``1e-10`` of the trace, 1 on an empty diagonal), so the
@@ -67,7 +67,7 @@ def invert_stacked(normal: np.ndarray) -> np.ndarray:
 
 
 def lstsq_or_none(design: np.ndarray, values: np.ndarray) -> np.ndarray | None:
-    """`numpy.linalg.lstsq` of one system, None when it is not finite or does not converge."""
+    """``numpy.linalg.lstsq`` of one system, None when it is not finite or does not converge."""
     if not (np.all(np.isfinite(design)) and np.all(np.isfinite(values))):
         return None
     try:

@@ -94,7 +94,7 @@ def solve_normal(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, shape (n_prof, n)
-        NaN for a non-finite system, never a `numpy.linalg.LinAlgError`
+        NaN for a non-finite system, never a ``numpy.linalg.LinAlgError``
         (`.core.linalg.solve_stacked`).
     """
     return solve_stacked(normal, rhs)
