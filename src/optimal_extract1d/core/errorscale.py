@@ -148,7 +148,11 @@ def residual_error_scale(
     cols = _sample_columns(ok, pairs)
     if cols.size == 0:
         return ErrorScale(1.0, 1.0, (), 0)
-    terms, u, keep = _differenced(z, sigma, ok, sums=sums, cols=cols, pairs=pairs)
+    hats = {0: sums.hat(cols)}
+    for step in (-DIFF_LAG, DIFF_LAG):
+        if np.any(pairs[cols, int(step > 0)] != 0):
+            hats[step] = sums.hat(np.clip(cols + step, 0, z.shape[1] - 1))
+    terms, u, keep = _differenced(z, sigma, ok, hats=hats, cols=cols, pairs=pairs)
     if keep.sum() < MIN_PIXELS:
         return ErrorScale(1.0, 1.0, (), int(keep.sum()))
     spread = np.sqrt(np.clip(np.sum(terms**2, axis=(0, 3)), 1e-6, None)).T
@@ -156,7 +160,7 @@ def residual_error_scale(
     inliers &= _quiet_columns(np.where(inliers, u / spread, 0.0), inliers)[None, :]
     if not np.array_equal(inliers, keep):  # outliers out of the projections too
         terms, u, keep = _differenced(
-            z, sigma, ok, sums=sums, cols=cols, pairs=pairs, exclude=keep & ~inliers
+            z, sigma, ok, hats=hats, cols=cols, pairs=pairs, exclude=keep & ~inliers
         )
     coeffs = _noise_model(np.where(keep, u, 0.0), keep, terms)
     if coeffs is None:
@@ -204,12 +208,15 @@ def _misfit_pairs(sums: ColumnSums, n_disp: int) -> np.ndarray:
     return pairs
 
 
-def _differenced(z, sigma, ok, *, sums, cols, pairs, exclude=None):
+def _differenced(z, sigma, ok, *, hats, cols, pairs, exclude=None):
     """Differenced residuals ``u`` of the columns ``cols`` and their projection terms.
+
+    ``hats`` maps 0 and each neighbour offset used to the hat matrices of the
+    columns ``cols`` and of their neighbours there.
 
     Returns
     -------
-    terms : ndarray, shape (3, n_cols, n_cross, n_cross)
+    terms : ndarray, shape (n_terms, n_cols, n_cross, n_cross)
         ``(I - H_x)`` and ``A_j (I - H_{x+-DIFF_LAG})`` (``A_j``: the per-pixel
         neighbour weights), the rows of the pixels not measured set to 0.
     u : ndarray, shape (n_cross, n_cols)
@@ -234,12 +241,14 @@ def _differenced(z, sigma, ok, *, sums, cols, pairs, exclude=None):
         neighbours.append((nb, np.where(used[None, :], np.nan_to_num(alpha), 0.0)))
     eye = np.eye(z.shape[0])[None]
     k = keep.T.astype(float)  # (n_cols, n_cross)
-    terms = [(eye - sums.hat(cols)) * k[:, :, None] * k[:, None, :]]
+    terms = [(eye - hats[0]) * k[:, :, None] * k[:, None, :]]
     u = z0[:, cols].copy()
-    for nb, alpha in neighbours:
+    for (nb, alpha), step in zip(neighbours, (-DIFF_LAG, DIFF_LAG), strict=True):
         a = np.where(keep, alpha, 0.0)
+        if step not in hats or not np.any(a):
+            continue
         u -= a * z0[:, nb]
-        q = (eye - sums.hat(nb)) * ok[:, nb].T.astype(float)[:, None, :]
+        q = (eye - hats[step]) * ok[:, nb].T.astype(float)[:, None, :]
         terms.append(a.T[:, :, None] * q)
     return np.stack(terms), np.where(keep, u, 0.0), keep
 

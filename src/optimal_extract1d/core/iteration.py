@@ -29,6 +29,7 @@ __all__ = [
     "VARIANCE_RTOL",
     "MISFIT_WINDOW",
     "MISFIT_SNR",
+    "MISFIT_TARGET_SNR",
 ]
 
 #: Outliers are judged allowing for this many template errors (`.profile.PROFILE_ERROR`)
@@ -41,6 +42,9 @@ _REJECT_FRACTION = REJECT_PROFILE_ERRORS * PROFILE_ERROR
 MISFIT_WINDOW = 4
 #: Least flux S/N of a neighbouring column for its residuals to enter that estimate.
 MISFIT_SNR = 5.0
+#: Least flux S/N of a column for its misfit to be estimated: below it a profile
+#: wrong by a few per cent leaves less than the noise, which the 10 % tolerance covers.
+MISFIT_TARGET_SNR = 20.0
 # ... and where the misfit was measured from the neighbours (`misfit_estimate`): one
 # template error, for what changes of the misfit within the window.
 _MEASURED_FRACTION = PROFILE_ERROR
@@ -240,38 +244,39 @@ def misfit_estimate(
     Returns
     -------
     misfit : ndarray, shape (n_cross, n_disp)
-        Predicted misfit (0 where fewer than three neighbours qualify).
+        Predicted misfit (0 in columns below `MISFIT_TARGET_SNR` and where
+        fewer than three neighbours qualify).
     variance : ndarray, shape (n_cross, n_disp)
         Its noise variance: ``pi / (2 n)`` for a median of n, times the
         (median) variance of one neighbour's term scaled to this column's flux.
     """
-    n_cross, n_disp = data.shape
     flux = np.asarray(sums.flux, float)
+    misfit, noise = np.zeros(data.shape), np.zeros(data.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = np.nan_to_num(np.abs(flux) / np.sqrt(np.asarray(sums.variance, float)))
-        bright = usable & (snr >= MISFIT_SNR)[None, :]
+    targets = np.nonzero(snr >= MISFIT_TARGET_SNR)[0]
+    if targets.size == 0:
+        return misfit, noise
+    bright = usable & (snr >= MISFIT_SNR)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
         relative = np.where(bright, (data - model) / flux, np.nan)
         rel_var = np.where(bright, variance / flux**2, np.nan)
-    steps = (*range(-MISFIT_WINDOW, 0), *range(1, MISFIT_WINDOW + 1))
-    stack = np.full((n_cross, n_disp, len(steps)), np.nan)
-    stack_var = np.full_like(stack, np.nan)
-    for i, step in enumerate(steps):
-        lo, hi = max(step, 0), n_disp + min(step, 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = flux[lo - step : hi - step] / flux[lo:hi]
-        alike = (ratio > 1 / _MISFIT_FLUX_RATIO) & (ratio < _MISFIT_FLUX_RATIO)
-        stack[:, lo - step : hi - step, i] = np.where(alike, relative[:, lo:hi], np.nan)
-        stack_var[:, lo - step : hi - step, i] = np.where(alike, rel_var[:, lo:hi], np.nan)
+    steps = np.r_[-MISFIT_WINDOW:0, 1 : MISFIT_WINDOW + 1]
+    nb = targets[:, None] + steps[None, :]  # (n_targets, 2 * MISFIT_WINDOW)
+    inside = (nb >= 0) & (nb < data.shape[1])
+    nb = np.clip(nb, 0, data.shape[1] - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = flux[nb] / flux[targets][:, None]
+    alike = inside & (ratio > 1 / _MISFIT_FLUX_RATIO) & (ratio < _MISFIT_FLUX_RATIO)
+    stack = np.where(alike[None], relative[:, nb], np.nan)  # (n_cross, n_targets, n_nb)
     n = np.sum(np.isfinite(stack), axis=-1)
-    enough = (n >= 3) & np.isfinite(flux)[None, :]
+    enough = n >= 3
+    f = flux[targets][None, :]
     with np.errstate(invalid="ignore"):
-        misfit = np.where(enough, flux[None, :] * nanmedian(stack, axis=-1), 0.0)
+        misfit[:, targets] = np.where(enough, f * nanmedian(stack, axis=-1), 0.0)
         # a median of n: pi / (2 n) times the variance of one term (their median here)
-        noise = np.where(
-            enough,
-            0.5 * np.pi / np.maximum(n, 1) * flux[None, :] ** 2 * nanmedian(stack_var, axis=-1),
-            0.0,
-        )
+        spread = nanmedian(np.where(alike[None], rel_var[:, nb], np.nan), axis=-1)
+        noise[:, targets] = np.where(enough, 0.5 * np.pi / np.maximum(n, 1) * f**2 * spread, 0.0)
     return np.nan_to_num(misfit), np.nan_to_num(noise)
 
 
