@@ -42,7 +42,7 @@ _REJECT_FRACTION = REJECT_PROFILE_ERRORS * PROFILE_ERROR
 MISFIT_WINDOW = 4
 #: Least flux S/N of a neighbouring column for its residuals to enter that estimate.
 MISFIT_SNR = 5.0
-#: Least flux S/N of a column for its misfit to be estimated: below it a profile
+#: Least flux S/N of a column for its misfit to be estimated; below it a profile
 #: wrong by a few per cent leaves less than the noise, which the 10 % tolerance covers.
 MISFIT_TARGET_SNR = 20.0
 # ... and where the misfit was measured from the neighbours (`misfit_estimate`): one
