@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .linalg import invert_stacked
 from .profile import Profile, normalize_profile
 
 __all__ = ["empirical_profile", "trace_support", "DEFAULT_ORDER"]
@@ -157,7 +158,7 @@ def _row_fits(vander: np.ndarray, frac: np.ndarray, weight: np.ndarray):
     noise = np.full(frac.shape, np.inf)
     if np.any(ok):
         ridge = 1e-10 * scale[ok][:, None, None] * np.eye(m)
-        cov = np.linalg.inv(normal[ok] + ridge)
+        cov = invert_stacked(normal[ok] + ridge)
         coeffs[ok] = np.einsum("yij,yj->yi", cov, rhs[ok])
         noise[ok] = np.sqrt(np.abs(np.einsum("xi,yij,xj->yx", vander, cov, vander)))
     return coeffs @ vander.T, noise

@@ -16,6 +16,17 @@ fit, ``z = (I - H) n``, so their lag sums are matched to
 the fitted model does not make the noise look smaller or anticorrelated.
 The variance of each column's flux is then ``(g s)^T C (g s)`` instead of
 ``(g s)^T (g s)``; the median ratio over the columns is the squared factor.
+
+On a bright source the residuals also hold the profile's misfit (a Gaussian
+kernel on a Moffat-like PSF leaves tens of sigma in the wings at column S/N
+1000), which would pass for noise. The misfit is the flux times a pattern that
+changes slowly along the dispersion, the noise is independent between columns
+more than `MAX_LAG` apart: so the noise is measured on the *differenced*
+residuals ``u_x = z_x - sum_j alpha_j z_{x +- DIFF_LAG}``, the neighbours' residuals
+scaled by the flux ratio (and the noise ratio, per pixel) to cancel the misfit;
+their lag sums are matched to the sum of the three columns' ``(I - H) C (I - H)``
+terms. Columns where the source is faint (S/N below `MISFIT_SNR`) are measured
+as they are, columns where it is bright only with a bright neighbour.
 """
 
 from __future__ import annotations
@@ -25,11 +36,27 @@ from dataclasses import dataclass
 import numpy as np
 
 from .horne import ColumnSums
+from .linalg import lstsq_or_none
 
-__all__ = ["ErrorScale", "residual_error_scale", "slice_noise_scale", "MAX_LAG"]
+__all__ = [
+    "ErrorScale",
+    "residual_error_scale",
+    "slice_noise_scale",
+    "MAX_LAG",
+    "DIFF_LAG",
+    "MISFIT_SNR",
+]
 
-#: Pixel correlations are measured up to this lag along the slit.
+#: Pixel correlations are measured up to this lag along the slit (and assumed to
+#: vanish beyond it along the dispersion).
 MAX_LAG = 3
+#: Columns this far apart are differenced to cancel the profile's misfit.
+DIFF_LAG = MAX_LAG + 1
+#: Column flux S/N from which the profile's misfit can pass for noise; such
+#: columns are measured only differenced with a neighbour at least as bright.
+MISFIT_SNR = 10.0
+# A neighbour's flux must be within this factor of the column's to cancel its misfit.
+_FLUX_RATIO = 3.0
 # Standardized residuals beyond this many robust sigma are outliers, not noise.
 CLIP_SIGMA = 5.0
 # Fewer usable residuals than this: the factor is not measured (1).
@@ -95,7 +122,6 @@ def residual_error_scale(
     usable: np.ndarray,
     weights: np.ndarray,
     sums: ColumnSums,
-    source: np.ndarray | None = None,
 ) -> ErrorScale:
     """Measure the error scale factor of column-wise optimal sums.
 
@@ -108,26 +134,37 @@ def residual_error_scale(
     weights : ndarray, shape (n_cross, n_disp)
         Flux weights ``g`` of the sums (``pixel_weights`` of `.horne.ColumnSums`).
     sums : ColumnSums
-        The column fits, for their hat matrices (of up to ``MAX_COLUMNS``
-        columns spread over the slit: the noise statistics are global).
-    source : ndarray, shape (n_cross, n_disp), optional
-        The sources' part of the model. Only pixels where it is below the
-        noise are measured: there an imperfect profile leaves no systematic
-        residual that would pass for noise.
+        The column fits, for their fluxes and hat matrices (of up to
+        ``MAX_COLUMNS`` columns spread over the slit: the noise statistics
+        are global).
 
     Returns
     -------
     ErrorScale
         Factor 1 when fewer than ``MIN_PIXELS`` residuals are usable.
     """
-    z, sigma, ok = _residuals(data, model, variance, usable=usable, source=source)
-    if ok.sum() < MIN_PIXELS:
-        return ErrorScale(1.0, 1.0, (), int(ok.sum()))
-    ok = _inliers(z / np.sqrt(np.clip(1.0 - np.nan_to_num(sums.leverage), 1e-3, 1.0)), ok)
-    cols = _sample_columns(ok)
-    coeffs = _noise_model(np.where(ok, z, 0.0)[:, cols], ok[:, cols], sums.hat(cols))
+    z, sigma, ok = _residuals(data, model, variance, usable=usable, source=None)
+    pairs = _misfit_pairs(sums, z.shape[1])
+    cols = _sample_columns(ok, pairs)
+    if cols.size == 0:
+        return ErrorScale(1.0, 1.0, (), 0)
+    hats = {0: sums.hat(cols)}
+    for step in (-DIFF_LAG, DIFF_LAG):
+        if np.any(pairs[cols, int(step > 0)] != 0):
+            hats[step] = sums.hat(np.clip(cols + step, 0, z.shape[1] - 1))
+    terms, u, keep = _differenced(z, sigma, ok, hats=hats, cols=cols, pairs=pairs)
+    if keep.sum() < MIN_PIXELS:
+        return ErrorScale(1.0, 1.0, (), int(keep.sum()))
+    spread = np.sqrt(np.clip(np.sum(terms**2, axis=(0, 3)), 1e-6, None)).T
+    inliers = _inliers(u / spread, keep)
+    inliers &= _quiet_columns(np.where(inliers, u / spread, 0.0), inliers)[None, :]
+    if not np.array_equal(inliers, keep):  # outliers out of the projections too
+        terms, u, keep = _differenced(
+            z, sigma, ok, hats=hats, cols=cols, pairs=pairs, exclude=keep & ~inliers
+        )
+    coeffs = _noise_model(np.where(keep, u, 0.0), keep, terms)
     if coeffs is None:
-        return ErrorScale(1.0, 1.0, (), int(ok.sum()))
+        return ErrorScale(1.0, 1.0, (), int(keep.sum()))
     gs = np.nan_to_num(weights) * np.nan_to_num(sigma)
     independent = _lag_sum(gs, gs, 0)
     correlated = independent * coeffs[0] + sum(
@@ -139,8 +176,81 @@ def residual_error_scale(
         float(np.sqrt(max(ratio, 1e-6))),
         float(np.sqrt(coeffs[0])),
         tuple(float(a / coeffs[0]) for a in coeffs[1:]),
-        int(ok.sum()),
+        int(keep.sum()),
     )
+
+
+def _misfit_pairs(sums: ColumnSums, n_disp: int) -> np.ndarray:
+    """Flux-ratio weights ``(n_disp, 2)`` of the neighbours ``x - DIFF_LAG``, ``x + DIFF_LAG``.
+
+    A faint column (S/N < `MISFIT_SNR`) needs none (0, 0); a bright one takes
+    its bright neighbours whose flux is within ``_FLUX_RATIO``, each weighted by
+    the flux ratio (halved when there are two). A bright column without one is
+    NaN: it is not measured.
+    """
+    flux = np.asarray(sums.flux, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = np.abs(flux) / np.sqrt(np.asarray(sums.variance, float))
+    bright = np.nan_to_num(snr) >= MISFIT_SNR
+    pairs = np.zeros((n_disp, 2))
+    x = np.arange(n_disp)
+    for side, step in enumerate((-DIFF_LAG, DIFF_LAG)):
+        nb = x + step
+        inside = (nb >= 0) & (nb < n_disp)
+        nbc = np.clip(nb, 0, n_disp - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = flux / flux[nbc]
+        fits = inside & bright & bright[nbc] & (ratio > 1 / _FLUX_RATIO) & (ratio < _FLUX_RATIO)
+        pairs[:, side] = np.where(fits, ratio, 0.0)
+    n_nb = np.count_nonzero(pairs, axis=1)
+    pairs = np.where(n_nb[:, None] == 2, 0.5 * pairs, pairs)
+    pairs[bright & (n_nb == 0)] = np.nan
+    return pairs
+
+
+def _differenced(z, sigma, ok, *, hats, cols, pairs, exclude=None):
+    """Differenced residuals ``u`` of the columns ``cols`` and their projection terms.
+
+    ``hats`` maps 0 and each neighbour offset used to the hat matrices of the
+    columns ``cols`` and of their neighbours there.
+
+    Returns
+    -------
+    terms : ndarray, shape (n_terms, n_cols, n_cross, n_cross)
+        ``(I - H_x)`` and ``A_j (I - H_{x+-DIFF_LAG})`` (``A_j``: the per-pixel
+        neighbour weights), the rows of the pixels not measured set to 0.
+    u : ndarray, shape (n_cross, n_cols)
+        Differenced normalized residuals (0 where not measured).
+    keep : ndarray of bool, shape (n_cross, n_cols)
+        Pixels measured: usable in the column and in every neighbour it uses,
+        and not in ``exclude``.
+    """
+    n_disp = z.shape[1]
+    z0 = np.where(ok, z, 0.0)
+    keep = ok[:, cols].copy()
+    if exclude is not None:
+        keep &= ~exclude
+    neighbours = []
+    for side, step in enumerate((-DIFF_LAG, DIFF_LAG)):
+        weight = pairs[cols, side]
+        nb = np.clip(cols + step, 0, n_disp - 1)
+        used = weight != 0
+        keep &= ~used[None, :] | ok[:, nb]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            alpha = weight[None, :] * sigma[:, nb] / sigma[:, cols]
+        neighbours.append((nb, np.where(used[None, :], np.nan_to_num(alpha), 0.0)))
+    eye = np.eye(z.shape[0])[None]
+    k = keep.T.astype(float)  # (n_cols, n_cross)
+    terms = [(eye - hats[0]) * k[:, :, None] * k[:, None, :]]
+    u = z0[:, cols].copy()
+    for (nb, alpha), step in zip(neighbours, (-DIFF_LAG, DIFF_LAG), strict=True):
+        a = np.where(keep, alpha, 0.0)
+        if step not in hats or not np.any(a):
+            continue
+        u -= a * z0[:, nb]
+        q = (eye - hats[step]) * ok[:, nb].T.astype(float)[:, None, :]
+        terms.append(a.T[:, :, None] * q)
+    return np.stack(terms), np.where(keep, u, 0.0), keep
 
 
 def slice_noise_scale(
@@ -199,31 +309,56 @@ def _residuals(data, model, variance, *, usable, source):
     return z, sigma, np.isfinite(z) & faint
 
 
+def _quiet_columns(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Columns whose mean square ``z`` is not beyond ``CLIP_SIGMA`` of its spread over columns.
+
+    A cosmic ray too faint to be rejected on a bright trace moves its column's
+    flux: the fit spreads it over the other pixels (and the flux ratio of its
+    neighbours), below any pixel clip but enough to pass for extra noise.
+    """
+    n = ok.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chi2 = np.sum(z * z, axis=0) / n
+    measured = n > 0
+    if measured.sum() < 5:
+        return measured
+    centre = np.median(chi2[measured])
+    spread = 1.4826 * np.median(np.abs(chi2[measured] - centre))
+    limit = centre + CLIP_SIGMA * max(spread, centre * np.sqrt(2.0 / max(np.median(n), 1)))
+    return measured & (chi2 <= limit)
+
+
 def _inliers(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """``ok`` without the residuals beyond ``CLIP_SIGMA`` robust (MAD) sigma."""
     rms = 1.4826 * np.median(np.abs(z[ok] - np.median(z[ok])))
     return ok & (np.abs(z) <= CLIP_SIGMA * max(rms, 1e-12))
 
 
-def _sample_columns(ok: np.ndarray) -> np.ndarray:
-    """Up to ``MAX_COLUMNS`` columns with measured pixels, spread over the slit."""
-    cols = np.nonzero(ok.sum(axis=0) > MAX_LAG + 1)[0]
+def _sample_columns(ok: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Up to ``MAX_COLUMNS`` measurable columns with measured pixels, spread over the slit."""
+    measurable = (ok.sum(axis=0) > MAX_LAG + 1) & np.all(np.isfinite(pairs), axis=1)
+    cols = np.nonzero(measurable)[0]
     if cols.size > MAX_COLUMNS:
         cols = cols[np.linspace(0, cols.size - 1, MAX_COLUMNS).round().astype(int)]
     return cols
 
 
-def _noise_model(z0: np.ndarray, ok: np.ndarray, hat: np.ndarray) -> np.ndarray | None:
-    """Fit ``a_0..a_L`` so that the residual lag sums match ``(I - H) C (I - H)``."""
-    n_cross = z0.shape[0]
-    keep = ok.T.astype(float)  # (n_cols, n_cross)
-    q = (np.eye(n_cross)[None] - hat) * keep[:, :, None] * keep[:, None, :]
+def _noise_model(u: np.ndarray, keep: np.ndarray, terms: np.ndarray) -> np.ndarray | None:
+    """Fit ``a_0..a_L`` so that the lag sums of ``u`` match ``sum_t Q_t C Q_t^T``.
+
+    ``terms`` holds the ``Q_t`` of every column, ``(n_terms, n_cols, n_cross,
+    n_cross)``, with the rows and columns of the pixels not measured set to 0.
+    """
     lags = range(MAX_LAG + 1)
-    measured = np.array([np.sum(_lag_sum(z0, z0, k)) for k in lags])
-    design = np.empty((len(lags), len(lags)))
-    for j in lags:
-        e = np.matmul(_times_shift(q, j), q)
-        for k in lags:
-            design[k, j] = np.sum(np.trace(e, offset=k, axis1=1, axis2=2))
-    coeffs = np.linalg.lstsq(design, measured, rcond=None)[0]
-    return coeffs if coeffs[0] > 0 else None
+    measured = np.array([np.sum(_lag_sum(u, u, k)) for k in lags])
+    design = np.zeros((len(lags), len(lags)))
+    for q in terms:
+        if not np.any(q):
+            continue
+        qt = np.swapaxes(q, 1, 2)
+        for j in lags:
+            e = np.matmul(_times_shift(q, j), qt)
+            for k in lags:
+                design[k, j] += np.sum(np.trace(e, offset=k, axis1=1, axis2=2))
+    coeffs = lstsq_or_none(design, measured)
+    return coeffs if coeffs is not None and coeffs[0] > 0 else None

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .linalg import invert_stacked, solve_stacked
+
 __all__ = [
     "ColumnSums",
     "extract_columns",
@@ -421,7 +423,7 @@ def fit_background(
     if np.any(enough):
         scale = np.trace(normal[enough], axis1=1, axis2=2)[:, None, None]
         ridge = 1e-10 * scale * np.eye(k)
-        coeffs[enough] = np.linalg.solve(normal[enough] + ridge, rhs[enough][:, :, None])[:, :, 0]
+        coeffs[enough] = solve_stacked(normal[enough] + ridge, rhs[enough])
     return basis @ coeffs.T
 
 
@@ -456,7 +458,7 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cond[ok_diag] = np.where(sign > 0, float(m) ** (m - 1) / np.exp(logdet), np.inf)
     good = ok_diag & (cond < _MAX_CONDITION)
     if np.any(good):
-        inv_scaled = np.linalg.inv(scaled[good])
+        inv_scaled = invert_stacked(scaled[good])
         with np.errstate(over="ignore", invalid="ignore"):
             cov[good] = inv_scaled / scale[good][:, :, None] / scale[good][:, None, :]
         good &= np.all(np.isfinite(cov), axis=(1, 2))  # beyond float64: drop the background

@@ -4,7 +4,9 @@
 Horne's steps 6-8: the Poisson variance is re-estimated from the scene
 model (`.variance.remodel_poisson`), the worst pixel of each column is
 rejected when it deviates from the model fitted without it, and the
-columns are summed again until the weights settle.
+columns are summed again until the weights settle. The profile's misfit,
+measured from the neighbouring columns (`misfit_estimate`), is taken off the
+residuals first: an imperfect template on a bright trace is not an outlier.
 """
 
 from __future__ import annotations
@@ -15,16 +17,40 @@ from functools import partial
 import numpy as np
 
 from .horne import ColumnSums, extract_columns, usable_pixels
+from .outliers import nanmedian
 from .profile import PROFILE_ERROR
 from .variance import remodel_poisson
 
-__all__ = ["IteratedSums", "iterate_extraction", "REJECT_PROFILE_ERRORS", "VARIANCE_RTOL"]
+__all__ = [
+    "IteratedSums",
+    "iterate_extraction",
+    "misfit_estimate",
+    "REJECT_PROFILE_ERRORS",
+    "VARIANCE_RTOL",
+    "MISFIT_WINDOW",
+    "MISFIT_SNR",
+    "MISFIT_TARGET_SNR",
+]
 
 #: Outliers are judged allowing for this many template errors (`.profile.PROFILE_ERROR`)
 #: of the model: a profile right to a few per cent must not reject the core at high S/N.
 REJECT_PROFILE_ERRORS = 2.0
-# The fraction of the model that adds to the noise when judging outliers (0.1).
+# The fraction of the model that adds to the noise when judging outliers (0.1) ...
 _REJECT_FRACTION = REJECT_PROFILE_ERRORS * PROFILE_ERROR
+#: Columns on each side whose residuals, scaled by the flux ratio, predict a
+#: column's profile misfit when outliers are judged (`misfit_estimate`).
+MISFIT_WINDOW = 4
+#: Least flux S/N of a neighbouring column for its residuals to enter that estimate.
+MISFIT_SNR = 5.0
+#: Least flux S/N of a column for its misfit to be estimated; below it a profile
+#: wrong by a few per cent leaves less than the noise, which the 10 % tolerance covers.
+MISFIT_TARGET_SNR = 20.0
+# ... and where the misfit was measured from the neighbours (`misfit_estimate`): one
+# template error, for what changes of the misfit within the window.
+_MEASURED_FRACTION = PROFILE_ERROR
+# A neighbour's flux must be within this factor of the column's: a line's residuals
+# are not predicted from the faint continuum beside it (too noisy once scaled).
+_MISFIT_FLUX_RATIO = 3.0
 #: The iteration stops when the remodelled variance changes the information
 #: (sum P^2 / V) of every column's flux by less than this fraction.
 VARIANCE_RTOL = 1e-2
@@ -156,13 +182,15 @@ def _rejection_pass(
     # Judge outliers with the variance that produced this model, then remodel the
     # variance only in columns that lost no pixel now: their model is not yet
     # corrected for the outlier, which would inflate their modelled variance.
+    misfit, misfit_var = misfit_estimate(data, model, vp + var_other, usable=usable, sums=sums)
     new_rej = _worst_outliers(
-        data,
+        data - misfit,
         model,
-        vp + var_other,
+        vp + var_other + misfit_var,
         leverage=sums.leverage,
         usable=usable,
         reject_sigma=reject_sigma,
+        fraction=np.where(misfit_var > 0, _MEASURED_FRACTION, _REJECT_FRACTION),
     )
     touched = new_rej.any(axis=0)
     remodel = remodel_poisson(var_poisson, model, usable & ~touched[None, :])
@@ -190,16 +218,82 @@ def _weights_moved(components, old_var, new_var, *, usable) -> bool:
     return bool(np.any(change > VARIANCE_RTOL * info))
 
 
-def _worst_outliers(data, model, variance, *, leverage, usable, reject_sigma) -> np.ndarray:
+def misfit_estimate(
+    data: np.ndarray,
+    model: np.ndarray,
+    variance: np.ndarray,
+    *,
+    usable: np.ndarray,
+    sums: ColumnSums,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The profile's misfit at every pixel, predicted from the neighbouring columns.
+
+    A template profile that is not the true one (a Gaussian on a Moffat-like
+    PSF, a width a little off) leaves residuals ``F_x (P_true - P)``: the
+    flux times a pattern that changes slowly along the dispersion. At high
+    S/N they reach tens of sigma, in the wings as in the core, and would be
+    rejected as outliers column after column. Each pixel's misfit is
+    predicted as its column's flux times the median, over the `MISFIT_WINDOW`
+    columns on each side whose flux S/N is at least `MISFIT_SNR` and within a
+    factor 3 of the column's (a line's residuals are not predicted from the
+    faint continuum beside it), of the residual over the flux at the same row
+    (a median: a cosmic ray in one
+    neighbour does not move it, and the pixel's own column is not used, so
+    its own cosmic ray stays an outlier).
+
+    Returns
+    -------
+    misfit : ndarray, shape (n_cross, n_disp)
+        Predicted misfit (0 in columns below `MISFIT_TARGET_SNR` and where
+        fewer than three neighbours qualify).
+    variance : ndarray, shape (n_cross, n_disp)
+        Its noise variance: ``pi / (2 n)`` for a median of n, times the
+        (median) variance of one neighbour's term scaled to this column's flux.
+    """
+    flux = np.asarray(sums.flux, float)
+    misfit, noise = np.zeros(data.shape), np.zeros(data.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = np.nan_to_num(np.abs(flux) / np.sqrt(np.asarray(sums.variance, float)))
+    targets = np.nonzero(snr >= MISFIT_TARGET_SNR)[0]
+    if targets.size == 0:
+        return misfit, noise
+    bright = usable & (snr >= MISFIT_SNR)[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = np.where(bright, (data - model) / flux, np.nan)
+        rel_var = np.where(bright, variance / flux**2, np.nan)
+    steps = np.r_[-MISFIT_WINDOW:0, 1 : MISFIT_WINDOW + 1]
+    nb = targets[:, None] + steps[None, :]  # (n_targets, 2 * MISFIT_WINDOW)
+    inside = (nb >= 0) & (nb < data.shape[1])
+    nb = np.clip(nb, 0, data.shape[1] - 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = flux[nb] / flux[targets][:, None]
+    alike = inside & (ratio > 1 / _MISFIT_FLUX_RATIO) & (ratio < _MISFIT_FLUX_RATIO)
+    stack = np.where(alike[None], relative[:, nb], np.nan)  # (n_cross, n_targets, n_nb)
+    n = np.sum(np.isfinite(stack), axis=-1)
+    enough = n >= 3
+    f = flux[targets][None, :]
+    with np.errstate(invalid="ignore"):
+        misfit[:, targets] = np.where(enough, f * nanmedian(stack, axis=-1), 0.0)
+        # a median of n: pi / (2 n) times the variance of one term (their median here)
+        spread = nanmedian(np.where(alike[None], rel_var[:, nb], np.nan), axis=-1)
+        noise[:, targets] = np.where(enough, 0.5 * np.pi / np.maximum(n, 1) * f**2 * spread, 0.0)
+    return np.nan_to_num(misfit), np.nan_to_num(noise)
+
+
+def _worst_outliers(
+    data, model, variance, *, leverage, usable, reject_sigma, fraction=_REJECT_FRACTION
+) -> np.ndarray:
     """The most deviant usable pixel of each column, if beyond ``reject_sigma``.
 
     Each pixel is judged against the model fitted *without* it (the deleted
     residual ``r / (1 - h)`` of the column's weighted fit, with variance
     ``V / (1 - h)``): a cosmic ray on the trace core drags the full model up
     and makes the good wings look deviant, but not the model that leaves it
-    out. `REJECT_PROFILE_ERRORS` template errors (`.profile.PROFILE_ERROR`) of
-    that model are added to the noise, so that at high S/N a profile right to
-    a few per cent does not reject the good pixels of the core. When the
+    out. ``fraction`` of that model is added to the noise
+    (`REJECT_PROFILE_ERRORS` template errors, `.profile.PROFILE_ERROR`; one
+    where the caller has subtracted the misfit measured by `misfit_estimate`),
+    so that at high S/N a profile right to a few per cent does not reject the
+    good pixels of the core. When the
     residuals scatter more than the variance says (robust rms > 1, e.g. a VAR
     array too small), deviations are judged against that scatter, so good
     pixels are not rejected en masse.
@@ -208,7 +302,7 @@ def _worst_outliers(data, model, variance, *, leverage, usable, reject_sigma) ->
     with np.errstate(invalid="ignore", divide="ignore"):
         deleted = (data - model) / keep
         others = data - deleted  # the model at this pixel from the other pixels
-        scale = np.sqrt(variance / keep + (_REJECT_FRACTION * others) ** 2)
+        scale = np.sqrt(variance / keep + (fraction * others) ** 2)
         z = np.where(usable, np.abs(deleted) / scale, 0.0)
     z = np.where(np.isfinite(z), z, 0.0)
     finite_z = z[usable & (z > 0)]

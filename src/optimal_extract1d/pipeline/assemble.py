@@ -146,7 +146,24 @@ def spectrum(
 def log_slit(
     sd: SlitData, profile: Profile, status: str, *, spectra: list, result: IteratedSums
 ) -> None:
-    """One INFO line per slit."""
+    """One INFO line per slit, and a WARNING per spectrum whose flux rests on its profile.
+
+    The WARNING counts the columns flagged DQ_FLUX_ESTIMATED (masked pixels
+    carry more than `MISSING_PROFILE_LIMIT` of the profile there), e.g. a
+    trace cut by all-NaN rows at the slit's edge.
+    """
+    for spec in spectra:
+        estimated = int(np.count_nonzero(spec.dq & DQ_FLUX_ESTIMATED))
+        if estimated:
+            log.warning(
+                "Slit %s: masked pixels carry more than %d %% of the profile of %s in %d of "
+                "%d columns (DQ FLUX_ESTIMATED): the flux there rests on the profile",
+                sd.name,
+                round(100 * MISSING_PROFILE_LIMIT),
+                spec.name,
+                estimated,
+                spec.dq.size,
+            )
     fwhm = profile.fwhm
     log.info(
         "Slit %s: %s, center %.2f px, FWHM %.2f px, %d source(s), %d/%d columns extracted, "

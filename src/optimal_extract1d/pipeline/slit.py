@@ -92,6 +92,7 @@ def extract_slit(
     settings = scene_settings(params)
     sd = slit.cropped(params.extraction_region)
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
+    _log_empty_edges(sd, usable)
     fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
     scene = _scene(sd, settings, template, usable=fit_usable, variance=sd.variance)
     result = _iterate(sd, params, scene)
@@ -122,6 +123,31 @@ def extract_slit(
     spectra = _spectra(sd, scene, result, usable=usable, params=params)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
+
+
+def _log_empty_edges(sd: SlitData, usable: np.ndarray) -> None:
+    """One INFO line when rows at the slit's edges hold no data (NIRSpec fixed slits).
+
+    Their pixels are left out of every fit and sum like any masked pixel, the
+    kernel's starting center is searched only in the rows with data
+    (`.psf.profilefit`), and a fallback kernel sits at their center.
+    """
+    rows = np.nonzero(usable.any(axis=1))[0]
+    n_cross = sd.shape[0]
+    if rows.size == 0 or (rows[0] == 0 and rows[-1] == n_cross - 1):
+        return
+    empty = rows[0] + (n_cross - 1 - rows[-1])
+    if empty <= 2:  # the usual NaN border row at each edge is not news
+        return
+    c0 = sd.offset[0]
+    log.info(
+        "Slit %s: %d of %d rows at the edges hold no data; the kernel is fitted to rows %d-%d",
+        sd.name,
+        empty,
+        n_cross,
+        rows[0] + c0,
+        rows[-1] + c0,
+    )
 
 
 def _scene(
@@ -232,7 +258,7 @@ def _slice_noise(
     source = model - np.nan_to_num(sums.background)
     ok = usable & ~result.rejected
     cross = residual_error_scale(
-        sd.data, model, variance, usable=ok, weights=sums.pixel_weights, sums=sums, source=source
+        sd.data, model, variance, usable=ok, weights=sums.pixel_weights, sums=sums
     )
     noise = slice_noise_scale(
         sd.data, model, variance, usable=ok, source=source, cross=cross, width=params.slice_width
@@ -302,7 +328,6 @@ def _spectra(
                 usable=usable & ~result.rejected,
                 weights=sums.pixel_weights,
                 sums=sums,
-                source=np.nan_to_num(sums.model) - np.nan_to_num(sums.background),
             )
             factor, meta["error_scale"] = scale.factor, scale.to_meta()
         name = sd.name if len(sources) == 1 else f"{sd.name}_{number}"

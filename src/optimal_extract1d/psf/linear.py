@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.linalg import invert_stacked, solve_stacked
+
 __all__ = ["data_weights", "design_matrix", "normal_matrix", "solve_linear", "solve_normal"]
 
 
@@ -92,8 +94,10 @@ def solve_normal(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, shape (n_prof, n)
+        NaN for a non-finite system, never a ``numpy.linalg.LinAlgError``
+        (`.core.linalg.solve_stacked`).
     """
-    return np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
+    return solve_stacked(normal, rhs)
 
 
 def solve_linear(
@@ -126,7 +130,7 @@ def solve_linear(
     a = design_matrix(shapes, basis) * w[:, :, None]
     normal = normal_matrix(a)
     coeffs = solve_normal(normal, np.einsum("ybi,yb->bi", a, d * w))
-    cov = np.linalg.inv(normal)
+    cov = invert_stacked(normal)
     resid = d * w - np.einsum("ybi,bi->yb", a, coeffs)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = coeffs[:, :n_comp] / np.sqrt(np.einsum("bii->bi", cov)[:, :n_comp])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.linalg import lstsq_or_none, solve_stacked
 from .evaluate import cheap_derivatives, evaluate_with_derivatives
 from .kernel import KernelTemplate
 from .linear import data_weights, design_matrix, normal_matrix, solve_normal
@@ -287,7 +288,7 @@ def _local_step(jl: np.ndarray, resid: np.ndarray, lam: np.ndarray) -> np.ndarra
     grad = np.einsum("ybi,yb->bi", jl, resid)
     diag = np.einsum("bii->bi", normal)
     damped = normal + (lam[:, None] * np.maximum(diag, 1e-12))[:, :, None] * np.eye(normal.shape[1])
-    return np.linalg.solve(damped, grad[:, :, None])[:, :, 0]
+    return solve_stacked(damped, grad)
 
 
 def _dense_step(jl, jg, resid, *, lam: float):
@@ -341,5 +342,7 @@ def _dense_lstsq_step(jl, jg, resid, *, lam: float):
     normal = flat.T @ flat
     grad = flat.T @ resid.ravel()
     damped = normal + lam * np.diag(np.maximum(np.diag(normal), 1e-12))
-    delta = np.linalg.lstsq(damped, grad, rcond=None)[0]
+    delta = lstsq_or_none(damped, grad)
+    if delta is None:  # not finite: no step (the damping grows until the fit stops)
+        delta = np.zeros(size)
     return delta[: n_prof * n_loc].reshape(n_prof, n_loc), delta[n_prof * n_loc :]

@@ -379,8 +379,13 @@ def _grid_center(template, values, sigma, *, basis, start, offsets) -> float:
 
     A grid rather than the peak pixel keeps the fit from starting between two
     sources or on one wing of a masked core, where Gauss–Newton steps stall.
+    The grid spans only the rows that hold data (a slit whose edge rows are
+    all NaN, as in NIRSpec fixed slits, is searched where it was observed).
     """
-    grid = np.arange(0.0, values.size - 0.5, 0.5)
+    rows = np.nonzero(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0))[0]
+    if rows.size == 0:
+        return float(values.size // 2)
+    grid = np.arange(float(rows[0]), rows[-1] + 0.25, 0.5)
     params = {k: np.repeat(v, grid.size) for k, v in start.items()}
     params[template.center_param] = grid
     shapes = component_shapes(
@@ -390,7 +395,7 @@ def _grid_center(template, values, sigma, *, basis, start, offsets) -> float:
     sig = np.broadcast_to(sigma[:, None], stacked.shape)
     resid, coeffs, _, _ = solve_linear(shapes, stacked, sig, basis=basis)
     chi2 = np.where(coeffs[:, 0] > 0, np.sum(resid**2, axis=0), np.inf)
-    return float(grid[np.argmin(chi2)]) if np.isfinite(chi2).any() else float(values.size // 2)
+    return float(grid[np.argmin(chi2)]) if np.isfinite(chi2).any() else float(np.median(rows))
 
 
 def _kernel_fit(

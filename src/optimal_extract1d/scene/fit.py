@@ -330,11 +330,13 @@ def fixed_scene(
     """First fallback: the template where the metadata put the source, no components.
 
     The position is the slit's ``source_ra``/``source_dec`` through its
-    WCS, else the slit center (`.position.metadata_position`); the
-    metadata record which (``fallback_position``). The kernel is
-    `.model.fixed_kernel`.
+    WCS; without one, the slit center, or the center of the rows holding
+    data when the slit center holds none (a slit whose edge rows are all
+    NaN) (`.position.metadata_position`). The metadata record which
+    (``fallback_position``). The kernel is `.model.fixed_kernel`.
     """
-    position = metadata_position(sd)
+    rows = np.nonzero(horne.usable_pixels(sd.data, sd.variance, sd.mask).any(axis=1))[0]
+    position = metadata_position(sd, rows_with_data=rows)
     fit = fixed_kernel(template, sd.shape[0], center=position.center)
     wavelength = column_wavelength(sd.wavelength)
     centers, fwhm = np.full(sd.shape[1], fit.center), np.full(sd.shape[1], fit.fwhm)

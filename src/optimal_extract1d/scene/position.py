@@ -26,7 +26,8 @@ class SourcePosition:
     center : float
         Cross-dispersion row (pixels of the slit's arrays).
     origin : str
-        ``"source_ra/source_dec through the WCS"`` or ``"slit center"``.
+        ``"source_ra/source_dec through the WCS"``, ``"slit center"`` or
+        ``"center of the rows holding data"``.
     """
 
     center: float
@@ -37,7 +38,7 @@ class SourcePosition:
         return {"center": float(self.center), "origin": self.origin}
 
 
-def metadata_position(sd: SlitData) -> SourcePosition:
+def metadata_position(sd: SlitData, *, rows_with_data: np.ndarray | None = None) -> SourcePosition:
     """The row of the slit's ``source_ra``/``source_dec``, or the slit center.
 
     In every column with finite sky coordinates, the pixels' offsets from the
@@ -45,10 +46,16 @@ def metadata_position(sd: SlitData) -> SourcePosition:
     RA cos(Dec) and Dec along the rows), and the row where the projection
     crosses zero is interpolated; the median over the columns is taken. The
     slit center is returned when the metadata give no source position or it
-    falls off the slit.
+    falls off the slit or off the rows holding data (``rows_with_data``, when
+    given); when the center row holds no data (a slit whose edge rows are all
+    NaN), the center of the rows that do.
     """
     n_cross = sd.shape[0]
     center = SourcePosition((n_cross - 1) / 2.0, "slit center")
+    data_rows = np.asarray(rows_with_data if rows_with_data is not None else [], int)
+    if data_rows.size and (n_cross - 1) // 2 not in data_rows:
+        middle = 0.5 * (data_rows[0] + data_rows[-1])
+        center = SourcePosition(middle, "center of the rows holding data")
     ra0, dec0 = (sd.attributes.get(k) for k in ("source_ra", "source_dec"))
     try:
         ra0, dec0 = float(ra0), float(dec0)
@@ -74,4 +81,6 @@ def metadata_position(sd: SlitData) -> SourcePosition:
     row = float(np.median(estimate[good]))
     if not -0.5 <= row <= n_cross - 0.5:
         return center
+    if data_rows.size and not data_rows[0] <= row <= data_rows[-1]:
+        return center  # on rows without data: nothing to measure there
     return SourcePosition(row, "source_ra/source_dec through the WCS")

@@ -196,6 +196,7 @@ def simulate_slit(
     psf: PSFTable | None = None,
     psf_scale: float = 1.0,
     sky: ResidualSky | None = None,
+    flat_error: float = 0.01,
 ) -> SimulatedSlit:
     """Simulate one resampled slit with a point source.
 
@@ -259,6 +260,10 @@ def simulate_slit(
         A smooth residual sky added on top of ``background``; like it, it adds
         Poisson (and flat-field) variance, which the noise is drawn from and
         the VAR arrays report. It draws no random numbers. None = off.
+    flat_error : float
+        Relative flat-field error per pixel: VAR_FLAT is ``flat_error**2`` times
+        the squared scene. The default 1 % caps the column S/N near 250; bright
+        sources (S/N 1000-3000) need a smaller one.
 
     Returns
     -------
@@ -282,7 +287,7 @@ def simulate_slit(
     scene = _scene(optics, flux, companions, nod_offsets=nod_offsets, nod_scale=nod_scale)
     if sky is not None:
         background = background + sky.image(n_cross, n_disp)
-    var = _variances(scene, flux, snr=snr, background=background)
+    var = _variances(scene, flux, snr=snr, background=background, flat_error=flat_error)
     data, var_poisson = _noisy_data(
         rng,
         scene,
@@ -468,7 +473,12 @@ class _Variances:
 
 
 def _variances(
-    scene: _Scene, flux: np.ndarray, *, snr: float, background: float | np.ndarray
+    scene: _Scene,
+    flux: np.ndarray,
+    *,
+    snr: float,
+    background: float | np.ndarray,
+    flat_error: float = 0.01,
 ) -> _Variances:
     """Poisson, read-noise and flat variances giving optimal S/N ``snr`` at the peak column.
 
@@ -486,7 +496,7 @@ def _variances(
     nod_factor = 1.0 + float(np.sum(scene.nod_scales**2))
     var_rnoise = np.full(scene.image.shape, rn * nod_factor)
     var_poisson = var_poisson * nod_factor
-    var_flat = 1e-4 * (scene.image**2 + background**2)
+    var_flat = flat_error**2 * (scene.image**2 + background**2)
     true_var = var_poisson + var_rnoise + var_flat
     return _Variances(
         poisson=var_poisson,

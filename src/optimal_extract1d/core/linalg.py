@@ -1,0 +1,76 @@
+"""Stacked linear solves that never raise: every fit of the package solves through here.
+
+numpy's ``numpy.linalg.solve`` and ``numpy.linalg.inv`` raise ``numpy.linalg.LinAlgError``
+for one exactly singular matrix in a stack, and ``numpy.linalg.lstsq`` for one
+non-finite one; a slit whose edge rows are all NaN (NIRSpec fixed slits) used
+to stop a whole file that way. The callers regularize their normal matrices
+(a ridge of ``1e-12``-``1e-10`` of the trace, 1 on an empty diagonal), so the
+guards here only catch what slips through: a system that is not finite gives
+NaN, a singular one its least-squares (minimum-norm) solution. On regular
+systems the results are numpy's, bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["solve_stacked", "invert_stacked", "lstsq_or_none"]
+
+
+def _finite(normal: np.ndarray) -> np.ndarray:
+    return np.all(np.isfinite(normal), axis=(-2, -1))
+
+
+def solve_stacked(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """``normal[i] @ x[i] = rhs[i]`` for every system of a stack.
+
+    Parameters
+    ----------
+    normal : ndarray, shape (n, m, m)
+        The matrices.
+    rhs : ndarray, shape (n, m)
+        The right-hand sides.
+
+    Returns
+    -------
+    ndarray, shape (n, m)
+        NaN for a system with a non-finite matrix; the least-squares solution
+        of a singular one.
+    """
+    out = np.full(rhs.shape, np.nan)
+    ok = _finite(normal)
+    if not ok.any():
+        return out
+    try:
+        out[ok] = np.linalg.solve(normal[ok], rhs[ok][:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:  # one singular system: solve them one by one
+        for i in np.nonzero(ok)[0]:
+            out[i] = np.linalg.lstsq(normal[i], np.nan_to_num(rhs[i]), rcond=None)[0]
+    return out
+
+
+def invert_stacked(normal: np.ndarray) -> np.ndarray:
+    """The inverse of every matrix of a stack ``(n, m, m)``.
+
+    NaN for a non-finite matrix, the pseudo-inverse of a singular one.
+    """
+    out = np.full(normal.shape, np.nan)
+    ok = _finite(normal)
+    if not ok.any():
+        return out
+    try:
+        out[ok] = np.linalg.inv(normal[ok])
+    except np.linalg.LinAlgError:
+        for i in np.nonzero(ok)[0]:
+            out[i] = np.linalg.pinv(normal[i])
+    return out
+
+
+def lstsq_or_none(design: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """``numpy.linalg.lstsq`` of one system, None when it is not finite or does not converge."""
+    if not (np.all(np.isfinite(design)) and np.all(np.isfinite(values))):
+        return None
+    try:
+        return np.linalg.lstsq(design, values, rcond=None)[0]
+    except np.linalg.LinAlgError:
+        return None
