@@ -49,7 +49,9 @@ def open_input(input_data: Any) -> Any:
             raise InputError(msg)
         _check_fits_size(path)
         try:
-            model = datamodels.open(path)
+            model = (
+                _open_association(path) if path.lower().endswith(".json") else datamodels.open(path)
+            )
         except Exception as err:  # any reader failure means "not a readable datamodel"
             msg = f"cannot read {path!r} as a JWST datamodel: {type(err).__name__}: {err}"
             raise InputError(msg) from err
@@ -64,6 +66,13 @@ def open_input(input_data: Any) -> Any:
         msg = f"{label}: the {type(model).__name__} contains no slits"
         raise InputError(msg)
     return model
+
+
+def _open_association(path: str) -> Any:
+    """The science members of an association, as a ModelContainer."""
+    from jwst.datamodels import ModelContainer
+
+    return ModelContainer(path)
 
 
 def input_label(model: Any) -> str:
