@@ -160,6 +160,33 @@ def stack(group: list[CalExposure], shared: bool) -> dict[str, np.ndarray]:
     return out
 
 
+def unsubtract(st: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Nod-subtracted exposures as raw ones, up to a sky per pixel, with their own variances.
+
+    calwebb_spec2 subtracts from each of ``n`` nod exposures the mean of the
+    others: ``x_i = r_i - mean_{j != i} r_j``, so the noise of the ``x_i`` is
+    correlated between exposures. ``x_i (n - 1) / n = r_i - mean_j r_j`` are
+    the raw exposures minus a per-pixel constant, which the ``"nod"`` fit
+    (a sky per pixel) ignores, and the raw variances follow from
+    ``Var x_i = V_i + sum_{j != i} V_j / (n - 1)^2``. With two exposures the
+    two variances cannot be told apart and are taken equal.
+    """
+    n = st["data"].shape[0]
+    out = dict(st)
+    out["data"] = st["data"] * (n - 1) / n
+    for name in ("var_poisson", "var_rnoise", "var_flat"):
+        vx = np.nan_to_num(st[name])
+        if n == 2:
+            raw = 0.5 * vx
+        else:
+            b = 1.0 / (n - 1) ** 2
+            a = 1.0 - b  # Var x = a V + b sum(V): invert per pixel
+            total = vx.sum(axis=0) / (a + n * b)
+            raw = (vx - b * total) / a
+        out[name] = np.clip(raw, 0.0, None)
+    return out
+
+
 def default_grid(exposure: CalExposure) -> np.ndarray:
     """Wavelengths of the detector columns at the source position (increasing).
 
@@ -211,6 +238,10 @@ def extract_source(
     assert mode in MODES
     shared = mode in ("nod", "subtracted") or (len(group) > 1 and _same_pixels(group))
     st = stack(group, shared)
+    fit_mode = mode
+    if mode == "subtracted":  # spec2's nod subtraction undone up to a sky per pixel
+        st = unsubtract(st)
+        fit_mode = "nod"
     lam = st["wavelength"]
     if shared:  # pixels shared by the exposures have one wavelength (the first usable)
         finite = np.isfinite(lam)
@@ -240,7 +271,7 @@ def extract_source(
         bins=bins,
         n_bins=grid.size,
         n_exp=len(group),
-        mode=mode,
+        mode=fit_mode,
     )
     fit_fwhm = params.fit_fwhm
     psf = fit_cal_psf(

@@ -192,22 +192,28 @@ def fit_cal_psf(
     in_good = (d.bins >= 0) & good[np.clip(d.bins, 0, None)] & d.usable
     cols = np.flatnonzero(in_good.any(axis=0))
     n = int(d.usable[:, cols].sum())
-    kernels = ("gaussian", "moffat") if kernel == "auto" else (kernel,)
     if fit_fwhm is True:
         orders = (fwhm_order,)
     elif fit_fwhm is False:
         orders = (0,)
     else:
         orders = tuple(range(fwhm_order + 1))
+    first = "moffat" if kernel == "moffat" else "gaussian"
     best, choice = None, {}
-    for family in kernels:
-        for order in orders:
-            psf = _fit_one(d, cols, start, family, order)
-            k = d.n_exp + order + 1 + (family == "moffat")
-            bic = psf.chi2 + k * np.log(max(n, 2))
-            choice[f"{family}_fwhm{order}"] = float(bic)
-            if best is None or bic < best[0]:
-                best = (bic, psf)
+
+    def consider(family: str, order: int) -> None:
+        nonlocal best
+        psf = _fit_one(d, cols, start, family, order)
+        k = d.n_exp + order + 1 + (family == "moffat")
+        bic = psf.chi2 + k * np.log(max(n, 2))
+        choice[f"{family}_fwhm{order}"] = float(bic)
+        if best is None or bic < best[0]:
+            best = (bic, psf)
+
+    for order in orders:  # the FWHM degree is chosen with the first family
+        consider(first, order)
+    if kernel == "auto":  # then the Moffat competes at that degree
+        consider("moffat", len(best[1].fwhm_coeffs) - 1)
     return CalPSF(**{**best[1].__dict__, "choice": choice, "n_pixels": n})
 
 
