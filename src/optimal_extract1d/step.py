@@ -220,7 +220,10 @@ def _mode_keys(dataset: Any) -> dict[str, Any]:
             "meta.exposure.type": header.get("EXP_TYPE"),
             "meta.instrument.grating": header.get("GRATING"),
         }
-    if isinstance(dataset, (list, tuple)) or type(dataset).__name__ == "ModelContainer":
+    if isinstance(dataset, (list, tuple)) or type(dataset).__name__ in (
+        "ModelContainer",
+        "SourceModelContainer",
+    ):
         if len(dataset) == 0:
             msg = "the input is an empty list of models"
             raise ValueError(msg)

@@ -19,6 +19,7 @@ from .slits import SLIT_TYPES, iter_slits
 
 __all__ = ["input_label", "open_input"]
 
+_CONTAINERS = ("ModelContainer", "SourceModelContainer")  # jwst containers, by name
 _FITS_BLOCK = 2880  # bytes; a FITS file is a whole number of blocks
 
 
@@ -77,7 +78,10 @@ def _open_association(path: str) -> Any:
 
 def input_label(model: Any) -> str:
     """The input's file name(s) for messages, else its type name."""
-    if isinstance(model, (list, tuple)) or type(model).__name__ == "ModelContainer":
+    if isinstance(model, (list, tuple)) or type(model).__name__ in (
+        "ModelContainer",
+        "SourceModelContainer",
+    ):
         return ", ".join(input_label(m) for m in model) or type(model).__name__
     return getattr(getattr(model, "meta", None), "filename", None) or type(model).__name__
 
@@ -111,6 +115,9 @@ def _check_fits_size(path: str) -> None:
 def _is_supported(model: Any) -> bool:
     if isinstance(model, datamodels.MultiSlitModel) or isinstance(model, SLIT_TYPES):
         return getattr(model, "data", None) is not None if isinstance(model, SLIT_TYPES) else True
-    if isinstance(model, (list, tuple)) or type(model).__name__ == "ModelContainer":
+    if isinstance(model, (list, tuple)) or type(model).__name__ in (
+        "ModelContainer",
+        "SourceModelContainer",
+    ):
         return all(_is_supported(m) for m in model)
     return False

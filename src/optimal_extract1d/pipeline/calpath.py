@@ -64,7 +64,8 @@ def extract_cal(model: Any, params: ExtractParams, cal: CalParams) -> Extraction
     Raises
     ------
     ParameterError
-        If the kernel is not one the cal path supports.
+        If the kernel is not one the cal path supports, or the requested
+        background treatment does not fit a source's exposures.
     InputError
         If no source could be extracted because of the input.
     """
@@ -76,10 +77,12 @@ def extract_cal(model: Any, params: ExtractParams, cal: CalParams) -> Extraction
     groups: dict[str, list[CalExposure]] = defaultdict(list)
     for exp in exposures:
         groups[exp.source_key].append(exp)
+    # a background the exposures cannot have is a parameter error, before any fit
+    modes = {key: choose_background(group, cal.cal_background) for key, group in groups.items()}
     run = ExtractionRun()
     for index, (key, group) in enumerate(groups.items()):
         try:
-            spectra = extract_source(group, params, cal)
+            spectra = extract_source(group, params, cal, mode=modes[key])
         except OptimalExtractError as err:
             log.warning("Source %s skipped: %s", key, err)
             run.skipped.append(SkippedSlit(key, str(err), type(err).__name__))
@@ -128,6 +131,13 @@ def choose_background(group: list[CalExposure], requested: str) -> str:
         return "none"
     if states == {"nod"}:
         return "subtracted" if shared else "none"
+    if shared and _sums_vanish(group):
+        log.info(
+            "Source %s: the exposures sum to zero on every pixel: taken as nod-subtracted "
+            "(each minus the mean of the others), although bkg_subtract is not COMPLETE",
+            group[0].source_key,
+        )
+        return "subtracted"
     if shared:
         return "nod"
     log.warning(
@@ -137,6 +147,17 @@ def choose_background(group: list[CalExposure], requested: str) -> str:
         len(group),
     )
     return "none"
+
+
+def _sums_vanish(group: list[CalExposure]) -> bool:
+    """Whether the exposures cancel pixel by pixel, as after subtracting the others' mean."""
+    data = np.stack([e.data for e in group])
+    ok = np.all(np.isfinite(data), axis=0)
+    if ok.sum() < 10:
+        return False
+    total = np.abs(data[:, ok].sum(axis=0))
+    scale = np.abs(data[:, ok]).sum(axis=0)
+    return bool(np.mean(total <= 1e-3 * scale + 1e-30) > 0.99)
 
 
 def _same_pixels(group: list[CalExposure]) -> bool:
@@ -161,30 +182,17 @@ def stack(group: list[CalExposure], shared: bool) -> dict[str, np.ndarray]:
 
 
 def unsubtract(st: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Nod-subtracted exposures as raw ones, up to a sky per pixel, with their own variances.
+    """Nod-subtracted exposures as raw ones, up to a sky per pixel.
 
     calwebb_spec2 subtracts from each of ``n`` nod exposures the mean of the
-    others: ``x_i = r_i - mean_{j != i} r_j``, so the noise of the ``x_i`` is
-    correlated between exposures. ``x_i (n - 1) / n = r_i - mean_j r_j`` are
-    the raw exposures minus a per-pixel constant, which the ``"nod"`` fit
-    (a sky per pixel) ignores, and the raw variances follow from
-    ``Var x_i = V_i + sum_{j != i} V_j / (n - 1)^2``. With two exposures the
-    two variances cannot be told apart and are taken equal.
+    others, ``x_i = r_i - mean_{j != i} r_j``, and leaves the VAR arrays
+    those of the raw exposure (jwst's ``background_sub`` changes the data
+    only). ``x_i (n - 1) / n = r_i - mean_j r_j`` are the raw exposures
+    minus a per-pixel constant, which the ``"nod"`` fit (a sky per pixel)
+    ignores; with the raw variances the errors stay uncorrelated.
     """
     n = st["data"].shape[0]
-    out = dict(st)
-    out["data"] = st["data"] * (n - 1) / n
-    for name in ("var_poisson", "var_rnoise", "var_flat"):
-        vx = np.nan_to_num(st[name])
-        if n == 2:
-            raw = 0.5 * vx
-        else:
-            b = 1.0 / (n - 1) ** 2
-            a = 1.0 - b  # Var x = a V + b sum(V): invert per pixel
-            total = vx.sum(axis=0) / (a + n * b)
-            raw = (vx - b * total) / a
-        out[name] = np.clip(raw, 0.0, None)
-    return out
+    return {**st, "data": st["data"] * (n - 1) / n}
 
 
 def default_grid(exposure: CalExposure) -> np.ndarray:
@@ -218,9 +226,11 @@ def _bins(wavelength: np.ndarray, grid: np.ndarray) -> np.ndarray:
 
 
 def extract_source(
-    group: list[CalExposure], params: ExtractParams, cal: CalParams
+    group: list[CalExposure], params: ExtractParams, cal: CalParams, *, mode: str | None = None
 ) -> list[SpectrumResult]:
     """The combined spectrum (and optionally the per-exposure spectra) of one source.
+
+    ``mode`` is the background treatment (`choose_background` when None).
 
     Raises
     ------
@@ -234,8 +244,10 @@ def extract_source(
     if len(units) > 1:
         msg = f"source {key}: exposures in different units {sorted(units)}"
         raise InputError(msg)
-    mode = choose_background(group, cal.cal_background)
-    assert mode in MODES
+    mode = mode or choose_background(group, cal.cal_background)
+    if mode not in MODES:
+        msg = f"unknown background treatment {mode!r}; expected one of {MODES}"
+        raise ParameterError(msg)
     shared = mode in ("nod", "subtracted") or (len(group) > 1 and _same_pixels(group))
     st = stack(group, shared)
     fit_mode = mode
@@ -273,16 +285,27 @@ def extract_source(
         n_exp=len(group),
         mode=fit_mode,
     )
-    fit_fwhm = params.fit_fwhm
     psf = fit_cal_psf(
-        fit_data, kernel=params.kernel, fwhm_order=params.fwhm_order, fit_fwhm=fit_fwhm
+        fit_data,
+        kernel=params.kernel,
+        fwhm_order=params.fwhm_order,
+        fit_fwhm=params.fit_fwhm,
+        trace_order=params.trace_order,
+        fit_trace=params.fit_trace,
     )
     sums = _combine(psf, fit_data, variances, usable, params)
-    if sums.rejected.any():  # refit the shape without the outliers, then sum again
+    if sums.rejected.any():  # refit the chosen shape without the outliers, then sum again
         clean = dataclasses.replace(fit_data, usable=usable & ~sums.rejected)
+        choice = psf.choice
         psf = fit_cal_psf(
-            clean, kernel=params.kernel, fwhm_order=params.fwhm_order, fit_fwhm=fit_fwhm
+            clean,
+            kernel=psf.kernel,
+            fwhm_order=len(psf.fwhm_coeffs) - 1,
+            fit_fwhm=True,
+            trace_order=len(psf.trace_coeffs),
+            fit_trace=True,
         )
+        psf = dataclasses.replace(psf, choice=choice)
         sums = _combine(psf, fit_data, variances, usable, params)
     factor, n_noise = noise_factor(sums.z, sums.model, fit_data.variance)
     applied = factor if params.error_scale == "residual" else 1.0

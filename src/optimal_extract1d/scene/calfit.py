@@ -99,18 +99,28 @@ class CalPSF:
     lam0: float
     lam_half: float
     alpha: float = 2.5
+    trace_coeffs: tuple[float, ...] = ()
     chi2: float = float("nan")
     n_pixels: int = 0
     choice: dict = field(default_factory=dict)
 
+    def _x(self, wavelength: np.ndarray) -> np.ndarray:
+        return (np.asarray(wavelength, float) - self.lam0) / self.lam_half
+
     def fwhm(self, wavelength: np.ndarray) -> np.ndarray:
         """FWHM (pixels) at the given wavelengths."""
-        x = (np.asarray(wavelength, float) - self.lam0) / self.lam_half
-        return np.maximum(np.polynomial.polynomial.polyval(x, self.fwhm_coeffs), MIN_FWHM)
+        fwhm = np.polynomial.polynomial.polyval(self._x(wavelength), self.fwhm_coeffs)
+        return np.maximum(fwhm, MIN_FWHM)
+
+    def trace(self, wavelength: np.ndarray) -> np.ndarray:
+        """Offset of the source along the slit common to all exposures (pixels; 0 at lam0)."""
+        if not self.trace_coeffs:
+            return np.zeros(np.shape(wavelength))
+        return np.polynomial.polynomial.polyval(self._x(wavelength), (0.0, *self.trace_coeffs))
 
     def profile(self, along: np.ndarray, wavelength: np.ndarray, exposure: np.ndarray):
         """Unit-flux profile value of every pixel."""
-        shift = np.asarray(self.offsets, float)[exposure]
+        shift = np.asarray(self.offsets, float)[exposure] + self.trace(wavelength)
         return pixel_profile(self.kernel, along - shift, self.fwhm(wavelength), alpha=self.alpha)
 
     def to_meta(self) -> dict:
@@ -123,6 +133,11 @@ class CalPSF:
                 "variable": "(wavelength_um - lam0) / lam_half",
                 "lam0": float(self.lam0),
                 "lam_half": float(self.lam_half),
+            },
+            "trace_model": {
+                "coefficients": [0.0, *(float(v) for v in self.trace_coeffs)],
+                "variable": "(wavelength_um - lam0) / lam_half",
+                "note": "pixels along the slit, added to every exposure's offset",
             },
             **({"moffat_alpha": float(self.alpha)} if self.kernel == "moffat" else {}),
             "chi2": float(self.chi2),
@@ -155,7 +170,13 @@ def _snr_bins(psf: CalPSF, d: CalFitData) -> np.ndarray:
 
 
 def fit_cal_psf(
-    d: CalFitData, *, kernel: str = "auto", fwhm_order: int = 2, fit_fwhm: bool | str = "auto"
+    d: CalFitData,
+    *,
+    kernel: str = "auto",
+    fwhm_order: int = 2,
+    fit_fwhm: bool | str = "auto",
+    trace_order: int = 2,
+    fit_trace: bool | str = "auto",
 ) -> CalPSF:
     """Fit the joint profile of all exposures.
 
@@ -170,6 +191,11 @@ def fit_cal_psf(
     fit_fwhm : bool or str
         True: degree ``fwhm_order``; False: a constant FWHM; ``"auto"``:
         every degree up to ``fwhm_order``, the lower criterion wins.
+    trace_order, fit_trace : int, bool or str
+        The same for the source position along the slit as a function of
+        wavelength (common to all exposures, on top of their offsets).
+        The FWHM degree is chosen first (no trace), then the trace degree,
+        then (``kernel = "auto"``) the Moffat competes with the Gaussian.
 
     Returns
     -------
@@ -192,29 +218,37 @@ def fit_cal_psf(
     in_good = (d.bins >= 0) & good[np.clip(d.bins, 0, None)] & d.usable
     cols = np.flatnonzero(in_good.any(axis=0))
     n = int(d.usable[:, cols].sum())
-    if fit_fwhm is True:
-        orders = (fwhm_order,)
-    elif fit_fwhm is False:
-        orders = (0,)
-    else:
-        orders = tuple(range(fwhm_order + 1))
+    fwhm_orders = _orders(fit_fwhm, fwhm_order, start=0)
+    trace_orders = _orders(fit_trace, trace_order, start=0)
     first = "moffat" if kernel == "moffat" else "gaussian"
     best, choice = None, {}
 
-    def consider(family: str, order: int) -> None:
+    def consider(family: str, order: int, t_order: int) -> None:
         nonlocal best
-        psf = _fit_one(d, cols, start, family, order)
-        k = d.n_exp + order + 1 + (family == "moffat")
+        psf = _fit_one(d, cols, start, family, order, t_order)
+        k = d.n_exp + order + 1 + t_order + (family == "moffat")
         bic = psf.chi2 + k * np.log(max(n, 2))
-        choice[f"{family}_fwhm{order}"] = float(bic)
+        choice[f"{family}_fwhm{order}_trace{t_order}"] = float(bic)
         if best is None or bic < best[0]:
             best = (bic, psf)
 
-    for order in orders:  # the FWHM degree is chosen with the first family
-        consider(first, order)
-    if kernel == "auto":  # then the Moffat competes at that degree
-        consider("moffat", len(best[1].fwhm_coeffs) - 1)
+    for order in fwhm_orders:  # the FWHM degree is chosen with the first family, no trace
+        consider(first, order, trace_orders[0])
+    chosen = len(best[1].fwhm_coeffs) - 1
+    for t_order in trace_orders[1:]:  # then the trace degree
+        consider(first, chosen, t_order)
+    if kernel == "auto":  # then the Moffat competes at those degrees
+        consider("moffat", chosen, len(best[1].trace_coeffs))
     return CalPSF(**{**best[1].__dict__, "choice": choice, "n_pixels": n})
+
+
+def _orders(flag: bool | str, order: int, *, start: int) -> tuple[int, ...]:
+    """Degrees to try: all up to ``order`` (auto), only ``order`` (True) or none (False)."""
+    if flag is True:
+        return (order,)
+    if flag is False:
+        return (start,)
+    return tuple(range(start, order + 1))
 
 
 def _grid_start(d: CalFitData, lam0: float, lam_half: float) -> CalPSF:
@@ -231,19 +265,25 @@ def _grid_start(d: CalFitData, lam0: float, lam_half: float) -> CalPSF:
     return best[1]
 
 
-def _fit_one(d: CalFitData, cols: np.ndarray, start: CalPSF, family: str, order: int) -> CalPSF:
-    """Least-squares fit of one candidate (offsets, FWHM coefficients, Moffat index)."""
+def _fit_one(
+    d: CalFitData, cols: np.ndarray, start: CalPSF, family: str, order: int, t_order: int
+) -> CalPSF:
+    """Least-squares fit of one candidate (offsets, FWHM and trace coefficients, Moffat index)."""
     n_exp = d.n_exp
-    x0 = [*start.offsets, start.fwhm_coeffs[0], *([0.0] * order)]
+    x0 = [*start.offsets, start.fwhm_coeffs[0], *([0.0] * order), *([0.0] * t_order)]
     lo = [o - _MAX_OFFSET for o in start.offsets] + [MIN_FWHM] + [-10.0] * order
     hi = [o + _MAX_OFFSET for o in start.offsets] + [15.0] + [10.0] * order
+    lo, hi = lo + [-_MAX_OFFSET] * t_order, hi + [_MAX_OFFSET] * t_order
     if family == "moffat":
         x0, lo, hi = [*x0, 2.5], [*lo, 1.05], [*hi, 12.0]
 
     def build(theta: np.ndarray) -> CalPSF:
         coeffs = tuple(theta[n_exp : n_exp + order + 1])
+        trace = tuple(theta[n_exp + order + 1 : n_exp + order + 1 + t_order])
         alpha = float(theta[-1]) if family == "moffat" else 2.5
-        return CalPSF(family, tuple(theta[:n_exp]), coeffs, start.lam0, start.lam_half, alpha)
+        return CalPSF(
+            family, tuple(theta[:n_exp]), coeffs, start.lam0, start.lam_half, alpha, trace
+        )
 
     try:
         res = least_squares(

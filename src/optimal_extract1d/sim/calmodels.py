@@ -103,7 +103,8 @@ def make_cal_models(
     background : str
         ``"none"`` (raw), or ``"nod"``: each exposure has the mean of the
         others subtracted and ``meta.cal_step.bkg_subtract`` COMPLETE, as
-        calwebb_spec2 leaves them.
+        calwebb_spec2 leaves them (VAR arrays unchanged, as jwst's
+        ``background_sub`` does).
 
     Returns
     -------
@@ -116,9 +117,7 @@ def make_cal_models(
         data, vp, vr = exp.data, exp.var_poisson, exp.var_rnoise
         if background == "nod" and n > 1:
             others = [j for j in range(n) if j != i]
-            data = data - np.mean([arrays[j] for j in others], axis=0)
-            vp = vp + sum(sim.exposures[j].var_poisson for j in others) / len(others) ** 2
-            vr = vr + sum(sim.exposures[j].var_rnoise for j in others) / len(others) ** 2
+            data = data - np.mean([arrays[j] for j in others], axis=0)  # VAR_* kept, as jwst
         m = datamodels.SlitModel()
         m.data = data.astype(np.float32)
         m.var_poisson = vp.astype(np.float32)

@@ -187,7 +187,9 @@ def simulate_cal(
     sky_flux = sky * median_peak * shadow * (1.0 + 0.2 * (lam - lam.mean()))
     # noise scale: one exposure's optimal S/N at the median continuum, per column
     mid = g.n_disp // 2
-    prof_mid = pixel_profile(kernel, (base[:, mid] - source_ypos) / g.units_per_pixel, width[:, mid])
+    prof_mid = pixel_profile(
+        kernel, (base[:, mid] - source_ypos) / g.units_per_pixel, width[:, mid]
+    )
     src_mid = 1e-6 * prof_mid
     floor = 0.2 * median_peak
     info = np.sum(src_mid**2 / (sky_flux[:, mid] + src_mid + floor))
