@@ -49,7 +49,7 @@ from optimal_extract1d.psf.pointwise import pixel_profile
 from optimal_extract1d.sim.calmodels import make_cal_models
 from optimal_extract1d.sim.calsim import simulate_cal
 
-N_REAL = 8
+N_REAL = 5
 SNRS = (10.0, 30.0, 100.0)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ceers-933"
 LINES = {"[OIII]+Hb 2.62": 2.62, "Ha 3.43": 3.43}

@@ -160,9 +160,9 @@ def simulate_cal(
         Sky per pixel as a fraction of the source's peak pixel (median column).
     n_cosmic_rays : int
         Cosmic rays per exposure (5-50 sigma, no DQ flag).
-    lines : tuple of (wavelength, flux)
-        Emission lines added to the continuum (Gaussian of 1.5 columns sigma;
-        flux in Jy at the peak).
+    lines : tuple of tuple of 2 float
+        Emission lines ``(wavelength, peak)`` added to the continuum (Gaussian of
+        1.5 columns sigma; peak in Jy).
     pixel_area : float
         Pixel solid angle (sr); data are in MJy/sr.
 
