@@ -5,6 +5,7 @@ Run by hand (a few minutes on 2 cores)::
     python benchmarks/cal.py            # everything
     python benchmarks/cal.py sim        # simulated part only
     python benchmarks/cal.py ceers      # real-data part only (needs ../shared)
+    python benchmarks/cal.py inject     # only the source injected into the real cut-outs
 
 **Simulated** (`optimal_extract1d.sim.calsim`): three raw nod exposures of one
 point source (Gaussian PSF, FWHM 1.6 -> 2.6 px across the band, tilted and
@@ -53,6 +54,10 @@ N_REAL = 5
 SNRS = (10.0, 30.0, 100.0)
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ceers-933"
 LINES = {"[OIII]+Hb 2.62": 2.62, "Ha 3.43": 3.43}
+# rest-frame lines (um) of a z = 4.23 star-forming galaxy, masked in the injection test
+REST_LINES = (0.3727, 0.3869, 0.4102, 0.4340, 0.4861, 0.4959, 0.5007, 0.5876, 0.6300, 0.6563)
+REST_LINES += (0.6584, 0.6717, 0.6731, 0.9069, 0.9531)
+REDSHIFT = 4.23
 
 
 def _container(models):
@@ -232,15 +237,19 @@ def _injected_calib(files) -> None:
             t = OptimalExtract1dStep.call(_container([c.copy() for c in injected]), **kw)
             t = t.spec[0].spec_table
             w = np.asarray(t["WAVELENGTH"])
-            away = np.all([np.abs(w - c) > 0.1 for c in LINES.values()], axis=0)
+            lines = np.array(REST_LINES) * (1 + REDSHIFT)
+            away = np.all([np.abs(w - c) > 0.06 for c in lines], axis=0)
             ok = np.isfinite(t["FLUX"]) & away & (w > 0.8) & (w < 5.1)
             store.append(
                 (np.asarray(t["FLUX"]) - level - real)[ok] / np.asarray(t["FLUX_ERROR"])[ok]
             )
+    p0, p1 = np.concatenate(pulls), np.concatenate(pulls_scaled)
+    robust = [1.4826 * np.median(np.abs(p - np.median(p))) for p in (p0, p1)]
     print(
-        "Injected point source (Gaussian, FWHM 2 px, ~2e-7 Jy, 5 draws), away from the lines: "
-        f"std((F - F_true)/FLUX_ERROR) = {np.std(np.concatenate(pulls)):.3f} with "
-        f"error_scale=none, {np.std(np.concatenate(pulls_scaled)):.3f} with the residual factor\n"
+        "Injected point source (Gaussian, FWHM 2 px, ~2e-7 Jy, 5 draws; bins within 0.06 um "
+        "of the galaxy's lines at z = 4.23 left out): std((F - F_true)/FLUX_ERROR) = "
+        f"{np.std(p0):.3f} (robust {robust[0]:.3f}) with error_scale=none, "
+        f"{np.std(p1):.3f} (robust {robust[1]:.3f}) with the residual factor\n"
     )
 
 
@@ -300,9 +309,18 @@ def ceers() -> None:
     _injected_calib(files)
 
 
+def injection() -> None:
+    files = sorted(SHARED.glob("jw01345062001_03101_0000?_nrs2_phot.138.1345_933.fits"))
+    if len(files) == 3:
+        logging.disable(logging.CRITICAL)
+        _injected_calib(files)
+
+
 if __name__ == "__main__":
     parts = sys.argv[1:] or ["sim", "ceers"]
     if "sim" in parts:
         simulated()
     if "ceers" in parts:
         ceers()
+    elif "inject" in parts:
+        injection()
