@@ -300,3 +300,15 @@ def test_spec3_extract_from_cal_on_the_ceers_association(tmp_path, monkeypatch):
         assert meta.n_exposures == 3
         flux, err = _line_flux(spec.spec_table, 3.43)
         assert flux / err > 15
+
+
+def test_a_wrong_source_ypos_is_refined_by_the_fit(raw_sim):
+    """The metadata put the source 0.6 px off in every exposure; the fitted offsets find it."""
+    models = make_cal_models(raw_sim)
+    for m in models:
+        m.source_ypos = m.source_ypos + 0.6 * GEOMETRY.units_per_pixel
+    x1d = OptimalExtract1dStep.call(ModelContainer(models), error_scale="none", **FAST)
+    offsets = np.asarray(x1d.spec[0].meta.optimal_extraction.psf.exposure_offsets_px)
+    np.testing.assert_allclose(offsets, -0.6, atol=0.1)
+    flux, _, truth = _compare(raw_sim, x1d)
+    assert np.mean(flux) / np.mean(truth) == pytest.approx(1.0, abs=0.005)
