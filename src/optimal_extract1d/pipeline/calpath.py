@@ -434,26 +434,24 @@ def _exposure_spectra(psf, d, variances, usable, group, st, grid) -> list[Spectr
     """Each exposure alone (sky from the joint fit in nod mode), for inspection."""
     out = []
     prof = np.nan_to_num(psf.profile(d.along, d.wavelength, d.exposure))
+    data = d.data
+    if d.mode == "nod":  # the sky of every pixel from all exposures, the flux from each one
+        joint = combine(
+            prof,
+            d.data,
+            variances,
+            usable,
+            d.bins,
+            d.n_bins,
+            mode="nod",
+            reject_sigma=0,
+            max_iter=0,
+        )
+        total = np.where(usable, 1.0 / d.variance, 0.0)
+        sky = (total * (d.data - joint.model)).sum(axis=0) / np.maximum(total.sum(axis=0), 1e-300)
+        data = d.data - sky
     for i, exp in enumerate(group):
         rows = st["exposure"] == i
-        if d.mode == "nod":  # the sky of every pixel from all exposures, the flux from this one
-            joint = combine(
-                prof,
-                d.data,
-                variances,
-                usable,
-                d.bins,
-                d.n_bins,
-                mode="nod",
-                reject_sigma=0,
-                max_iter=0,
-            )
-            sky = d.data - joint.model
-            total = np.where(usable, 1.0 / d.variance, 0.0)
-            bkg = (total * sky).sum(axis=0) / np.maximum(total.sum(axis=0), 1e-300)
-            data = d.data - bkg
-        else:
-            data = d.data
         one = combine(
             prof,
             data,
