@@ -11,7 +11,7 @@ from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d import OptimalExtract1dStep
-from optimal_extract1d.core.calsums import combine, noise_factor, project
+from optimal_extract1d.core.calsums import combine, noise_factor, noise_factor_by_bin, project
 from optimal_extract1d.errors import InputError, ParameterError
 from optimal_extract1d.io import calinputs
 from optimal_extract1d.params import CalParams
@@ -98,6 +98,18 @@ def test_noise_factor_measures_the_noise_not_the_profile():
     z[:, :100] = 50.0
     factor, n = noise_factor(z, model, np.ones_like(z))
     assert factor == pytest.approx(1.3, rel=0.05) and n == 3 * 4900
+
+
+def test_noise_factor_by_bin_follows_a_wavelength_dependent_scatter():
+    rng = np.random.default_rng(1)
+    n_pix, n_bins = 40000, 400
+    bins = np.broadcast_to(np.arange(n_pix) * n_bins // n_pix, (3, n_pix)).copy()
+    scale = np.where(bins < n_bins // 2, 1.6, 1.1)
+    z = rng.normal(size=(3, n_pix)) * scale
+    factor, chunks = noise_factor_by_bin(z, np.zeros_like(z), np.ones_like(z), bins, n_bins)
+    assert len(chunks) == 8
+    assert factor[:100] == pytest.approx(1.6, rel=0.05)
+    assert factor[-100:] == pytest.approx(1.1, rel=0.05)
 
 
 # --- simulated exposures through the step ----------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.calsums import MODES, combine, noise_factor
+from ..core.calsums import MODES, combine, noise_factor, noise_factor_by_bin
 from ..errors import InputError, OptimalExtractError, ParameterError
 from ..io import calinputs, inputs
 from ..params import CalParams, ExtractParams
@@ -308,7 +308,8 @@ def extract_source(
         psf = dataclasses.replace(psf, choice=choice)
         sums = _combine(psf, fit_data, variances, usable, params)
     factor, n_noise = noise_factor(sums.z, sums.model, fit_data.variance)
-    applied = factor if params.error_scale == "residual" else 1.0
+    by_bin, chunks = noise_factor_by_bin(sums.z, sums.model, fit_data.variance, bins, grid.size)
+    applied = by_bin if params.error_scale == "residual" else np.ones(grid.size)
     meta = {
         "input_level": "cal",
         "status": "fit",
@@ -326,9 +327,20 @@ def extract_source(
         "error_scale": {
             "method": params.error_scale,
             "measured_factor": float(factor),
-            "factor": float(applied),
+            "factor": float(np.median(applied)),
             "n_pixels": int(n_noise),
             "where": "pixels where the source model is below 0.2 sigma in every exposure",
+            "by_wavelength": [
+                {
+                    "wavelength_um": [float(grid[c["first_bin"]]), float(grid[c["last_bin"]])],
+                    "factor": c["factor"],
+                    "n_pixels": c["n_pixels"],
+                }
+                for c in chunks
+            ],
+            "applied": "per bin, interpolated between the wavelength runs"
+            if params.error_scale == "residual"
+            else "none",
         },
     }
     flux_scale = float(np.mean([e.flux_scale for e in group]))
