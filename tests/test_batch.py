@@ -96,7 +96,8 @@ def test_bad_step_parameter_stops_before_any_work(inputs, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["batch", str(good[0]), "--output-dir", str(out), "--bkg_ordr", "1"]) == 2
     assert "Extra value 'bkg_ordr'" in capsys.readouterr().err
-    assert main(["batch", str(good[0]), "--output_dir", str(out)]) == 2
+    # output_dir is the batch's own --output-dir (alias --output_dir); output_file is refused
+    assert main(["batch", str(good[0]), "--output-dir", str(out), "--output_file", "x.fits"]) == 2
     assert "use --output-dir" in capsys.readouterr().err
     assert not out.exists()
 

@@ -1,4 +1,7 @@
+import warnings
+
 import numpy as np
+import pytest
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d.cli.main import main
@@ -26,3 +29,8 @@ def test_demo_recovers_the_injected_flux(tmp_path, capsys):
     per_slit = 1.2533 / (snr * np.sqrt(400))
     tolerance = 5 * 1.2533 * np.sqrt(np.mean(per_slit**2)) / np.sqrt(len(snr))
     assert len(rows) == 4 and abs(median_ratio - 1) < tolerance
+    specutils = pytest.importorskip("specutils")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. "SRCTYPE is missing", an unrecognized unit
+        spectra = specutils.SpectrumList.read(tmp_path / "demo_x1d.fits", format="JWST x1d multi")
+    assert len(spectra) == 4 and all(s.flux.unit == "Jy" for s in spectra)

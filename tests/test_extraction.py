@@ -207,3 +207,45 @@ def test_psf_fallback_kernel_is_the_reference_psf(rng, psf_table):
     assert res.metadata["status"] == "fixed_kernel"
     assert res.metadata["kernel"]["psf"]["scale"] == 1.0
     assert abs(np.mean(res.flux / res.error)) < 0.5
+
+
+def test_a_faint_slit_takes_its_position_from_the_metadata():
+    """Issue 11 item 4: a slice with no significant source falls back to the row of
+    the slit's source_ra/source_dec through its WCS, not to the slit center, and the
+    spectrum says which it used."""
+    from optimal_extract1d.io.slits import read_slit
+    from optimal_extract1d.sim.models import make_multislit
+    from optimal_extract1d.step import OptimalExtract1dStep
+
+    rng = np.random.default_rng(7)
+    # column S/N 0.4: a 30-column slice reaches S/N ~2, below the fit's S/N 5
+    sims = [
+        simulate_slit(rng, n_disp=300, snr=0.4, center=8.0, fwhm=(2.0, 2.0), curvature=0.0)
+        for _ in range(4)
+    ]
+    model = make_multislit(sims)
+    x1d = OptimalExtract1dStep.call(model, error_scale="none")
+    pulls = []
+    for spec, sim, slit in zip(x1d.spec, sims, model.slits, strict=True):
+        meta = spec.meta.optimal_extraction
+        assert meta.status == "fixed_kernel"
+        assert meta.fallback_position.origin == "source_ra/source_dec through the WCS"
+        # the catalogue position is the true row up to the WCS round trip
+        assert meta.fallback_position.center == pytest.approx(np.median(sim.center), abs=0.05)
+        assert meta.kernel.center == pytest.approx(np.median(sim.center), abs=0.05)
+        scale = read_slit(slit, model, variance_source="auto", drizzle_scale=1.0).units.flux_scale
+        table = spec.spec_table
+        pulls.append((table["FLUX"] - sim.flux * scale) / table["FLUX_ERROR"])
+    # At the right row the fixed kernel recovers the flux without bias: the mean pull
+    # over 1200 columns has a standard error of 0.03 (0.2 also allows the fixed
+    # width's misfit); at the slit center, 7 px away, the flux would be ~0, a mean
+    # pull of about -0.4.
+    assert abs(np.nanmean(np.concatenate(pulls))) < 0.2
+
+
+def test_a_faint_slit_without_a_catalogue_position_says_it_used_the_slit_center():
+    rng = np.random.default_rng(8)
+    sim = simulate_slit(rng, n_disp=100, snr=0.4, center=8.0)
+    (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+    assert res.metadata["status"] == "fixed_kernel"
+    assert res.metadata["fallback_position"] == {"center": 15.0, "origin": "slit center"}

@@ -142,3 +142,19 @@ def test_scattered_pixels_give_the_same_values_as_the_full_slit():
     np.testing.assert_allclose(part, full[rows], atol=1e-15)
     for name in part_grads:
         np.testing.assert_allclose(part_grads[name], full_grads[name][rows], atol=1e-14)
+
+
+@pytest.mark.parametrize(("n_prof", "n_loc", "n_glob"), [(24, 4, 1), (5, 2, 3), (1, 3, 2)])
+def test_the_shared_parameter_step_is_the_dense_least_squares_step(n_prof, n_loc, n_glob):
+    """psf.lm solves the bordered block-diagonal system by its Schur complement: the
+    same step as the dense system (to rounding), without a dense solve."""
+    from optimal_extract1d.psf import lm
+
+    rng = np.random.default_rng(0)
+    jl = rng.normal(size=(31, n_prof, n_loc))
+    jg = rng.normal(size=(31, n_prof, n_glob))
+    resid = rng.normal(size=(31, n_prof))
+    fast = lm._dense_step(jl, jg, resid, lam=0.01)
+    dense = lm._dense_lstsq_step(jl, jg, resid, lam=0.01)
+    for a, b in zip(fast, dense, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

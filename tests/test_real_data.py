@@ -61,3 +61,18 @@ def test_nod_model_matches_the_positive_trace_alone(ceers_s2d):
         f_full, f_alone = np.nansum(t["FLUX"][near]), np.nansum(r["FLUX"][near])
         err = np.sqrt(np.nansum(r["FLUX_ERROR"][near] ** 2))
         assert abs(f_full - f_alone) < 2 * err, (line, f_full, f_alone, err)
+
+
+def test_ceers_labelled_dn_per_s_after_photom_gives_the_same_jy(ceers_s2d, tmp_path):
+    """The real s2d as jwst 1.12 would label it: BUNIT 'DN/s' on the slit, S_PHOTOM COMPLETE."""
+    reference = OptimalExtract1dStep.call(str(ceers_s2d)).spec[0].spec_table
+    with datamodels.open(ceers_s2d) as model:
+        model.meta.cal_step.photom = "COMPLETE"
+        for slit in model.slits:
+            slit.meta.bunit_data = slit.meta.bunit_err = "DN/s"
+        old = tmp_path / "ceers_dn_s2d.fits"
+        model.save(old)
+    t = OptimalExtract1dStep.call(str(old)).spec[0].spec_table
+    assert t.columns["FLUX"].unit == "Jy" and t.columns["SURF_BRIGHT"].unit == "MJy/sr"
+    np.testing.assert_allclose(t["FLUX"], reference["FLUX"], rtol=1e-12)
+    np.testing.assert_allclose(t["FLUX_ERROR"], reference["FLUX_ERROR"], rtol=1e-12)

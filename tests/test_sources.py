@@ -262,3 +262,31 @@ def test_a_real_blend_survives_the_refit_with_the_model_variance():
         # one 30-column slice at S/N 10 fixes the pair's shape: a few per cent per slit
         total = spectra[0].flux + spectra[1].flux
         assert abs(np.median(total / (sim.flux + sim.companion_flux[0])) - 1) < 0.05
+
+
+def test_pruning_drops_components_a_joint_refit_moved_outside_the_model_limits():
+    """A joint refit can slide a source onto a nod copy or onto the slit's edge rows;
+    those describe nothing the data need, and go before any significance test."""
+    from optimal_extract1d.psf.kernel import make_template
+    from optimal_extract1d.psf.profilefit import fit_kernel
+    from optimal_extract1d.scene.components import ComponentSearch, SliceData
+    from optimal_extract1d.scene.pruning import prune
+
+    y = np.arange(31, dtype=float)
+
+    def gauss(center, flux, fwhm=2.0):
+        sigma = fwhm / 2.3548
+        return flux * np.exp(-0.5 * ((y - center) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+
+    # a source with its nod copies, and a bright artefact on the slit's last row
+    values = gauss(15.0, 1000.0) + gauss(20.3, -300.0) + gauss(9.7, -300.0) + gauss(29.8, 200.0)
+    sigma = np.full(31, 1.0)
+    template = make_template("gaussian")
+    # the refit put a source 0.3 px from the +5.3 nod copy, and one on the artefact
+    fit = fit_kernel(
+        template, values, sigma, bkg_order=-1, center=15.0, fwhm=2.0, offsets=[5.3, -5.3, 5.0, 14.8]
+    )
+    data = SliceData(values, sigma, -1)
+    pruned = prune(fit, data, ComponentSearch(expected_nods=(-5.3, 5.3)))
+    assert sorted(np.round(pruned.offsets, 1)) == [-5.3, 5.3]
+    assert all(f < 0 for f in pruned.component_flux)

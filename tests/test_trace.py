@@ -115,3 +115,15 @@ def test_smooth_model_clips_outliers_and_holds_beyond_the_range(rng):
 def test_smooth_model_lowers_the_order_for_few_bins():
     model = fit_smooth(np.array([2.0, 3.0]), np.array([1.0, 2.0]), np.ones(2), order=2)
     assert model.order == 0
+
+
+def test_a_column_holding_a_whole_share_of_the_signal_is_a_bin_of_its_own():
+    from optimal_extract1d.scene.trace import choose_bins
+
+    snr = np.full(400, 0.6)
+    snr[199:202] = (9.0, 30.0, 9.0)  # an emission line over a faint continuum
+    edges = choose_bins(snr, None)
+    assert 200 in edges and 201 in edges  # the peak column alone
+    # a flat continuum is binned as before: equal shares, no single-column bins
+    flat = choose_bins(np.full(400, 5.0), None)
+    assert np.all(np.diff(flat) > 1)

@@ -22,6 +22,7 @@ __all__ = [
     "KERNELS",
     "VARIANCE_SOURCES",
     "ERROR_SCALES",
+    "INPUT_UNITS",
     "check_region",
     "check_slice",
 ]
@@ -30,6 +31,8 @@ __all__ = [
 KERNELS = ("auto", "gaussian", "moffat", "empirical", "psf")
 #: The values of ``variance_source``.
 VARIANCE_SOURCES = ("auto", "var", "wht", "err")
+#: The values of ``input_unit``: BUNIT (``auto``) or the unit to read the data in.
+INPUT_UNITS = ("auto", "MJy/sr", "MJy", "DN/s")
 #: The values of ``error_scale``.
 ERROR_SCALES = ("none", "residual")
 # fit_fwhm / fit_trace: on, off, or decided per slit by the data ("auto").
@@ -70,6 +73,10 @@ class ExtractParams:
         ``"err"`` (ERR squared).
     drizzle_scale : float
         Pixel scale ratio ``s`` in Var = 1 / (WHT s^4).
+    input_unit : str
+        Unit of the input data: ``"auto"`` (BUNIT; ``DN/s`` after photom is
+        read as jwst's ``extract_1d`` does, see `.io.slits.input_data_unit`) or
+        ``"MJy/sr"``, ``"MJy"``, ``"DN/s"`` whatever BUNIT says.
     fit_fwhm, fit_trace : bool or str
         Fit the kernel width / center in bins and model it along the dispersion;
         ``"auto"``: the data of every slit decide whether it varies, and with
@@ -103,6 +110,7 @@ class ExtractParams:
     bkg_order: int | str = AUTO
     variance_source: str = "auto"
     drizzle_scale: float = 1.0
+    input_unit: str = "auto"
     fit_fwhm: bool | str = AUTO
     fwhm_order: int = 2
     fit_trace: bool | str = AUTO
@@ -171,6 +179,9 @@ class ExtractParams:
             raise ParameterError(msg)
         if self.variance_source not in VARIANCE_SOURCES:
             msg = f"variance_source must be one of {VARIANCE_SOURCES}, got {self.variance_source!r}"
+            raise ParameterError(msg)
+        if self.input_unit not in INPUT_UNITS:
+            msg = f"input_unit must be one of {INPUT_UNITS}, got {self.input_unit!r}"
             raise ParameterError(msg)
         if not self.drizzle_scale > 0:
             msg = f"drizzle_scale must be > 0, got {self.drizzle_scale}"

@@ -27,9 +27,10 @@ from typing import Any
 
 from jwst.pipeline import Spec3Pipeline
 from jwst.pipeline.calwebb_spec3 import IFU_EXPTYPES
+from stpipe.exceptions import ValidationError
 from stpipe.step import get_disable_crds_steppars
 
-from .step import OptimalExtract1dStep
+from .step import OptimalExtract1dStep, SpecValueError
 
 __all__ = ["OptimalSpec3Pipeline", "crds_unavailable_reason"]
 
@@ -85,6 +86,22 @@ class OptimalSpec3Pipeline(Spec3Pipeline):
     def get_stpipe_loggers():
         """Loggers stpipe configures: jwst's, plus this package's."""
         return (*Spec3Pipeline.get_stpipe_loggers(), "optimal_extract1d")
+
+    @classmethod
+    def from_config_section(cls, config, parent=None, name=None, config_file=None):
+        """Build the pipeline; a bad ``steps.extract_1d`` value says what it accepts.
+
+        As `.OptimalExtract1dStep.from_config_section`: stpipe's validation
+        error becomes a `.SpecValueError` naming the allowed values or form.
+        """
+        try:
+            return super().from_config_section(
+                config, parent=parent, name=name, config_file=config_file
+            )
+        except ValidationError as err:
+            if isinstance(err, SpecValueError):
+                raise
+            raise SpecValueError(OptimalExtract1dStep.explain_invalid(err)) from err
 
     @classmethod
     def get_config_from_reference(cls, dataset, disable=None, crds_observatory=None):

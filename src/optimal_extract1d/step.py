@@ -11,9 +11,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from typing import Any, ClassVar
 
 from astropy.io import fits
+from configobj.validate import Validator
 from jwst.stpipe import Step
 from stpipe import config_parser
 from stpipe.exceptions import ValidationError
@@ -24,9 +26,17 @@ from .io.defaults import load_mode_defaults, mode_record
 from .params import CalParams, ExtractParams
 from .pipeline import calpath, extraction
 
-__all__ = ["OptimalExtract1dStep"]
+__all__ = ["OptimalExtract1dStep", "SpecValueError"]
 
 log = logging.getLogger(__name__)
+
+
+class SpecValueError(ParameterError, ValidationError):
+    """A parameter value the step's spec refuses, with what the parameter accepts.
+
+    Both a `.ParameterError` (a ValueError) and stpipe's ``ValidationError``,
+    so ``strun`` prints it with the usage as it does for stpipe's own message.
+    """
 
 
 class OptimalExtract1dStep(Step):
@@ -53,6 +63,7 @@ class OptimalExtract1dStep(Step):
     bkg_order = pass(default="auto")  # Polynomial1D background degree fitted with the PSF; -1 = none; auto = none, constant or slope, chosen per slit
     variance_source = option("auto", "var", "wht", "err", default="auto")  # auto: VAR_* > 1/(WHT s^4) > ERR^2
     drizzle_scale = float(default=1.0, min=0)  # s in Var = 1/(WHT s^4)
+    input_unit = option("auto", "MJy/sr", "MJy", "DN/s", default="auto")  # unit of the data; auto = BUNIT, or as jwst's extract_1d decides when BUNIT says DN/s after photom (MJy for NIRSpec point sources, else MJy/sr)
     fit_fwhm = pass(default="auto")  # True, False or auto: fit the kernel FWHM in bins and model FWHM(wavelength); auto = where the data show it varies
     fwhm_order = integer(default=2, min=0)  # polynomial degree of FWHM(wavelength)
     fit_trace = pass(default="auto")  # True, False or auto: fit the kernel center in bins and model center(dispersion pixel); auto = where the data show it moves
@@ -129,10 +140,110 @@ class OptimalExtract1dStep(Step):
         try:
             step = cls(**{**values, **parsed})
         except ValidationError as err:
-            msg = f"invalid optimal_extract_1d parameter: {err}"
+            msg = f"invalid optimal_extract_1d parameter: {cls.explain_invalid(err)}"
             raise ParameterError(msg) from err
         ExtractParams.from_object(step)  # the checks the spec cannot express ("auto" or a number)
         return {name: getattr(step, name) for name in values}
+
+    @classmethod
+    def own_parameter_names(cls) -> tuple[str, ...]:
+        """Names of this step's own parameters (its spec without stpipe's ``output_dir``, ...)."""
+        common = Step.load_spec_file()
+        return tuple(name for name in cls.load_spec_file() if name not in common)
+
+    @classmethod
+    def run_parameters(cls, input_path: str | os.PathLike, values: dict[str, Any]) -> dict:
+        """The parameters ``Step.call(input_path, **values)`` would run with.
+
+        Built by stpipe's own layers, as a run builds them: the mode defaults
+        for the file, then ``values``; nothing is extracted.
+
+        Parameters
+        ----------
+        input_path : str or os.PathLike
+            The input file.
+        values : dict
+            Parameter name -> value set by the user (strings allowed).
+
+        Returns
+        -------
+        dict
+            Every parameter of `own_parameter_names` -> its value.
+
+        Raises
+        ------
+        InputError
+            If the file does not exist.
+        ParameterError
+            If a name or value is not accepted.
+        """
+        user = cls.validated_parameters(values)
+        config, _ = cls.build_config(os.fspath(input_path), **user)
+        step = cls.from_config_section(config)
+        read = dataclasses.asdict(ExtractParams.from_object(step))  # as the run reads them
+        return {name: read.get(name, getattr(step, name)) for name in cls.own_parameter_names()}
+
+    @classmethod
+    def input_mode_keys(cls, input_path: str | os.PathLike) -> dict[str, Any]:
+        """``meta.exposure.type`` and ``meta.instrument.grating`` of a file (the mode's keys)."""
+        _check_input_exists(input_path)
+        return _mode_keys(input_path)
+
+    @classmethod
+    def from_config_section(cls, config, parent=None, name=None, config_file=None):
+        """Build the step from its configuration (``strun``, ``Step.call``).
+
+        stpipe's validation error for a bad value ("the value ... is
+        unacceptable", "is too short") is raised again as a `SpecValueError`
+        whose message also says what the parameter accepts.
+        """
+        try:
+            return super().from_config_section(
+                config, parent=parent, name=name, config_file=config_file
+            )
+        except ValidationError as err:
+            if isinstance(err, SpecValueError):
+                raise
+            raise SpecValueError(cls.explain_invalid(err)) from err
+
+    @classmethod
+    def explain_invalid(cls, err: Exception) -> str:
+        """The message of stpipe's validation error, saying what each bad value should be.
+
+        Parameters
+        ----------
+        err : Exception
+            A ``stpipe.exceptions.ValidationError``: one line per problem.
+
+        Returns
+        -------
+        str
+            The same lines; a line about a parameter of this step gains
+            ``"<name> must be <allowed values or form> — <its spec comment>"``.
+        """
+        spec = cls.load_spec_file()
+        lines = []
+        for line in str(err).splitlines():
+            match = re.match(r"Config parameter '(?:steps/extract_1d/)?(\w+)': ", line)
+            name = match.group(1) if match else None
+            form = _expected_form(name, spec[name]) if name in spec else None
+            if form:
+                comment = (spec.inline_comments.get(name) or "").lstrip("# ").strip()
+                line = f"{line.rstrip('.')}: {name} must be {form}"
+                line += f" — {comment}" if comment else ""
+            lines.append(line)
+        return "\n".join(lines)
+
+    @classmethod
+    def build_config(cls, input, **kwargs):  # noqa: A002
+        """The configuration layers of stpipe; a file name that does not exist fails first.
+
+        ``Step.call`` builds the configuration (mode defaults, parameter
+        file, keywords) before the run logs its parameters; a missing input
+        file is reported here, before any of that, as an `.InputError`.
+        """
+        _check_input_exists(input)
+        return super().build_config(input, **kwargs)
 
     @staticmethod
     def get_stpipe_loggers():
@@ -161,6 +272,7 @@ class OptimalExtract1dStep(Step):
         configobj.ConfigObj
             The mode's recommended parameter values.
         """
+        _check_input_exists(dataset)  # strun: before the mode-defaults line and the run
         if isinstance(dataset, dict):
             meta = dataset
         else:
@@ -207,6 +319,40 @@ def _is_cal(model: Any, cal: CalParams) -> bool:
     if cal.input_level == "auto":
         return calinputs.is_cal_input(model)
     return cal.input_level == "cal"
+
+
+def _check_input_exists(dataset: Any) -> None:
+    """Raise `.InputError` if ``dataset`` is a file name that does not exist."""
+    if isinstance(dataset, (str, os.PathLike)):
+        inputs.check_exists(os.fspath(dataset))
+
+
+_BOUNDS = {"min": ">= {}", "max": "<= {}"}
+_FORMS = {"integer": "an integer", "float": "a number", "string": "a string"}
+
+
+def _expected_form(name: str, check: str) -> str | None:
+    """What a spec check accepts, in words ("one of 'a', 'b'"); None for ``pass``."""
+    try:
+        kind, args, kwargs, default = Validator()._parse_with_caching(check)
+    except Exception:  # an unparsable check: keep stpipe's message as it is
+        return None
+    low, high = kwargs.get("min"), kwargs.get("max")
+    if kind == "option":
+        form = "one of " + ", ".join(repr(a) for a in args)
+    elif kind in _FORMS:
+        bounds = [_BOUNDS[k].format(v) for k, v in kwargs.items() if k in _BOUNDS]
+        form = _FORMS[kind] + (" " + " and ".join(bounds) if bounds else "")
+    elif kind == "boolean":
+        form = "True or False"
+    elif kind in ("int_list", "float_list"):
+        what = "integers" if kind == "int_list" else "numbers"
+        count = f"exactly {low} " if low is not None and low == high else ""
+        example = ",".join(str(i + 1) for i in range(int(low or 2)))
+        form = f"a list of {count}{what} (--{name}={example} on a command line)"
+    else:
+        return None
+    return form + (" or None" if default == "None" else "")
 
 
 def _mode_keys(dataset: Any) -> dict[str, Any]:

@@ -1,6 +1,8 @@
-"""The ``optimal-extract1d`` console script: ``demo``, ``simulate`` and ``batch``.
+"""The ``optimal-extract1d`` console script: ``demo``, ``simulate``, ``batch`` and ``params``.
 
-This module only parses; the work is in `.cli.demo`, `.sim.models` and `.cli.batch`.
+This module only parses; the work is in `.cli.demo`, `.sim.models`, `.cli.batch`
+and `.cli.effective`. The output directory is ``--output-dir`` everywhere, with
+``--output_dir`` (strun's spelling) and ``--outdir`` accepted as aliases.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="simulate a MOS s2d, extract it, compare with the truth")
     demo.add_argument(
-        "--outdir",
+        *_OUTPUT_DIR,
+        dest="output_dir",
         type=Path,
         default=Path("optimal_extract1d_demo"),
         help="directory for the s2d, x1d and PNG (default: %(default)s)",
@@ -57,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="worker processes (default: %(default)s)"
     )
     batch.add_argument(
-        "--output-dir", type=Path, default=Path("."), help="x1d directory (default: .)"
+        *_OUTPUT_DIR,
+        dest="output_dir",
+        type=Path,
+        default=Path("."),
+        help="x1d directory (default: .)",
     )
     batch.add_argument(
         "--summary", type=Path, default=None, help="CSV (default: OUTPUT_DIR/batch_summary.csv)"
@@ -65,10 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--scheduler", default=None, help="Dask scheduler address: run the files on that cluster"
     )
+    params = sub.add_parser(
+        "params",
+        help="print the parameters a run on FILE would use, and where each comes from",
+        epilog="Any --name value (or --name=value) is a parameter you would set, e.g. "
+        "--bkg_order 1; each value is marked user, mode (the input's mode defaults) or "
+        "spec default.",
+    )
+    params.add_argument("file", type=Path, help="s2d file")
     return parser
 
 
-_BATCH_OPTIONS = ("--workers", "--output-dir", "--summary", "--scheduler")
+# The output directory: one spelling, and its aliases (strun's, the demo's former one).
+_OUTPUT_DIR = ("--output-dir", "--output_dir", "--outdir")
+_BATCH_OPTIONS = ("--workers", *_OUTPUT_DIR, "--summary", "--scheduler")
+_WITH_STEP_OPTIONS = ("batch", "params")
 
 
 def split_step_options(tokens: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -112,15 +130,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     options: dict[str, str] = {}
-    if argv[:1] == ["batch"]:
+    if argv[:1] and argv[0] in _WITH_STEP_OPTIONS:
         rest, options = split_step_options(argv[1:])
-        argv = ["batch", *rest]
+        argv = [argv[0], *rest]
     args = _parser().parse_args(argv)
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "batch":
         return _batch(args, options)
+    if args.command == "params":
+        return _params(args, options)
     return _demo(args)
+
+
+def _params(args: argparse.Namespace, options: dict[str, str]) -> int:
+    from ..errors import OptimalExtractError
+    from .effective import effective_parameters, format_parameters
+
+    try:
+        effective = effective_parameters(args.file, options)
+    except OptimalExtractError as err:
+        print(f"optimal-extract1d params: error: {err}", file=sys.stderr)
+        return 2
+    print(format_parameters(effective))
+    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -171,7 +204,7 @@ def _batch(args: argparse.Namespace, options: dict[str, str]) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    summary = run_demo(args.outdir, n_slits=args.n_slits, seed=args.seed)
+    summary = run_demo(args.output_dir, n_slits=args.n_slits, seed=args.seed)
     print(summary)
     return 0
 

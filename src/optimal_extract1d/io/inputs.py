@@ -17,9 +17,8 @@ from stdatamodels.jwst import datamodels
 from ..errors import InputError
 from .slits import SLIT_TYPES, iter_slits
 
-__all__ = ["input_label", "open_input"]
+__all__ = ["check_exists", "input_label", "open_input"]
 
-_CONTAINERS = ("ModelContainer", "SourceModelContainer")  # jwst containers, by name
 _FITS_BLOCK = 2880  # bytes; a FITS file is a whole number of blocks
 
 
@@ -45,9 +44,7 @@ def open_input(input_data: Any) -> Any:
     model = input_data
     if isinstance(input_data, (str, os.PathLike)):
         path = os.fspath(input_data)
-        if not os.path.exists(path):
-            msg = f"input file {path!r} does not exist"
-            raise InputError(msg)
+        check_exists(path)
         _check_fits_size(path)
         try:
             model = (
@@ -74,6 +71,24 @@ def _open_association(path: str) -> Any:
     from jwst.datamodels import ModelContainer
 
     return ModelContainer(path)
+
+
+def check_exists(path: str) -> None:
+    """Raise `.InputError` naming ``path`` if no such file exists.
+
+    Parameters
+    ----------
+    path : str
+        The input file name.
+
+    Raises
+    ------
+    InputError
+        If the file does not exist.
+    """
+    if not os.path.exists(path):
+        msg = f"input file {path!r} does not exist"
+        raise InputError(msg)
 
 
 def input_label(model: Any) -> str:

@@ -23,6 +23,7 @@ from .nods import expected_nod_offsets
 
 __all__ = [
     "SLIT_TYPES",
+    "input_data_unit",
     "iter_slits",
     "meta_source",
     "read_slit",
@@ -118,7 +119,14 @@ def stored_geometry(slit: Any, parent: Any) -> tuple[tuple[int, int], int] | Non
     return (int(shape[0]), int(shape[1])), axis
 
 
-def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: float) -> SlitData:
+def read_slit(
+    slit: Any,
+    parent: Any,
+    *,
+    variance_source: str,
+    drizzle_scale: float,
+    input_unit: str = "auto",
+) -> SlitData:
     """Read one slit into a `.SlitData`.
 
     Parameters
@@ -129,6 +137,10 @@ def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: fl
         ``"auto"``, ``"var"``, ``"wht"`` or ``"err"`` (see `.inputvariance.choose_variance`).
     drizzle_scale : float
         Pixel scale ratio for the drizzle-weight variance.
+    input_unit : str
+        Unit of the data: ``"auto"`` (BUNIT, or as jwst decides when BUNIT
+        says ``DN/s`` but photom has run; see `input_data_unit`), or
+        ``"MJy/sr"``, ``"MJy"``, ``"DN/s"`` to override BUNIT.
 
     Returns
     -------
@@ -164,7 +176,13 @@ def read_slit(slit: Any, parent: Any, *, variance_source: str, drizzle_scale: fl
     return SlitData(
         name=name,
         disp_axis=disp_axis,
-        units=_flux_units(slit, parent, name),
+        units=_flux_units(
+            slit,
+            parent,
+            name,
+            input_data_unit(slit, parent, name, input_unit),
+            forced=input_unit != "auto",
+        ),
         variance_source=source,
         attributes=_identity(slit, parent),
         nod_offsets=_nod_offsets(slit, parent, ra=arrays["ra"], dec=arrays["dec"]),
@@ -242,8 +260,68 @@ def _world_grid(slit: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarra
     raise InputError(msg)
 
 
-def _flux_units(slit: Any, parent: Any, name: str) -> FluxUnits:
+def input_data_unit(slit: Any, parent: Any, name: str, input_unit: str = "auto") -> str | None:
+    """The unit of a slit's data: BUNIT, or as jwst's ``extract_1d`` decides, or as forced.
+
+    Products written before jwst labelled its resampled data correctly may say
+    ``BUNIT = 'DN/s'`` although photom has run (``S_PHOTOM = COMPLETE``). jwst's
+    ``extract_1d`` ignores BUNIT: after photom the data are MJy for a NIRSpec
+    point source (``SRCTYPE = POINT``) and MJy/sr otherwise. Such a slit is
+    read the same way, and an INFO line says so.
+
+    Parameters
+    ----------
+    slit, parent : datamodel
+        The slit and the model it came from (see `iter_slits`).
+    name : str
+        Slit name, for the log.
+    input_unit : str
+        ``"auto"``, or the unit to use whatever BUNIT says (``"MJy/sr"``,
+        ``"MJy"``, ``"DN/s"``).
+
+    Returns
+    -------
+    str or None
+        The unit; BUNIT as written when it is neither DN/s after photom nor
+        forced (None when BUNIT is not set).
+    """
     bunit = _meta(slit, parent, "bunit_data")
+    if input_unit != "auto":
+        if (bunit or "").replace(" ", "") != input_unit:
+            log.info(
+                "Slit %s: data taken as %s (input_unit), BUNIT says %r", name, input_unit, bunit
+            )
+        return input_unit
+    photom = str(_meta(slit, parent, "cal_step", "photom") or "").upper()
+    if (bunit or "").replace(" ", "") != "DN/s" or photom != "COMPLETE":
+        return bunit
+    source_type = _source_type(slit, parent)
+    instrument = str(_meta(slit, parent, "instrument", "name") or "").upper()
+    if instrument == "NIRSPEC" and source_type == "POINT":
+        unit, why = "MJy", "a NIRSpec point source"
+    else:
+        unit, why = "MJy/sr", f"source type {source_type or 'not set'}, not a NIRSpec point source"
+    log.info(
+        "Slit %s: BUNIT says 'DN/s' but photom has run (S_PHOTOM = COMPLETE): the data are "
+        "taken as %s, as jwst's extract_1d does (%s); FLUX is converted to Jy "
+        "(set input_unit to override)",
+        name,
+        unit,
+        why,
+    )
+    return unit
+
+
+def _source_type(slit: Any, parent: Any) -> str:
+    """SRCTYPE of the slit (MultiSlitModel / SlitModel), else the target's, upper case."""
+    value = getattr(slit, "source_type", None) if slit.hasattr("source_type") else None
+    if not value:
+        value = _meta(slit, parent, "target", "source_type")
+    return str(value or "").upper()
+
+
+def _flux_units(slit: Any, parent: Any, name: str, bunit: str | None, *, forced: bool) -> FluxUnits:
+    """Conversion of pixel sums in unit ``bunit`` to x1d units (Jy when calibrated)."""
     area = _meta(slit, parent, "photometry", "pixelarea_steradians")
     unit = (bunit or "").replace(" ", "")
     if unit == "MJy/sr":
@@ -258,16 +336,19 @@ def _flux_units(slit: Any, parent: Any, name: str) -> FluxUnits:
     if unit == "MJy":
         bkg = 1.0 / area if area else 0.0
         return FluxUnits(1e6, "Jy", 0.0, bkg, "MJy/sr")
+    if unit == "DN/s" and forced:  # the user says the data are uncalibrated count rates
+        return FluxUnits(1.0, "DN/s", 1.0, 1.0, "DN/s")
     if bunit:
         log.warning(
-            "Slit %s: input unit %r is not MJy/sr or MJy; FLUX is left in the input unit",
+            "Slit %s: input unit %r is not MJy/sr or MJy; FLUX is left in the input unit "
+            "(set input_unit = MJy/sr or MJy if the data are calibrated)",
             name,
             bunit,
         )
     else:
         log.warning(
             "Slit %s: the input unit (BUNIT) is not set; FLUX is left in the input unit, "
-            "labelled DN/s",
+            "labelled DN/s (set input_unit = MJy/sr, MJy or DN/s to say what it is)",
             name,
         )
     keep = bunit or "DN/s"

@@ -164,7 +164,10 @@ def _extract_one(
     """Read and extract one slit into ``run``; any failure becomes a `SkippedSlit`."""
     try:
         data = slits.read_slit(
-            *pair, variance_source=params.variance_source, drizzle_scale=params.drizzle_scale
+            *pair,
+            variance_source=params.variance_source,
+            drizzle_scale=params.drizzle_scale,
+            input_unit=params.input_unit,
         )
         if keep:
             run.slits[index] = data

@@ -27,6 +27,7 @@ from ..errors import ProfileFitError
 from ..params import ExtractParams
 from ..psf.kernel import KernelTemplate
 from ..results import SpectrumResult
+from ..scene.choice import describe_choice
 from ..scene.fit import fit_scene, fixed_scene, slice_column
 from ..scene.model import SceneModel, SceneSettings, box_scene, fallback_bkg_order
 from ..slitdata import SlitData
@@ -116,6 +117,8 @@ def extract_slit(
             sd.shape, reason, fit=scene.fit, column=scene.column, bkg_order=scene.bkg_order
         )
         result = _iterate(sd, params, scene)
+    if "model_choice" in scene.metadata:
+        log.info("Slit %s: chose %s", sd.name, describe_choice(scene.metadata["model_choice"]))
     spectra = _spectra(sd, scene, result, usable=usable, params=params)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
@@ -163,10 +166,11 @@ def _scene(
         scene = fixed_scene(sd, template, column=column, reason=str(err), bkg_order=bkg_order)
         log.warning(
             "Slit %s: kernel fit failed (%s); falling back to a fixed %s kernel at the "
-            "slit center (%.1f px, FWHM %.1f px)",
+            "%s (%.1f px, FWHM %.1f px)",
             sd.name,
             err,
             template.name,
+            scene.metadata["fallback_position"]["origin"],
             scene.fit.center + sd.offset[0],
             scene.fit.fwhm,
         )

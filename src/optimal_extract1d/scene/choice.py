@@ -1,79 +1,37 @@
-"""Scene decisions by one penalized criterion: the data choose how stiff the model is.
+"""Smooth scene choices by `.scene.criterion`: the data choose how stiff the model is.
 
-Every candidate scene model is scored by
-
-    C = chi2_eff + k ln(n)
-
-(the Bayesian information criterion), where ``k`` counts the parameters the
-candidate adds, ``n`` the pixels it is fitted to, and ``chi2_eff`` weighs each
-residual against the noise *and* the template error: a PSF template is right
-to about ``Criterion.template_error`` of the model, so at high S/N a stiffer model cannot
-win by absorbing the template's misfit, and at low S/N it cannot win at all,
-as it gains less than its ``ln(n)`` per parameter. The candidate with the
-lowest ``C`` is taken; all candidates' values are recorded.
-
-This module holds the criterion and its constants (`CRITERION`); the
-decisions using it so far: the kernel family (`choose_kernel`, for
-``kernel = "auto"``), scored on the kernel slice with the plain chi2 (the
-template error is what the choice is about), and the polynomial orders of the
-center and FWHM along the dispersion (`choose_orders`, for ``fit_trace`` /
+Every candidate is scored by ``chi2_eff + k ln(n)`` (`.scene.criterion.Criterion`),
+where ``k`` counts the parameters the candidate adds and ``n`` the pixels it
+is fitted to. The candidate with the lowest value is taken; all candidates'
+values are recorded. The choices made here: the kernel family and the
+background degree (`choose_kernel`, for ``kernel`` / ``bkg_order`` =
+``"auto"``), scored on the kernel slice with the plain chi2 (the template
+error is what the choice is about), and the polynomial orders of the center
+and FWHM along the dispersion (`choose_orders`, for ``fit_trace`` /
 ``fit_fwhm`` = ``"auto"``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..core.profile import PROFILE_ERROR
 from ..psf.kernel import KernelFit, KernelTemplate, fitted_params, shape_bounds
 from ..psf.linear import solve_linear
 from ..psf.profilefit import at_bound, component_shapes
 from . import trace
+from .criterion import CRITERION
 
 __all__ = [
-    "CRITERION",
-    "Criterion",
     "KernelChoice",
     "OrderChoice",
     "choose_kernel",
     "choose_orders",
+    "describe_choice",
 ]
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """The penalized criterion and its constants.
-
-    Attributes
-    ----------
-    template_error : float
-        Fractional accuracy of a PSF template: added, times the model, to
-        the noise of every pixel in ``chi2_eff``.
-    """
-
-    template_error: float = PROFILE_ERROR
-
-    def penalty(self, n_data: int) -> float:
-        """Criterion cost of one parameter: ``ln(n)``."""
-        return float(np.log(max(n_data, 2)))
-
-    def chi2(self, resid: np.ndarray, model: np.ndarray) -> np.ndarray:
-        """``chi2_eff`` per profile from weighted residuals and the model in sigma units.
-
-        Parameters
-        ----------
-        resid, model : ndarray, shape (n, n_prof)
-            Residuals and model, both divided by the pixel's noise (0 where unused).
-        """
-        return np.sum(resid**2 / (1.0 + (self.template_error * model) ** 2), axis=0)
-
-
-#: The criterion every scene decision uses.
-CRITERION = Criterion()
 
 
 @dataclass(frozen=True)
@@ -132,7 +90,7 @@ class KernelChoice:
     def to_meta(self) -> dict[str, Any]:
         """Plain values for the spectrum metadata."""
         return {
-            "criterion": "chi2 + k ln(n) on the kernel slice",
+            "criterion": "chi2 + k ln(n) + component costs on the kernel slice",
             "n_pixels": self.n_pixels,
             "chosen": self.fit.template.name,
             "bkg_order": self.bkg_order,
@@ -147,16 +105,24 @@ def choose_kernel(
     bkg_orders: Sequence[int],
     n_pixels: int,
     n_cross: int,
+    skipped: Mapping[int, str] | None = None,
+    component_cost: Callable[[KernelFit], float] | None = None,
 ) -> KernelChoice | None:
-    """The candidate whose slice fit has the lowest ``chi2 + k ln(n)``; None if none fitted.
+    """The candidate whose slice fit has the lowest criterion value; None if none fitted.
 
-    ``k`` counts the template's non-linear parameters (a Moffat's index is one
-    more than a Gaussian's), an offset and a flux for every further component
-    the candidate's fit needed, and its background terms, so a stiffer
-    candidate must gain more than ``ln(n)`` in chi2 per parameter: a Gaussian
-    source keeps the Gaussian, a slit without sky no background. A family
-    whose extra shape parameter ended on its bound (a Moffat index at 20, the
-    Gaussian limit) is another family's limit, not a candidate.
+    The value is ``chi2 + k ln(n) + components``: ``k`` counts the template's
+    non-linear parameters (a Moffat's index is one more than a Gaussian's)
+    and its background terms, so a stiffer candidate must gain more than
+    ``ln(n)`` in chi2 per parameter (a Gaussian source keeps the Gaussian, a
+    slit without sky no background); ``components`` is what the further
+    sources and nod copies its fit needed cost by the component rule
+    (``component_cost`` of the fit, `.scene.criterion.Criterion.component_cost`;
+    without it, ``2 ln(n)`` each), so a Gaussian that needs "companions" to
+    describe a Moffat's wings pays for them as the search made them pay. A
+    family whose extra shape parameter ended on its bound (a Moffat index at
+    20, the Gaussian limit) is another family's limit, not a candidate.
+    ``skipped`` gives, by candidate index, why a candidate was not fitted
+    (its ``fit`` is None).
     """
     cost = CRITERION.penalty(n_pixels)
     candidates, best = [], None
@@ -164,11 +130,23 @@ def choose_kernel(
         entry = {"kernel": name, "bkg_order": bkg, "k": None, "chi2": None, "value": None}
         if fit is None or _shape_at_bound(fit, n_cross):
             why = "failed" if fit is None else "shape parameter on its bound"
+            why = (skipped or {}).get(len(candidates), why)
             candidates.append({**entry, "why": why})
             continue
-        k = len(fitted_params(fit.template)) + 2 * len(fit.offsets) + bkg + 1
-        value = float(fit.chi2 + k * cost)
-        candidates.append({**entry, "k": k, "chi2": float(fit.chi2), "value": value})
+        k = len(fitted_params(fit.template)) + bkg + 1
+        components = (
+            component_cost(fit) if component_cost is not None else 2 * len(fit.offsets) * cost
+        )
+        value = float(fit.chi2 + k * cost + components)
+        candidates.append(
+            {
+                **entry,
+                "k": k,
+                "chi2": float(fit.chi2),
+                "components": float(components),
+                "value": value,
+            }
+        )
         if best is None or value < best[0]:
             best = (value, fit, bkg)
     if best is None:
@@ -205,7 +183,7 @@ def choose_orders(
     Each candidate fits its polynomials to the good bins' centers and widths
     (as the smooth models do, `.trace.fit_smooth`), fixes the kernel of every
     bin at them, solves the fluxes and background exactly, and scores the
-    bins' profiles with `CRITERION`.
+    bins' profiles with `.scene.criterion.CRITERION`.
 
     Parameters
     ----------
@@ -293,3 +271,55 @@ def _score(template, values, sigma, *, centers, widths, offsets, basis, extra):
     model = np.where(ok, np.nan_to_num(data) / np.where(ok, noise, 1.0), 0.0) - resid
     chi2 = CRITERION.chi2(resid, model).reshape(n_cand, n_bins).sum(axis=1)
     return chi2, int(n_ok[:n_bins].sum())
+
+
+def describe_choice(model_choice: Mapping[str, Any]) -> str:
+    """One line for the log: what the criterion chose for a slit, and by how much.
+
+    ``model_choice`` is the ``meta["model_choice"]`` of a scene (the kernel
+    family and background degree of `choose_kernel`, the orders of
+    `choose_orders`); every candidate's criterion value is given relative to
+    the chosen one's (a positive number is how much worse it was).
+    """
+    parts = []
+    kernel = model_choice.get("kernel")
+    if kernel:
+        chosen = next(
+            (
+                c["value"]
+                for c in kernel["candidates"]
+                if c["kernel"] == kernel["chosen"] and c["bkg_order"] == kernel["bkg_order"]
+            ),
+            None,
+        )
+        others = ", ".join(
+            f"{c['kernel']}/{c['bkg_order']} "
+            + (
+                f"{c['value'] - chosen:+.1f}"
+                if c["value"] is not None and chosen is not None
+                else "not fitted"
+                if str(c.get("why", "")).startswith("not fitted")
+                else str(c.get("why"))
+            )
+            for c in kernel["candidates"]
+            if not (c["kernel"] == kernel["chosen"] and c["bkg_order"] == kernel["bkg_order"])
+        )
+        parts.append(
+            f"{kernel['chosen']} kernel, background degree {kernel['bkg_order']}"
+            + (f" (vs {others})" if others else "")
+        )
+    if "trace_order" in model_choice or "fwhm_order" in model_choice:
+        cands = model_choice.get("candidates", [])
+        best = min((c["value"] for c in cands), default=None)
+        runner = sorted(c["value"] for c in cands)[1] if len(cands) > 1 else None
+        margin = f", next best {runner - best:+.1f}" if runner is not None else ""
+        parts.append(
+            f"center degree {_degree(model_choice.get('trace_order'))}, "
+            f"FWHM degree {_degree(model_choice.get('fwhm_order'))} "
+            f"({len(cands)} candidates{margin})"
+        )
+    return "; ".join(parts)
+
+
+def _degree(order: int | None) -> str:
+    return "held" if order is None else str(order)

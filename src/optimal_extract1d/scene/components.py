@@ -3,34 +3,34 @@
 A slit's kernel may hold, besides the main source, further sources and
 negative nod copies at fixed offsets (``offsets`` of `.psf.kernel.KernelFit`).
 `.sources` finds them, `.pruning` drops the ones that do not hold up; both
-refit the composite kernel to the coadded slice with `refit`.
+refit the composite kernel to the coadded slice with `refit` (or, shapes
+held, with `linear_refit`), and both judge a component by the chi2 it gains
+against its cost (`component_cost`, `.scene.criterion.Criterion`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..core.horne import polynomial_basis
 from ..psf.kernel import KernelFit
-from ..psf.profilefit import FitFailure, attempt_kernel_fit
+from ..psf.linear import solve_linear
+from ..psf.profilefit import FitFailure, attempt_kernel_fit, component_shapes
+from .criterion import CRITERION, Criterion
 
 __all__ = [
     "ComponentSearch",
     "SliceData",
     "centers",
+    "component_cost",
+    "linear_refit",
     "refit",
     "separated",
-    "MIN_FLUX_FRACTION",
-    "PRIOR_NOD_SNR",
+    "shape_params",
 ]
-
-#: S/N a nod copy needs where the nod pattern predicts one.
-PRIOR_NOD_SNR = 2.0
-#: A component fainter than this fraction of the main source is not trusted; at
-#: high S/N a profile right to a few per cent leaves residual peaks that large.
-MIN_FLUX_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ class ComponentSearch:
     positions : tuple of float or None
         User source positions (slice pixels); when given, no positive
         sources are searched for and these start the fit.
+    criterion : Criterion
+        The criterion components are judged by, and the model's limits.
     """
 
     nods: bool = True
@@ -57,6 +59,11 @@ class ComponentSearch:
     threshold: float = 5.0
     expected_nods: tuple[float, ...] = ()
     positions: tuple[float, ...] | None = None
+    criterion: Criterion = CRITERION
+
+    def predicted(self, offset: float) -> bool:
+        """The nod pattern puts a copy within a pixel of ``offset`` (from the source)."""
+        return any(abs(offset - e) < 1.0 for e in self.expected_nods)
 
 
 @dataclass(frozen=True)
@@ -104,3 +111,58 @@ def refit(
         offsets=offsets,
     )
     return None if isinstance(trial, FitFailure) else trial
+
+
+def component_cost(search: ComponentSearch, fit: KernelFit, offset: float, flux: float) -> float:
+    """Decrease of chi2 the component at ``offset`` from ``fit``'s source must bring.
+
+    `.scene.criterion.Criterion.component_cost` with the source's S/N and FWHM.
+    """
+    return search.criterion.component_cost(
+        search.threshold,
+        offset=offset,
+        fwhm=fit.fwhm,
+        source_snr=fit.snr,
+        predicted_nod=flux < 0 and search.predicted(offset),
+    )
+
+
+def shape_params(fit: KernelFit) -> dict[str, np.ndarray]:
+    """The fit's native shape parameters (all but the amplitude), as arrays of one profile."""
+    template = fit.template
+    return {
+        k: np.array([float(getattr(template.model, k).value)])
+        for k in template.model.param_names
+        if k != template.amplitude_param
+    }
+
+
+def linear_refit(fit: KernelFit, data: SliceData, *, center: float, offsets) -> KernelFit:
+    """The fit with new component offsets, shapes held: fluxes and background only."""
+    n = data.values.size
+    shapes = component_shapes(
+        fit.template,
+        np.arange(n, dtype=float),
+        shape_params(fit),
+        offsets=np.asarray(offsets, float),
+    )
+    resid, coeffs, snr, _ = solve_linear(
+        shapes, data.values[:, None], data.sigma[:, None], basis=polynomial_basis(n, data.bkg_order)
+    )
+    chi2 = float(np.sum(resid**2))
+    dof = max(fit.chi2 / fit.chi2_reduced if fit.chi2_reduced > 0 else 1.0, 1.0) - (
+        len(offsets) - len(fit.offsets)
+    )
+    n_comp = shapes.shape[2]
+    return replace(
+        fit,
+        center=center,
+        flux=float(coeffs[0, 0]),
+        snr=float(snr[0, 0]),
+        bkg_coeffs=tuple(float(c) for c in coeffs[0, n_comp:]),
+        chi2=chi2,
+        chi2_reduced=chi2 / max(dof, 1.0),
+        offsets=tuple(float(o) for o in offsets),
+        component_flux=tuple(float(f) for f in coeffs[0, 1:n_comp]),
+        component_snr=tuple(float(v) for v in snr[0, 1:n_comp]),
+    )

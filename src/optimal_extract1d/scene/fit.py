@@ -27,11 +27,19 @@ from ..core.outliers import nanmedian
 from ..core.profile import Profile
 from ..errors import ProfileFitError
 from ..psf.evaluate import kernel_profile
-from ..psf.kernel import KernelFit, KernelTemplate, make_template, wavelength_params, with_params
+from ..psf.kernel import (
+    KernelFit,
+    KernelTemplate,
+    fitted_params,
+    make_template,
+    wavelength_params,
+    with_params,
+)
 from ..psf.profilefit import FitFailure, attempt_kernel_fit
 from ..slitdata import SlitData
 from .choice import KernelChoice, choose_kernel
-from .components import ComponentSearch
+from .components import ComponentSearch, component_cost
+from .criterion import CRITERION
 from .model import (
     BKG_CANDIDATES,
     SceneModel,
@@ -39,6 +47,7 @@ from .model import (
     component_profiles,
     fixed_kernel,
 )
+from .position import metadata_position
 from .pruning import prune_components
 from .sources import describe_components, find_components
 from .variation import vary_kernel
@@ -109,6 +118,7 @@ def fit_scene(
         wavelength=wavelength,
         settings=settings,
         name=sd.name,
+        noise_scale=noise_scale,
     )
     profiles = component_profiles(
         varied.template,
@@ -179,41 +189,91 @@ def _choose_fit(
     # Stage 1: the background degree, with the first family.
     base = _refit_from(None, families[0], sd, variance, bkg_order=bkg_orders[0], **seeded)
     shape = base.template if isinstance(base, KernelFit) else families[0]
-    fits = [base] + [
-        _refit_from(base, shape, sd, variance, bkg_order=bkg, **seeded) for bkg in bkg_orders[1:]
-    ]
+    fits, skipped = [base], {}
+    for bkg in bkg_orders[1:]:
+        extra_terms = bkg - bkg_orders[0]
+        if _cannot_win(base, extra_terms, n_pixels):
+            fits.append(None)
+            skipped[len(fits) - 1] = _NO_EVIDENCE
+        else:
+            fits.append(_refit_from(base, shape, sd, variance, bkg_order=bkg, **seeded))
     names, orders = [families[0].name] * len(bkg_orders), list(bkg_orders)
     first_failure = next((f for f in fits if isinstance(f, FitFailure)), None)
     fits = [None if isinstance(f, FitFailure) else f for f in fits]
-    stage = choose_kernel(fits, names, bkg_orders=orders, n_pixels=n_pixels, n_cross=sd.shape[0])
+    price = _component_price(slice_fit["search"])
+    stage = choose_kernel(
+        fits,
+        names,
+        bkg_orders=orders,
+        n_pixels=n_pixels,
+        n_cross=sd.shape[0],
+        component_cost=price,
+    )
     bkg = stage.bkg_order if stage is not None else bkg_orders[0]
     seed = stage.fit if stage is not None else None
     # Stage 2: the other families at that degree, from the first family's components.
     for family in families[1:]:
+        names.append(family.name)
+        orders.append(bkg)
+        extra_terms = len(fitted_params(family)) - len(fitted_params(families[0]))
+        if _cannot_win(seed, extra_terms, n_pixels):
+            fits.append(None)
+            skipped[len(fits) - 1] = _NO_EVIDENCE
+            continue
         trial = _refit_from(seed, family, sd, variance, bkg_order=bkg, **seeded)
         first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
         fits.append(None if isinstance(trial, FitFailure) else trial)
-        names.append(family.name)
-        orders.append(bkg)
     if all(fit is None for fit in fits):
         raise ProfileFitError(first_failure.reason)
-    choice = choose_kernel(fits, names, bkg_orders=orders, n_pixels=n_pixels, n_cross=sd.shape[0])
+    choice = choose_kernel(
+        fits,
+        names,
+        bkg_orders=orders,
+        n_pixels=n_pixels,
+        n_cross=sd.shape[0],
+        skipped=skipped,
+        component_cost=price,
+    )
     if choice is None:  # every fitted candidate sits on a bound: keep the first
         index = next(i for i, fit in enumerate(fits) if fit is not None)
         return KernelChoice(fits[index], orders[index], (), n_pixels)
-    log.info(
-        "Slit %s: %s kernel, background degree %d (criterion %s)",
-        sd.name,
-        choice.fit.template.name,
-        choice.bkg_order,
-        ", ".join(
-            f"{c['kernel']}/{c['bkg_order']} {c['value']:.1f}"
-            if c["value"] is not None
-            else f"{c['kernel']}/{c['bkg_order']} {c['why']}"
-            for c in choice.candidates
-        ),
-    )
     return choice
+
+
+def _component_price(search: ComponentSearch | None):
+    """The cost of a fit's further components by the component rule (None: no search)."""
+    if search is None:
+        return None
+
+    def price(fit: KernelFit) -> float:
+        return sum(
+            component_cost(search, fit, o, f)
+            for o, f in zip(fit.offsets, fit.component_flux, strict=True)
+        )
+
+    return price
+
+
+_NO_EVIDENCE = "not fitted: the chi2 left above its degrees of freedom is below the cost"
+
+
+def _cannot_win(fit: KernelFit | FitFailure | None, extra_terms: int, n_pixels: int) -> bool:
+    """A candidate with ``extra_terms`` more parameters than ``fit`` cannot beat it.
+
+    A stiffer model can gain about the chi2 ``fit`` leaves above its degrees
+    of freedom, plus one per parameter from fitting noise, give or take the
+    chi2's own scatter (two standard deviations, ``2 sqrt(2 dof)``, are
+    allowed: a real sky can hide in a chi2 that came out low); if even that
+    is below the criterion's cost of its parameters, the candidate cannot
+    win and is not fitted. This is the criterion's own bound, not a further
+    threshold: it saves the fits on faint slices, where the data cannot tell
+    the families or a background apart.
+    """
+    if not isinstance(fit, KernelFit) or extra_terms <= 0:
+        return False
+    dof = fit.chi2 / fit.chi2_reduced if fit.chi2_reduced > 0 else 1.0
+    possible = fit.chi2 - dof + extra_terms + 2.0 * np.sqrt(2.0 * dof)
+    return possible < extra_terms * CRITERION.penalty(n_pixels)
 
 
 def _refit_from(
@@ -267,8 +327,15 @@ def _slice(sd: SlitData, variance: np.ndarray, slice_fit: dict) -> tuple[np.ndar
 def fixed_scene(
     sd: SlitData, template: KernelTemplate, *, column: int, reason: str, bkg_order: int
 ) -> SceneModel:
-    """First fallback: the template at the slit center, no components (`.model.fixed_kernel`)."""
-    fit = fixed_kernel(template, sd.shape[0])
+    """First fallback: the template where the metadata put the source, no components.
+
+    The position is the slit's ``source_ra``/``source_dec`` through its
+    WCS, else the slit center (`.position.metadata_position`); the
+    metadata record which (``fallback_position``). The kernel is
+    `.model.fixed_kernel`.
+    """
+    position = metadata_position(sd)
+    fit = fixed_kernel(template, sd.shape[0], center=position.center)
     wavelength = column_wavelength(sd.wavelength)
     centers, fwhm = np.full(sd.shape[1], fit.center), np.full(sd.shape[1], fit.fwhm)
     column_params = wavelength_params(fit.template, wavelength)
@@ -285,6 +352,7 @@ def fixed_scene(
         kinds=("source",),
         bkg_order=bkg_order,
         column_params=column_params,
+        metadata={"fallback_position": position.to_meta()},
     )
 
 

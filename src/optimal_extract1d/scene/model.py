@@ -168,14 +168,16 @@ def component_profiles(
     ]
 
 
-def fixed_kernel(template: KernelTemplate, n_cross: int) -> KernelFit:
-    """The fallback kernel: the template at the slit center with `FALLBACK_FWHM`.
+def fixed_kernel(
+    template: KernelTemplate, n_cross: int, *, center: float | None = None
+) -> KernelFit:
+    """The fallback kernel: the template at ``center`` (default the slit center), `FALLBACK_FWHM`.
 
     A PSF reference template keeps its own width instead.
     """
     return KernelFit(
         template=template,
-        center=(n_cross - 1) / 2.0,
+        center=(n_cross - 1) / 2.0 if center is None else float(center),
         fwhm=template.reference_fwhm() or FALLBACK_FWHM,
         amplitude=np.nan,
         bkg_coeffs=(),

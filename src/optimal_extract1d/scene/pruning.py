@@ -1,29 +1,26 @@
 """Drop the components of a slit's kernel that do not hold up.
 
 After the search (`.sources.find_components`) and again in the refit with the
-model variance or the slice's real noise: components below their threshold
-or below `~.components.MIN_FLUX_FRACTION` of the main source are dropped, weakest first,
-and a split pair that these weights no longer demand is merged back.
+model variance or the slice's real noise: a component whose removal raises
+the chi2 by less than its cost
+(`.components.component_cost`) is dropped, weakest first, and a split pair
+that these weights no longer demand is merged back.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..core.profile import PROFILE_ERROR
 from ..psf.kernel import KernelFit
 from .components import (
-    MIN_FLUX_FRACTION,
-    PRIOR_NOD_SNR,
     ComponentSearch,
     SliceData,
+    component_cost,
+    linear_refit,
     refit,
 )
 
-__all__ = ["prune_components", "prune", "UNSPLIT_MAX_SEPARATION_FWHM"]
-
-#: A source this close to the main one (its FWHM) is re-tested as a blend in a refit.
-UNSPLIT_MAX_SEPARATION_FWHM = 3.0
+__all__ = ["prune_components", "prune"]
 
 
 def prune_components(
@@ -34,7 +31,7 @@ def prune_components(
     bkg_order: int,
     search: ComponentSearch,
 ) -> KernelFit:
-    """Drop the components that are not significant in this slice (weakest first).
+    """Drop the components that do not pay their cost in this slice (weakest first).
 
     For a refit with new weights (the model variance): a component found
     with the pipeline variance, whose data-derived weights favour pixels that
@@ -45,20 +42,18 @@ def prune_components(
 
 
 def _unsplit(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
-    """Merge a split pair back into one source when these weights no longer demand two.
+    """Merge the source nearest the main one back into it when that costs less than it saves.
 
-    The source nearest the main one, if within `UNSPLIT_MAX_SEPARATION_FWHM`
-    (a split narrows both parts, so a pair can end up farther apart than
-    ``sources.SOURCE_MIN_SEPARATION_FWHM`` in its own FWHM), is tested as `.sources` tested
-    it, against the single source refitted from the pair's combined
-    center and width.
+    The pair is tested as `.sources` tested the split: against the single
+    source refitted from the pair's combined center and width, by the
+    criterion (the chi2 against the cost of the second source).
     """
     if search.positions:
         return fit
     close = [
         (abs(o), i)
         for i, (o, f) in enumerate(zip(fit.offsets, fit.component_flux, strict=True))
-        if f > 0 and abs(o) < UNSPLIT_MAX_SEPARATION_FWHM * fit.fwhm
+        if f > 0
     ]
     if not close:
         return fit
@@ -70,32 +65,60 @@ def _unsplit(fit: KernelFit, data: SliceData, search: ComponentSearch) -> Kernel
     single = refit(fit, data, center=fit.center + share * offset, offsets=rest, fwhm=width)
     if single is None:
         return fit
-    needed = search.threshold**2 + (PROFILE_ERROR * single.snr) ** 2
-    return single if single.chi2 - fit.chi2 < needed else fit
+    cost = component_cost(search, single, 0.0, fit.component_flux[i])
+    return single if single.chi2 - fit.chi2 < cost else fit
 
 
 def prune(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
-    """Drop, weakest first, components that became insignificant once others were added."""
-    fixed = len(search.positions or ()) - 1
-    while len(fit.offsets) > max(fixed, 0):
-        needed = np.array(
-            [
-                PRIOR_NOD_SNR
-                if any(abs(o - e) < 1.0 for e in search.expected_nods) and f < 0
-                else search.threshold
-                for o, f in zip(fit.offsets, fit.component_flux, strict=True)
-            ]
-        )
-        weak = (np.abs(fit.component_snr) < needed) | (
-            np.abs(fit.component_flux) < MIN_FLUX_FRACTION * fit.flux
-        )
-        weak[: max(fixed, 0)] = False
-        if not weak.any():
+    """Drop, weakest first, components that no longer pay their cost once others were added.
+
+    A component's worth is the rise of the chi2 when it is removed, the
+    others' fluxes and the background refitted with the shapes held
+    (`.components.linear_refit`); the weakest relative to its cost goes,
+    and the rest are refitted. A component the joint refit moved outside the
+    model's limits goes first: within ``Criterion.resolution`` of a brighter
+    one (a source and a nod copy on top of each other describe nothing), or,
+    for a further source, onto the slit's edge rows.
+    """
+    fixed = max(len(search.positions or ()) - 1, 0)
+    while len(fit.offsets) > fixed:
+        worth = []
+        outside = _outside_limits(fit, data, search)
+        for i, (o, f) in enumerate(zip(fit.offsets, fit.component_flux, strict=True)):
+            if i < fixed:
+                worth.append(np.inf)
+                continue
+            if outside[i]:
+                worth.append(-np.inf)
+                continue
+            rest = [x for j, x in enumerate(fit.offsets) if j != i]
+            without = linear_refit(fit, data, center=fit.center, offsets=rest)
+            worth.append((without.chi2 - fit.chi2) / component_cost(search, fit, o, f))
+        worst = int(np.argmin(worth))
+        if worth[worst] >= 1.0:
             return fit
-        worst = int(np.argmin(np.where(weak, np.abs(fit.component_snr) / needed, np.inf)))
         offsets = [o for i, o in enumerate(fit.offsets) if i != worst]
         trial = refit(fit, data, center=fit.center, offsets=offsets)
         if trial is None:
             return fit
         fit = trial
     return fit
+
+
+def _outside_limits(fit: KernelFit, data: SliceData, search: ComponentSearch) -> np.ndarray:
+    """Components (not the main source) outside the model's limits after a joint refit."""
+    criterion = search.criterion
+    at = fit.center + np.r_[0.0, np.asarray(fit.offsets, float)]
+    flux = np.abs(np.r_[fit.flux, np.asarray(fit.component_flux, float)])
+    outside = np.zeros(len(fit.offsets), bool)
+    for i in range(1, at.size):
+        close = np.abs(at - at[i]) < criterion.resolution * fit.fwhm
+        close[i] = False
+        outside[i - 1] = bool(np.any(close & (flux >= flux[i])))
+    rows = np.flatnonzero(data.valid)
+    if rows.size and search.sources and not search.positions:
+        first, last = rows[0] + criterion.edge_rows, rows[-1] - criterion.edge_rows
+        positive = np.asarray(fit.component_flux, float) > 0
+        offside = (at[1:] < first) | (at[1:] > last)
+        outside |= positive & offside
+    return outside

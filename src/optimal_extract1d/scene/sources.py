@@ -1,65 +1,42 @@
 """Find the components of a slit: further sources and negative nod copies of the trace.
 
-After the main source is fitted to the kernel slice, the residual profile is
-scanned with a matched filter (the fitted PSF): a positive peak above
-``threshold`` S/N is another source, a negative one a nod copy. Nod copies
-are also looked for, at a lower threshold, where the exposure's nod pattern
-puts them. Components are added one at a time, the strongest first, each
-time refitting all of them together (`.psf.profilefit.fit_kernel` with offsets),
-so close pairs are deblended rather than found twice.
+After the main source is fitted to the kernel slice, a component is tried at
+every row (linear fits, shapes held, ``_scan``); the one that lowers the
+chi2 most beyond its cost (the detection threshold squared, less where the
+exposure's nod pattern predicts a nod copy, plus the template-error term near
+a bright source; `.scene.criterion.Criterion.component_cost`) is added, and
+the search repeats. A positive
+component is a further source, a negative one a nod copy. Components are
+added one at a time, the strongest first, each time refitting all of them
+together (`.psf.profilefit.fit_kernel` with offsets), so close pairs are
+deblended rather than found twice; a main peak that is a blend of two sources
+is split when that pays by the same criterion.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 
 from ..core.horne import polynomial_basis
-from ..core.profile import PROFILE_ERROR
 from ..psf.kernel import KernelFit
 from ..psf.linear import solve_linear
 from ..psf.profilefit import component_shapes
 from .components import (
-    MIN_FLUX_FRACTION,
-    PRIOR_NOD_SNR,
     ComponentSearch,
     SliceData,
     centers,
+    component_cost,
+    linear_refit,
     refit,
     separated,
+    shape_params,
 )
 from .pruning import prune
 
-__all__ = ["describe_components", "find_components", "MAX_COMPONENTS"]
+__all__ = ["describe_components", "find_components"]
 
 
-#: At most this many components besides the main source.
-MAX_COMPONENTS = 6
-# A blend is tested for only when the fit is worse than this reduced chi2.
-MISFIT_CHI2 = 1.5
-# Components closer than this many FWHM are one component.
-MIN_SEPARATION_FWHM = 1.0
-# A blend is split into two sources only if they end up this far apart (FWHM).
-SPLIT_MIN_SEPARATION_FWHM = 0.75
-# ... and only into sources at least this wide (pixels): narrower ones are
-# undersampled, fitting noise, cosmic-ray remnants or a curved trace's slice.
-SPLIT_MIN_FWHM = 1.0
-# Nod copies lie a shutter or a nod throw away: at least this many FWHM from a source.
-NOD_MIN_SEPARATION_FWHM = 2.0
-# A further source is looked for this many FWHM from the others (closer: a blend).
-SOURCE_MIN_SEPARATION_FWHM = 1.5
-# Positive peaks this close (pixels) to the first or last valid row are slit-edge
-# artefacts (partial coverage, bar shadows, nod residuals), not sources.
-EDGE_GUARD = 2.0
-# Within this many FWHM of the main source, where a template right only to
-# PROFILE_ERROR leaves residuals, a further source must also gain the chi2 they
-# hold, (PROFILE_ERROR x S/N)^2 (a Gaussian fitted to a Moffat at slice S/N 550 "found"
-# a 5 % source 1 FWHM away).
-MISMATCH_REACH_FWHM = 3.0
-
-
-def _scan(fit: KernelFit, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _scan(fit: KernelFit, data: SliceData):
     """Add one component at every row in turn (linear fits, all rows at once).
 
     The components already found keep their shapes; all fluxes and the
@@ -70,18 +47,15 @@ def _scan(fit: KernelFit, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     -------
     gain : ndarray, shape (n_rows,)
         Decrease of chi2 when a component is added at that row.
-    flux, snr : ndarray, shape (n_rows,)
-        Flux of the added component and its S/N.
+    flux : ndarray, shape (n_rows,)
+        Flux of the added component.
     """
     n = data.values.size
     y = np.arange(n, dtype=float)
-    params = {
-        k: np.array([float(getattr(fit.template.model, k).value)])
-        for k in fit.template.model.param_names
-        if k != fit.template.amplitude_param
-    }
     rows = np.asarray(y - fit.center)
-    shapes = component_shapes(fit.template, y, params, offsets=np.r_[fit.offsets, rows])[:, 0, :]
+    shapes = component_shapes(fit.template, y, shape_params(fit), offsets=np.r_[fit.offsets, rows])[
+        :, 0, :
+    ]
     fixed, candidates = shapes[:, : len(fit.offsets) + 1], shapes[:, len(fit.offsets) + 1 :]
     n_rows = candidates.shape[1]
     stacked = np.concatenate(
@@ -94,9 +68,9 @@ def _scan(fit: KernelFit, data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     base, _, _, _ = solve_linear(
         fixed[:, None, :], data.values[:, None], data.sigma[:, None], basis=basis
     )
-    resid, coeffs, snr, _ = solve_linear(stacked, values, sigma, basis=basis)
+    resid, coeffs, _, _ = solve_linear(stacked, values, sigma, basis=basis)
     gain = np.sum(base**2) - np.sum(resid**2, axis=0)
-    return gain, coeffs[:, fixed.shape[1]], snr[:, fixed.shape[1]]
+    return gain, coeffs[:, fixed.shape[1]]
 
 
 def find_components(
@@ -154,8 +128,8 @@ def _expected_nods(fit: KernelFit, data: SliceData, search: ComponentSearch) -> 
     """Fit the nod copies where the exposure's nod pattern puts them, all at once.
 
     Only copies that fall on the slice's valid rows are tried; the ones that
-    come out insignificant are dropped later (`.pruning.prune`). One fit instead of
-    a search per copy.
+    do not pay their cost are dropped (`.pruning.prune`). One fit instead of a
+    search per copy.
     """
     valid = data.valid
     rows = np.arange(data.values.size)
@@ -168,17 +142,21 @@ def _expected_nods(fit: KernelFit, data: SliceData, search: ComponentSearch) -> 
     if not inside:
         return fit
     trial = refit(fit, data, center=fit.center, offsets=[*fit.offsets, *inside])
-    if trial is None or not separated(trial, MIN_SEPARATION_FWHM):
+    if trial is None or not separated(trial, search.criterion.resolution):
         return fit
     return prune(trial, data, search)
 
 
 def _try_split(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
-    """Replace the main source by two if that is a significantly better fit (a blend)."""
-    # A template right to PROFILE_ERROR leaves chi2 of order (PROFILE_ERROR S/N)^2 that a
-    # second component would also take up: demand that much more. No fit can gain more
-    # than the chi2 in excess of its degrees of freedom: skip the fit when that is less.
-    needed = search.threshold**2 + (PROFILE_ERROR * fit.snr) ** 2
+    """Replace the main source by two if that pays by the criterion (a blend).
+
+    The second source costs what a component at the source's own position
+    costs (`.components.component_cost`); no fit can gain more than the chi2
+    in excess of its degrees of freedom, so the split is not tried when that
+    is less.
+    """
+    criterion = search.criterion
+    needed = component_cost(search, fit, 0.0, 1.0)
     dof = fit.chi2 / fit.chi2_reduced if fit.chi2_reduced > 0 else 1.0
     if fit.chi2 - dof < needed:
         return fit
@@ -186,18 +164,15 @@ def _try_split(fit: KernelFit, data: SliceData, search: ComponentSearch) -> Kern
     pair = refit(
         fit, data, center=fit.center - half, offsets=[2 * half, *fit.offsets], fwhm=0.7 * fit.fwhm
     )
-    if pair is None or not separated(pair, SPLIT_MIN_SEPARATION_FWHM) or pair.fwhm < SPLIT_MIN_FWHM:
-        return fit
-    gain = fit.chi2 - pair.chi2
-    flux, snr = pair.component_flux[0], pair.component_snr[0]
-    fainter, brighter = sorted((flux, pair.flux))
-    if not (
-        gain > needed
-        and fainter > MIN_FLUX_FRACTION * brighter
-        and min(snr, pair.snr) >= search.threshold
+    if (
+        pair is None
+        or not separated(pair, criterion.resolution)
+        or pair.fwhm < criterion.min_split_fwhm
+        or min(pair.flux, pair.component_flux[0]) <= 0
+        or fit.chi2 - pair.chi2 < needed
     ):
         return fit
-    if flux > pair.flux:  # keep the brighter one as the main source
+    if pair.component_flux[0] > pair.flux:  # keep the brighter one as the main source
         swapped = [-pair.offsets[0], *(o - pair.offsets[0] for o in pair.offsets[1:])]
         pair = refit(pair, data, center=pair.center + pair.offsets[0], offsets=swapped) or pair
     return pair
@@ -210,42 +185,38 @@ def _add_components(fit: KernelFit, data: SliceData, search: ComponentSearch) ->
     search costs one non-linear fit after the first component (whose absence
     may have distorted the main source's width) and one at the end, rather
     than one per candidate. The nod-copy and source candidates compete on
-    their chi2 gain: the residual alone is ambiguous (a fitted background
-    bends around unmodelled nod copies into positive bumps, and around an
-    unmodelled neighbour into negative dips). The main source split into two
-    (a blend) is tried before the search, and after it when the fit stays
-    poor; the best of these, with chi2 charged threshold**2 per component,
-    is kept.
+    their chi2 gain: the residual alone is ambiguous (a fitted
+    background bends around unmodelled nod copies into positive bumps, and
+    around an unmodelled neighbour into negative dips). The main source split
+    into two (a blend) is tried before the search and after it; of these
+    scenes, the one with the lowest chi2 plus the cost of its components is
+    kept.
     """
     start = len(fit.offsets)
     found = [_greedy(fit, data, search)]
     if search.sources and not search.positions:
         # A blend fitted as one broad source leaves residuals that look like other
-        # components: split first, and also after the search if the fit stays poor.
+        # components: split first, and also after the search.
         for before in (fit, found[0]):
-            if before is found[0] and before.chi2_reduced <= MISFIT_CHI2:
-                continue
             split = _try_split(before, data, search)
             if split is not before:
                 found.append(_greedy(split, data, search))
-    fit = min(found, key=lambda f: f.chi2 + sum(_charge(f, search, o) for o in f.offsets))
+    fit = min(found, key=lambda f: _criterion(f, data, search))
     if len(fit.offsets) > start:
         fit = refit(fit, data, center=fit.center, offsets=fit.offsets) or fit
     return fit
 
 
-def _charge(fit: KernelFit, search: ComponentSearch, offset: float | np.ndarray):
-    """chi2 gain a source at ``offset`` from the main one must bring to be believed.
-
-    The detection threshold squared, plus, near the main source, the chi2 a
-    template right to `.PROFILE_ERROR` leaves there.
-    """
-    near = np.abs(offset) < MISMATCH_REACH_FWHM * fit.fwhm
-    return search.threshold**2 + np.where(near, (PROFILE_ERROR * fit.snr) ** 2, 0.0)
+def _criterion(fit: KernelFit, data: SliceData, search: ComponentSearch) -> float:
+    """chi2 of a scene plus the cost of its components."""
+    return fit.chi2 + sum(
+        component_cost(search, fit, o, f)
+        for o, f in zip(fit.offsets, fit.component_flux, strict=True)
+    )
 
 
 def _greedy(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
-    """Add the best credible candidate while there is one.
+    """Add the best candidate while one pays its cost.
 
     The first step refits the best candidate of each sign non-linearly and
     keeps the better (an unmodelled component may have distorted the main
@@ -255,7 +226,7 @@ def _greedy(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelF
     negative = search.nods
     positive = search.sources and not search.positions
     first = True
-    while len(fit.offsets) < MAX_COMPONENTS:
+    while len(fit.offsets) < search.criterion.max_components:
         found = [
             c
             for c in (
@@ -266,11 +237,11 @@ def _greedy(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelF
         ]
         if not found:
             return fit
-        step = refit if first else _linear
+        step = refit if first else linear_refit
         trials = []
         for row, _gain, is_negative in sorted(found, key=lambda c: -c[1])[: 2 if first else 1]:
             trial = step(fit, data, center=fit.center, offsets=[*fit.offsets, row - fit.center])
-            if trial is not None and _credible(trial, row, search, negative=is_negative):
+            if trial is not None and _pays(fit, trial, data, search, negative=is_negative):
                 trials.append(trial)
         if not trials:
             return fit
@@ -278,78 +249,39 @@ def _greedy(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelF
     return fit
 
 
-def _linear(fit: KernelFit, data: SliceData, *, center: float, offsets) -> KernelFit:
-    """The fit with new component offsets, shapes held: fluxes and background only."""
-    n = data.values.size
-    params = {
-        k: np.array([float(getattr(fit.template.model, k).value)])
-        for k in fit.template.model.param_names
-        if k != fit.template.amplitude_param
-    }
-    shapes = component_shapes(
-        fit.template, np.arange(n, dtype=float), params, offsets=np.asarray(offsets, float)
-    )
-    resid, coeffs, snr, _ = solve_linear(
-        shapes, data.values[:, None], data.sigma[:, None], basis=polynomial_basis(n, data.bkg_order)
-    )
-    chi2 = float(np.sum(resid**2))
-    dof = max(fit.chi2 / fit.chi2_reduced if fit.chi2_reduced > 0 else 1.0, 1.0) - (
-        len(offsets) - len(fit.offsets)
-    )
-    return replace(
-        fit,
-        flux=float(coeffs[0, 0]),
-        snr=float(snr[0, 0]),
-        chi2=chi2,
-        chi2_reduced=chi2 / max(dof, 1.0),
-        offsets=tuple(float(o) for o in offsets),
-        component_flux=tuple(float(f) for f in coeffs[0, 1 : shapes.shape[2]]),
-        component_snr=tuple(float(v) for v in snr[0, 1:]),
-    )
-
-
 def _candidate(fit: KernelFit, data: SliceData, search: ComponentSearch, *, negative: bool):
     """``(row, chi2 gain, negative)`` of the best new component of one sign, or None.
 
-    Rows are ranked by chi2 gain over the gain needed (threshold squared, plus
-    the template-error allowance of ``_charge`` near the main source; the
-    nod-pattern prior lowers it where copies are expected).
+    Rows are ranked by gain over cost (`.components.component_cost`), among
+    the rows resolved from every component and, for a further source, off
+    the slit's edge rows.
     """
-    gain, flux, snr = _scan(fit, data)
+    gain, flux = _scan(fit, data)
+    criterion = search.criterion
     rows = np.arange(data.values.size, dtype=float)
-    at = centers(fit)
-    positive = at[np.r_[True, np.asarray(fit.component_flux) > 0]]
-    dist_all = np.min(np.abs(rows[:, None] - at[None, :]), axis=1)
-    dist_pos = np.min(np.abs(rows[:, None] - positive[None, :]), axis=1)
-    needed = np.full(rows.size, search.threshold)
-    needed_gain = needed**2
+    dist = np.min(np.abs(rows[:, None] - centers(fit)[None, :]), axis=1)
+    allowed = dist >= criterion.blend_reach * fit.fwhm
     if negative:
-        allowed = (dist_pos >= NOD_MIN_SEPARATION_FWHM * fit.fwhm) & (dist_all >= fit.fwhm)
         allowed &= flux < 0
-        for off in search.expected_nods:
-            needed[np.abs(rows - (fit.center + off)) < 1.0] = PRIOR_NOD_SNR
-        needed_gain = needed**2
     else:
         first, last = rows[data.valid][[0, -1]] if data.valid.any() else (0, -1)
-        inside = (rows >= first + EDGE_GUARD) & (rows <= last - EDGE_GUARD)
-        allowed = inside & (dist_all >= SOURCE_MIN_SEPARATION_FWHM * fit.fwhm) & (flux > 0)
-        needed_gain = _charge(fit, search, rows - fit.center)
-    significant = (np.abs(snr) >= needed) & (gain > needed_gain)
-    score = np.where(allowed & significant, gain / needed_gain, 0.0)
+        allowed &= (rows >= first + criterion.edge_rows) & (rows <= last - criterion.edge_rows)
+        allowed &= flux > 0
+    cost = np.array(
+        [component_cost(search, fit, r - fit.center, f) for r, f in zip(rows, flux, strict=True)]
+    )
+    score = np.where(allowed & (gain > cost), gain / cost, 0.0)
     if score.max() <= 0:
         return None
     best = int(np.argmax(score))
     return float(rows[best]), float(gain[best]), negative
 
 
-def _credible(fit: KernelFit, row: float, search: ComponentSearch, *, negative: bool) -> bool:
-    """The newest component has the wanted sign, is significant and apart from the rest."""
-    flux, snr = fit.component_flux[-1], fit.component_snr[-1]
-    prior = any(abs(fit.center + o - row) < 1.0 for o in search.expected_nods)
-    needed = PRIOR_NOD_SNR if (prior and negative) else search.threshold
-    return (
-        (flux < 0) == negative
-        and abs(snr) >= needed
-        and abs(flux) >= MIN_FLUX_FRACTION * fit.flux
-        and separated(fit, MIN_SEPARATION_FWHM)
-    )
+def _pays(
+    before: KernelFit, fit: KernelFit, data: SliceData, search: ComponentSearch, *, negative: bool
+) -> bool:
+    """The newest component has the wanted sign, is resolved and lowers the chi2 by its cost."""
+    offset, flux = fit.offsets[-1], fit.component_flux[-1]
+    if (flux < 0) != negative or not separated(fit, search.criterion.resolution):
+        return False
+    return before.chi2 - fit.chi2 > component_cost(search, fit, offset, flux)

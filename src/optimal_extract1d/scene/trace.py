@@ -78,6 +78,9 @@ def bin_centers(edges: np.ndarray) -> np.ndarray:
 def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
     """Bin edges holding equal shares of the total S/N squared.
 
+    A column that holds a whole share or more on its own (an emission line)
+    becomes a bin of its own.
+
     Parameters
     ----------
     column_snr : ndarray, shape (n_disp,)
@@ -101,6 +104,11 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
         return np.linspace(0, n_disp, n_bins + 1).round().astype(int)
     cum = np.concatenate([[0.0], np.cumsum(s2)]) / total
     edges = np.searchsorted(cum, np.linspace(0, 1, n_bins + 1)[1:-1])
+    # A column holding a whole bin's share or more (an emission line) is a bin of
+    # its own: mixed with its neighbours, the line's profile would be diluted by
+    # their noise (an inverse-variance mean weighs every column alike).
+    heavy = edges[s2[np.clip(edges - 1, 0, n_disp - 1)] >= total / n_bins] - 1
+    edges = np.concatenate([edges, heavy])
     edges = np.unique(np.concatenate([[0], np.clip(edges, 1, n_disp - 1), [n_disp]]))
     return edges.astype(int)
 

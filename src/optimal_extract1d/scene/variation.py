@@ -60,6 +60,7 @@ def vary_kernel(
     wavelength: np.ndarray,
     settings: SceneSettings,
     name: str,
+    noise_scale: float = 1.0,
 ) -> KernelVariation:
     """Fit the kernel in bins and model FWHM(λ) and/or center(column) smoothly.
 
@@ -79,6 +80,11 @@ def vary_kernel(
         ``n_bins``, ``bkg_order``.
     name : str
         Slit name for the log.
+    noise_scale : float
+        The slice's residual scatter over its propagated errors (correlated
+        pixels of a drizzled product; 1 in the first round): the ``auto``
+        order choice weighs the bins' residuals against errors this much
+        larger, so correlated noise is not taken for structure.
 
     Returns
     -------
@@ -115,6 +121,7 @@ def vary_kernel(
         extra=per_bin,
         meta=meta,
         name=name,
+        noise_scale=noise_scale,
     )
     centers, fwhm = flat.centers.copy(), flat.fwhm.copy()
     # The center follows the detector geometry (smooth in pixels), the width
@@ -159,6 +166,7 @@ def _orders(
     extra: dict[str, np.ndarray],
     meta: dict[str, Any],
     name: str,
+    noise_scale: float = 1.0,
 ) -> tuple[int | None, int | None]:
     """Degrees of the center and FWHM models: the user's, or chosen by the criterion.
 
@@ -183,7 +191,7 @@ def _orders(
     choice = choose_orders(
         template,
         bins,
-        profiles,
+        (profiles[0], profiles[1] * noise_scale),
         at=at,
         trace_orders=options["trace"],
         fwhm_orders=options["fwhm"],
@@ -191,8 +199,8 @@ def _orders(
         basis=polynomial_basis(profiles[0].shape[0], settings.bkg_order),
         extra=extra,
     )
-    meta["model_choice"] = choice.to_meta()
-    log.info(
+    meta["model_choice"] = {**choice.to_meta(), "noise_scale": float(noise_scale)}
+    log.debug(
         "Slit %s: center %s, FWHM %s (criterion over %d candidates, %d bins)",
         name,
         _described(choice.trace_order),

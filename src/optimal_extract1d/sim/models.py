@@ -130,7 +130,9 @@ def make_slit_model(
     slit.slitlet_id = int(source_id)
     slit.source_id = int(source_id)
     slit.source_name = f"sim_{source_id}"
-    slit.source_ra, slit.source_dec = ra, dec
+    # the catalogue position of the source: its true row, through the WCS
+    source_ra, source_dec, _ = slit.meta.wcs(sim.data.shape[1] / 2.0, float(np.median(sim.center)))
+    slit.source_ra, slit.source_dec = float(source_ra), float(source_dec)
     slit.source_xpos, slit.source_ypos = 0.0, 0.0
     slit.shutter_state = "11x11"
     return slit
