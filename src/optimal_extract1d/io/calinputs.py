@@ -23,7 +23,7 @@ from stdatamodels.jwst.datamodels import dqflags
 from ..errors import InputError
 from ..slitdata import CalExposure
 from .inputvariance import bad_variance, choose_variance, read_array
-from .slits import _axis, _flux_units, _identity, iter_slits, slit_name
+from .slits import _axis, _flux_units, _identity, input_data_unit, iter_slits, slit_name
 
 __all__ = ["is_cal_input", "is_cal_slit", "read_exposures", "background_state"]
 
@@ -73,7 +73,9 @@ def background_state(parent: Any) -> str:
     return "none"
 
 
-def read_exposures(model: Any, *, variance_source: str = "auto") -> list[CalExposure]:
+def read_exposures(
+    model: Any, *, variance_source: str = "auto", input_unit: str = "auto"
+) -> list[CalExposure]:
     """Read every slit of a cal input into a `.CalExposure`.
 
     Parameters
@@ -82,6 +84,8 @@ def read_exposures(model: Any, *, variance_source: str = "auto") -> list[CalExpo
         Cal slits (see `is_cal_input`).
     variance_source : str
         ``"auto"``, ``"var"`` or ``"err"`` (see `.io.inputvariance.choose_variance`).
+    input_unit : str
+        ``"auto"`` (BUNIT) or the unit to read the data in (see `.io.slits.input_data_unit`).
 
     Returns
     -------
@@ -96,11 +100,17 @@ def read_exposures(model: Any, *, variance_source: str = "auto") -> list[CalExpo
     """
     out = []
     for index, (slit, parent) in enumerate(iter_slits(model)):
-        out.append(_read_one(slit, parent, index=index, variance_source=variance_source))
+        out.append(
+            _read_one(
+                slit, parent, index=index, variance_source=variance_source, input_unit=input_unit
+            )
+        )
     return out
 
 
-def _read_one(slit: Any, parent: Any, *, index: int, variance_source: str) -> CalExposure:
+def _read_one(
+    slit: Any, parent: Any, *, index: int, variance_source: str, input_unit: str
+) -> CalExposure:
     name = slit_name(slit, parent)
     label = f"{getattr(parent.meta, 'filename', None) or 'exposure'}[{name}]"
     data = np.asarray(slit.data, dtype=float) if slit.hasattr("data") else np.zeros((0, 0))
@@ -119,7 +129,8 @@ def _read_one(slit: Any, parent: Any, *, index: int, variance_source: str) -> Ca
     if mask.all():
         msg = f"{label}: no usable pixel (all masked, or no wavelength / slit position)"
         raise InputError(msg)
-    units = _flux_units(slit, parent, name)
+    bunit = input_data_unit(slit, parent, name, input_unit)
+    units = _flux_units(slit, parent, name, bunit, forced=input_unit != "auto")
     s = units.flux_scale
     arrays = {
         "data": data * s,

@@ -73,7 +73,9 @@ def extract_cal(model: Any, params: ExtractParams, cal: CalParams) -> Extraction
     if kernel not in ("auto", *POINTWISE_KERNELS):
         msg = f"the cal path supports kernel = auto, gaussian or moffat, not {params.kernel!r}"
         raise ParameterError(msg)
-    exposures = calinputs.read_exposures(model, variance_source=params.variance_source)
+    exposures = calinputs.read_exposures(
+        model, variance_source=params.variance_source, input_unit=params.input_unit
+    )
     groups: dict[str, list[CalExposure]] = defaultdict(list)
     for exp in exposures:
         groups[exp.source_key].append(exp)
