@@ -310,8 +310,10 @@ def extract_source(
         psf = dataclasses.replace(psf, choice=choice)
         sums = _combine(psf, fit_data, variances, usable, params)
     factor, n_noise = noise_factor(sums.z, sums.model, fit_data.variance)
-    by_bin, chunks = noise_factor_by_bin(sums.z, sums.model, fit_data.variance, bins, grid.size)
-    applied = by_bin if params.error_scale == "residual" else np.ones(grid.size)
+    _, chunks = noise_factor_by_bin(sums.z, sums.model, fit_data.variance, bins, grid.size)
+    # one factor for the spectrum: the per-wavelength runs are recorded, not applied (on
+    # sources injected into the CEERS cut-outs they overcorrected the blue: calib 0.83)
+    applied = factor if params.error_scale == "residual" else 1.0
     meta = {
         "input_level": "cal",
         "status": "fit",
@@ -329,7 +331,7 @@ def extract_source(
         "error_scale": {
             "method": params.error_scale,
             "measured_factor": float(factor),
-            "factor": float(np.median(applied)),
+            "factor": float(applied),
             "n_pixels": int(n_noise),
             "where": "pixels where the source model is below 0.2 sigma in every exposure",
             "by_wavelength": [
@@ -340,9 +342,7 @@ def extract_source(
                 }
                 for c in chunks
             ],
-            "applied": "per bin, interpolated between the wavelength runs"
-            if params.error_scale == "residual"
-            else "none",
+            "by_wavelength_applied": False,
         },
     }
     flux_scale = float(np.mean([e.flux_scale for e in group]))
