@@ -240,11 +240,15 @@ def _injected_calib(files) -> None:
         w = np.asarray(none.spec[0].spec_table["WAVELENGTH"])
         lines = np.array(REST_LINES) * (1 + REDSHIFT)
         away = np.all([np.abs(w - c) > 0.06 for c in lines], axis=0)
-        runs = (("none", none, 1.0), ("single", none, single), ("per_bin", scaled, 1.0))
+        runs_meta = scaled.spec[0].meta.optimal_extraction.error_scale.instance["by_wavelength"]
+        centers = [np.mean(r["wavelength_um"]) for r in runs_meta]
+        per_bin = np.interp(w, centers, [r["factor"] for r in runs_meta])
+        runs = (("none", none, 1.0), ("single", none, single), ("per_bin", none, per_bin))
         for key, x1d, k in runs:
             t = x1d.spec[0].spec_table
             ok = np.isfinite(t["FLUX"]) & away & (w > 0.8) & (w < 5.1)
             pull = (np.asarray(t["FLUX"]) - level - real) / (k * np.asarray(t["FLUX_ERROR"]))
+            pull = np.asarray(pull)
             pulls[key].append(pull[ok])
         waves.append(w[ok])
     w = np.concatenate(waves)
@@ -257,8 +261,8 @@ def _injected_calib(files) -> None:
     print("|---|---|---|---|")
     for key, label in (
         ("none", "error_scale = none"),
-        ("single", "one factor for the spectrum"),
-        ("per_bin", "factor per run of wavelength (default)"),
+        ("single", "one factor for the spectrum (default)"),
+        ("per_bin", "factor per run of wavelength (measured, not applied)"),
     ):
         p = np.concatenate(pulls[key])
         cells = []
