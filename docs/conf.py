@@ -36,6 +36,7 @@ optimal_type_words = (
     *"ndarray shape optional to sequence mapping callable datamodel path uint32".split(),
     # dimension names in shapes ("shape (n_comp - 1,)", "(n_disp, order + 1)")
     *"n_cross n_disp n_prof n_comp n_bins n_wave n_offset n_rows n_cols n m k order".split(),
+    *"n_exp n_pix".split(),  # the cal path's stacked pixels
 )
 # No intersphinx offline: names outside the package cannot resolve.
 nitpick_ignore = [
@@ -47,6 +48,8 @@ nitpick_ignore = [
     ("py:class", "matplotlib.figure.Figure"),
     ("py:class", "stdatamodels.jwst.datamodels.ImageModel"),
     ("py:class", "stdatamodels.jwst.datamodels.MultiSpecModel"),
+    ("py:class", "ModelContainer"),
+    ("py:class", "SlitModel"),
     ("py:class", "astropy.modeling.Fittable1DModel"),
     ("py:obj", "astropy.modeling.Parameter"),
     ("py:obj", "numpy.nanmedian"),

@@ -16,6 +16,9 @@ from .errors import ParameterError
 
 __all__ = [
     "ExtractParams",
+    "CalParams",
+    "INPUT_LEVELS",
+    "CAL_BACKGROUNDS",
     "KERNELS",
     "VARIANCE_SOURCES",
     "ERROR_SCALES",
@@ -305,3 +308,58 @@ def _order_or_auto(value: object) -> int | str:
         return int(value)
     msg = f"bkg_order must be 'auto' or an integer >= -1 (-1 = no background), got {value!r}"
     raise ParameterError(msg)
+
+
+#: The values of ``input_level``.
+INPUT_LEVELS = ("auto", "s2d", "cal")
+#: The values of ``cal_background``.
+CAL_BACKGROUNDS = ("auto", "nod", "subtracted", "none")
+
+
+@dataclass(frozen=True)
+class CalParams:
+    """Parameters of the cal path (extraction from the unresampled exposures).
+
+    Attributes
+    ----------
+    input_level : str
+        ``"auto"`` (cal when every slit has a WCS with a ``slit_frame`` and
+        was not resampled), ``"s2d"`` or ``"cal"``.
+    cal_background : str
+        ``"auto"``, ``"nod"`` (raw exposures: the sky of every detector pixel
+        is fitted, common to all exposures), ``"subtracted"`` (each exposure
+        had the others subtracted: the negative nod copies are modelled) or
+        ``"none"`` (background already removed, e.g. master background).
+    cal_wavelengths : tuple of float or None
+        Output wavelength grid (microns, increasing); None = the wavelengths
+        of the detector columns along the source trace (the s2d's sampling).
+    save_exposure_spectra : bool
+        Also write the spectrum of every exposure (named ``<source>_exp<i>``).
+    """
+
+    input_level: str = "auto"
+    cal_background: str = "auto"
+    cal_wavelengths: tuple[float, ...] | None = None
+    save_exposure_spectra: bool = False
+
+    def __post_init__(self) -> None:
+        if self.input_level not in INPUT_LEVELS:
+            msg = f"input_level must be one of {INPUT_LEVELS}, got {self.input_level!r}"
+            raise ParameterError(msg)
+        if self.cal_background not in CAL_BACKGROUNDS:
+            msg = f"cal_background must be one of {CAL_BACKGROUNDS}, got {self.cal_background!r}"
+            raise ParameterError(msg)
+        if self.cal_wavelengths is not None:
+            grid = np.asarray(self.cal_wavelengths, float)
+            if grid.size < 2 or not np.all(np.isfinite(grid)) or np.any(np.diff(grid) <= 0):
+                msg = "cal_wavelengths must hold at least 2 finite, increasing wavelengths"
+                raise ParameterError(msg)
+            object.__setattr__(self, "cal_wavelengths", tuple(float(v) for v in grid))
+
+    @classmethod
+    def from_object(cls, obj: object) -> CalParams:
+        """Build the parameters from the same-named attributes of ``obj`` (a step)."""
+        values = {f.name: getattr(obj, f.name, f.default) for f in dataclasses.fields(cls)}
+        if values["cal_wavelengths"] is not None:
+            values["cal_wavelengths"] = tuple(values["cal_wavelengths"])
+        return cls(**values)

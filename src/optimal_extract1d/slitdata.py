@@ -17,7 +17,7 @@ import numpy as np
 
 from .results import FluxUnits, SpectrumResult
 
-__all__ = ["SlitData", "SlitDiagnostics"]
+__all__ = ["CalExposure", "SlitData", "SlitDiagnostics"]
 
 
 @dataclass(frozen=True)
@@ -132,3 +132,74 @@ class SlitDiagnostics:
     def residual(self) -> np.ndarray:
         """Data minus scene model, shape (n_cross, n_disp); NaN outside the region."""
         return self.slit.data - self.scene
+
+
+@dataclass(frozen=True)
+class CalExposure:
+    """One unresampled (cal) slit exposure as plain arrays, for the cal path.
+
+    Every pixel carries its own wavelength and along-slit coordinate, so the
+    tilted, curved trace on the detector needs no rectification. Values are
+    in flux per pixel (the input surface brightness times the pixel solid
+    angle, see ``flux_scale``), so exposures with slightly different pixel
+    areas combine directly.
+
+    Attributes
+    ----------
+    name : str
+        Exposure label (file name, else slit name and index).
+    slit : str
+        Slit name.
+    source_key : str
+        Exposures with the same key are combined into one spectrum (the
+        source ID, else the slit name).
+    data : ndarray, shape (n_cross, n_disp)
+        Science values times ``flux_scale``.
+    variance, var_poisson, var_rnoise, var_flat : ndarray, shape (n_cross, n_disp)
+        Total variance and its components, times ``flux_scale**2``.
+    mask : ndarray of bool, shape (n_cross, n_disp)
+        True for pixels not to use.
+    wavelength : ndarray, shape (n_cross, n_disp)
+        Wavelength of every pixel (microns).
+    along_slit : ndarray, shape (n_cross, n_disp)
+        Along-slit offset of every pixel from the nominal source position
+        (``source_ypos``), in pixels (NaN outside the slit).
+    ra, dec : ndarray, shape (n_cross, n_disp)
+        Sky coordinates of every pixel (degrees; NaN where undefined).
+    flux_scale : float
+        Factor that turned the input unit into flux per pixel.
+    flux_unit : str
+        Unit of ``data`` (``"Jy"`` for MJy/sr input).
+    footprint : tuple of int
+        ``(xstart, ystart)`` of the cut-out on the detector: exposures with
+        equal footprints and shapes share their pixels (nod subtraction).
+    background : str
+        What calwebb_spec2/3 already did to the background: ``"none"``,
+        ``"nod"`` (bkg_subtract: the other nods subtracted) or ``"master"``.
+    attributes : dict
+        Slit identity copied to the output spectrum.
+    """
+
+    name: str
+    slit: str
+    source_key: str
+    data: np.ndarray
+    variance: np.ndarray
+    var_poisson: np.ndarray
+    var_rnoise: np.ndarray
+    var_flat: np.ndarray
+    mask: np.ndarray
+    wavelength: np.ndarray
+    along_slit: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    flux_scale: float
+    flux_unit: str
+    footprint: tuple[int, int]
+    background: str
+    attributes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_cross, n_disp)``."""
+        return self.data.shape

@@ -58,6 +58,30 @@ class OptimalSpec3Pipeline(Spec3Pipeline):
 
     step_defs = {**Spec3Pipeline.step_defs, "extract_1d": OptimalExtract1dStep}
 
+    spec = (
+        Spec3Pipeline.spec
+        + """
+    extract_from_cal = boolean(default=False)  # extract from the cal exposures (no resample_spec, no combine_1d): one spectrum per source from the native pixels
+    """  # noqa: E501
+    )
+
+    def process(self, input_data: Any):
+        """Run jwst's Spec3 process; with ``extract_from_cal`` the cal exposures go to extract_1d.
+
+        ``resample_spec`` and ``combine_1d`` are skipped: the step combines
+        the exposures itself (`.pipeline.calpath`), and gets the source's
+        exposures after outlier detection.
+        """
+        if self.extract_from_cal:
+            log.info(
+                "extract_from_cal: resample_spec and combine_1d are skipped; extract_1d "
+                "combines the cal exposures of every source"
+            )
+            self.resample_spec.skip = True
+            self.combine_1d.skip = True
+            self.extract_1d.input_level = "cal"
+        return super().process(input_data)
+
     @staticmethod
     def get_stpipe_loggers():
         """Loggers stpipe configures: jwst's, plus this package's."""

@@ -21,10 +21,10 @@ from stpipe import config_parser
 from stpipe.exceptions import ValidationError
 
 from .errors import InputError, ParameterError
-from .io import diagnostics, inputs, slits, x1d
+from .io import calinputs, diagnostics, inputs, slits, x1d
 from .io.defaults import load_mode_defaults, mode_record
-from .params import ExtractParams
-from .pipeline import extraction
+from .params import CalParams, ExtractParams
+from .pipeline import calpath, extraction
 
 __all__ = ["OptimalExtract1dStep", "SpecValueError"]
 
@@ -45,6 +45,11 @@ class OptimalExtract1dStep(Step):
     Input: an s2d ``ImageModel``, ``SlitModel``, ``MultiSlitModel``, a
     ``ModelContainer`` of those, or a file name. Output: an x1d
     ``MultiSpecModel`` with one spectrum per slit (per source).
+
+    Unresampled cal exposures (``*_cal.fits``, SlitModel cut-outs, an
+    association or a ModelContainer of them) take the cal path
+    (`.pipeline.calpath`): one spectrum per source, combined from the
+    native pixels of all exposures (``input_level``).
     """
 
     class_alias = "optimal_extract_1d"
@@ -74,6 +79,10 @@ class OptimalExtract1dStep(Step):
     save_scene_model = boolean(default=False)  # save the model of every slit (suffix scene_model)
     save_residual_image = boolean(default=False)  # save data - model of every slit (suffix residual)
     save_plots = boolean(default=False)  # save a PNG summary of every slit (suffix plot)
+    input_level = option("auto", "s2d", "cal", default="auto")  # auto: cal when the slits are unresampled (WCS with slit_frame), else s2d
+    cal_background = option("auto", "nod", "subtracted", "none", default="auto")  # cal path: nod = fit the common sky of raw nods; subtracted = spec2 nod-subtracted; none = already removed
+    cal_wavelengths = float_list(default=None)  # cal path: output wavelengths (microns, increasing); None = the detector columns along the trace
+    save_exposure_spectra = boolean(default=False)  # cal path: also write each exposure's spectrum (<name>_exp<i>)
     """  # noqa: E501
 
     reference_file_types: ClassVar[list[str]] = []
@@ -87,11 +96,19 @@ class OptimalExtract1dStep(Step):
             meta = slits.meta_source(model).meta
             record = mode_record(meta.exposure.type, meta.instrument.grating, used)
             request = diagnostics.DiagnosticsRequest.from_object(self)
-            run = extraction.extract(model, params, keep_slits=request.any)
-            record["parameters"] = used
+            cal = CalParams.from_object(self)
+            if _is_cal(model, cal):
+                run = calpath.extract_cal(model, params, cal)
+                record["input_level"] = "cal"
+                if request.any:
+                    log.warning("Diagnostic files are written for s2d input only; none saved")
+            else:
+                run = extraction.extract(model, params, keep_slits=request.any)
+            record["parameters"] = {**used, **_plain(dataclasses.asdict(cal))}
             record["skipped_slits"] = [dataclasses.asdict(s) for s in run.skipped]
             result = x1d.build_x1d(run.spectra, slits.meta_source(model), record)
-            diagnostics.save(model, run, request, output_path=self.make_output_path)
+            if record.get("input_level") != "cal":
+                diagnostics.save(model, run, request, output_path=self.make_output_path)
         finally:
             if isinstance(input_data, (str, os.PathLike)):
                 model.close()
@@ -297,6 +314,13 @@ class OptimalExtract1dStep(Step):
         return config
 
 
+def _is_cal(model: Any, cal: CalParams) -> bool:
+    """Whether to take the cal path: asked for, or ``auto`` and the slits are unresampled."""
+    if cal.input_level == "auto":
+        return calinputs.is_cal_input(model)
+    return cal.input_level == "cal"
+
+
 def _check_input_exists(dataset: Any) -> None:
     """Raise `.InputError` if ``dataset`` is a file name that does not exist."""
     if isinstance(dataset, (str, os.PathLike)):
@@ -342,7 +366,10 @@ def _mode_keys(dataset: Any) -> dict[str, Any]:
             "meta.exposure.type": header.get("EXP_TYPE"),
             "meta.instrument.grating": header.get("GRATING"),
         }
-    if isinstance(dataset, (list, tuple)) or type(dataset).__name__ == "ModelContainer":
+    if isinstance(dataset, (list, tuple)) or type(dataset).__name__ in (
+        "ModelContainer",
+        "SourceModelContainer",
+    ):
         if len(dataset) == 0:
             msg = "the input is an empty list of models"
             raise ValueError(msg)

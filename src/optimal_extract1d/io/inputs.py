@@ -47,7 +47,9 @@ def open_input(input_data: Any) -> Any:
         check_exists(path)
         _check_fits_size(path)
         try:
-            model = datamodels.open(path)
+            model = (
+                _open_association(path) if path.lower().endswith(".json") else datamodels.open(path)
+            )
         except Exception as err:  # any reader failure means "not a readable datamodel"
             msg = f"cannot read {path!r} as a JWST datamodel: {type(err).__name__}: {err}"
             raise InputError(msg) from err
@@ -62,6 +64,13 @@ def open_input(input_data: Any) -> Any:
         msg = f"{label}: the {type(model).__name__} contains no slits"
         raise InputError(msg)
     return model
+
+
+def _open_association(path: str) -> Any:
+    """The science members of an association, as a ModelContainer."""
+    from jwst.datamodels import ModelContainer
+
+    return ModelContainer(path)
 
 
 def check_exists(path: str) -> None:
@@ -84,7 +93,10 @@ def check_exists(path: str) -> None:
 
 def input_label(model: Any) -> str:
     """The input's file name(s) for messages, else its type name."""
-    if isinstance(model, (list, tuple)) or type(model).__name__ == "ModelContainer":
+    if isinstance(model, (list, tuple)) or type(model).__name__ in (
+        "ModelContainer",
+        "SourceModelContainer",
+    ):
         return ", ".join(input_label(m) for m in model) or type(model).__name__
     return getattr(getattr(model, "meta", None), "filename", None) or type(model).__name__
 
@@ -118,6 +130,9 @@ def _check_fits_size(path: str) -> None:
 def _is_supported(model: Any) -> bool:
     if isinstance(model, datamodels.MultiSlitModel) or isinstance(model, SLIT_TYPES):
         return getattr(model, "data", None) is not None if isinstance(model, SLIT_TYPES) else True
-    if isinstance(model, (list, tuple)) or type(model).__name__ == "ModelContainer":
+    if isinstance(model, (list, tuple)) or type(model).__name__ in (
+        "ModelContainer",
+        "SourceModelContainer",
+    ):
         return all(_is_supported(m) for m in model)
     return False

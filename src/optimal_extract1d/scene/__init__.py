@@ -6,8 +6,9 @@ the code that builds it: `fit.fit_scene` (the entry point: kernel slice and
 its fit), `sources`, `components` and `pruning` (further sources and negative
 nod copies), `variation` and `trace` (FWHM and center along the dispersion),
 `choice` (the ``auto`` choices of kernel, background and orders), `criterion`,
-the one criterion every scene decision is made with, and `position`, where
-the slit's metadata put the source.
+the one criterion every scene decision is made with, `position`, where the
+slit's metadata put the source, and `calfit`, the joint profile of the cal
+exposures of a source.
 
 May import: `.core`, `.psf`, and the vocabulary (`.errors`, `.results`,
 `.slitdata`); no datamodels, and not the run parameters (`.params`): the

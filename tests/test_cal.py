@@ -1,0 +1,326 @@
+"""The cal path (issue 13): optimal extraction from unresampled exposures, combined in 1-D."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ceers import CEERS_LINES_UM, NOD_FILES, build_ceers_s2d, requires_ceers
+from jwst.datamodels import ModelContainer
+from stdatamodels.jwst import datamodels
+
+from optimal_extract1d import OptimalExtract1dStep
+from optimal_extract1d.core.calsums import combine, noise_factor, noise_factor_by_bin, project
+from optimal_extract1d.errors import InputError, ParameterError
+from optimal_extract1d.io import calinputs
+from optimal_extract1d.params import CalParams
+from optimal_extract1d.results import DQ_OUTLIER
+from optimal_extract1d.sim.calmodels import make_cal_models, save_cal_models
+from optimal_extract1d.sim.calsim import CalGeometry, simulate_cal
+
+FAST = dict(kernel="gaussian", fit_fwhm=True, fwhm_order=1)
+GEOMETRY = CalGeometry(n_disp=160, wavelength=(1.0, 0.024, 2.0e-5))
+
+
+def _sim(seed, **kw):
+    return simulate_cal(np.random.default_rng(seed), geometry=GEOMETRY, **kw)
+
+
+def _table(x1d, index=0):
+    return x1d.spec[index].spec_table
+
+
+def _compare(sim, x1d):
+    t = _table(x1d)
+    ok = np.isfinite(t["FLUX"]) & (t["NPIXELS"] > 5)
+    truth = sim.true_flux(t["WAVELENGTH"][ok])
+    return t["FLUX"][ok], t["FLUX_ERROR"][ok], truth
+
+
+@pytest.fixture(scope="module")
+def raw_sim():
+    return _sim(3, snr=40.0)
+
+
+@pytest.fixture(scope="module")
+def raw_x1d(raw_sim):
+    return OptimalExtract1dStep.call(
+        ModelContainer(make_cal_models(raw_sim)), error_scale="none", **FAST
+    )
+
+
+# --- the estimator ---------------------------------------------------------------------
+
+
+def test_nod_projection_is_the_least_squares_fit_with_a_sky_per_pixel(rng):
+    """Profiling B_p out equals solving for F and every B_p jointly."""
+    n_exp, n_pix = 3, 12
+    profile = rng.uniform(0, 0.3, (n_exp, n_pix))
+    data = rng.normal(size=(n_exp, n_pix))
+    weight = rng.uniform(0.5, 2.0, (n_exp, n_pix))
+    q, y = project(profile, data, weight, "nod")
+    flux = np.sum(weight * q * y) / np.sum(weight * q * q)
+    # the full design: F column + one indicator column per pixel
+    design = np.zeros((n_exp * n_pix, 1 + n_pix))
+    design[:, 0] = profile.ravel()
+    for i in range(n_exp):
+        design[i * n_pix + np.arange(n_pix), 1 + np.arange(n_pix)] = 1.0
+    sw = np.sqrt(weight.ravel())
+    solution = np.linalg.lstsq(design * sw[:, None], data.ravel() * sw, rcond=None)[0]
+    assert flux == pytest.approx(solution[0], rel=1e-10)
+
+
+def test_combine_recovers_flux_with_calibrated_errors_on_pure_noise(rng):
+    n_exp, n_pix, n_bins = 3, 4000, 200
+    profile = rng.uniform(0.05, 0.4, (n_exp, n_pix))
+    bins = np.broadcast_to(np.arange(n_pix) % n_bins, (n_exp, n_pix)).copy()
+    var = np.full((n_exp, n_pix), 0.04)
+    zeros = np.zeros_like(var)
+    pulls = []
+    for _ in range(20):
+        data = 5.0 * profile + 3.0 + rng.normal(size=var.shape) * 0.2  # sky 3 on every pixel
+        sums = combine(
+            profile, data, (var, zeros, zeros), np.ones_like(var, bool), bins, n_bins,
+            mode="nod", reject_sigma=0, max_iter=0,
+        )  # fmt: skip
+        pulls.append((sums.flux - 5.0) / np.sqrt(sums.var_poisson))
+        assert np.nanmean(sums.background) == pytest.approx(3.0, abs=0.05)
+    assert np.std(pulls) == pytest.approx(1.0, abs=0.05)
+    assert abs(np.mean(pulls)) < 0.05
+
+
+def test_noise_factor_measures_the_noise_not_the_profile():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(3, 5000)) * 1.3
+    model = np.zeros_like(z)
+    model[:, :100] = 10.0  # bright pixels are not used, whatever their residuals
+    z[:, :100] = 50.0
+    factor, n = noise_factor(z, model, np.ones_like(z))
+    assert factor == pytest.approx(1.3, rel=0.05) and n == 3 * 4900
+
+
+def test_noise_factor_by_bin_follows_a_wavelength_dependent_scatter():
+    rng = np.random.default_rng(1)
+    n_pix, n_bins = 40000, 400
+    bins = np.broadcast_to(np.arange(n_pix) * n_bins // n_pix, (3, n_pix)).copy()
+    scale = np.where(bins < n_bins // 2, 1.6, 1.1)
+    z = rng.normal(size=(3, n_pix)) * scale
+    factor, chunks = noise_factor_by_bin(z, np.zeros_like(z), np.ones_like(z), bins, n_bins)
+    assert len(chunks) == 8
+    assert factor[:100] == pytest.approx(1.6, rel=0.05)
+    assert factor[-100:] == pytest.approx(1.1, rel=0.05)
+
+
+# --- simulated exposures through the step ----------------------------------------------
+
+
+def test_simulated_cal_exposures_are_recognised_as_cal(raw_sim):
+    models = ModelContainer(make_cal_models(raw_sim))
+    assert calinputs.is_cal_input(models)
+    exposures = calinputs.read_exposures(models)
+    # the source sits at along-slit offset 0 in every exposure, on different rows
+    for exp, truth in zip(exposures, raw_sim.exposures, strict=True):
+        peak = np.nanargmax(np.nan_to_num(truth.profile[:, 80]))
+        assert abs(exp.along_slit[peak, 80]) < 0.6
+    rows = [np.nanargmax(np.nan_to_num(t.profile[:, 80])) for t in raw_sim.exposures]
+    assert len(set(rows)) == 3
+
+
+def test_raw_nods_give_unbiased_flux_and_calibrated_errors(raw_sim, raw_x1d):
+    (spec,) = raw_x1d.spec
+    meta = spec.meta.optimal_extraction
+    assert raw_x1d.meta.optimal_extraction.input_level == "cal"
+    assert meta.background == "nod" and meta.n_exposures == 3
+    flux, err, truth = _compare(raw_sim, raw_x1d)
+    assert flux.size > 140
+    assert np.mean(flux) / np.mean(truth) == pytest.approx(1.0, abs=0.005)
+    assert np.std((flux - truth) / err) == pytest.approx(1.0, abs=0.12)
+    assert np.all(np.abs(meta.psf.exposure_offsets_px) < 0.1)  # the metadata positions hold
+    fwhm = meta.psf.fwhm_model.coefficients
+    assert fwhm[0] == pytest.approx(np.mean(raw_sim.fwhm), abs=0.1)
+    t = _table(raw_x1d)
+    assert np.all(np.diff(t["WAVELENGTH"]) > 0)
+    assert spec.spec_table.columns["FLUX"].unit == "Jy"
+
+
+def test_spec2_nod_subtracted_files_give_the_raw_answer(raw_sim, raw_x1d, tmp_path):
+    """bkg_subtract COMPLETE: the negative copies are modelled; the errors stay calibrated."""
+    paths = save_cal_models(make_cal_models(raw_sim, background="nod"), tmp_path)
+    from jwst.associations import asn_from_list
+    from jwst.associations.lib.rules_level3_base import DMS_Level3_Base
+
+    asn = asn_from_list.asn_from_list(
+        [p.name for p in paths], rule=DMS_Level3_Base, product_name="sim"
+    )
+    (tmp_path / "asn.json").write_text(asn.dump(format="json")[1])
+    x1d = OptimalExtract1dStep.call(str(tmp_path / "asn.json"), error_scale="none", **FAST)
+    assert x1d.spec[0].meta.optimal_extraction.background == "subtracted"
+    flux, err, _ = _compare(raw_sim, x1d)
+    ref, ref_err, _ = _compare(raw_sim, raw_x1d)
+    np.testing.assert_allclose(flux, ref, rtol=0, atol=0.05 * np.median(ref_err))
+    np.testing.assert_allclose(err, ref_err, rtol=0.02)
+
+
+def test_cosmic_rays_are_rejected_in_their_exposure_and_flagged():
+    sim = _sim(5, snr=40.0, n_cosmic_rays=25)
+    x1d = OptimalExtract1dStep.call(
+        ModelContainer(make_cal_models(sim)), error_scale="none", **FAST
+    )
+    meta = x1d.spec[0].meta.optimal_extraction
+    assert meta.iteration.n_rejected >= 20
+    flux, err, truth = _compare(sim, x1d)
+    assert np.max(np.abs(flux - truth) / err) < 5.0
+    assert np.std((flux - truth) / err) == pytest.approx(1.0, abs=0.15)
+    t = _table(x1d)
+    assert np.any(t["DQ"] & DQ_OUTLIER)
+    npix_flagged = t["NPIXELS"][(t["DQ"] & DQ_OUTLIER) != 0]
+    assert np.all(npix_flagged > 0)
+
+
+def test_exposure_spectra_and_a_user_grid():
+    sim = _sim(7, snr=40.0)
+    grid = np.linspace(1.5, 4.5, 60)
+    x1d = OptimalExtract1dStep.call(
+        ModelContainer(make_cal_models(sim)),
+        error_scale="none",
+        save_exposure_spectra=True,
+        cal_wavelengths=list(grid),
+        **FAST,
+    )
+    names = [s.name for s in x1d.spec]
+    assert names == ["1", "1_exp1", "1_exp2", "1_exp3"]
+    np.testing.assert_allclose(_table(x1d)["WAVELENGTH"], grid)
+    combined = _table(x1d)["FLUX"]
+    single = np.array([_table(x1d, i)["FLUX"] for i in (1, 2, 3)])
+    single_err = np.array([_table(x1d, i)["FLUX_ERROR"] for i in (1, 2, 3)])
+    truth = sim.true_flux(grid)
+    assert np.nanmedian(single / truth) == pytest.approx(1.0, abs=0.02)
+    # the combination is more precise than any one exposure
+    assert np.nanmedian(_table(x1d)["FLUX_ERROR"]) < np.nanmin(np.nanmedian(single_err, axis=1))
+    assert np.nanmedian(combined / truth) == pytest.approx(1.0, abs=0.01)
+
+
+def test_s2d_input_keeps_the_s2d_path_and_cal_on_s2d_is_an_input_error(tmp_path):
+    from optimal_extract1d.sim.models import make_s2d_file
+
+    path = make_s2d_file(tmp_path / "x_s2d.fits", np.random.default_rng(1), n_slits=1).path
+    x1d = OptimalExtract1dStep.call(str(path))
+    assert "input_level" not in x1d.meta.optimal_extraction.instance
+    with pytest.raises(InputError, match="slit_frame"):
+        OptimalExtract1dStep.call(str(path), input_level="cal")
+
+
+def test_bad_cal_parameters_are_refused_before_any_work(raw_sim):
+    with pytest.raises(ParameterError, match="cal_wavelengths"):
+        CalParams(cal_wavelengths=(2.0, 1.0))
+    models = ModelContainer(make_cal_models(raw_sim)[:1])
+    with pytest.raises(ParameterError, match="same detector pixels"):
+        OptimalExtract1dStep.call(models, cal_background="nod", **FAST)
+    with pytest.raises(ParameterError, match="kernel"):
+        OptimalExtract1dStep.call(ModelContainer(make_cal_models(raw_sim)), kernel="empirical")
+
+
+# --- real CEERS 933 ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ceers_cal_x1d():
+    if len(NOD_FILES) != 3:
+        pytest.skip("../shared CEERS data absent")
+    return OptimalExtract1dStep.call(ModelContainer([datamodels.open(str(f)) for f in NOD_FILES]))
+
+
+def _line_flux(t, center, half=0.06):
+    near = (np.abs(t["WAVELENGTH"] - center) < half) & np.isfinite(t["FLUX"])
+    side = (np.abs(t["WAVELENGTH"] - center) > 1.5 * half) & (
+        np.abs(t["WAVELENGTH"] - center) < 3 * half
+    )
+    cont = np.nanmedian(t["FLUX"][side & np.isfinite(t["FLUX"])])
+    return np.sum(t["FLUX"][near] - cont), np.sqrt(np.sum(t["FLUX_ERROR"][near] ** 2))
+
+
+@requires_ceers
+def test_ceers_cal_path_finds_the_source_and_its_lines(ceers_cal_x1d):
+    (spec,) = ceers_cal_x1d.spec
+    meta = spec.meta.optimal_extraction
+    assert spec.source_id == 933 and meta.background == "nod" and meta.n_exposures == 3
+    # the nod offsets of the metadata put the source within a pixel in every exposure
+    assert np.all(np.abs(meta.psf.exposure_offsets_px) < 1.0)
+    assert 1.0 < meta.error_scale.measured_factor < 1.3  # VAR_* of cal frames: ~1.2x low
+    for line in CEERS_LINES_UM:
+        flux, err = _line_flux(spec.spec_table, line)
+        assert flux / err > 15, (line, flux, err)
+
+
+@pytest.fixture(scope="module")
+def ceers_s2d_x1d(tmp_path_factory):
+    if len(NOD_FILES) != 3:
+        pytest.skip("../shared CEERS data absent")
+    return OptimalExtract1dStep.call(str(build_ceers_s2d(tmp_path_factory.mktemp("s2d"))))
+
+
+@requires_ceers
+@pytest.mark.heavy
+def test_ceers_cal_line_fluxes_are_near_the_s2d_path(ceers_cal_x1d, ceers_s2d_x1d):
+    for line in CEERS_LINES_UM:
+        cal_flux, _ = _line_flux(ceers_cal_x1d.spec[0].spec_table, line)
+        s2d_flux, _ = _line_flux(ceers_s2d_x1d.spec[0].spec_table, line)
+        assert cal_flux == pytest.approx(s2d_flux, rel=0.2), line
+
+
+@requires_ceers
+@pytest.mark.heavy
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 13 target not met: [OIII]+Hbeta comes out 15 % (3.4 sigma) below the s2d "
+    "path (H-alpha 7 %, 1.5 sigma). Box sums over +-3 px agree between the cal and s2d data "
+    "(2.44e-6 Jy both) and simulated point-source lines are recovered within 0.7 %, so the "
+    "suspect is the one analytic profile for this extended galaxy's line emission",
+)
+def test_ceers_cal_line_fluxes_agree_with_the_s2d_path_within_errors(ceers_cal_x1d, ceers_s2d_x1d):
+    for line in CEERS_LINES_UM:
+        cal_flux, cal_err = _line_flux(ceers_cal_x1d.spec[0].spec_table, line)
+        s2d_flux, s2d_err = _line_flux(ceers_s2d_x1d.spec[0].spec_table, line)
+        assert abs(cal_flux - s2d_flux) < 3 * np.hypot(cal_err, s2d_err), (line, cal_flux, s2d_flux)
+
+
+@requires_ceers
+def test_spec3_extract_from_cal_on_the_ceers_association(tmp_path, monkeypatch):
+    from ceers import spec3_association
+
+    from optimal_extract1d import OptimalSpec3Pipeline
+
+    monkeypatch.setenv("STPIPE_DISABLE_CRDS_STEPPARS", "True")
+    asn = spec3_association(tmp_path)
+    OptimalSpec3Pipeline.call(
+        str(asn),
+        extract_from_cal=True,
+        save_results=True,
+        output_dir=str(tmp_path),
+        steps={"outlier_detection": {"skip": True}},
+    )
+    members = json.loads(asn.read_text())["products"][0]["name"]
+    (x1d_path,) = tmp_path.glob("*_x1d.fits")
+    assert members.split("_")[0] in x1d_path.name
+    assert not list(tmp_path.glob("*_s2d.fits")) and not list(tmp_path.glob("*_c1d.fits"))
+    with datamodels.open(x1d_path) as x1d:
+        (spec,) = x1d.spec
+        meta = spec.meta.optimal_extraction
+        # the test's nod-subtracted files are recognised as such (they cancel pixel by pixel)
+        assert meta.input_level == "cal" and meta.background == "subtracted"
+        assert meta.n_exposures == 3
+        flux, err = _line_flux(spec.spec_table, 3.43)
+        assert flux / err > 15
+
+
+def test_a_wrong_source_ypos_is_refined_by_the_fit(raw_sim):
+    """The metadata put the source 0.6 px off in every exposure; the fitted offsets find it."""
+    models = make_cal_models(raw_sim)
+    for m in models:
+        m.source_ypos = m.source_ypos + 0.6 * GEOMETRY.units_per_pixel
+    x1d = OptimalExtract1dStep.call(ModelContainer(models), error_scale="none", **FAST)
+    offsets = np.asarray(x1d.spec[0].meta.optimal_extraction.psf.exposure_offsets_px)
+    np.testing.assert_allclose(offsets, -0.6, atol=0.1)
+    flux, _, truth = _compare(raw_sim, x1d)
+    assert np.mean(flux) / np.mean(truth) == pytest.approx(1.0, abs=0.005)
