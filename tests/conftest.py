@@ -23,11 +23,13 @@ if "OPTIMAL_EXTRACT1D_SHARED" in os.environ:
 
 
 # Hypothesis profiles (select with HYPOTHESIS_PROFILE=...). "ci", the default, runs
-# 1000 examples per core property (tests/test_fuzz.py scales the slow end-to-end
-# properties down from this) and keeps the whole suite within a couple of minutes
-# on 2 cores; "dev" is for quick local runs, "thorough" for a long hunt.
+# 300 examples per core property (tests/test_fuzz.py scales the slow end-to-end
+# properties down from this), about 8 s of the suite on 2 cores; the heavy run of
+# CI (pytest -m heavy) repeats the properties at 2000 examples
+# (test_fuzz.py::test_properties_hold_over_many_examples); "dev" is for quick local
+# runs, "thorough" for a long hunt.
 _FUZZ = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("ci", max_examples=1000, **_FUZZ)
+settings.register_profile("ci", max_examples=300, **_FUZZ)
 settings.register_profile("dev", max_examples=100, **_FUZZ)
 settings.register_profile("thorough", max_examples=20000, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
@@ -159,3 +161,14 @@ def centroid_tolerance(fwhm, snr, *, n_sigma=5.0):
     column S/N times sqrt(w).
     """
     return n_sigma * np.sqrt(2.0) * fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / snr
+
+
+@pytest.fixture(scope="session")
+def ceers_s2d(tmp_path_factory):
+    """The real CEERS 933 s2d (nod-subtracted cutouts through jwst's ResampleSpecStep),
+    built once per test session; skips when ../shared is absent (see tests/ceers.py)."""
+    from ceers import NOD_FILES, build_ceers_s2d
+
+    if len(NOD_FILES) != 3:
+        pytest.skip("../shared CEERS data absent")
+    return build_ceers_s2d(tmp_path_factory.mktemp("ceers_s2d"))

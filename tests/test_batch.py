@@ -80,7 +80,7 @@ def test_dask_cluster_gives_the_same_spectra_as_one_process(inputs, tmp_path, ca
     good, _, _ = inputs
     serial = run_batch(good, output_dir=tmp_path / "serial")
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster:
         argv = ["batch", *map(str, good), "--output-dir", str(tmp_path / "dask")]
         assert main([*argv, "--scheduler", cluster.scheduler_address]) == 0

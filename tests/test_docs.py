@@ -56,6 +56,7 @@ def test_readme_docs_command_installs_the_docs_extra():
     assert build.split()[0] == ".venv/bin/sphinx-build"
 
 
+@pytest.mark.heavy
 def test_sphinx_build_has_no_warnings(tmp_path):
     """The README's docs command, as written (output redirected), builds without warnings."""
     pytest.importorskip("sphinx")

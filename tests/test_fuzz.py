@@ -496,3 +496,29 @@ def test_a_slit_with_far_rows_nan_and_no_background_gives_a_spectrum():
     model.slits[0].data[8:] = np.nan
     run = extract(model, ExtractParams(bkg_order=-1))
     assert len(run.spectra) == 1 and not run.skipped
+
+
+MANY = 2000  # examples per core property in CI's heavy run (the default "ci" profile: 300)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize(
+    "prop",
+    [
+        test_horne_sums_are_never_inf_and_variances_never_negative,
+        test_flux_is_nan_only_where_no_usable_pixel_is_under_the_profile,
+        test_any_float64_input_gives_no_inf_and_no_negative_variance,
+        test_noise_free_profile_times_flux_gives_the_flux,
+        test_without_background_the_variance_is_horne_eq_9,
+        test_extract_slit_with_checked_parameters_raises_nothing_nor_returns_inf,
+        test_parameters_raise_parameter_error_and_nothing_else,
+        test_kernel_fit_raises_profile_fit_error_and_nothing_else,
+    ],
+    ids=lambda prop: prop.__name__.removeprefix("test_"),
+)
+def test_properties_hold_over_many_examples(prop):
+    """The properties above at the example count of the old default profile and more:
+    the default run is sized to the time, CI's heavy run to the search."""
+    scale = MANY // settings().max_examples
+    examples = max(prop._hypothesis_internal_use_settings.max_examples, 1) * scale
+    settings(prop._hypothesis_internal_use_settings, max_examples=examples)(prop)()

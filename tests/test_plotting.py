@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from ceers import CEERS_LINES_UM, build_ceers_s2d, requires_ceers
+from ceers import CEERS_LINES_UM, requires_ceers
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -238,11 +238,6 @@ def test_data_gaps_are_the_all_nan_column_runs():
     assert data_gaps(data) == [(0, 1), (8, 10), (19, 19)]
     assert data_gaps(data, offset=100) == [(100, 101), (108, 110), (119, 119)]
     assert data_gaps(np.ones((3, 4))) == []
-
-
-@pytest.fixture(scope="module")
-def ceers_s2d(tmp_path_factory):
-    return build_ceers_s2d(tmp_path_factory.mktemp("ceers_plot"))
 
 
 @requires_ceers

@@ -1,18 +1,12 @@
 """Extraction of a real NIRSpec MOS s2d built from the CEERS 933 cutouts."""
 
 import numpy as np
-import pytest
-from ceers import CEERS_LINES_UM, build_ceers_s2d, requires_ceers
+from ceers import CEERS_LINES_UM, requires_ceers
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d import OptimalExtract1dStep
 
 pytestmark = requires_ceers
-
-
-@pytest.fixture(scope="module")
-def ceers_s2d(tmp_path_factory):
-    return build_ceers_s2d(tmp_path_factory.mktemp("ceers"))
 
 
 def test_real_s2d_has_the_expected_structure(ceers_s2d):

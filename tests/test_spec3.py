@@ -1,6 +1,7 @@
 """`OptimalSpec3Pipeline`: jwst's calwebb_spec3 with our extract_1d."""
 
 import numpy as np
+import pytest
 from ceers import CEERS_LINES_UM, requires_ceers, spec3_association
 from jwst.extract_1d import Extract1dStep
 from jwst.pipeline import Spec3Pipeline
@@ -31,6 +32,7 @@ def test_mode_defaults_reach_extract_1d_when_crds_parameters_are_disabled():
     assert set(config["steps"]) == {"extract_1d"}
 
 
+@pytest.mark.heavy
 @requires_ceers
 def test_strun_spec3_offline_on_real_ceers_association(tmp_path, strun):
     asn = spec3_association(tmp_path)
