@@ -95,7 +95,14 @@ def test_bad_step_parameter_stops_before_any_work(inputs, tmp_path, capsys):
     good, _, _ = inputs
     out = tmp_path / "out"
     assert main(["batch", str(good[0]), "--output-dir", str(out), "--bkg_ordr", "1"]) == 2
-    assert "Extra value 'bkg_ordr'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown step parameter 'bkg_ordr' (did you mean 'bkg_order'?)" in err
+    assert "Extra value" not in err
+    assert main(["batch", str(good[0]), "--output-dir", str(out), "--kernal=moffat"]) == 2
+    assert "'kernal' (did you mean 'kernel'?)" in capsys.readouterr().err
+    assert main(["batch", str(good[0]), "--output-dir", str(out), "--zzzz", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown step parameter 'zzzz';" in err and "did you mean" not in err
     assert main(["batch", str(good[0]), "--output_dir", str(out)]) == 2
     assert "use --output-dir" in capsys.readouterr().err
     assert not out.exists()
@@ -113,8 +120,10 @@ def test_repeated_file_names_are_refused(inputs, tmp_path):
 
 def test_split_step_options():
     tokens = ["a.fits", "--workers", "3", "--kernel", "moffat", "b.fits", "--bkg-order=1"]
-    batch, options = split_step_options([*tokens, "--output-dir=o", "--extraction_region=1,2,3,4"])
-    assert batch == ["a.fits", "--workers", "3", "b.fits", "--output-dir=o"]
+    batch, options = split_step_options(
+        [*tokens, "--output-dir=o", "--resume", "--extraction_region=1,2,3,4", "--overwrite"]
+    )
+    assert batch == ["a.fits", "--workers", "3", "b.fits", "--output-dir=o", "--resume", "--overwrite"]
     assert options == {"kernel": "moffat", "bkg_order": "1", "extraction_region": "1,2,3,4"}
     with pytest.raises(SystemExit):
         split_step_options(["a.fits", "--kernel"])
