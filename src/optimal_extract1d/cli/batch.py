@@ -31,6 +31,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -338,7 +339,9 @@ def _stale(path: str, out: str, parameters: dict[str, Any]) -> str | tuple[Any, 
         if os.path.exists(source) and os.path.getmtime(source) > made:
             return f"{os.path.basename(source)} is newer than the x1d"
     try:
-        x1d = datamodels.open(out)
+        with warnings.catch_warnings():  # a damaged file is expected here, and redone
+            warnings.simplefilter("ignore")
+            x1d = datamodels.open(out)
     except Exception as err:  # unreadable: redo it
         return f"the x1d cannot be read ({type(err).__name__})"
     record = getattr(getattr(x1d.meta, "optimal_extraction", None), "instance", {}) or {}
@@ -492,6 +495,7 @@ def run_batch(
         "resume": resume,
     }
     by_path: dict[str, FileResult] = {}
+    started = time.time()
     try:
         with _stop_on_signals():
             if scheduler is not None:
@@ -511,9 +515,24 @@ def run_batch(
                     close()
     except BatchInterrupted as stop:
         reason = f"batch interrupted by {signal.Signals(stop.signum).name}"
-        stop.results = [by_path.get(p) or _not_run(p, reason) for p in paths]
+        stop.results = [
+            by_path.get(p) or _finished_unseen(p, kwargs, started) or _not_run(p, reason)
+            for p in paths
+        ]
         raise
     return [by_path[p] for p in paths]
+
+
+def _finished_unseen(path: str, kwargs: dict, started: float) -> FileResult | None:
+    """A file whose x1d this batch wrote, but whose result the interrupt kept from us."""
+    out = x1d_path(path, kwargs["output_dir"])
+    if not os.path.exists(out) or os.path.getmtime(out) < started:
+        return None
+    result = earlier_result(path, out, kwargs["parameters"])
+    if result is None:
+        return None
+    rows = tuple(dataclasses.replace(row, run="now") for row in result.rows)
+    return dataclasses.replace(result, rows=rows, state="done")
 
 
 def _not_run(path: str, reason: str) -> FileResult:
@@ -561,6 +580,7 @@ def _check_unique_names(paths: list[str]) -> None:
 
 def _run_processes(paths: list[str], kwargs: dict, workers: int) -> Iterator[FileResult]:
     """Files on a `.cli.workers.WorkerPool`; a worker that dies fails its file only."""
+    _preload()
     pool = WorkerPool(functools.partial(_extract_one, **kwargs), workers)
     try:
         with pool:
@@ -568,6 +588,19 @@ def _run_processes(paths: list[str], kwargs: dict, workers: int) -> Iterator[Fil
                 yield _from_worker(path, result)
     finally:
         remove_partials(kwargs["output_dir"], pool.pids)
+
+
+def _preload() -> None:
+    """Load here what every worker would load for its first file; forked workers share it.
+
+    The scan of the asdf plugins alone takes ~3 s per process.
+    """
+    import asdf
+
+    from ..step import OptimalExtract1dStep
+
+    config = asdf.get_config()
+    _ = (config.extensions, config.resource_mappings, OptimalExtract1dStep.spec)
 
 
 def _extract_one(path: str, **kwargs: Any) -> FileResult:

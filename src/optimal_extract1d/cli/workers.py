@@ -10,9 +10,10 @@ reason (the signal that killed it), a new worker takes its place and the
 others carry on. Leaving the ``with`` block (normally, or by an exception
 such as an interrupt) ends every worker: SIGTERM, then SIGKILL for one that
 has not gone after a grace period. Workers ignore SIGINT (a Ctrl-C reaches
-the whole process group; the parent decides), exit on SIGTERM by raising
-`SystemExit` (so files being written are cleaned up), and on Linux are
-sent SIGTERM by the kernel if the parent dies, even by SIGKILL.
+the whole process group; the parent decides), exit at once on SIGTERM
+(files being written stay in their temporary directories, which the parent
+sweeps with `.io.atomic.remove_partials`), and on Linux are sent SIGTERM by
+the kernel if the parent dies, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -183,8 +185,9 @@ class WorkerPool:
                 worker.conn.close()
             if worker.process.is_alive():
                 worker.process.terminate()
+        deadline = time.monotonic() + _GRACE_SECONDS
         for worker in self._workers:
-            worker.process.join(_GRACE_SECONDS)
+            worker.process.join(max(0.0, deadline - time.monotonic()))
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
@@ -214,7 +217,12 @@ def _worker_main(func: Callable[[Any], Any], conn: Connection, parent: int) -> N
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    """Exit at once; the parent sweeps the temporary files.
+
+    An exception could be swallowed by the code running (a plugin loader that
+    catches everything), and the worker would go on writing.
+    """
+    os._exit(128 + signum)
 
 
 def _die_with_parent(parent: int) -> None:
