@@ -123,7 +123,10 @@ def test_split_step_options():
     batch, options = split_step_options(
         [*tokens, "--output-dir=o", "--resume", "--extraction_region=1,2,3,4", "--overwrite"]
     )
-    assert batch == ["a.fits", "--workers", "3", "b.fits", "--output-dir=o", "--resume", "--overwrite"]
+    assert batch == ["a.fits", "--workers", "3", "b.fits", "--output-dir=o"] + [
+        "--resume",
+        "--overwrite",
+    ]
     assert options == {"kernel": "moffat", "bkg_order": "1", "extraction_region": "1,2,3,4"}
     with pytest.raises(SystemExit):
         split_step_options(["a.fits", "--kernel"])

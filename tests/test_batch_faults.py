@@ -178,7 +178,8 @@ def test_a_worker_killed_fails_its_file_only(s2d_files, tmp_path):
     rows = _summary(out / "batch_summary.csv")
     errors = [r for r in rows if r["status"] == "error"]
     assert len(errors) == 1
-    assert f"worker process {victim} was killed by SIGKILL (out of memory?)" in errors[0]["warnings"]
+    reason = f"worker process {victim} was killed by SIGKILL (out of memory?)"
+    assert reason in errors[0]["warnings"]
     fitted = {Path(r["file"]).name for r in rows if r["status"] == "fit"}
     assert len(fitted) == N_FILES - 1 and Path(errors[0]["file"]).name not in fitted
     assert not (out / Path(errors[0]["file"]).name.replace("_s2d", "_x1d")).exists()

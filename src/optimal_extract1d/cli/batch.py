@@ -497,7 +497,7 @@ def run_batch(
     by_path: dict[str, FileResult] = {}
     started = time.time()
     try:
-        with _stop_on_signals():
+        with _stop_on_signals() as stopping:
             if scheduler is not None:
                 finished = _run_dask(paths, kwargs, scheduler)
             elif workers > 1 and len(paths) > 1:
@@ -509,6 +509,8 @@ def run_batch(
                     by_path[result.path] = result
                     if progress is not None:
                         progress(result)
+                    if stopping:  # the exception was swallowed by the code it interrupted
+                        raise BatchInterrupted(stopping[0])
             finally:
                 close = getattr(finished, "close", None)
                 if close is not None:  # end the workers now, still under the signal guard
@@ -541,19 +543,20 @@ def _not_run(path: str, reason: str) -> FileResult:
 
 
 @contextmanager
-def _stop_on_signals() -> Iterator[None]:
+def _stop_on_signals() -> Iterator[list[int]]:
     """Turn SIGINT and SIGTERM into `BatchInterrupted` (main thread only), then restore.
 
     SIGINT is caught even where it was ignored at start-up (a batch started
     in the background by a shell). A second signal during the clean-up is
-    ignored: the workers are being ended anyway.
+    ignored: the workers are being ended anyway. Yields the list of signals
+    received, for a caller to check in case the exception was swallowed.
     """
+    stopping: list[int] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stopping
         return
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.getsignal(s) for s in signals}
-    stopping = []
 
     def handler(signum: int, frame: object) -> None:
         if stopping:
@@ -564,7 +567,7 @@ def _stop_on_signals() -> Iterator[None]:
     for s in signals:
         signal.signal(s, handler)
     try:
-        yield
+        yield stopping
     finally:
         for s in signals:
             signal.signal(s, previous[s] if previous[s] is not None else signal.SIG_DFL)
