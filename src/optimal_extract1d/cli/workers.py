@@ -1,6 +1,6 @@
 """Worker processes that survive the loss of one of them, and stop on request.
 
-`concurrent.futures.ProcessPoolExecutor` cannot do either: when one worker
+``concurrent.futures.ProcessPoolExecutor`` cannot do either: when one worker
 dies (the out-of-memory killer) the whole pool breaks and every pending
 file fails with ``BrokenProcessPool``; it cannot end its running workers,
 and workers orphaned by a killed parent keep running. `WorkerPool` gives
@@ -87,12 +87,12 @@ class WorkerPool:
     ----------
     func : callable
         Called in a worker with one item; must be picklable (a module-level
-        function or a `functools.partial` of one). It should not raise; if it
+        function or a ``functools.partial`` of one). It should not raise; if it
         does, the exception is returned as its result.
     workers : int
         Number of processes.
-    context : multiprocessing context, optional
-        Default: ``fork`` where available (workers start in milliseconds and
+    context : object, optional
+        A ``multiprocessing`` context. Default: ``fork`` where available (workers start in milliseconds and
         share the imported modules), else the platform's default.
 
     Examples

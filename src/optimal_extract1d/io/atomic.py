@@ -42,10 +42,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
     Notes
     -----
-    When the block raises (including `KeyboardInterrupt` and `SystemExit`,
+    When the block raises (including ``KeyboardInterrupt`` and ``SystemExit``,
     which a worker's SIGTERM handler raises), the temporary directory is
     removed and ``path`` is left as it was. An existing ``path`` is replaced
-    only by a complete file (`os.replace`).
+    only by a complete file (``os.replace``).
     """
     head, name = os.path.split(os.fspath(path))
     tmpdir = tempfile.mkdtemp(
@@ -69,7 +69,7 @@ def remove_partials(directory: str | os.PathLike, pids: Iterable[int]) -> list[s
     ----------
     directory : path
         An output directory.
-    pids : iterable of int
+    pids : list of int
         Processes that have ended (a worker killed mid-write).
 
     Returns
