@@ -92,8 +92,9 @@ class WorkerPool:
     workers : int
         Number of processes.
     context : object, optional
-        A ``multiprocessing`` context. Default: ``fork`` where available (workers start in milliseconds and
-        share the imported modules), else the platform's default.
+        A ``multiprocessing`` context. Default: ``fork`` where available
+        (workers start in milliseconds and share the imported modules), else
+        the platform's default.
 
     Examples
     --------
