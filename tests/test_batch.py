@@ -130,3 +130,29 @@ def test_split_step_options():
     assert options == {"kernel": "moffat", "bkg_order": "1", "extraction_region": "1,2,3,4"}
     with pytest.raises(SystemExit):
         split_step_options(["a.fits", "--kernel"])
+
+
+def test_resume_and_overwrite_flags(inputs, tmp_path, capsys):
+    good, _, _ = inputs
+    out = tmp_path / "out"
+    argv = ["batch", str(good[0]), "--output-dir", str(out)]
+    assert main(argv) == 0
+    x1d = out / good[0].name.replace("_s2d", "_x1d")
+    made = x1d.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "1 kept from an earlier run" in captured.out and "will be replaced" not in captured.err
+    assert x1d.stat().st_mtime_ns == made
+    rows = _summary(out / "batch_summary.csv")
+    assert [(r["slit"], r["status"], r["run"]) for r in rows] == [
+        ("1", "fit", "earlier"),
+        ("2", "fit", "earlier"),
+    ]
+    assert main(argv) == 0  # the default redoes the file, and says so
+    assert "1 x1d files exist and will be replaced" in capsys.readouterr().err
+    assert x1d.stat().st_mtime_ns > made
+    assert main([*argv, "--overwrite"]) == 0
+    assert "will be replaced" not in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # they exclude each other
+        main([*argv, "--resume", "--overwrite"])
