@@ -23,6 +23,7 @@ import csv
 import dataclasses
 import difflib
 import functools
+import importlib.metadata
 import json
 import logging
 import os
@@ -39,7 +40,6 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .. import __version__
 from ..errors import InputError, OptimalExtractError, ParameterError
 from ..io.atomic import atomic_path, remove_partials
 from .workers import WorkerLost, WorkerPool
@@ -259,7 +259,7 @@ def extract_file(
             with x1d:
                 record = {
                     "parameters": _canonical(parameters),
-                    "version": __version__,
+                    "version": _version(),
                     "input": os.path.abspath(path),
                     "warnings": list(messages),
                 }
@@ -286,6 +286,15 @@ def _with_worker(result: FileResult, seconds: float) -> FileResult:
         peak = np.nan
     worker = f"{platform.node()}:{os.getpid()}"
     return dataclasses.replace(result, seconds=seconds, worker=worker, peak_rss_mb=peak)
+
+
+@functools.cache
+def _version() -> str:
+    """The installed package's version (an x1d made by another version is redone)."""
+    try:
+        return importlib.metadata.version("optimal-extract1d")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
 
 
 def _canonical(parameters: dict[str, Any]) -> str:
@@ -349,9 +358,9 @@ def _stale(path: str, out: str, parameters: dict[str, Any]) -> str | tuple[Any, 
     if not isinstance(x1d, datamodels.MultiSpecModel) or not batch:
         x1d.close()
         return "the x1d was not written by a batch"
-    if batch.get("version") != __version__:
+    if batch.get("version") != _version():
         x1d.close()
-        return f"made by version {batch.get('version')}, this is {__version__}"
+        return f"made by version {batch.get('version')}, this is {_version()}"
     if batch.get("parameters") != _canonical(parameters):
         x1d.close()
         return f"parameters changed: {batch.get('parameters')} -> {_canonical(parameters)}"
