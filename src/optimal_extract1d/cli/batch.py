@@ -646,11 +646,15 @@ def _run_dask(paths: list[str], kwargs: dict, scheduler: str) -> Iterator[FileRe
     with Client(scheduler) as client:
         futures = client.map(extract_file, paths, pure=False, **kwargs)
         where = dict(zip(futures, paths, strict=True))
+        del futures  # a result stays in its worker's memory while a future refers to it
         try:
-            for future in dask_completed(futures):
-                yield _result_of(future, where[future])
+            for future in dask_completed(list(where), with_results=False):
+                path = where.pop(future)
+                result = _result_of(future, path)
+                future.release()
+                yield result
         finally:
-            unfinished = [f for f in futures if not f.done()]
+            unfinished = [f for f in where if not f.done()]
             if unfinished:
                 client.cancel(unfinished)
 
