@@ -95,7 +95,14 @@ def test_bad_step_parameter_stops_before_any_work(inputs, tmp_path, capsys):
     good, _, _ = inputs
     out = tmp_path / "out"
     assert main(["batch", str(good[0]), "--output-dir", str(out), "--bkg_ordr", "1"]) == 2
-    assert "Extra value 'bkg_ordr'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown step parameter 'bkg_ordr' (did you mean 'bkg_order'?)" in err
+    assert "Extra value" not in err
+    assert main(["batch", str(good[0]), "--output-dir", str(out), "--kernal=moffat"]) == 2
+    assert "'kernal' (did you mean 'kernel'?)" in capsys.readouterr().err
+    assert main(["batch", str(good[0]), "--output-dir", str(out), "--zzzz", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown step parameter 'zzzz';" in err and "did you mean" not in err
     # output_dir is the batch's own --output-dir (alias --output_dir); output_file is refused
     assert main(["batch", str(good[0]), "--output-dir", str(out), "--output_file", "x.fits"]) == 2
     assert "use --output-dir" in capsys.readouterr().err
@@ -114,8 +121,39 @@ def test_repeated_file_names_are_refused(inputs, tmp_path):
 
 def test_split_step_options():
     tokens = ["a.fits", "--workers", "3", "--kernel", "moffat", "b.fits", "--bkg-order=1"]
-    batch, options = split_step_options([*tokens, "--output-dir=o", "--extraction_region=1,2,3,4"])
-    assert batch == ["a.fits", "--workers", "3", "b.fits", "--output-dir=o"]
+    batch, options = split_step_options(
+        [*tokens, "--output-dir=o", "--resume", "--extraction_region=1,2,3,4", "--overwrite"]
+    )
+    assert batch == ["a.fits", "--workers", "3", "b.fits", "--output-dir=o"] + [
+        "--resume",
+        "--overwrite",
+    ]
     assert options == {"kernel": "moffat", "bkg_order": "1", "extraction_region": "1,2,3,4"}
     with pytest.raises(SystemExit):
         split_step_options(["a.fits", "--kernel"])
+
+
+def test_resume_and_overwrite_flags(inputs, tmp_path, capsys):
+    good, _, _ = inputs
+    out = tmp_path / "out"
+    argv = ["batch", str(good[0]), "--output-dir", str(out)]
+    assert main(argv) == 0
+    x1d = out / good[0].name.replace("_s2d", "_x1d")
+    made = x1d.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "1 kept from an earlier run" in captured.out and "will be replaced" not in captured.err
+    assert x1d.stat().st_mtime_ns == made
+    rows = _summary(out / "batch_summary.csv")
+    assert [(r["slit"], r["status"], r["run"]) for r in rows] == [
+        ("1", "fit", "earlier"),
+        ("2", "fit", "earlier"),
+    ]
+    assert main(argv) == 0  # the default redoes the file, and says so
+    assert "1 x1d files exist and will be replaced" in capsys.readouterr().err
+    assert x1d.stat().st_mtime_ns > made
+    assert main([*argv, "--overwrite"]) == 0
+    assert "will be replaced" not in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # they exclude each other
+        main([*argv, "--resume", "--overwrite"])

@@ -1,24 +1,39 @@
 """Batch extraction: many s2d files, one x1d each, and a "second look" summary.
 
-Files run in parallel in worker processes (`concurrent.futures`) or, with a
-scheduler address, as tasks on a Dask cluster; both call `extract_file`,
-which never raises: a file that fails becomes a summary row with its error,
-and the batch goes on. The summary has one row per spectrum (or skipped
-slit, or failed file) with its fit status, the warnings logged for it and
-its median S/N, and is written as CSV.
+Files run in parallel in worker processes (`.cli.workers.WorkerPool`) or,
+with a scheduler address, as tasks on a Dask cluster; both call
+`extract_file`, which never raises: a file that fails becomes a summary row
+with its error, and the batch goes on. The summary has one row per spectrum
+(or skipped slit, or failed file) with its fit status, the warnings logged
+for it and its median S/N, and is written as CSV.
+
+A batch survives interruption. Every x1d, diagnostic file and the CSV is
+written atomically (`.io.atomic`). On SIGINT or SIGTERM, `run_batch` stops
+handing out files, ends its workers (or cancels its Dask tasks) and raises
+`BatchInterrupted` carrying the results so far, the unfinished files marked
+``not run``. Every x1d records the batch parameters it was made with, so
+``resume=True`` keeps an up-to-date x1d instead of redoing it. A worker
+process that dies marks its file failed with the reason; on Dask, the
+scheduler reruns the task of a lost worker elsewhere.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
+import functools
+import importlib.metadata
+import json
 import logging
 import os
+import platform
+import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -26,16 +41,23 @@ from typing import Any, TextIO
 import numpy as np
 
 from ..errors import InputError, OptimalExtractError, ParameterError
+from ..io.atomic import atomic_path, remove_partials
+from .workers import WorkerLost, WorkerPool
 
 __all__ = [
     "check_parameters",
     "SummaryRow",
     "FileResult",
+    "BatchInterrupted",
     "extract_file",
+    "x1d_path",
+    "earlier_result",
     "run_batch",
     "write_summary",
     "format_summary",
     "Progress",
+    "BATCH_KEY",
+    "NOT_RUN",
 ]
 
 log = logging.getLogger(__name__)
@@ -49,9 +71,14 @@ SUMMARY_FIELDS = (
     "n_warnings",
     "warnings",
     "x1d",
+    "run",
 )
 # Step parameters the batch sets itself.
 _RESERVED = ("output_dir", "output_file", "save_results", "input_dir")
+#: Key, under the x1d's ``meta.optimal_extraction``, of what the batch records.
+BATCH_KEY = "batch"
+#: Status of the summary row of a file an interrupted batch did not finish.
+NOT_RUN = "not run"
 
 
 def check_parameters(values: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +96,21 @@ def check_parameters(values: dict[str, Any]) -> dict[str, Any]:
         raise ParameterError(msg)
     from ..step import OptimalExtract1dStep
 
+    known = set(OptimalExtract1dStep.load_spec_file()) - set(_RESERVED)
+    unknown = [name for name in values if name not in known]
+    if unknown:
+        raise ParameterError("; ".join(_unknown_parameter(name, known) for name in unknown))
     return OptimalExtract1dStep.validated_parameters(values)
+
+
+def _unknown_parameter(name: str, known: set[str]) -> str:
+    """``unknown step parameter 'kernal' (did you mean 'kernel'?)``."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return (
+        f"unknown step parameter '{name}'{hint}; "
+        "`strun optimal_extract_1d --help` lists the parameters"
+    )
 
 
 @dataclass(frozen=True)
@@ -84,7 +125,8 @@ class SummaryRow:
         Spectrum (slit) name; empty for a file that failed.
     status : str
         ``fit``, ``fixed_kernel`` or ``box`` (see the step), ``skipped`` for a
-        slit without spectrum, ``error`` for a file that failed.
+        slit without spectrum, ``error`` for a file that failed, ``not run``
+        for a file an interrupted batch did not finish.
     needs_review : bool
         True unless the kernel was fitted, nothing was logged at WARNING and
         the median S/N is finite.
@@ -95,7 +137,10 @@ class SummaryRow:
     warnings : str
         Those messages (or the error, or the skip reason), joined by ``" | "``.
     x1d : str
-        Output file; empty for a file that failed.
+        Output file; empty for a file that failed or did not run.
+    run : str
+        ``now`` (extracted by this batch), ``earlier`` (an up-to-date x1d of an
+        earlier batch, kept by ``resume``) or empty (not run).
     """
 
     file: str
@@ -106,20 +151,80 @@ class SummaryRow:
     n_warnings: int
     warnings: str
     x1d: str
+    run: str = "now"
 
 
 @dataclass(frozen=True)
 class FileResult:
-    """What one input file produced."""
+    """What one input file produced.
+
+    Attributes
+    ----------
+    path : str
+        Input file.
+    rows : tuple of SummaryRow
+        Its summary rows.
+    seconds : float
+        Time spent on it by the worker.
+    error : str
+        Why it failed (empty when it did not).
+    state : str
+        ``done`` (extracted now), ``earlier`` (kept from an earlier batch),
+        ``failed`` or ``not run``.
+    worker : str
+        ``host:pid`` of the process that ran it.
+    peak_rss_mb : float
+        That process's peak resident memory so far (MB; NaN where unknown).
+    """
 
     path: str
     rows: tuple[SummaryRow, ...]
     seconds: float
     error: str = ""
+    state: str = "done"
+    worker: str = ""
+    peak_rss_mb: float = np.nan
 
 
-def extract_file(path: str, output_dir: str, parameters: dict[str, Any]) -> FileResult:
+class BatchInterrupted(KeyboardInterrupt):
+    """A batch stopped by SIGINT or SIGTERM.
+
+    Attributes
+    ----------
+    signum : int
+        The signal.
+    results : list of FileResult
+        One per input, in input order: the finished files, then those not
+        finished with state ``not run``.
+    """
+
+    def __init__(self, signum: int, results: list[FileResult] | None = None) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.results = results or []
+
+
+def x1d_path(path: str | os.PathLike, output_dir: str | os.PathLike) -> str:
+    """The x1d file the step writes for input ``path`` in ``output_dir``."""
+    step = _path_maker(os.fspath(output_dir))
+    return step.make_output_path(basepath=os.fspath(path), suffix=step.default_suffix())
+
+
+@functools.lru_cache(maxsize=8)
+def _path_maker(output_dir: str) -> Any:
+    from ..step import OptimalExtract1dStep
+
+    return OptimalExtract1dStep(output_dir=output_dir)
+
+
+def extract_file(
+    path: str, output_dir: str, parameters: dict[str, Any], resume: bool = False
+) -> FileResult:
     """Run `.OptimalExtract1dStep` on one file and summarize it; never raises.
+
+    The x1d is written atomically, and records under
+    ``meta.optimal_extraction.batch`` the parameters given (``parameters``),
+    the package version and the warnings logged, for `earlier_result`.
 
     Parameters
     ----------
@@ -129,27 +234,137 @@ def extract_file(path: str, output_dir: str, parameters: dict[str, Any]) -> File
         Where the x1d is written.
     parameters : dict
         Step parameters (already validated).
+    resume : bool
+        Keep an up-to-date x1d of an earlier batch (`earlier_result`)
+        instead of extracting the file again.
 
     Returns
     -------
     FileResult
     """
+    from ..io.x1d import save_x1d
     from ..step import OptimalExtract1dStep
 
     start = time.perf_counter()
+    out = x1d_path(path, output_dir)
+    if resume:
+        earlier = earlier_result(path, out, parameters)
+        if earlier is not None:
+            return _with_worker(earlier, time.perf_counter() - start)
     with _captured_warnings() as messages:
         try:
             x1d = OptimalExtract1dStep.call(
-                path, output_dir=output_dir, save_results=True, configure_log=False, **parameters
+                path, output_dir=output_dir, save_results=False, configure_log=False, **parameters
             )
             with x1d:
-                out = os.path.join(output_dir, x1d.meta.filename)
+                record = {
+                    "parameters": _canonical(parameters),
+                    "version": _version(),
+                    "input": os.path.abspath(path),
+                    "warnings": list(messages),
+                }
+                x1d.meta.optimal_extraction.instance[BATCH_KEY] = record
+                save_x1d(x1d, out)
                 rows = _rows(path, out, x1d, messages=messages)
         except Exception as err:  # any failure of one file is reported, the batch goes on
             error = f"{type(err).__name__}: {err}"
             row = SummaryRow(path, "", "error", True, np.nan, 1, error, "")
-            return FileResult(path, (row,), time.perf_counter() - start, error)
-    return FileResult(path, tuple(rows), time.perf_counter() - start)
+            result = FileResult(path, (row,), 0.0, error, state="failed")
+            return _with_worker(result, time.perf_counter() - start)
+    return _with_worker(FileResult(path, tuple(rows), 0.0), time.perf_counter() - start)
+
+
+def _with_worker(result: FileResult, seconds: float) -> FileResult:
+    """The result with its time, and this process's name and peak memory."""
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+        if sys.platform == "darwin":
+            peak /= 1024  # bytes on macOS
+    except ImportError:  # Windows
+        peak = np.nan
+    worker = f"{platform.node()}:{os.getpid()}"
+    return dataclasses.replace(result, seconds=seconds, worker=worker, peak_rss_mb=peak)
+
+
+@functools.cache
+def _version() -> str:
+    """The installed package's version (an x1d made by another version is redone)."""
+    try:
+        return importlib.metadata.version("optimal-extract1d")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "unknown"
+
+
+def _canonical(parameters: dict[str, Any]) -> str:
+    """The parameters as canonical JSON (what a rerun is compared on)."""
+    return json.dumps(parameters, sort_keys=True, default=repr)
+
+
+def earlier_result(path: str, out: str, parameters: dict[str, Any]) -> FileResult | None:
+    """The summary of an up-to-date x1d of an earlier batch, or None if the file must run.
+
+    An x1d is up to date when it exists, opens as an x1d written by the batch
+    (which writes atomically, so it is complete), is newer than the input and
+    than any file named by a parameter (``psf_file``), and records the same
+    parameters and package version. The reason for a rerun is logged at INFO.
+
+    Parameters
+    ----------
+    path : str
+        Input s2d file.
+    out : str
+        Its x1d (`x1d_path`).
+    parameters : dict
+        The parameters of this batch.
+
+    Returns
+    -------
+    FileResult or None
+        With state ``earlier`` and the rows rebuilt from the x1d (the
+        warnings as recorded when it was made).
+    """
+    reason = _stale(path, out, parameters)
+    if isinstance(reason, str):
+        log.info("%s: extracted again (%s)", os.path.basename(path), reason)
+        return None
+    x1d, record = reason
+    with x1d:
+        rows = _rows(path, out, x1d, messages=list(record.get("warnings", [])))
+    rows = [dataclasses.replace(row, run="earlier") for row in rows]
+    return FileResult(path, tuple(rows), 0.0, state="earlier")
+
+
+def _stale(path: str, out: str, parameters: dict[str, Any]) -> str | tuple[Any, dict]:
+    """Why ``out`` cannot stand for this run, or the opened x1d and its batch record."""
+    from stdatamodels.jwst import datamodels
+
+    if not os.path.exists(out):
+        return "no x1d yet"
+    made = os.path.getmtime(out)
+    sources = [path] + [v for k, v in parameters.items() if k.endswith("_file") and v]
+    for source in sources:
+        if os.path.exists(source) and os.path.getmtime(source) > made:
+            return f"{os.path.basename(source)} is newer than the x1d"
+    try:
+        with warnings.catch_warnings():  # a damaged file is expected here, and redone
+            warnings.simplefilter("ignore")
+            x1d = datamodels.open(out)
+    except Exception as err:  # unreadable: redo it
+        return f"the x1d cannot be read ({type(err).__name__})"
+    record = getattr(getattr(x1d.meta, "optimal_extraction", None), "instance", {}) or {}
+    batch = dict(record.get(BATCH_KEY) or {})
+    if not isinstance(x1d, datamodels.MultiSpecModel) or not batch:
+        x1d.close()
+        return "the x1d was not written by a batch"
+    if batch.get("version") != _version():
+        x1d.close()
+        return f"made by version {batch.get('version')}, this is {_version()}"
+    if batch.get("parameters") != _canonical(parameters):
+        x1d.close()
+        return f"parameters changed: {batch.get('parameters')} -> {_canonical(parameters)}"
+    return x1d, batch
 
 
 @contextmanager
@@ -218,6 +433,8 @@ class Progress:
         """Count one finished file and show it."""
         self.done += 1
         state = "FAILED" if result.error else f"{len(result.rows)} rows"
+        if result.state == "earlier":
+            state += ", kept from an earlier run"
         name = os.path.basename(result.path)
         if self._tty:
             filled = int(30 * self.done / max(self.total, 1))
@@ -239,6 +456,7 @@ def run_batch(
     workers: int = 1,
     scheduler: str | None = None,
     progress: Callable[[FileResult], None] | None = None,
+    resume: bool = False,
 ) -> list[FileResult]:
     """Extract every input file; return the results in input order.
 
@@ -257,6 +475,10 @@ def run_batch(
         ``workers`` is ignored.
     progress : callable, optional
         Called with every `FileResult` as it finishes.
+    resume : bool
+        Keep the up-to-date x1d of an earlier batch (see `earlier_result`)
+        instead of extracting its file again; its rows are in the results,
+        with state ``earlier``.
 
     Returns
     -------
@@ -264,6 +486,10 @@ def run_batch(
 
     Raises
     ------
+    BatchInterrupted
+        On SIGINT or SIGTERM (when called from the main thread), once the
+        workers are ended or the Dask tasks cancelled; it carries the
+        results, the unfinished files with state ``not run``.
     InputError
         If two inputs have the same file name (their x1d would overwrite each other).
     OptimalExtractError
@@ -272,19 +498,88 @@ def run_batch(
     paths = [os.fspath(p) for p in inputs]
     _check_unique_names(paths)
     os.makedirs(output_dir, exist_ok=True)
-    kwargs = {"output_dir": os.fspath(output_dir), "parameters": dict(parameters or {})}
-    if scheduler is not None:
-        finished = _run_dask(paths, kwargs, scheduler)
-    elif workers > 1 and len(paths) > 1:
-        finished = _run_processes(paths, kwargs, workers)
-    else:
-        finished = (extract_file(p, **kwargs) for p in paths)
-    by_path = {}
-    for result in finished:
-        by_path[result.path] = result
-        if progress is not None:
-            progress(result)
+    kwargs = {
+        "output_dir": os.fspath(output_dir),
+        "parameters": dict(parameters or {}),
+        "resume": resume,
+    }
+    by_path: dict[str, FileResult] = {}
+    started = time.time()
+    try:
+        with _stop_on_signals() as stopping:
+            if scheduler is not None:
+                finished = _run_dask(paths, kwargs, scheduler)
+            elif workers > 1 and len(paths) > 1:
+                finished = _run_processes(paths, kwargs, workers)
+            else:
+                finished = (extract_file(p, **kwargs) for p in paths)
+            try:
+                for result in finished:
+                    by_path[result.path] = result
+                    if progress is not None:
+                        progress(result)
+                    if stopping:  # the exception was swallowed by the code it interrupted
+                        raise BatchInterrupted(stopping[0])
+            finally:
+                close = getattr(finished, "close", None)
+                if close is not None:  # end the workers now, still under the signal guard
+                    close()
+    except BatchInterrupted as stop:
+        reason = f"batch interrupted by {signal.Signals(stop.signum).name}"
+        stop.results = [
+            by_path.get(p) or _finished_unseen(p, kwargs, started) or _not_run(p, reason)
+            for p in paths
+        ]
+        raise
     return [by_path[p] for p in paths]
+
+
+def _finished_unseen(path: str, kwargs: dict, started: float) -> FileResult | None:
+    """A file whose x1d this batch wrote, but whose result the interrupt kept from us."""
+    out = x1d_path(path, kwargs["output_dir"])
+    if not os.path.exists(out) or os.path.getmtime(out) < started:
+        return None
+    result = earlier_result(path, out, kwargs["parameters"])
+    if result is None:
+        return None
+    rows = tuple(dataclasses.replace(row, run="now") for row in result.rows)
+    return dataclasses.replace(result, rows=rows, state="done")
+
+
+def _not_run(path: str, reason: str) -> FileResult:
+    row = SummaryRow(path, "", NOT_RUN, True, np.nan, 0, reason, "", run="")
+    return FileResult(path, (row,), 0.0, state=NOT_RUN)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """Turn SIGINT and SIGTERM into `BatchInterrupted` (main thread only), then restore.
+
+    SIGINT is caught even where it was ignored at start-up (a batch started
+    in the background by a shell). A second signal during the clean-up is
+    ignored: the workers are being ended anyway. Yields the list of signals
+    received, for a caller to check in case the exception was swallowed.
+    """
+    stopping: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stopping
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def handler(signum: int, frame: object) -> None:
+        if stopping:
+            return
+        stopping.append(signum)
+        raise BatchInterrupted(signum)
+
+    for s in signals:
+        signal.signal(s, handler)
+    try:
+        yield stopping
+    finally:
+        for s in signals:
+            signal.signal(s, previous[s] if previous[s] is not None else signal.SIG_DFL)
 
 
 def _check_unique_names(paths: list[str]) -> None:
@@ -296,13 +591,52 @@ def _check_unique_names(paths: list[str]) -> None:
 
 
 def _run_processes(paths: list[str], kwargs: dict, workers: int) -> Iterator[FileResult]:
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(extract_file, p, **kwargs): p for p in paths}
-        for future in as_completed(futures):
-            yield _result_of(future, futures[future])
+    """Files on a `.cli.workers.WorkerPool`; a worker that dies fails its file only."""
+    _preload()
+    pool = WorkerPool(functools.partial(_extract_one, **kwargs), workers)
+    try:
+        with pool:
+            for path, result in pool.imap_unordered(paths):
+                yield _from_worker(path, result)
+    finally:
+        remove_partials(kwargs["output_dir"], pool.pids)
+
+
+def _preload() -> None:
+    """Load here what every worker would load for its first file; forked workers share it.
+
+    The scan of the asdf plugins alone takes ~3 s per process.
+    """
+    import asdf
+
+    from ..step import OptimalExtract1dStep
+
+    config = asdf.get_config()
+    _ = (config.extensions, config.resource_mappings, OptimalExtract1dStep.spec)
+
+
+def _extract_one(path: str, **kwargs: Any) -> FileResult:
+    return extract_file(path, **kwargs)
+
+
+def _from_worker(path: str, result: Any) -> FileResult:
+    """A worker's answer as a `FileResult` (a lost worker or an exception as an error)."""
+    if isinstance(result, FileResult):
+        return result
+    if isinstance(result, WorkerLost):
+        error = f"worker failed: {result.reason}"
+    else:
+        error = f"worker failed: {type(result).__name__}: {result}"
+    row = SummaryRow(path, "", "error", True, np.nan, 1, error, "")
+    return FileResult(path, (row,), 0.0, error, state="failed")
 
 
 def _run_dask(paths: list[str], kwargs: dict, scheduler: str) -> Iterator[FileResult]:
+    """Files as Dask tasks; the scheduler reruns the task of a lost worker elsewhere.
+
+    On an interrupt the tasks are cancelled. Dask cannot stop a task that is
+    already running: it finishes in its worker, and its x1d appears complete.
+    """
     try:
         from distributed import Client
         from distributed import as_completed as dask_completed
@@ -312,24 +646,30 @@ def _run_dask(paths: list[str], kwargs: dict, scheduler: str) -> Iterator[FileRe
     with Client(scheduler) as client:
         futures = client.map(extract_file, paths, pure=False, **kwargs)
         where = dict(zip(futures, paths, strict=True))
-        for future in dask_completed(futures):
-            yield _result_of(future, where[future])
+        del futures  # a result stays in its worker's memory while a future refers to it
+        try:
+            for future in dask_completed(list(where), with_results=False):
+                path = where.pop(future)
+                result = _result_of(future, path)
+                future.release()
+                yield result
+        finally:
+            unfinished = [f for f in where if not f.done()]
+            if unfinished:
+                client.cancel(unfinished)
 
 
 def _result_of(future: Any, path: str) -> FileResult:
-    """The future's result; a worker that died becomes an error row."""
+    """The future's result; a task that failed (``KilledWorker``...) becomes an error row."""
     try:
         return future.result()
     except Exception as err:  # a crashed worker must not stop the batch
-        error = f"worker failed: {type(err).__name__}: {err}"
-        return FileResult(
-            path, (SummaryRow(path, "", "error", True, np.nan, 1, error, ""),), 0.0, error
-        )
+        return _from_worker(path, err)
 
 
 def write_summary(results: Sequence[FileResult], path: str | os.PathLike) -> None:
-    """Write every summary row as CSV (columns ``SUMMARY_FIELDS``)."""
-    with open(path, "w", newline="") as fh:
+    """Write every summary row as CSV (columns ``SUMMARY_FIELDS``), atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
         for result in results:
@@ -341,15 +681,22 @@ def write_summary(results: Sequence[FileResult], path: str | os.PathLike) -> Non
 
 def format_summary(results: Sequence[FileResult]) -> str:
     """A short text summary: counts, then the rows that need a second look."""
-    rows = [row for r in results for row in r.rows]
+    rows = [row for r in results for row in r.rows if row.status != NOT_RUN]
     failed = [r for r in results if r.error]
+    earlier = [r for r in results if r.state == "earlier"]
+    not_run = [r for r in results if r.state == NOT_RUN]
     review = [row for row in rows if row.needs_review]
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row.status] = statuses.get(row.status, 0) + 1
     counts = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+    files = f"{len(results)} files ({len(failed)} failed"
+    if earlier:
+        files += f", {len(earlier)} kept from an earlier run"
+    if not_run:
+        files += f", {len(not_run)} not run"
     lines = [
-        f"{len(results)} files ({len(failed)} failed), {len(rows)} rows: {counts}",
+        f"{files}), {len(rows)} rows: {counts}",
         f"{len(review)} need a second look" + (":" if review else "."),
     ]
     for row in review:

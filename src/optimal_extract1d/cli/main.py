@@ -72,6 +72,19 @@ def _parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--scheduler", default=None, help="Dask scheduler address: run the files on that cluster"
     )
+    rerun = batch.add_mutually_exclusive_group()
+    rerun.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep every x1d of an earlier batch that is complete, newer than its input and "
+        "made with the same parameters; run the other files",
+    )
+    rerun.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="extract every file again, replacing existing x1d files (the default, without "
+        "the note that lists them)",
+    )
     params = sub.add_parser(
         "params",
         help="print the parameters a run on FILE would use, and where each comes from",
@@ -86,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
 # The output directory: one spelling, and its aliases (strun's, the demo's former one).
 _OUTPUT_DIR = ("--output-dir", "--output_dir", "--outdir")
 _BATCH_OPTIONS = ("--workers", *_OUTPUT_DIR, "--summary", "--scheduler")
+_BATCH_FLAGS = ("--resume", "--overwrite")
 _WITH_STEP_OPTIONS = ("batch", "params")
 
 
@@ -113,7 +127,11 @@ def split_step_options(tokens: Sequence[str]) -> tuple[list[str], dict[str, str]
     it = iter(tokens)
     for token in it:
         name, eq, value = token.partition("=")
-        if not token.startswith("--") or name in _BATCH_OPTIONS or token in ("--help", "-h"):
+        if (
+            not token.startswith("--")
+            or name in _BATCH_OPTIONS
+            or token in ("--help", "-h", *_BATCH_FLAGS)
+        ):
             batch_tokens.append(token)
             if name in _BATCH_OPTIONS and not eq:
                 batch_tokens.append(next(it, ""))
@@ -179,10 +197,21 @@ def _simulate(args: argparse.Namespace) -> int:
 
 def _batch(args: argparse.Namespace, options: dict[str, str]) -> int:
     from ..errors import OptimalExtractError
-    from .batch import Progress, check_parameters, format_summary, run_batch, write_summary
+    from .batch import (
+        BatchInterrupted,
+        Progress,
+        check_parameters,
+        format_summary,
+        run_batch,
+        write_summary,
+        x1d_path,
+    )
 
+    summary = args.summary or args.output_dir / "batch_summary.csv"
     try:
         parameters = check_parameters(options)
+        if not (args.resume or args.overwrite):
+            _note_replaced([x1d_path(p, args.output_dir) for p in args.inputs])
         results = run_batch(
             args.inputs,
             output_dir=args.output_dir,
@@ -190,15 +219,37 @@ def _batch(args: argparse.Namespace, options: dict[str, str]) -> int:
             workers=args.workers,
             scheduler=args.scheduler,
             progress=Progress(len(args.inputs)).update,
+            resume=args.resume,
         )
+    except BatchInterrupted as stop:
+        write_summary(stop.results, summary)
+        print(file=sys.stderr)
+        print(format_summary(stop.results))
+        print(f"summary written to {summary}")
+        print(
+            f"optimal-extract1d batch: interrupted by {stop}; "
+            "run the same command with --resume to finish",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
     except OptimalExtractError as err:
         print(f"optimal-extract1d batch: error: {err}", file=sys.stderr)
         return 2
-    summary = args.summary or args.output_dir / "batch_summary.csv"
     write_summary(results, summary)
     print(format_summary(results))
     print(f"summary written to {summary}")
     return 1 if any(r.error for r in results) else 0
+
+
+def _note_replaced(outputs: list[str]) -> None:
+    """Say which x1d files of an earlier run this batch will replace."""
+    existing = [p for p in outputs if Path(p).exists()]
+    if existing:
+        print(
+            f"optimal-extract1d batch: {len(existing)} x1d files exist and will be replaced "
+            f"(e.g. {existing[0]}); --resume keeps the up-to-date ones",
+            file=sys.stderr,
+        )
 
 
 def _demo(args: argparse.Namespace) -> int:

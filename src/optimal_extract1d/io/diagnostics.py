@@ -6,7 +6,8 @@ products, so it may use stdatamodels but not stpipe.
 The step passes its ``make_output_path`` so files follow the usual naming,
 as jwst's ``extract_1d`` names them: ``<input>_<slit>_profile.fits`` for a
 multi-slit input, ``<input>_profile.fits`` for a single slit; likewise
-``scene_model``, ``residual`` and ``plot`` (PNG).
+``scene_model``, ``residual`` and ``plot`` (PNG). Every file is written
+atomically (`.io.atomic.atomic_path`): a killed run leaves no partial file.
 
 All arrays are handled with the dispersion along axis 1 (as `.SlitData`)
 and transposed back to the file's orientation only when an image is built.
@@ -25,6 +26,7 @@ from stdatamodels.jwst import datamodels
 from ..results import SpectrumResult
 from ..slitdata import SlitDiagnostics
 from . import slits
+from .atomic import atomic_path
 
 __all__ = [
     "DiagnosticsRequest",
@@ -193,14 +195,15 @@ def save(
         for kind in request.kinds:
             path = output_path(suffix=f"{infix}{kind}")
             log.info("Saving %s of slit %s: %s", kind, diag.slit.name, path)
-            with diagnostic_image(pairs[diag.index], diag, kind) as image:
-                image.save(path)
+            with diagnostic_image(pairs[diag.index], diag, kind) as image, atomic_path(path) as tmp:
+                image.save(tmp)
             written.append(path)
         if request.plots:
             from .plotting import plot_slit
 
             path = output_path(suffix=f"{infix}plot", ext="png")
             log.info("Saving plot of slit %s: %s", diag.slit.name, path)
-            plot_slit(diag, path)
+            with atomic_path(path) as tmp:
+                plot_slit(diag, tmp)
             written.append(path)
     return written

@@ -9,6 +9,7 @@ brightness and background in MJy/sr).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -19,9 +20,10 @@ from stdatamodels.jwst import datamodels
 from stdatamodels.properties import _as_fitsrec as as_fitsrec
 
 from ..results import DQ_DO_NOT_USE, SpectrumResult
+from .atomic import atomic_path
 from .specwcs import spectral_wcs
 
-__all__ = ["build_x1d", "build_spec", "spec_table_dtype", "METADATA_KEY"]
+__all__ = ["build_x1d", "build_spec", "save_x1d", "spec_table_dtype", "METADATA_KEY"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +80,22 @@ def build_x1d(
     header.meta.target.source_type = None
     setattr(header.meta, METADATA_KEY, {**run_metadata, "skipped_slits": skipped})
     return datamodels.MultiSpecModel({"meta": header.meta.instance, "spec": trees})
+
+
+def save_x1d(model: datamodels.MultiSpecModel, path: str | os.PathLike) -> str:
+    """Write an x1d model to ``path`` atomically (`.io.atomic.atomic_path`).
+
+    The file appears under ``path`` only once it is complete, and records
+    ``path``'s base name as its ``FILENAME``. An existing file is replaced.
+
+    Returns
+    -------
+    str
+        ``path``.
+    """
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    return os.fspath(path)
 
 
 def _identity(tree: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,93 @@
+"""Atomic output files: a product appears under its final name complete, or not at all.
+
+Every file the package writes (x1d, diagnostic images and plots, the batch
+summary) is first written to a temporary path, then renamed into place. The
+temporary file keeps the final base name, inside a hidden directory next to
+the target (``.<name>.<pid>.<random>.partial/<name>``): products that record
+their own file name (a datamodel's ``FILENAME``) record the final one, the
+format is still chosen from the extension, and the rename stays on one file
+system, so it is atomic. A process killed mid-write leaves at most such a
+hidden directory, never a truncated file under a final name;
+`remove_partials` sweeps the directories of processes known to be gone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+__all__ = ["atomic_path", "remove_partials", "PARTIAL_SUFFIX"]
+
+#: Suffix of the hidden directories that hold files being written.
+PARTIAL_SUFFIX = ".partial"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yield a temporary path to write ``path`` to; rename it into place on success.
+
+    Parameters
+    ----------
+    path : path
+        The final file name. Its directory must exist.
+
+    Yields
+    ------
+    str
+        Where to write: same base name as ``path``, in a fresh hidden
+        directory next to it.
+
+    Notes
+    -----
+    When the block raises (including ``KeyboardInterrupt`` and ``SystemExit``,
+    which a worker's SIGTERM handler raises), the temporary directory is
+    removed and ``path`` is left as it was. An existing ``path`` is replaced
+    only by a complete file (``os.replace``).
+    """
+    head, name = os.path.split(os.fspath(path))
+    tmpdir = tempfile.mkdtemp(
+        prefix=f".{name}.{os.getpid()}.", suffix=PARTIAL_SUFFIX, dir=head or "."
+    )
+    tmp = os.path.join(tmpdir, name)
+    try:
+        yield tmp
+        if not os.path.exists(tmp):
+            msg = f"nothing was written to the temporary file of {path}"
+            raise FileNotFoundError(msg)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def remove_partials(directory: str | os.PathLike, pids: Iterable[int]) -> list[str]:
+    """Remove the temporary directories that processes ``pids`` left in ``directory``.
+
+    Parameters
+    ----------
+    directory : path
+        An output directory.
+    pids : list of int
+        Processes that have ended (a worker killed mid-write).
+
+    Returns
+    -------
+    list of str
+        The directories removed.
+    """
+    owners = {str(pid) for pid in pids}
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in names:
+        if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+            parts = name.removesuffix(PARTIAL_SUFFIX).rsplit(".", 2)  # .<name>, pid, random
+            if len(parts) == 3 and parts[1] in owners:
+                full = os.path.join(directory, name)
+                shutil.rmtree(full, ignore_errors=True)
+                removed.append(full)
+    return removed
