@@ -516,9 +516,11 @@ MANY = 2000  # examples per core property in CI's heavy run (the default "ci" pr
     ],
     ids=lambda prop: prop.__name__.removeprefix("test_"),
 )
-def test_properties_hold_over_many_examples(prop):
+def test_properties_hold_over_many_examples(prop, monkeypatch):
     """The properties above at the example count of the old default profile and more:
     the default run is sized to the time, CI's heavy run to the search."""
     scale = MANY // settings().max_examples
-    examples = max(prop._hypothesis_internal_use_settings.max_examples, 1) * scale
-    settings(prop._hypothesis_internal_use_settings, max_examples=examples)(prop)()
+    current = prop._hypothesis_internal_use_settings
+    many = settings(current, max_examples=max(current.max_examples, 1) * scale)
+    monkeypatch.setattr(prop, "_hypothesis_internal_use_settings", many)
+    prop()
