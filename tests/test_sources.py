@@ -243,6 +243,14 @@ def test_correlated_noise_makes_no_spurious_sources_and_keeps_real_ones(caplog):
     assert len(ratios) == 10
     assert abs(np.mean(ratios) - 1) < 0.05 and np.all(np.abs(np.array(ratios) - 1) < 0.15)
     assert "further sources re-tested against that noise" in caplog.text
+    # every re-tested slit says what became of the components it found first
+    found = caplog.text.count("found in the kernel slice:")
+    assert found and caplog.text.count(" kept") >= 10
+    assert all(
+        any(fate in line for fate in (" kept", " merged into", " dropped:"))
+        for line in caplog.text.splitlines()
+        if "px (S/N" in line and "found in the kernel slice" not in line
+    )
 
 
 def test_a_real_blend_survives_the_refit_with_the_model_variance():
@@ -290,3 +298,33 @@ def test_pruning_drops_components_a_joint_refit_moved_outside_the_model_limits()
     pruned = prune(fit, data, ComponentSearch(expected_nods=(-5.3, 5.3)))
     assert sorted(np.round(pruned.offsets, 1)) == [-5.3, 5.3]
     assert all(f < 0 for f in pruned.component_flux)
+
+
+def test_the_log_says_what_became_of_every_component_of_the_first_round():
+    """Issue 12: the first round lists its candidates; after the refit one line says
+    which were kept, merged into the main source, or dropped, and why."""
+    from dataclasses import replace
+
+    from optimal_extract1d.psf.kernel import KernelFit, make_template
+    from optimal_extract1d.scene.sources import describe_fates
+
+    first = KernelFit(
+        template=make_template("gaussian"),
+        center=15.0,
+        fwhm=2.0,
+        amplitude=1.0,
+        bkg_coeffs=(),
+        snr=50.0,
+        chi2_reduced=1.0,
+        offsets=(-5.3, 2.5, -12.0),
+        component_flux=(-3.0, 1.0, 0.5),
+        component_snr=(-12.0, 9.0, 6.0),
+    )
+    # the refit keeps the nod copy, moves the main source toward the +2.5 px one
+    final = replace(first, center=15.8, offsets=(-6.1,), component_flux=(-3.0,))
+    fates = describe_fates(first, final, noise_scale=1.4).split("; ")
+    assert fates[0] == "nod at -5.3 px (S/N -12) kept"
+    assert fates[1].startswith("source at +2.5 px (S/N 9) merged into the main source")
+    assert fates[2].startswith("source at -12.0 px (S/N 6) dropped: it no longer pays its cost")
+    assert "1.40 x the propagated errors" in fates[2]
+    assert describe_fates(first, None, noise_scale=1.0).count("fell back") == 3

@@ -30,6 +30,7 @@ from ..results import SpectrumResult
 from ..scene.choice import describe_choice
 from ..scene.fit import fit_scene, fixed_scene, slice_column
 from ..scene.model import SceneModel, SceneSettings, box_scene, fallback_bkg_order
+from ..scene.sources import describe_fates
 from ..slitdata import SlitData
 from . import assemble
 from .templates import default_template
@@ -102,6 +103,7 @@ def extract_slit(
     ):
         # Horne's loop: refit the kernel with the model variance, without the outliers
         # (and the further sources re-tested against the real noise of the slice).
+        first = scene
         scene = _scene(
             sd,
             settings,
@@ -112,6 +114,9 @@ def extract_slit(
             noise_scale=noise,
         )
         result = _iterate(sd, params, scene, start=result.var_poisson)
+        if first.fit.offsets:
+            final = scene.fit if scene.status == "fit" else None
+            log.info("Slit %s: %s", sd.name, describe_fates(first.fit, final, noise_scale=noise))
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
         scene = box_scene(

@@ -109,7 +109,7 @@ def fit_scene(
     else:
         fit = fit_slice(template, sd.data, variance, **slice_fit)
     if previous is None and fit.offsets:
-        log.info("Slit %s: %s", sd.name, describe_components(fit))
+        log.info("Slit %s: found in the kernel slice: %s", sd.name, describe_components(fit))
     varied = vary_kernel(
         fit,
         sd.data,

@@ -33,7 +33,7 @@ from .components import (
 )
 from .pruning import prune
 
-__all__ = ["describe_components", "find_components"]
+__all__ = ["describe_components", "describe_fates", "find_components"]
 
 
 def _scan(fit: KernelFit, data: SliceData):
@@ -122,6 +122,43 @@ def describe_components(fit: KernelFit) -> str:
         f"{k} at {o:+.1f} px (S/N {s:.0f})"
         for k, o, s in zip(fit.kinds, fit.offsets, fit.component_snr, strict=True)
     )
+
+
+def describe_fates(first: KernelFit, final: KernelFit | None, *, noise_scale: float) -> str:
+    """What the refit made of each component the first round found, for the log.
+
+    A component is *kept* when the final fit has one of the same kind within a
+    pixel (or half a FWHM) of it; a further source the main source moved
+    toward was *merged* into it (the pair no longer paid for two sources); any
+    other was *dropped*: with the model variance, and the slice's real noise
+    when it is above the propagated one (``noise_scale``), it no longer paid
+    its cost (`.scene.criterion.Criterion.component_cost`).
+    """
+    why = (
+        f"against the slice's real noise ({noise_scale:.2f} x the propagated errors)"
+        if noise_scale > 1.0
+        else "with the model variance"
+    )
+    fates = []
+    for kind, offset, snr in zip(first.kinds, first.offsets, first.component_snr, strict=True):
+        label = f"{kind} at {offset:+.1f} px (S/N {snr:.0f})"
+        if final is None:
+            fates.append(f"{label} dropped: the refit fell back to a fixed kernel")
+            continue
+        reach = max(1.0, 0.5 * final.fwhm)
+        position = first.center + offset
+        kept = any(
+            k == kind and abs(final.center + o - position) < reach
+            for k, o in zip(final.kinds, final.offsets, strict=True)
+        )
+        shift = final.center - first.center
+        if kept:
+            fates.append(f"{label} kept")
+        elif kind == "source" and shift * offset > 0 and abs(shift) > 0.1 * abs(offset):
+            fates.append(f"{label} merged into the main source: one source fits {why}")
+        else:
+            fates.append(f"{label} dropped: it no longer pays its cost {why}")
+    return "; ".join(fates)
 
 
 def _expected_nods(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
