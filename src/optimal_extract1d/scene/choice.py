@@ -31,6 +31,7 @@ __all__ = [
     "choose_kernel",
     "choose_orders",
     "describe_choice",
+    "shape_at_bound",
 ]
 
 
@@ -128,7 +129,7 @@ def choose_kernel(
     candidates, best = [], None
     for fit, name, bkg in zip(fits, names, bkg_orders, strict=True):
         entry = {"kernel": name, "bkg_order": bkg, "k": None, "chi2": None, "value": None}
-        if fit is None or _shape_at_bound(fit, n_cross):
+        if fit is None or shape_at_bound(fit, n_cross):
             why = "failed" if fit is None else "shape parameter on its bound"
             why = (skipped or {}).get(len(candidates), why)
             candidates.append({**entry, "why": why})
@@ -154,7 +155,7 @@ def choose_kernel(
     return KernelChoice(best[1], best[2], tuple(candidates), n_pixels)
 
 
-def _shape_at_bound(fit: KernelFit, n_cross: int) -> bool:
+def shape_at_bound(fit: KernelFit, n_cross: int) -> bool:
     """A fitted shape parameter other than the center and width lies on its bound."""
     template = fit.template
     shape = [

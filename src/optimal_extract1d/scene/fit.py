@@ -37,7 +37,7 @@ from ..psf.kernel import (
 )
 from ..psf.profilefit import FitFailure, attempt_kernel_fit
 from ..slitdata import SlitData
-from .choice import KernelChoice, choose_kernel
+from .choice import KernelChoice, choose_kernel, shape_at_bound
 from .components import ComponentSearch, component_cost
 from .criterion import CRITERION
 from .model import (
@@ -190,11 +190,23 @@ def _choose_fit(
     base = _refit_from(None, families[0], sd, variance, bkg_order=bkg_orders[0], **seeded)
     shape = base.template if isinstance(base, KernelFit) else families[0]
     fits, skipped = [base], {}
+    cost = CRITERION.penalty(n_pixels)
     for bkg in bkg_orders[1:]:
         extra_terms = bkg - bkg_orders[0]
+        last = fits[-1] if isinstance(fits[-1], KernelFit) else None
         if _cannot_win(base, extra_terms, n_pixels):
             fits.append(None)
             skipped[len(fits) - 1] = _NO_EVIDENCE
+        elif (
+            isinstance(base, KernelFit)
+            and last is not None
+            and len(fits) > 1
+            and base.chi2 - last.chi2 < (len(fits) - 1) * cost
+        ):
+            # forward selection: the lower degree did not pay for its term, so the
+            # next one (a slope once a constant did not help) is not tried
+            fits.append(None)
+            skipped[len(fits) - 1] = _LOWER_DID_NOT_PAY
         else:
             fits.append(_refit_from(base, shape, sd, variance, bkg_order=bkg, **seeded))
     names, orders = [families[0].name] * len(bkg_orders), list(bkg_orders)
@@ -220,9 +232,18 @@ def _choose_fit(
             fits.append(None)
             skipped[len(fits) - 1] = _NO_EVIDENCE
             continue
-        trial = _refit_from(seed, family, sd, variance, bkg_order=bkg, **seeded)
-        first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
-        fits.append(None if isinstance(trial, FitFailure) else trial)
+        trials = [_refit_from(seed, family, sd, variance, bkg_order=bkg, **seeded)]
+        sources_only = _without_sources(seed)
+        if sources_only is not None:
+            # the first family's further sources may be its misfit of this family's
+            # wings: this family also starts without them, and the better scene is kept
+            trials.append(_refit_from(sources_only, family, sd, variance, bkg_order=bkg, **seeded))
+        for trial in trials:
+            first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
+        trial = _best_scene(
+            [t for t in trials if isinstance(t, KernelFit)], price, n_cross=sd.shape[0]
+        )
+        fits.append(trial)
     if all(fit is None for fit in fits):
         raise ProfileFitError(first_failure.reason)
     choice = choose_kernel(
@@ -240,6 +261,31 @@ def _choose_fit(
     return choice
 
 
+def _without_sources(seed: KernelFit | None) -> KernelFit | None:
+    """The seed with its further (positive) sources taken out; None when it has none."""
+    if seed is None or not any(f > 0 for f in seed.component_flux):
+        return None
+    keep = [i for i, f in enumerate(seed.component_flux) if f < 0]
+    return replace(
+        seed,
+        offsets=tuple(seed.offsets[i] for i in keep),
+        component_flux=tuple(seed.component_flux[i] for i in keep),
+        component_snr=tuple(seed.component_snr[i] for i in keep),
+    )
+
+
+def _best_scene(fits: list[KernelFit], price, *, n_cross: int) -> KernelFit | None:
+    """Of fits of one family, the one with the lowest chi2 plus its components' cost.
+
+    A fit whose shape parameter ended on its bound only when no other is left.
+    """
+    if not fits:
+        return None
+    cost = price or (lambda fit: 0.0)
+    inside = [f for f in fits if not shape_at_bound(f, n_cross)] or fits
+    return min(inside, key=lambda f: f.chi2 + cost(f))
+
+
 def _component_price(search: ComponentSearch | None):
     """The cost of a fit's further components by the component rule (None: no search)."""
     if search is None:
@@ -254,6 +300,7 @@ def _component_price(search: ComponentSearch | None):
     return price
 
 
+_LOWER_DID_NOT_PAY = "not fitted: the degree below did not pay for its term"
 _NO_EVIDENCE = "not fitted: the chi2 left above its degrees of freedom is below the cost"
 
 
