@@ -312,8 +312,8 @@ def _dense_step(jl, jg, resid, *, lam: float):
     a = a + lam * _diag_matrix(np.maximum(np.einsum("bii->bi", a), 1e-12))
     c = c + lam * np.diag(np.maximum(np.diag(c), 1e-12))
     try:
-        a_inv_b = np.linalg.solve(a, b)
-        a_inv_g = np.linalg.solve(a, g[:, :, None])[:, :, 0]
+        a_inv = np.linalg.solve(a, np.concatenate([b, g[:, :, None]], axis=2))  # one LU
+        a_inv_b, a_inv_g = a_inv[:, :, :-1], a_inv[:, :, -1]
         schur = c - np.einsum("bik,bil->kl", b, a_inv_b)
         z = np.linalg.solve(schur, h - np.einsum("bik,bi->k", b, a_inv_g))
     except np.linalg.LinAlgError:
