@@ -106,8 +106,8 @@ def choose_kernel(
     bkg_orders: Sequence[int],
     n_pixels: int,
     n_cross: int,
+    component_cost: Callable[[KernelFit], float],
     skipped: Mapping[int, str] | None = None,
-    component_cost: Callable[[KernelFit], float] | None = None,
 ) -> KernelChoice | None:
     """The candidate whose slice fit has the lowest criterion value; None if none fitted.
 
@@ -117,8 +117,8 @@ def choose_kernel(
     ``ln(n)`` in chi2 per parameter (a Gaussian source keeps the Gaussian, a
     slit without sky no background); ``components`` is what the further
     sources and nod copies its fit needed cost by the component rule
-    (``component_cost`` of the fit, `.scene.criterion.Criterion.component_cost`;
-    without it, ``2 ln(n)`` each), so a Gaussian that needs "companions" to
+    (``component_cost`` of the fit, `.scene.criterion.Criterion.component_cost`),
+    so a Gaussian that needs "companions" to
     describe a Moffat's wings pays for them as the search made them pay. A
     family whose extra shape parameter ended on its bound (a Moffat index at
     20, the Gaussian limit) is another family's limit, not a candidate.
@@ -135,9 +135,7 @@ def choose_kernel(
             candidates.append({**entry, "why": why})
             continue
         k = len(fitted_params(fit.template)) + bkg + 1
-        components = (
-            component_cost(fit) if component_cost is not None else 2 * len(fit.offsets) * cost
-        )
+        components = component_cost(fit)
         value = float(fit.chi2 + k * cost + components)
         candidates.append(
             {
@@ -285,41 +283,37 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
     parts = []
     kernel = model_choice.get("kernel")
     if kernel:
-        chosen = next(
-            (
-                c["value"]
-                for c in kernel["candidates"]
-                if c["kernel"] == kernel["chosen"] and c["bkg_order"] == kernel["bkg_order"]
-            ),
-            None,
-        )
+
+        def chosen(c: Mapping[str, Any]) -> bool:
+            return c["kernel"] == kernel["chosen"] and c["bkg_order"] == kernel["bkg_order"]
+
+        best = next((c["value"] for c in kernel["candidates"] if chosen(c)), None)
         others = ", ".join(
-            f"{c['kernel']}/{c['bkg_order']} "
-            + (
-                f"{c['value'] - chosen:+.1f}"
-                if c["value"] is not None and chosen is not None
-                else "not fitted"
-                if str(c.get("why", "")).startswith("not fitted")
-                else str(c.get("why"))
-            )
+            f"{c['kernel']}/{c['bkg_order']} {_relative(c, best)}"
             for c in kernel["candidates"]
-            if not (c["kernel"] == kernel["chosen"] and c["bkg_order"] == kernel["bkg_order"])
+            if not chosen(c)
         )
         parts.append(
             f"{kernel['chosen']} kernel, background degree {kernel['bkg_order']}"
             + (f" (vs {others})" if others else "")
         )
     if "trace_order" in model_choice or "fwhm_order" in model_choice:
-        cands = model_choice.get("candidates", [])
-        best = min((c["value"] for c in cands), default=None)
-        runner = sorted(c["value"] for c in cands)[1] if len(cands) > 1 else None
-        margin = f", next best {runner - best:+.1f}" if runner is not None else ""
+        values = sorted(c["value"] for c in model_choice.get("candidates", []))
+        margin = f", next best {values[1] - values[0]:+.1f}" if len(values) > 1 else ""
         parts.append(
             f"center degree {_degree(model_choice.get('trace_order'))}, "
             f"FWHM degree {_degree(model_choice.get('fwhm_order'))} "
-            f"({len(cands)} candidates{margin})"
+            f"({len(values)} candidates{margin})"
         )
     return "; ".join(parts)
+
+
+def _relative(candidate: Mapping[str, Any], best: float | None) -> str:
+    """A candidate's criterion value relative to the chosen one's, or why it has none."""
+    if candidate["value"] is not None and best is not None:
+        return f"{candidate['value'] - best:+.1f}"
+    why = str(candidate.get("why"))
+    return "not fitted" if why.startswith("not fitted") else why
 
 
 def _degree(order: int | None) -> str:

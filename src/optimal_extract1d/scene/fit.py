@@ -281,15 +281,12 @@ def _best_scene(fits: list[KernelFit], price, *, n_cross: int) -> KernelFit | No
     """
     if not fits:
         return None
-    cost = price or (lambda fit: 0.0)
     inside = [f for f in fits if not shape_at_bound(f, n_cross)] or fits
-    return min(inside, key=lambda f: f.chi2 + cost(f))
+    return min(inside, key=lambda f: f.chi2 + price(f))
 
 
-def _component_price(search: ComponentSearch | None):
-    """The cost of a fit's further components by the component rule (None: no search)."""
-    if search is None:
-        return None
+def _component_price(search: ComponentSearch):
+    """The cost of a fit's further components by the component rule."""
 
     def price(fit: KernelFit) -> float:
         return sum(
@@ -345,8 +342,34 @@ def _refit_from(
     if seed is None or isinstance(seed, FitFailure):
         settings = replace(slice_fit["settings"], bkg_order=bkg_order)
         return attempt_slice_fit(template, sd.data, variance, **{**slice_fit, "settings": settings})
+    return _refit_seeded(
+        template,
+        seed,
+        values,
+        sigma,
+        bkg_order=bkg_order,
+        extra=slice_fit["extra"],
+        search=slice_fit["search"],
+    )
+
+
+def _refit_seeded(
+    template: KernelTemplate,
+    seed: KernelFit,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    *,
+    bkg_order: int,
+    extra: Mapping[str, float] | None,
+    search: ComponentSearch | None,
+) -> KernelFit | FitFailure:
+    """``template`` refitted to the slice from ``seed``'s center, width and components.
+
+    The components that no longer hold up are then dropped
+    (`.pruning.prune_components`).
+    """
     fit = attempt_kernel_fit(
-        with_params(template, slice_fit["extra"] or {}),
+        with_params(template, extra or {}),
         values,
         sigma,
         bkg_order=bkg_order,
@@ -354,7 +377,6 @@ def _refit_from(
         fwhm=seed.fwhm,
         offsets=seed.offsets,
     )
-    search = slice_fit["search"]
     if isinstance(fit, FitFailure) or search is None or not fit.offsets:
         return fit
     return prune_components(fit, values, sigma, bkg_order=bkg_order, search=search)
@@ -481,19 +503,15 @@ def attempt_slice_fit(
     )
     bkg_order = settings.bkg_order
     if previous is not None:
-        sigma = sigma * noise_scale
-        fit = attempt_kernel_fit(
-            with_params(previous.template, extra or {}),
+        return _refit_seeded(
+            previous.template,
+            previous,
             values,
-            sigma,
+            sigma * noise_scale,
             bkg_order=bkg_order,
-            center=previous.center,
-            fwhm=previous.fwhm,
-            offsets=previous.offsets,
+            extra=extra,
+            search=search,
         )
-        if isinstance(fit, FitFailure) or search is None or not fit.offsets:
-            return fit
-        return prune_components(fit, values, sigma, bkg_order=bkg_order, search=search)
     start = search.positions[0] if search is not None and search.positions else None
     fit = attempt_kernel_fit(template, values, sigma, bkg_order=bkg_order, center=start)
     if isinstance(fit, FitFailure) or search is None:
