@@ -11,7 +11,14 @@ from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d import OptimalExtract1dStep
-from optimal_extract1d.core.calsums import combine, noise_factor, noise_factor_by_bin, project
+from optimal_extract1d.core.calsums import (
+    bin_flux,
+    combine,
+    exposure_sky,
+    noise_factor,
+    noise_factor_by_bin,
+    project,
+)
 from optimal_extract1d.errors import InputError, ParameterError
 from optimal_extract1d.io import calinputs
 from optimal_extract1d.params import CalParams
@@ -69,6 +76,38 @@ def test_nod_projection_is_the_least_squares_fit_with_a_sky_per_pixel(rng):
     sw = np.sqrt(weight.ravel())
     solution = np.linalg.lstsq(design * sw[:, None], data.ravel() * sw, rcond=None)[0]
     assert flux == pytest.approx(solution[0], rel=1e-10)
+
+
+def test_exposure_levels_are_the_least_squares_fit_with_a_level_per_exposure_and_bin(rng):
+    """Profiling the sky per pixel and a sky level per exposure and bin equals the full fit."""
+    n_exp, n_pix, n_bins = 3, 40, 4
+    profile = rng.uniform(0, 0.3, (n_exp, n_pix))
+    data = rng.normal(size=(n_exp, n_pix))
+    weight = rng.uniform(0.5, 2.0, (n_exp, n_pix))
+    bins = np.broadcast_to(np.arange(n_pix) % n_bins, (n_exp, n_pix)).copy()
+    q, y = project(profile, data, weight, "nod", bins=bins, n_bins=n_bins)
+    flux, _ = bin_flux(q, y, weight, bins, n_bins)
+    lev = exposure_sky(weight, bins, n_bins).leverage()
+    for b in range(n_bins):
+        cols = np.flatnonzero(bins[0] == b)
+        # F, a sky per pixel, a level for exposures 0 and 1 (exposure 2's is the reference)
+        design = np.zeros((n_exp, cols.size, 1 + cols.size + n_exp - 1))
+        design[:, :, 0] = profile[:, cols]
+        for i in range(n_exp):
+            design[i, np.arange(cols.size), 1 + np.arange(cols.size)] = 1.0
+            if i < n_exp - 1:
+                design[i, :, 1 + cols.size + i] = 1.0
+        design = design.reshape(n_exp * cols.size, -1)
+        sw = np.sqrt(weight[:, cols].ravel())
+        a = design * sw[:, None]
+        solution = np.linalg.lstsq(a, data[:, cols].ravel() * sw, rcond=None)[0]
+        assert flux[b] == pytest.approx(solution[0], rel=1e-10)
+        # the levels' leverage is the hat matrix's diagonal minus the sky's and the flux's
+        hat = np.diag(a @ np.linalg.pinv(a))
+        w = weight[:, cols]
+        sky = (w / w.sum(axis=0)).ravel()
+        qb = q[:, cols].ravel() * sw
+        np.testing.assert_allclose(lev[:, cols].ravel(), hat - sky - qb**2 / np.sum(qb**2))
 
 
 def test_combine_recovers_flux_with_calibrated_errors_on_pure_noise(rng):

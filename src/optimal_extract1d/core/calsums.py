@@ -36,6 +36,8 @@ __all__ = [
     "MODES",
     "BinnedSums",
     "project",
+    "ExposureSky",
+    "exposure_sky",
     "bin_flux",
     "combine",
     "noise_factor",
@@ -55,7 +57,13 @@ MISSING_LIMIT = 0.2
 
 
 def project(
-    profile: np.ndarray, data: np.ndarray, weight: np.ndarray, mode: str
+    profile: np.ndarray,
+    data: np.ndarray,
+    weight: np.ndarray,
+    mode: str,
+    *,
+    bins: np.ndarray | None = None,
+    n_bins: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The design column and data of the flux fit, background handled.
 
@@ -65,6 +73,12 @@ def project(
         Profile value, data and inverse variance (0 = unused) of every pixel.
     mode : str
         ``"none"``, ``"subtracted"`` or ``"nod"``.
+    bins : ndarray of int, shape (n_exp, n_pix), optional
+        Output bin of every pixel (-1 = none). Given in ``"nod"`` mode, the
+        sky level of every exposure in every bin is a free parameter too
+        (`exposure_sky`), and is profiled out as well.
+    n_bins : int
+        Number of output bins (with ``bins``).
 
     Returns
     -------
@@ -76,11 +90,89 @@ def project(
         with np.errstate(invalid="ignore", divide="ignore"):
             pbar = np.where(total > 0, (weight * profile).sum(axis=0) / total, 0.0)
             dbar = np.where(total > 0, (weight * np.nan_to_num(data)).sum(axis=0) / total, 0.0)
-        return profile - pbar, np.nan_to_num(data) - dbar
+        q, y = profile - pbar, np.nan_to_num(data) - dbar
+        if bins is not None and profile.shape[0] > 1:
+            sky = exposure_sky(weight, bins, n_bins)
+            q, y = sky.remove(q), sky.remove(y)
+        return q, y
     if mode == "subtracted" and profile.shape[0] > 1:
         others = (profile.sum(axis=0) - profile) / (profile.shape[0] - 1)
         return profile - others, np.nan_to_num(data)
     return profile, np.nan_to_num(data)
+
+
+@dataclass(frozen=True)
+class ExposureSky:
+    """The per-exposure sky levels of every bin, as nuisance parameters of the nod fit.
+
+    Real nod exposures do not share their sky exactly: on the CEERS 933
+    cut-outs the difference of two exposures, far from the source, has a
+    mean of 0.3-1.5 sigma that is the same on every row of a column and
+    changes slowly with wavelength (a sky that varies in time). A sky per
+    pixel (the nod fit) cannot follow it; a level ``c_ib`` per exposure
+    ``i`` and bin ``b`` (sum 0 over the exposures, the mean being the sky
+    per pixel's) can. For a source whose nod copies fall in the slit the
+    profile is nearly orthogonal to these levels, so the flux hardly
+    changes; the residuals, and the error factor measured from them, lose
+    the sky's variation and keep the noise.
+
+    Attributes
+    ----------
+    design : ndarray, shape (n_exp - 1, n_exp, n_pix)
+        The level columns after the sky per pixel is profiled out.
+    weight, bins : ndarray, shape (n_exp, n_pix)
+    inverse : ndarray, shape (n_bins, n_exp - 1, n_exp - 1)
+        Inverse normal matrix of the levels of every bin.
+    """
+
+    design: np.ndarray
+    weight: np.ndarray
+    bins: np.ndarray
+    inverse: np.ndarray
+
+    def _sums(self, values: np.ndarray) -> np.ndarray:
+        ok = self.bins >= 0
+        n_bins = self.inverse.shape[0]
+        rows = [
+            np.bincount(self.bins[ok], (self.weight * g * values)[ok], minlength=n_bins)
+            for g in self.design
+        ]
+        return np.stack(rows, axis=-1)  # (n_bins, k)
+
+    def remove(self, values: np.ndarray) -> np.ndarray:
+        """``values`` minus their weighted least-squares fit by the levels, bin by bin."""
+        coef = np.einsum("bkl,bl->bk", self.inverse, self._sums(values))
+        at = coef[np.clip(self.bins, 0, None)]  # (n_exp, n_pix, k)
+        fit = np.einsum("kep,epk->ep", self.design, at)
+        return np.where(self.bins >= 0, values - fit, values)
+
+    def leverage(self) -> np.ndarray:
+        """Leverage of the levels on every pixel, ``w g^T M^-1 g``."""
+        inv = self.inverse[np.clip(self.bins, 0, None)]  # (n_exp, n_pix, k, k)
+        g = np.moveaxis(self.design, 0, -1)  # (n_exp, n_pix, k)
+        lev = self.weight * np.einsum("epk,epkl,epl->ep", g, inv, g)
+        return np.where(self.bins >= 0, lev, 0.0)
+
+
+def exposure_sky(weight: np.ndarray, bins: np.ndarray, n_bins: int) -> ExposureSky:
+    """The per-exposure sky levels of every bin (`ExposureSky`), for weights ``weight``."""
+    n_exp = weight.shape[0]
+    total = weight.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(total > 0, weight / total, 0.0)
+    # level k (k < n_exp - 1; the last is minus their sum) on exposure i, sky per pixel profiled
+    design = np.stack(
+        [(np.arange(n_exp) == k)[:, None] - frac[k][None, :] for k in range(n_exp - 1)]
+    )
+    ok = (bins >= 0) & (weight > 0)
+    k = n_exp - 1
+    normal = np.zeros((n_bins, k, k))
+    for a in range(k):
+        for b in range(a, k):
+            v = np.bincount(bins[ok], (weight * design[a] * design[b])[ok], minlength=n_bins)
+            normal[:, a, b] = normal[:, b, a] = v
+    inverse = np.linalg.pinv(normal, hermitian=True)
+    return ExposureSky(design, np.where(ok, weight, 0.0), np.where(ok, bins, -1), inverse)
 
 
 def bin_flux(
@@ -162,6 +254,7 @@ def combine(
     mode: str,
     reject_sigma: float,
     max_iter: int,
+    exposure_levels: bool = False,
 ) -> BinnedSums:
     """Flux of every bin from all pixels of all exposures, with rejection across exposures.
 
@@ -189,6 +282,8 @@ def combine(
         Rejection threshold; 0 = no rejection.
     max_iter : int
         Most rejection passes.
+    exposure_levels : bool
+        ``"nod"`` mode: also fit a sky level per exposure and bin (`ExposureSky`).
 
     Returns
     -------
@@ -203,10 +298,15 @@ def combine(
         use = usable & ~rejected
         weight = np.where(use, 1.0 / np.where(use, variance, 1.0), 0.0)
         q, y = project(profile, data, weight, mode)
+        rvar = _residual_variance(variance, weight, mode)
+        if exposure_levels and mode == "nod" and profile.shape[0] > 1:
+            sky = exposure_sky(weight, bins, n_bins)
+            q, y = sky.remove(q), sky.remove(y)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rvar = rvar - np.where(weight > 0, sky.leverage() / weight, 0.0)
         flux, den = bin_flux(q, y, weight, bins, n_bins)
         fb = np.where(bins >= 0, np.nan_to_num(flux)[np.clip(bins, 0, None)], 0.0)
         resid = y - fb * q
-        rvar = _residual_variance(variance, weight, mode)
         with np.errstate(invalid="ignore", divide="ignore"):
             z = np.where(use & (rvar > 0), resid / np.sqrt(np.abs(rvar)), np.nan)
             tol = np.sqrt(np.abs(rvar) + (PROFILE_TOLERANCE * fb * profile) ** 2)

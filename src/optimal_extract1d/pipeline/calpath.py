@@ -43,6 +43,10 @@ __all__ = ["extract_cal", "extract_source", "choose_background", "stack", "defau
 
 log = logging.getLogger(__name__)
 
+#: Raw nod exposures: fit a sky level per exposure and output bin besides the sky per pixel
+#: (`.core.calsums.ExposureSky`).
+EXPOSURE_LEVELS = True
+
 
 def extract_cal(model: Any, params: ExtractParams, cal: CalParams) -> ExtractionRun:
     """Extract every source of a cal input.
@@ -286,6 +290,7 @@ def extract_source(
         n_bins=grid.size,
         n_exp=len(group),
         mode=fit_mode,
+        exposure_levels=EXPOSURE_LEVELS,
     )
     psf = fit_cal_psf(
         fit_data,
@@ -399,6 +404,7 @@ def _combine(psf: CalPSF, d: CalFitData, variances, usable, params: ExtractParam
         mode=d.mode,
         reject_sigma=params.reject_sigma,
         max_iter=params.max_iter,
+        exposure_levels=d.exposure_levels,
     )
 
 

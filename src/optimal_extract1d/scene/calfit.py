@@ -55,6 +55,9 @@ class CalFitData:
     n_exp : int
     mode : str
         Background treatment (`.core.calsums.MODES`).
+    exposure_levels : bool
+        ``"nod"`` mode: a sky level per exposure and bin is fitted too
+        (`.core.calsums.ExposureSky`).
     """
 
     along: np.ndarray
@@ -67,6 +70,14 @@ class CalFitData:
     n_bins: int
     n_exp: int
     mode: str
+    exposure_levels: bool = False
+
+    def project(self, profile, data, weight, bins) -> tuple[np.ndarray, np.ndarray]:
+        """`.core.calsums.project` with this data's background treatment."""
+        levels = self.exposure_levels and self.mode == "nod"
+        return project(
+            profile, data, weight, self.mode, bins=bins if levels else None, n_bins=self.n_bins
+        )
 
 
 @dataclass(frozen=True)
@@ -153,8 +164,8 @@ def _chi(psf: CalPSF, d: CalFitData, cols: np.ndarray) -> np.ndarray:
     prof = np.where(use, psf.profile(along, lam, d.exposure[:, cols]), 0.0)
     prof = np.nan_to_num(prof)
     weight = np.where(use, 1.0 / np.where(use, d.variance[:, cols], 1.0), 0.0)
-    q, y = project(prof, d.data[:, cols], weight, d.mode)
     bins = np.where(use, d.bins[:, cols], -1)
+    q, y = d.project(prof, d.data[:, cols], weight, bins)
     flux, _ = bin_flux(q, y, weight, bins, d.n_bins)
     fb = np.where(bins >= 0, np.nan_to_num(flux)[np.clip(bins, 0, None)], 0.0)
     return (np.sqrt(weight) * (y - fb * q))[use]
@@ -164,8 +175,9 @@ def _snr_bins(psf: CalPSF, d: CalFitData) -> np.ndarray:
     """S/N of every bin's flux under ``psf``."""
     prof = np.nan_to_num(np.where(d.usable, psf.profile(d.along, d.wavelength, d.exposure), 0))
     weight = np.where(d.usable, 1.0 / np.where(d.usable, d.variance, 1.0), 0.0)
-    q, y = project(prof, d.data, weight, d.mode)
-    flux, den = bin_flux(q, y, weight, np.where(d.usable, d.bins, -1), d.n_bins)
+    bins = np.where(d.usable, d.bins, -1)
+    q, y = d.project(prof, d.data, weight, bins)
+    flux, den = bin_flux(q, y, weight, bins, d.n_bins)
     return np.nan_to_num(flux * np.sqrt(den))
 
 
