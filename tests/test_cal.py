@@ -18,6 +18,8 @@ from optimal_extract1d.core.calsums import (
     noise_factor,
     noise_factor_by_bin,
     project,
+    remodel_variances,
+    spectrum_noise_factor,
 )
 from optimal_extract1d.errors import InputError, ParameterError
 from optimal_extract1d.io import calinputs
@@ -137,6 +139,50 @@ def test_noise_factor_measures_the_noise_not_the_profile():
     z[:, :100] = 50.0
     factor, n = noise_factor(z, model, np.ones_like(z))
     assert factor == pytest.approx(1.3, rel=0.05) and n == 3 * 4900
+
+
+def test_remodelled_variances_follow_the_model_not_the_noise():
+    """Data-derived VAR_POISSON / VAR_FLAT (as the pipeline's) are replaced by their expectation."""
+    rng = np.random.default_rng(2)
+    n_exp, n_pix, n_bins = 3, 6000, 200
+    bins = np.broadcast_to(np.arange(n_pix) * n_bins // n_pix, (n_exp, n_pix)).copy()
+    gain = 1.0 + bins / n_bins  # counts-to-flux conversion changing with wavelength
+    source = rng.uniform(0, 40.0, (n_exp, n_pix))
+    sky, rnoise, flat = 10.0, 4.0, 0.05
+    true_vp = gain * (sky + source)
+    noise = rng.normal(size=source.shape) * np.sqrt(true_vp + rnoise)
+    data = sky + source + noise
+    vp = gain * np.clip(data, 0, None)
+    vf = (flat * data) ** 2
+    vr = np.full_like(vp, rnoise)
+    usable = np.ones_like(vp, bool)
+    mp, mr, mf = remodel_variances((vp, vr, vf), source, usable, bins, n_bins)
+    assert mr is vr
+    np.testing.assert_allclose(np.median(mp / true_vp), 1.0, atol=0.03)
+    expected_vf = flat**2 * ((sky + source) ** 2 + true_vp + rnoise)  # E[(flat x data)^2]
+    np.testing.assert_allclose(np.median(mf / expected_vf), 1.0, atol=0.03)
+    # the input follows the noise, the model does not
+    assert np.corrcoef(vp.ravel(), noise.ravel())[0, 1] > 0.3
+    assert abs(np.corrcoef(mp.ravel(), noise.ravel())[0, 1]) < 0.03
+    assert abs(np.corrcoef(mf.ravel(), noise.ravel())[0, 1]) < 0.03
+
+
+def test_spectrum_noise_factor_measures_the_noise_of_the_flux():
+    rng = np.random.default_rng(3)
+    w = np.linspace(1, 5, 400)
+    smooth = 1e-6 * (1 + 0.3 * np.sin(2 * w))
+    err = np.full(w.size, 2e-8)
+    for scale in (1.0, 1.3):
+        flux = smooth + rng.normal(size=w.size) * err * scale
+        factor, n = spectrum_noise_factor(flux, err)
+        assert factor == pytest.approx(scale, rel=0.1) and n > 350
+        # a smooth error of the profile (a flux scale changing with wavelength) and a few
+        # strong lines do not count as noise
+        lines = np.zeros(w.size)
+        lines[[50, 150, 151, 300]] = 50 * err[0]
+        distorted = flux * (1 + 0.1 * (w - 3)) + lines
+        assert spectrum_noise_factor(distorted, err)[0] == pytest.approx(factor, rel=0.05)
+    assert spectrum_noise_factor(smooth[:10], err[:10]) == (1.0, 8)
 
 
 def test_noise_factor_by_bin_follows_a_wavelength_dependent_scatter():
@@ -286,7 +332,8 @@ def test_ceers_cal_path_finds_the_source_and_its_lines(ceers_cal_x1d):
     assert spec.source_id == 933 and meta.background == "nod" and meta.n_exposures == 3
     # the nod offsets of the metadata put the source within a pixel in every exposure
     assert np.all(np.abs(meta.psf.exposure_offsets_px) < 1.0)
-    assert 1.0 < meta.error_scale.measured_factor < 1.3  # VAR_* of cal frames: ~1.2x low
+    # issue 13 target: the spectrum scatters at most 1.2 x its propagated errors
+    assert 0.9 < meta.error_scale.measured_factor <= 1.2
     for line in CEERS_LINES_UM:
         flux, err = _line_flux(spec.spec_table, line)
         assert flux / err > 15, (line, flux, err)
@@ -310,14 +357,14 @@ def test_ceers_cal_line_fluxes_are_near_the_s2d_path(ceers_cal_x1d, ceers_s2d_x1
 
 @requires_ceers
 @pytest.mark.heavy
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13 target not met: [OIII]+Hbeta comes out 15 % (3.4 sigma) below the s2d "
-    "path (H-alpha 7 %, 1.5 sigma). Box sums over +-3 px agree between the cal and s2d data "
-    "(2.44e-6 Jy both) and simulated point-source lines are recovered within 0.7 %, so the "
-    "suspect is the one analytic profile for this extended galaxy's line emission",
-)
 def test_ceers_cal_line_fluxes_agree_with_the_s2d_path_within_errors(ceers_cal_x1d, ceers_s2d_x1d):
+    """[OIII]+Hbeta and H-alpha within 3 sigma of the s2d path (issue 13).
+
+    [OIII]+Hbeta was 15 % (3.4 sigma) low while the weights came from the
+    pipeline's VAR_FLAT, 8.8 % of the signal per pixel near 2.6 um and so
+    largest on the pixels that fluctuated up; with the variances modelled
+    from the fit it agrees.
+    """
     for line in CEERS_LINES_UM:
         cal_flux, cal_err = _line_flux(ceers_cal_x1d.spec[0].spec_table, line)
         s2d_flux, s2d_err = _line_flux(ceers_s2d_x1d.spec[0].spec_table, line)

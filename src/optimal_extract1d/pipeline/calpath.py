@@ -8,13 +8,19 @@ For every source (exposures grouped by source ID, else slit name):
 3. the output grid is set (`default_grid`: the wavelengths of the detector
    columns along the source trace, i.e. the sampling resample_spec gives;
    or the user's) and every pixel goes to the bin holding its wavelength;
-4. one PSF model is fitted to all exposures (`.scene.calfit.fit_cal_psf`),
-   the bins are summed with rejection across exposures
-   (`.core.calsums.combine`), and the fit is repeated once without the
-   rejected pixels;
-5. the residual error factor is measured where the source model is
-   negligible (`.core.calsums.noise_factor`) and applied with
-   ``error_scale = residual``.
+4. one PSF model is fitted to all exposures (`.scene.calfit.fit_cal_psf`)
+   and the bins are summed with rejection across exposures
+   (`.core.calsums.combine`); in ``"nod"`` mode the sky of every pixel and
+   a sky level of every exposure and bin are fitted with the flux;
+5. VAR_POISSON and VAR_FLAT are replaced by their prediction from the
+   fitted model (`.core.calsums.remodel_variances`: the pipeline's come
+   from the measured signal and bias the optimal sum low), the fit is
+   repeated with those weights and without the rejected pixels, and the
+   bins are summed again;
+6. the residual error factor is measured from the spectrum's own scatter
+   (`.core.calsums.spectrum_noise_factor`) and applied with
+   ``error_scale = residual``; the scatter of the pixels where the source
+   model is negligible (`.core.calsums.noise_factor`) is recorded.
 
 A source that cannot be fitted is skipped with a WARNING and listed in the
 run's ``skipped``; one source's failure never stops the others.
@@ -29,7 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from ..core.calsums import MODES, combine, noise_factor, noise_factor_by_bin
+from ..core.calsums import (
+    MODES,
+    combine,
+    noise_factor,
+    noise_factor_by_bin,
+    remodel_variances,
+    spectrum_noise_factor,
+)
 from ..errors import InputError, OptimalExtractError, ParameterError
 from ..io import calinputs, inputs
 from ..params import CalParams, ExtractParams
@@ -301,23 +314,33 @@ def extract_source(
         fit_trace=params.fit_trace,
     )
     sums = _combine(psf, fit_data, variances, usable, params)
-    if sums.rejected.any():  # refit the chosen shape without the outliers, then sum again
-        clean = dataclasses.replace(fit_data, usable=usable & ~sums.rejected)
-        choice = psf.choice
-        psf = fit_cal_psf(
-            clean,
-            kernel=psf.kernel,
-            fwhm_order=len(psf.fwhm_coeffs) - 1,
-            fit_fwhm=True,
-            trace_order=len(psf.trace_coeffs),
-            fit_trace=True,
-        )
-        psf = dataclasses.replace(psf, choice=choice)
-        sums = _combine(psf, fit_data, variances, usable, params)
-    factor, n_noise = noise_factor(sums.z, sums.model, fit_data.variance)
+    # the variances from the model, not the data (Horne's step 6); then the shape is refitted
+    # with those weights and without the outliers, and the bins summed again
+    variances = remodel_variances(variances, sums.model, usable & ~sums.rejected, bins, grid.size)
+    total = sum(np.nan_to_num(v, nan=np.inf) for v in variances)
+    fit_data = dataclasses.replace(
+        fit_data,
+        variance=np.where(usable & (total > 0) & np.isfinite(total), total, 1.0),
+        usable=usable & (total > 0) & np.isfinite(total),
+    )
+    usable = fit_data.usable
+    clean = dataclasses.replace(fit_data, usable=usable & ~sums.rejected)
+    choice = psf.choice
+    psf = fit_cal_psf(
+        clean,
+        kernel=psf.kernel,
+        fwhm_order=len(psf.fwhm_coeffs) - 1,
+        fit_fwhm=True,
+        trace_order=len(psf.trace_coeffs),
+        fit_trace=True,
+    )
+    psf = dataclasses.replace(psf, choice=choice)
+    sums = _combine(psf, fit_data, variances, usable, params)
+    # the factor from the noise of the spectrum itself; the pixels' scatter is recorded
+    error = np.sqrt(sums.var_poisson + sums.var_rnoise + sums.var_flat)
+    factor, n_noise = spectrum_noise_factor(sums.flux, error)
+    pixel_factor, n_pixels = noise_factor(sums.z, sums.model, fit_data.variance)
     _, chunks = noise_factor_by_bin(sums.z, sums.model, fit_data.variance, bins, grid.size)
-    # one factor for the spectrum: the per-wavelength runs are recorded, not applied (on
-    # sources injected into the CEERS cut-outs they overcorrected the blue: calib 0.83)
     applied = factor if params.error_scale == "residual" else 1.0
     meta = {
         "input_level": "cal",
@@ -337,8 +360,12 @@ def extract_source(
             "method": params.error_scale,
             "measured_factor": float(factor),
             "factor": float(applied),
-            "n_pixels": int(n_noise),
-            "where": "pixels where the source model is below 0.2 sigma in every exposure",
+            "n_bins": int(n_noise),
+            "where": "second differences of the spectrum over their propagated errors "
+            "(the bins share no pixel; a smooth spectrum and smooth profile errors cancel)",
+            "pixel_factor": float(pixel_factor),
+            "n_pixels": int(n_pixels),
+            "pixel_where": "pixels where the source model is below 0.2 sigma in every exposure",
             "by_wavelength": [
                 {
                     "wavelength_um": [float(grid[c["first_bin"]]), float(grid[c["last_bin"]])],

@@ -137,6 +137,8 @@ def simulate_cal(
     n_cosmic_rays: int = 0,
     lines: tuple[tuple[float, float], ...] = (),
     pixel_area: float = 4.85e-13,
+    flat_error: float = 0.0,
+    measured_variance: bool = False,
 ) -> CalSimulation:
     """Simulate nod exposures of one point source.
 
@@ -165,6 +167,13 @@ def simulate_cal(
         1.5 columns sigma; peak in Jy).
     pixel_area : float
         Pixel solid angle (sr); data are in MJy/sr.
+    flat_error : float
+        Relative error of the flat field: every detector pixel's signal is
+        off by a fixed factor ``1 + N(0, flat_error)``, and VAR_FLAT is
+        ``(flat_error x data)^2``, from the measured data as in the pipeline.
+    measured_variance : bool
+        VAR_POISSON from the measured signal (``max(data, 0)``, as the
+        pipeline's ramp fit does) instead of the true one.
 
     Returns
     -------
@@ -195,6 +204,8 @@ def simulate_cal(
     info = np.sum(src_mid**2 / (sky_flux[:, mid] + src_mid + floor))
     c = info / snr**2
     to_sb = 1.0 / (pixel_area * 1e6)
+    # the same detector pixels in every exposure (drawn only when asked: same streams otherwise)
+    flat = 1.0 + flat_error * rng.normal(size=lam.shape) if flat_error > 0 else 1.0
     exposures = []
     for nod in nods:
         offset = (base - nod * SHUTTER_PITCH - source_ypos) / g.units_per_pixel
@@ -202,7 +213,10 @@ def simulate_cal(
         source = truth * profile
         var_p = c * (sky_flux + np.clip(source, 0, None))
         var_r = np.full_like(var_p, c * floor)
-        data = sky_flux + source + rng.normal(size=var_p.shape) * np.sqrt(var_p + var_r)
+        data = (sky_flux + source) * flat + rng.normal(size=var_p.shape) * np.sqrt(var_p + var_r)
+        var_f = (flat_error * data) ** 2
+        if measured_variance:
+            var_p = c * np.clip(data, 0, None)
         hits = np.zeros(data.shape, bool)
         if n_cosmic_rays:
             idx = rng.choice(np.flatnonzero(inside), size=n_cosmic_rays, replace=False)
@@ -215,7 +229,7 @@ def simulate_cal(
                 data=data * to_sb,
                 var_poisson=np.where(inside, var_p, 0.0) * to_sb**2,
                 var_rnoise=np.where(inside, var_r, 0.0) * to_sb**2,
-                var_flat=np.zeros_like(var_p),
+                var_flat=np.where(inside, var_f, 0.0) * to_sb**2,
                 dq=np.where(inside, 0, 1).astype(np.uint32),
                 nod=int(nod),
                 source_ypos=float(source_ypos),
