@@ -157,6 +157,24 @@ class ExposureSky:
         return np.where(self.bins >= 0, lev, 0.0)
 
 
+def _small_inverse(normal: np.ndarray) -> np.ndarray:
+    """Inverse of every symmetric ``(k, k)`` matrix (0 if singular); closed form for k <= 2."""
+    k = normal.shape[-1]
+    if k == 1:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(normal > 0, 1.0 / np.where(normal > 0, normal, 1.0), 0.0)
+    if k == 2:
+        a, b, d = normal[:, 0, 0], normal[:, 0, 1], normal[:, 1, 1]
+        det = a * d - b * b
+        good = det > 1e-12 * np.maximum(a * d, 1e-300)
+        inv_det = np.where(good, 1.0 / np.where(good, det, 1.0), 0.0)
+        out = np.empty_like(normal)
+        out[:, 0, 0], out[:, 1, 1] = d * inv_det, a * inv_det
+        out[:, 0, 1] = out[:, 1, 0] = -b * inv_det
+        return out
+    return np.linalg.pinv(normal, hermitian=True)
+
+
 def exposure_sky(weight: np.ndarray, bins: np.ndarray, n_bins: int) -> ExposureSky:
     """The per-exposure sky levels of every bin (`ExposureSky`), for weights ``weight``."""
     n_exp = weight.shape[0]
@@ -174,7 +192,7 @@ def exposure_sky(weight: np.ndarray, bins: np.ndarray, n_bins: int) -> ExposureS
         for b in range(a, k):
             v = np.bincount(bins[ok], (weight * design[a] * design[b])[ok], minlength=n_bins)
             normal[:, a, b] = normal[:, b, a] = v
-    inverse = np.linalg.pinv(normal, hermitian=True)
+    inverse = _small_inverse(normal)
     return ExposureSky(design, np.where(ok, weight, 0.0), np.where(ok, bins, -1), inverse)
 
 

@@ -303,7 +303,6 @@ def extract_source(
         n_bins=grid.size,
         n_exp=len(group),
         mode=fit_mode,
-        exposure_levels=EXPOSURE_LEVELS,
     )
     psf = fit_cal_psf(
         fit_data,
@@ -315,13 +314,15 @@ def extract_source(
     )
     sums = _combine(psf, fit_data, variances, usable, params)
     # the variances from the model, not the data (Horne's step 6); then the shape is refitted
-    # with those weights and without the outliers, and the bins summed again
+    # from the first fit with those weights, without the outliers and (nod mode) with the
+    # exposures' sky levels, and the bins summed again
     variances = remodel_variances(variances, sums.model, usable & ~sums.rejected, bins, grid.size)
     total = sum(np.nan_to_num(v, nan=np.inf) for v in variances)
     fit_data = dataclasses.replace(
         fit_data,
         variance=np.where(usable & (total > 0) & np.isfinite(total), total, 1.0),
         usable=usable & (total > 0) & np.isfinite(total),
+        exposure_levels=EXPOSURE_LEVELS,
     )
     usable = fit_data.usable
     clean = dataclasses.replace(fit_data, usable=usable & ~sums.rejected)
@@ -333,6 +334,7 @@ def extract_source(
         fit_fwhm=True,
         trace_order=len(psf.trace_coeffs),
         fit_trace=True,
+        start=psf,
     )
     psf = dataclasses.replace(psf, choice=choice)
     sums = _combine(psf, fit_data, variances, usable, params)

@@ -189,6 +189,7 @@ def fit_cal_psf(
     fit_fwhm: bool | str = "auto",
     trace_order: int = 2,
     fit_trace: bool | str = "auto",
+    start: CalPSF | None = None,
 ) -> CalPSF:
     """Fit the joint profile of all exposures.
 
@@ -208,6 +209,9 @@ def fit_cal_psf(
         wavelength (common to all exposures, on top of their offsets).
         The FWHM degree is chosen first (no trace), then the trace degree,
         then (``kernel = "auto"``) the Moffat competes with the Gaussian.
+    start : CalPSF, optional
+        A previous fit to start from (its coefficients seed every candidate);
+        by default a coarse grid of offsets and widths.
 
     Returns
     -------
@@ -218,10 +222,11 @@ def fit_cal_psf(
     ProfileFitError
         If no bin holds a source at S/N >= 3.
     """
-    lam = d.wavelength[d.usable]
-    lam0 = float(0.5 * (lam.min() + lam.max()))
-    lam_half = float(max(0.5 * (lam.max() - lam.min()), 1e-6))
-    start = _grid_start(d, lam0, lam_half)
+    if start is None:
+        lam = d.wavelength[d.usable]
+        lam0 = float(0.5 * (lam.min() + lam.max()))
+        lam_half = float(max(0.5 * (lam.max() - lam.min()), 1e-6))
+        start = _grid_start(d, lam0, lam_half)
     snr = _snr_bins(start, d)
     good = snr >= _GOOD_BIN_SNR
     if good.sum() < 3:
@@ -282,12 +287,15 @@ def _fit_one(
 ) -> CalPSF:
     """Least-squares fit of one candidate (offsets, FWHM and trace coefficients, Moffat index)."""
     n_exp = d.n_exp
-    x0 = [*start.offsets, start.fwhm_coeffs[0], *([0.0] * order), *([0.0] * t_order)]
+    fwhm0 = [*start.fwhm_coeffs[: order + 1], *([0.0] * (order + 1 - len(start.fwhm_coeffs)))]
+    trace0 = [*start.trace_coeffs[:t_order], *([0.0] * (t_order - len(start.trace_coeffs)))]
+    x0 = [*start.offsets, *fwhm0, *trace0]
     lo = [o - _MAX_OFFSET for o in start.offsets] + [MIN_FWHM] + [-10.0] * order
     hi = [o + _MAX_OFFSET for o in start.offsets] + [15.0] + [10.0] * order
     lo, hi = lo + [-_MAX_OFFSET] * t_order, hi + [_MAX_OFFSET] * t_order
     if family == "moffat":
-        x0, lo, hi = [*x0, 2.5], [*lo, 1.05], [*hi, 12.0]
+        alpha0 = start.alpha if start.kernel == "moffat" else 2.5
+        x0, lo, hi = [*x0, alpha0], [*lo, 1.05], [*hi, 12.0]
 
     def build(theta: np.ndarray) -> CalPSF:
         coeffs = tuple(theta[n_exp : n_exp + order + 1])
