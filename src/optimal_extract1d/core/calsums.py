@@ -21,7 +21,14 @@ Three background treatments (``mode``):
 * ``"nod"``: raw exposures whose sky is the same on a detector pixel in all
   of them, ``model = B_p + F P_ip``. The sky ``B_p`` of every pixel is
   profiled out analytically (the weighted mean over the exposures), which
-  is nod subtraction done inside the fit, with uncorrelated errors.
+  is nod subtraction done inside the fit, with uncorrelated errors. With
+  ``exposure_levels`` a sky level per exposure and bin, ``c_ib``, is
+  profiled out too (`ExposureSky`): real exposures' skies differ.
+
+The pipeline's VAR_POISSON and VAR_FLAT follow the measured signal; the cal
+path replaces them by their prediction from the fit (`remodel_variances`)
+and measures the error factor from the spectrum itself
+(`spectrum_noise_factor`).
 """
 
 from __future__ import annotations
@@ -237,9 +244,6 @@ class BinnedSums:
         Source model ``F P`` of every pixel.
     n_iter : int
         Rejection passes made.
-    fitted : ndarray, shape (n_exp, n_pix)
-        The whole fitted model of every pixel: the source, and in ``"nod"``
-        mode the sky (per pixel and, with ``exposure_levels``, per exposure).
     """
 
     flux: np.ndarray
@@ -256,7 +260,6 @@ class BinnedSums:
     z: np.ndarray
     model: np.ndarray
     n_iter: int
-    fitted: np.ndarray
 
 
 def _residual_variance(variance: np.ndarray, weight: np.ndarray, mode: str) -> np.ndarray:
@@ -370,7 +373,6 @@ def combine(
         z=z,
         model=fb * profile,
         n_iter=n_iter,
-        fitted=np.nan_to_num(data) - resid if mode == "nod" else fb * q,
     )
 
 
@@ -628,7 +630,7 @@ def remodel_variances(
     variances : tuple of 3 ndarray, shape (n_exp, n_pix)
         VAR_POISSON, VAR_RNOISE, VAR_FLAT of the input.
     source : ndarray, shape (n_exp, n_pix)
-        Source model ``F P`` of every pixel (`BinnedSums.model`).
+        Source model ``F P`` of every pixel (the ``model`` of `BinnedSums`).
     usable : ndarray of bool, shape (n_exp, n_pix)
     bins : ndarray of int, shape (n_exp, n_pix)
         Output bin of every pixel (-1 = none).
