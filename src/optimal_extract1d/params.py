@@ -56,13 +56,15 @@ class ExtractParams:
         Dispersion-axis pixel at the center of the slice; None = the column
         with the most signal.
     kernel : str or astropy.modeling.Fittable1DModel
-        PSF template: ``"auto"`` (Gaussian or Moffat, chosen per slit by the
-        criterion of `.scene.choice`), ``"gaussian"``, ``"moffat"``,
+        PSF template: ``"auto"`` (Gaussian or Moffat, and the profiles of
+        ``psf_file`` when given, chosen per slit by the criterion of
+        `.scene.choice`), ``"gaussian"``, ``"moffat"``,
         ``"empirical"`` (Horne's data-driven profile), ``"psf"`` (the profiles
         of ``psf_file``), or (from Python) any astropy 1-D model.
     psf_file : str or None
         jwst ``SpecPsfModel`` file with the cross-dispersion PSF per
-        wavelength; required by (and only used with) ``kernel = "psf"``.
+        wavelength; required by ``kernel = "psf"``, a further family of
+        ``kernel = "auto"``, unused otherwise.
     bkg_order : int or str
         Degree of the polynomial background fitted with the PSF; -1 = none;
         ``"auto"``: none, a constant or a slope across the slit, chosen per

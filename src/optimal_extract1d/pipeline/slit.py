@@ -33,7 +33,7 @@ from ..scene.model import SceneModel, SceneSettings, box_scene, fallback_bkg_ord
 from ..scene.sources import describe_fates
 from ..slitdata import SlitData
 from . import assemble
-from .templates import default_template
+from .templates import default_template, psf_candidate, psf_reference
 
 __all__ = ["extract_slit", "scene_settings", "CORE_PROFILE", "NOISE_RETEST"]
 
@@ -49,14 +49,16 @@ NOISE_RETEST = 1.1
 CORE_PROFILE = 0.05
 
 
-def scene_settings(params: ExtractParams) -> SceneSettings:
-    """The settings of the scene, from the run parameters."""
+def scene_settings(
+    params: ExtractParams, candidates: tuple[KernelTemplate, ...] = ()
+) -> SceneSettings:
+    """The settings of the scene, from the run parameters (and a PSF file's template)."""
     return SceneSettings(
         bkg_order=params.bkg_order,
         slice_width=params.slice_width,
         slice_column=params.slice_column,
         empirical=params.kernel == "empirical",
-        other_kernels=("moffat",) if params.kernel == "auto" else (),
+        other_kernels=("moffat", *candidates) if params.kernel == "auto" else (),
         fit_fwhm=params.fit_fwhm,
         fwhm_order=params.fwhm_order,
         fit_trace=params.fit_trace,
@@ -69,7 +71,11 @@ def scene_settings(params: ExtractParams) -> SceneSettings:
 
 
 def extract_slit(
-    slit: SlitData, params: ExtractParams, template: KernelTemplate | None = None
+    slit: SlitData,
+    params: ExtractParams,
+    template: KernelTemplate | None = None,
+    *,
+    candidates: tuple[KernelTemplate, ...] | None = None,
 ) -> list[SpectrumResult]:
     """Extract one slit: scene on the slice, profiles, Horne's iterated sums.
 
@@ -82,6 +88,10 @@ def extract_slit(
     template : KernelTemplate, optional
         PSF template for the slice fit; built from ``params.kernel`` (and
         ``params.psf_file``) when None (`.templates.default_template`).
+    candidates : tuple of KernelTemplate, optional
+        Further families ``kernel = "auto"`` chooses from besides the Gaussian
+        and the Moffat: the PSF file's template; read from ``params.psf_file``
+        when None (`.templates.psf_candidate`).
 
     Returns
     -------
@@ -90,7 +100,9 @@ def extract_slit(
         or given in ``params.source_positions``).
     """
     template = template or default_template(params, slit)
-    settings = scene_settings(params)
+    if candidates is None:
+        candidates = psf_candidate(params, slit, psf_reference(params))
+    settings = scene_settings(params, candidates)
     sd = slit.cropped(params.extraction_region)
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
     _log_empty_edges(sd, usable)

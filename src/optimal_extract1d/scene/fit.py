@@ -182,7 +182,10 @@ def _choose_fit(
         When no candidate can be fitted (the first one's reason).
     """
     settings = slice_fit["settings"]
-    families = [template, *(make_template(name) for name in settings.other_kernels)]
+    families = [
+        template,
+        *(make_template(k) if isinstance(k, str) else k for k in settings.other_kernels),
+    ]
     values, sigma = _slice(sd, variance, slice_fit)
     n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
     seeded = {"values": values, "sigma": sigma, "slice_fit": slice_fit}

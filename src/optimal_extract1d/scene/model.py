@@ -55,10 +55,10 @@ class SceneSettings:
         slice; None = the column with the most signal.
     empirical : bool
         Replace the main source's kernel profile by Horne's empirical profile.
-    other_kernels : tuple of str
-        Named templates (``"moffat"``) the slice is also fitted with; the
-        criterion (`.scene.choice.choose_kernel`) picks the family. Empty: the
-        given template only.
+    other_kernels : tuple of str or KernelTemplate
+        Named templates (``"moffat"``) or templates (a PSF file's) the slice
+        is also fitted with; the criterion (`.scene.choice.choose_kernel`)
+        picks the family. Empty: the given template only.
     fit_fwhm, fit_trace : bool or str
         Fit the kernel width / center in bins and model them along the
         dispersion; ``"auto"``: the criterion decides (`.scene.choice`).
@@ -79,7 +79,7 @@ class SceneSettings:
     slice_width: int = 30
     slice_column: int | None = None
     empirical: bool = False
-    other_kernels: tuple[str, ...] = ()
+    other_kernels: tuple[str | KernelTemplate, ...] = ()
     fit_fwhm: bool | str = "auto"
     fwhm_order: int = 2
     fit_trace: bool | str = "auto"
