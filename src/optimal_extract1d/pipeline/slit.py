@@ -17,17 +17,20 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
 from ..core import horne, iteration
 from ..core.errorscale import residual_error_scale, slice_noise_scale
 from ..core.outliers import fit_outliers
+from ..core.smoothbkg import CANDIDATE_ORDERS, SmoothBackground, column_chi2, fit_smooth_background
 from ..errors import ProfileFitError
 from ..params import ExtractParams
 from ..psf.kernel import KernelTemplate
 from ..results import SpectrumResult
 from ..scene.choice import describe_choice
+from ..scene.criterion import CRITERION
 from ..scene.fit import fit_scene, fixed_scene, slice_column
 from ..scene.model import SceneModel, SceneSettings, box_scene, fallback_bkg_order
 from ..scene.sources import describe_fates
@@ -129,6 +132,8 @@ def extract_slit(
         if first.fit.offsets:
             final = scene.fit if scene.status == "fit" else None
             log.info("Slit %s: %s", sd.name, describe_fates(first.fit, final, noise_scale=noise))
+    if scene.status == "fit" and scene.bkg_order >= 0 and params.bkg_smooth_order != -1:
+        scene, result = _smooth_background(sd, params, scene, result, usable=usable)
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
         scene = box_scene(
@@ -140,6 +145,112 @@ def extract_slit(
     spectra = _spectra(sd, scene, result, usable=usable, params=params)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
+
+
+def _smooth_background(
+    sd: SlitData,
+    params: ExtractParams,
+    scene: SceneModel,
+    result: iteration.IteratedSums,
+    *,
+    usable: np.ndarray,
+) -> tuple[SceneModel, iteration.IteratedSums]:
+    """The background smooth along the dispersion, when the criterion prefers it.
+
+    The scene's background (``bkg_order`` across the slit) is fitted either
+    independently in every column, as the sums do, or as a Legendre
+    polynomial along the dispersion (`.core.smoothbkg`); each candidate is
+    scored by ``chi2 + k ln n`` (`.scene.criterion.Criterion.penalty`), ``k``
+    its background terms: a constant per column costs ``n_disp`` terms, a
+    smooth one ``degree + 1``. With ``bkg_smooth_order`` a number, that
+    degree is used. A smooth background is subtracted and the iteration run
+    again without a background of its own; the sums then carry it (model,
+    BACKGROUND and its variance).
+    """
+    variance = _model_variance(sd, result)
+    ok = usable & ~result.rejected
+    basis = _basis(sd, scene)
+    # the sums fitted the background in every column with (to their 1 % tolerance) this variance
+    per_column = result.sums
+    n_columns = int(np.count_nonzero(~per_column.empty))
+    n_pixels = int(np.count_nonzero(ok & ~per_column.empty[None, :]))
+    cost = CRITERION.penalty(n_pixels)
+    candidates = [
+        {
+            "order": -1,
+            "k": basis.shape[1] * n_columns,
+            "chi2": column_chi2(sd.data, per_column.model, variance, ok),
+        }
+    ]
+    auto = params.bkg_smooth_order == "auto"
+    orders = CANDIDATE_ORDERS if auto else (int(params.bkg_smooth_order),)
+    profiles = np.stack([p.weights for p in scene.profiles], axis=2)
+    fits = fit_smooth_background(
+        sd.data, variance, ok, profiles=profiles, basis=basis, orders=orders
+    )
+    candidates += [{"order": o, "k": f.n_params, "chi2": f.chi2} for o, f in fits.items()]
+    for c in candidates:
+        c["value"] = round(c["chi2"] + c["k"] * cost, 2)
+        c["chi2"] = round(c["chi2"], 2)
+    if auto:
+        chosen = min(candidates, key=lambda c: c["value"])["order"]
+    else:
+        chosen = int(params.bkg_smooth_order) if params.bkg_smooth_order in fits else -1
+    best = min(c["value"] for c in candidates)
+    meta = {
+        "criterion": "chi2 + k ln(n)",
+        "n_pixels": n_pixels,
+        "chosen": chosen,
+        "candidates": candidates,
+    }
+    log.info(
+        "Slit %s: background along the dispersion: %s (%s)",
+        sd.name,
+        "independent columns" if chosen == -1 else f"Legendre degree {chosen}",
+        ", ".join(
+            f"{'columns' if c['order'] == -1 else c['order']} {c['value'] - best:+.1f}"
+            for c in candidates
+        ),
+    )
+    scene = replace(scene, metadata={**scene.metadata, "background_along_dispersion": meta})
+    if chosen == -1:
+        return scene, result
+    scene = replace(scene, background=fits[chosen])
+    # the sums again on the data less the background, with the variance and the
+    # rejections the iteration ended with (the model hardly moves: not iterated again)
+    sums = horne.extract_columns(
+        _data(sd, scene),
+        variance,
+        scene.profile.weights,
+        mask=sd.mask | result.rejected,
+        extra=scene.others(0),
+    )
+    return scene, replace(result, sums=_with_background(sums, scene.background, variance))
+
+
+def _with_background(
+    sums: horne.ColumnSums, smooth: SmoothBackground, variance: np.ndarray
+) -> horne.ColumnSums:
+    """Sums made on the data less a smooth background, carrying that background.
+
+    The model and background include it; the mean background's variance is
+    the smooth fit's (``mean_variance``), shared among the variance
+    components in proportion to their sums over the column (the
+    ``background_weights`` are set so that `.horne.ColumnSums.propagate_background`
+    gives that).
+    """
+    empty = sums.empty[None, :]
+    usable = sums.pixel_weights != 0
+    total = np.sum(np.where(usable, variance, 0.0), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.sqrt(np.where(total > 0, smooth.mean_variance / total, 0.0))
+    return replace(
+        sums,
+        background=np.where(empty, np.nan, smooth.image),
+        model=np.where(empty, np.nan, sums.model + smooth.image),
+        mean_background=np.where(sums.empty, np.nan, smooth.image.mean(axis=0)),
+        background_weights=np.where(usable & ~empty, h[None, :], 0.0),
+    )
 
 
 def _log_empty_edges(sd: SlitData, usable: np.ndarray) -> None:
@@ -299,7 +410,7 @@ def _iterate(
     start: np.ndarray | None = None,
 ) -> iteration.IteratedSums:
     return iteration.iterate_extraction(
-        sd.data,
+        _data(sd, scene),
         sd.var_poisson,
         sd.var_rnoise + sd.var_flat,
         profile=scene.profile.weights,
@@ -373,16 +484,30 @@ def _source_sums(
     variance: np.ndarray,
 ) -> horne.ColumnSums:
     """Column sums of a further source, the other components fitted with it."""
-    return horne.extract_columns(
-        sd.data,
+    sums = horne.extract_columns(
+        _data(sd, scene),
         variance,
         scene.profiles[index].weights,
         mask=sd.mask | result.rejected,
         bkg_basis=_basis(sd, scene),
         extra=scene.others(index),
     )
+    if scene.background is None:
+        return sums
+    return _with_background(sums, scene.background, variance)
 
 
 def _basis(sd: SlitData, scene: SceneModel) -> np.ndarray:
-    """The background basis of the sums: the degree the scene was built with."""
-    return horne.polynomial_basis(sd.shape[0], scene.bkg_order)
+    """The background basis of the sums: the degree the scene was built with.
+
+    None when the scene's background is smooth along the dispersion: it is
+    subtracted before the sums (`_data`).
+    """
+    return horne.polynomial_basis(
+        sd.shape[0], -1 if scene.background is not None else scene.bkg_order
+    )
+
+
+def _data(sd: SlitData, scene: SceneModel) -> np.ndarray:
+    """The data the sums are made on: less the smooth background when there is one."""
+    return sd.data if scene.background is None else sd.data - scene.background.image

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..core.profile import Profile, normalize_profile
+from ..core.smoothbkg import SmoothBackground
 from ..psf.evaluate import kernel_profile
 from ..psf.kernel import KernelFit, KernelTemplate
 
@@ -126,6 +127,11 @@ class SceneModel:
     metadata : dict
         Bin fits, smooth models and the empirical profile's settings, for
         the spectrum metadata.
+    background : SmoothBackground or None
+        A background fitted smoothly along the dispersion
+        (`.core.smoothbkg.SmoothBackground`), subtracted from the data before the sums, which
+        then fit no background of their own; None: the sums fit the
+        background of ``bkg_order`` in every column.
     """
 
     status: str
@@ -140,6 +146,7 @@ class SceneModel:
     bkg_order: int = -1
     column_params: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    background: SmoothBackground | None = None
 
     @property
     def profile(self) -> Profile:
