@@ -59,7 +59,8 @@ Figures, against the truth (columns pooled over the cell's slits):
   step does) when the slit has nods, and a background of a constant plus a
   slope across the slit in every column (the true sky's form) when it has a
   sky, nothing else; a run with a sparser model (fewer nod copies, a
-  constant background) can score below 1;
+  constant background, or the background smooth along the dispersion that the
+  defaults choose on these skies, ``bkg_smooth_order``) can score below 1;
 * calib: std((F - F_true) / FLUX_ERROR);
 * spurious: fraction of the slits extracted as more than one spectrum;
 * var/hand (defaults only): sum (F - F_true)^2 of the defaults over that of
