@@ -115,3 +115,33 @@ def test_bad_bkg_smooth_order_names_the_allowed_values():
     with pytest.raises(ParameterError, match="-1 = independent columns"):
         ExtractParams(bkg_smooth_order=-2)
     assert ExtractParams(bkg_smooth_order="7").bkg_smooth_order == 7
+
+
+def test_a_sky_too_faint_for_the_slice_is_found_over_the_whole_slit():
+    # at S/N 10 a 0.2 % sky does not pay for a constant in the 30 columns of the
+    # kernel slice, but over 300 columns it does, and left out it biases every flux
+    rng = np.random.default_rng(12)
+    sky = ResidualSky(level=0.002, tilt=0.3, ripple=0.5, periods=1.5)
+    sims = [
+        simulate_slit(rng, n_disp=300, snr=10.0, fwhm=(2.0, 2.0), spectrum=np.ones(300), sky=sky)
+        for _ in range(6)
+    ]
+    model = make_multislit(sims)
+    x1d = OptimalExtract1dStep.call(model)
+    found, ratios = 0, []
+    for spec, sim in zip(x1d.spec, sims, strict=True):
+        meta = spec.meta.optimal_extraction
+        choice = meta.background_along_dispersion
+        if choice.candidates[0].order is None:  # the slice chose no background
+            assert choice.chosen is not None and choice.chosen >= 0
+            assert meta.bkg_order == 0
+            found += 1
+        ratios.append(spec.spec_table["FLUX"] / _truth_jy(sim))
+    assert found >= 3
+    # without the whole-slit background those slits carry the sky (+0.8-2 %)
+    unfound = OptimalExtract1dStep.call(model, bkg_smooth_order=-1)
+    carried = [
+        s.spec_table["FLUX"] / _truth_jy(sim) for s, sim in zip(unfound.spec, sims, strict=True)
+    ]
+    bias, bias_unfound = (np.nanmedian(np.concatenate(r)) - 1 for r in (ratios, carried))
+    assert bias_unfound > 0.008 and abs(bias) < 0.6 * bias_unfound

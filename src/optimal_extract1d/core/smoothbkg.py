@@ -34,7 +34,7 @@ __all__ = ["CANDIDATE_ORDERS", "SmoothBackground", "column_chi2", "fit_smooth_ba
 
 #: Legendre degrees along the dispersion the criterion chooses among (with
 #: independent columns) under ``bkg_smooth_order = "auto"``.
-CANDIDATE_ORDERS = (3, 7, 15)
+CANDIDATE_ORDERS = (0, 1, 3, 7, 15)
 
 
 @dataclass(frozen=True)

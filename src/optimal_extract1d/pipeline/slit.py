@@ -132,7 +132,11 @@ def extract_slit(
         if first.fit.offsets:
             final = scene.fit if scene.status == "fit" else None
             log.info("Slit %s: %s", sd.name, describe_fates(first.fit, final, noise_scale=noise))
-    if scene.status == "fit" and scene.bkg_order >= 0 and params.bkg_smooth_order != -1:
+    if (
+        scene.status == "fit"
+        and params.bkg_smooth_order != -1
+        and (scene.bkg_order >= 0 or params.bkg_order == "auto")
+    ):
         scene, result = _smooth_background(sd, params, scene, result, usable=usable)
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
@@ -163,22 +167,28 @@ def _smooth_background(
     scored by ``chi2 + k ln n`` (`.scene.criterion.Criterion.penalty`), ``k``
     its background terms: a constant per column costs ``n_disp`` terms, a
     smooth one ``degree + 1``. With ``bkg_smooth_order`` a number, that
-    degree is used. A smooth background is subtracted and the iteration run
-    again without a background of its own; the sums then carry it (model,
+    degree is used. When the kernel slice chose no background
+    (``bkg_order = "auto"``), the candidates are no background and a constant
+    across the slit, smooth along the dispersion: a sky too faint to show in
+    the slice's columns can show over the whole slit, where it would bias
+    every flux. A smooth background is subtracted and the sums made again
+    without a background of their own; they then carry it (model,
     BACKGROUND and its variance).
     """
     variance = _model_variance(sd, result)
     ok = usable & ~result.rejected
-    basis = _basis(sd, scene)
-    # the sums fitted the background in every column with (to their 1 % tolerance) this variance
+    # the sums fitted the scene's background in every column (or none) with, to
+    # their 1 % tolerance, this variance
     per_column = result.sums
     n_columns = int(np.count_nonzero(~per_column.empty))
     n_pixels = int(np.count_nonzero(ok & ~per_column.empty[None, :]))
     cost = CRITERION.penalty(n_pixels)
+    degree = max(scene.bkg_order, 0)
+    basis = horne.polynomial_basis(sd.shape[0], degree)
     candidates = [
         {
-            "order": -1,
-            "k": basis.shape[1] * n_columns,
+            "order": -1 if scene.bkg_order >= 0 else None,  # independent columns, or none
+            "k": horne.polynomial_basis(sd.shape[0], scene.bkg_order).shape[1] * n_columns,
             "chi2": column_chi2(sd.data, per_column.model, variance, ok),
         }
     ]
@@ -195,7 +205,8 @@ def _smooth_background(
     if auto:
         chosen = min(candidates, key=lambda c: c["value"])["order"]
     else:
-        chosen = int(params.bkg_smooth_order) if params.bkg_smooth_order in fits else -1
+        chosen = int(params.bkg_smooth_order) if params.bkg_smooth_order in fits else None
+        chosen = chosen if chosen is not None else candidates[0]["order"]
     best = min(c["value"] for c in candidates)
     meta = {
         "criterion": "chi2 + k ln(n)",
@@ -203,19 +214,19 @@ def _smooth_background(
         "chosen": chosen,
         "candidates": candidates,
     }
+    names = {-1: "independent columns", None: "none"}
     log.info(
         "Slit %s: background along the dispersion: %s (%s)",
         sd.name,
-        "independent columns" if chosen == -1 else f"Legendre degree {chosen}",
+        names.get(chosen, f"Legendre degree {chosen}"),
         ", ".join(
-            f"{'columns' if c['order'] == -1 else c['order']} {c['value'] - best:+.1f}"
-            for c in candidates
+            f"{names.get(c['order'], c['order'])} {c['value'] - best:+.1f}" for c in candidates
         ),
     )
     scene = replace(scene, metadata={**scene.metadata, "background_along_dispersion": meta})
-    if chosen == -1:
+    if chosen in names:
         return scene, result
-    scene = replace(scene, background=fits[chosen])
+    scene = replace(scene, background=fits[chosen], bkg_order=degree)
     # the sums again on the data less the background, with the variance and the
     # rejections the iteration ended with (the model hardly moves: not iterated again)
     sums = horne.extract_columns(
