@@ -204,6 +204,8 @@ def test_auto_kernel_takes_a_given_psf_file_as_a_candidate(psf_sims, caplog):
         meta = spec.meta.optimal_extraction
         assert meta.model_choice.kernel.chosen == "psf"
         assert meta.kernel.psf.file == EXAMPLE_PSF.name
+        # fitted at the slice's own wavelength: the file's width, unstretched
+        assert abs(meta.kernel.psf.scale - 1) < 0.03
         assert abs(np.median(spec.spec_table["FLUX"] / truth_jy(sim)) - 1) < 0.01
 
 

@@ -235,12 +235,15 @@ def _choose_fit(
             fits.append(None)
             skipped[len(fits) - 1] = _NO_EVIDENCE
             continue
-        trials = [_refit_from(seed, family, sd, variance, bkg_order=bkg, **seeded)]
+        # the family's own data-set parameters at the slice (a PSF file's wavelength)
+        extra = wavelength_params(family, column_wavelength(sd.wavelength)[slice_fit["column"]])
+        own = {**seeded, "slice_fit": {**slice_fit, "extra": extra}}
+        trials = [_refit_from(seed, family, sd, variance, bkg_order=bkg, **own)]
         sources_only = _without_sources(seed)
         if sources_only is not None:
             # the first family's further sources may be its misfit of this family's
             # wings: this family also starts without them, and the better scene is kept
-            trials.append(_refit_from(sources_only, family, sd, variance, bkg_order=bkg, **seeded))
+            trials.append(_refit_from(sources_only, family, sd, variance, bkg_order=bkg, **own))
         for trial in trials:
             first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
         trial = _best_scene(
