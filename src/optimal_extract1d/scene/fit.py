@@ -215,7 +215,8 @@ def _choose_fit(
     names, orders = [families[0].name] * len(bkg_orders), list(bkg_orders)
     first_failure = next((f for f in fits if isinstance(f, FitFailure)), None)
     fits = [None if isinstance(f, FitFailure) else f for f in fits]
-    price = _component_price(slice_fit["search"])
+    reference = base if isinstance(base, KernelFit) else None
+    price = _component_price(slice_fit["search"], reference)
     stage = choose_kernel(
         fits,
         names,
@@ -291,12 +292,21 @@ def _best_scene(fits: list[KernelFit], price, *, n_cross: int) -> KernelFit | No
     return min(inside, key=lambda f: f.chi2 + price(f))
 
 
-def _component_price(search: ComponentSearch):
-    """The cost of a fit's further components by the component rule."""
+def _component_price(search: ComponentSearch, reference: KernelFit | None):
+    """The cost of a fit's further components by the component rule.
+
+    Every candidate's components are charged with the ``reference`` fit's
+    source S/N and FWHM (the first family's, without a background): the
+    template-error term of the charge is a property of the source, not of the
+    template fitted to it, so a template that fits the source better (a higher
+    S/N, a wider FWHM by its own definition) pays no more for the same nod
+    copies. Without a reference, each fit's own.
+    """
 
     def price(fit: KernelFit) -> float:
+        source = reference or fit
         return sum(
-            component_cost(search, fit, o, f)
+            component_cost(search, source, o, f)
             for o, f in zip(fit.offsets, fit.component_flux, strict=True)
         )
 
