@@ -577,10 +577,10 @@ def internal_failure_in_one_slit(rng, tmp_path, monkeypatch):
     built, _ = three_slits(rng)
     real = extraction.extract_slit
 
-    def fails_on_bad(slit, params, template=None):
+    def fails_on_bad(slit, params, template=None, **kwargs):
         if slit.name == BAD:
             raise ZeroDivisionError("simulated bug")
-        return real(slit, params, template)
+        return real(slit, params, template, **kwargs)
 
     monkeypatch.setattr(extraction, "extract_slit", fails_on_bad)
     return built

@@ -1,3 +1,4 @@
+import logging
 import warnings
 
 import numpy as np
@@ -189,6 +190,33 @@ def test_psf_kernel_through_the_step_beats_a_gaussian(psf_sims):
         assert kernel.kernel == "psf" and kernel.psf.file == EXAMPLE_PSF.name
         assert abs(kernel.psf.scale - 1) < 0.03
     assert psf.meta.optimal_extraction.parameters.psf_file == str(EXAMPLE_PSF)
+
+
+def test_auto_kernel_takes_a_given_psf_file_as_a_candidate(psf_sims, caplog):
+    # kernel = "auto" (the default) with psf_file: the file's profiles are one more
+    # family; on slits drawn from that PSF the criterion picks it, and the flux
+    # matches the hand-picked kernel="psf" run, where a Gaussian misses the wings
+    model = make_multislit(psf_sims)
+    with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+        auto = OptimalExtract1dStep.call(model, psf_file=str(EXAMPLE_PSF))
+    assert "a candidate of kernel=auto" in caplog.text
+    for spec, sim in zip(auto.spec, psf_sims, strict=True):
+        meta = spec.meta.optimal_extraction
+        assert meta.model_choice.kernel.chosen == "psf"
+        assert meta.kernel.psf.file == EXAMPLE_PSF.name
+        # fitted at the slice's own wavelength: the file's width, unstretched
+        assert abs(meta.kernel.psf.scale - 1) < 0.03
+        assert abs(np.median(spec.spec_table["FLUX"] / truth_jy(sim)) - 1) < 0.01
+
+
+def test_auto_kernel_prefers_a_family_the_data_show_over_a_wrong_psf_file():
+    # the file is a prior, not a rule: Gaussian slits keep the Gaussian
+    rng = np.random.default_rng(8)
+    sims = [simulate_slit(rng, n_disp=200, snr=100.0, fwhm=(3.0, 3.0)) for _ in range(2)]
+    auto = OptimalExtract1dStep.call(make_multislit(sims), psf_file=str(EXAMPLE_PSF))
+    for spec, sim in zip(auto.spec, sims, strict=True):
+        assert spec.meta.optimal_extraction.model_choice.kernel.chosen != "psf"
+        assert abs(np.median(spec.spec_table["FLUX"] / truth_jy(sim)) - 1) < 0.005
 
 
 def test_strun_with_a_psf_file(psf_sims, tmp_path, strun):

@@ -56,18 +56,25 @@ class ExtractParams:
         Dispersion-axis pixel at the center of the slice; None = the column
         with the most signal.
     kernel : str or astropy.modeling.Fittable1DModel
-        PSF template: ``"auto"`` (Gaussian or Moffat, chosen per slit by the
-        criterion of `.scene.choice`), ``"gaussian"``, ``"moffat"``,
+        PSF template: ``"auto"`` (Gaussian or Moffat, and the profiles of
+        ``psf_file`` when given, chosen per slit by the criterion of
+        `.scene.choice`), ``"gaussian"``, ``"moffat"``,
         ``"empirical"`` (Horne's data-driven profile), ``"psf"`` (the profiles
         of ``psf_file``), or (from Python) any astropy 1-D model.
     psf_file : str or None
         jwst ``SpecPsfModel`` file with the cross-dispersion PSF per
-        wavelength; required by (and only used with) ``kernel = "psf"``.
+        wavelength; required by ``kernel = "psf"``, a further family of
+        ``kernel = "auto"``, unused otherwise.
     bkg_order : int or str
         Degree of the polynomial background fitted with the PSF; -1 = none;
         ``"auto"``: none, a constant or a slope across the slit, chosen per
         slit by the criterion of `.scene.choice` (nod copies are modelled in
         every candidate).
+    bkg_smooth_order : int or str
+        How the background varies along the dispersion: ``"auto"``, chosen per
+        slit by the criterion among Legendre degrees `.core.smoothbkg.CANDIDATE_ORDERS` and
+        independent columns; -1 = independent in every column; N >= 0 = a
+        Legendre polynomial of degree N (`.core.smoothbkg`).
     variance_source : str
         ``"auto"``, ``"var"`` (VAR_* arrays), ``"wht"`` (drizzle weights) or
         ``"err"`` (ERR squared).
@@ -108,6 +115,7 @@ class ExtractParams:
     kernel: str = "auto"
     psf_file: str | None = None
     bkg_order: int | str = AUTO
+    bkg_smooth_order: int | str = AUTO
     variance_source: str = "auto"
     drizzle_scale: float = 1.0
     input_unit: str = "auto"
@@ -176,6 +184,15 @@ class ExtractParams:
         object.__setattr__(self, "bkg_order", _order_or_auto(self.bkg_order))
         if self.bkg_order != AUTO and self.bkg_order < -1:
             msg = f"bkg_order must be 'auto' or >= -1 (-1 = no background), got {self.bkg_order}"
+            raise ParameterError(msg)
+        object.__setattr__(
+            self, "bkg_smooth_order", _order_or_auto(self.bkg_smooth_order, "bkg_smooth_order")
+        )
+        if self.bkg_smooth_order != AUTO and self.bkg_smooth_order < -1:
+            msg = (
+                "bkg_smooth_order must be 'auto' or >= -1 (-1 = independent columns), "
+                f"got {self.bkg_smooth_order}"
+            )
             raise ParameterError(msg)
         if self.variance_source not in VARIANCE_SOURCES:
             msg = f"variance_source must be one of {VARIANCE_SOURCES}, got {self.variance_source!r}"
@@ -294,7 +311,7 @@ def _on_off_auto(name: str, value: object) -> bool | str:
     raise ParameterError(msg)
 
 
-def _order_or_auto(value: object) -> int | str:
+def _order_or_auto(value: object, name: str = "bkg_order") -> int | str:
     """``"auto"`` or an integer degree, from a number or its spelling on a command line."""
     if isinstance(value, str):
         word = value.strip().lower()
@@ -306,7 +323,8 @@ def _order_or_auto(value: object) -> int | str:
             pass
     elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
-    msg = f"bkg_order must be 'auto' or an integer >= -1 (-1 = no background), got {value!r}"
+    meaning = "independent columns" if name == "bkg_smooth_order" else "no background"
+    msg = f"{name} must be 'auto' or an integer >= -1 (-1 = {meaning}), got {value!r}"
     raise ParameterError(msg)
 
 

@@ -60,7 +60,12 @@ def metadata(
     )
     if params.kernel == "empirical" and scene.status == "fit":
         kernel["kernel"] = "empirical"
-    if params.kernel == "psf" and scene.fit is not None and scene.status != "box":
+    if (
+        params.psf_file
+        and scene.fit is not None
+        and scene.status != "box"
+        and getattr(scene.fit.template.model, "reference_psf", False)
+    ):  # kernel = "psf", or "auto" that chose the PSF file's profiles
         kernel["psf"] = _psf_metadata(scene.fit, params.psf_file)
     return {
         "status": scene.status,

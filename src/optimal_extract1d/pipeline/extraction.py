@@ -30,7 +30,7 @@ from ..psf.kernel import KernelTemplate, make_template
 from ..results import SpectrumResult
 from ..slitdata import SlitData
 from .slit import extract_slit
-from .templates import psf_reference, slice_kernel
+from .templates import psf_candidate, psf_reference, slice_kernel
 
 __all__ = ["ExtractionRun", "SkippedSlit", "extract", "extract_slit"]
 
@@ -116,7 +116,8 @@ def extract(model: Any, params: ExtractParams, *, keep_slits: bool = False) -> E
         If no slit could be extracted for other reasons.
     """
     psf = psf_reference(params)
-    template = None if psf is not None else make_template(slice_kernel(params.kernel))
+    by_file = psf is not None and params.kernel == "psf"
+    template = None if by_file else make_template(slice_kernel(params.kernel))
     label = inputs.input_label(model)
     pairs = list(slits.iter_slits(model))
     names = [slits.slit_name(slit, parent) for slit, parent in pairs]
@@ -172,7 +173,9 @@ def _extract_one(
         if keep:
             run.slits[index] = data
         slit_template = template or psf.template(data.name, data.disp_axis, data.wavelength)
-        spectra = extract_slit(data, params, slit_template)
+        spectra = extract_slit(
+            data, params, slit_template, candidates=psf_candidate(params, data, psf)
+        )
     except OptimalExtractError as err:
         log.warning("Slit %s skipped: %s", name, err)
         run.skipped.append(SkippedSlit(name, str(err), type(err).__name__))

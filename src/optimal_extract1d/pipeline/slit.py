@@ -17,23 +17,26 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 
 from ..core import horne, iteration
 from ..core.errorscale import residual_error_scale, slice_noise_scale
 from ..core.outliers import fit_outliers
+from ..core.smoothbkg import CANDIDATE_ORDERS, SmoothBackground, column_chi2, fit_smooth_background
 from ..errors import ProfileFitError
 from ..params import ExtractParams
 from ..psf.kernel import KernelTemplate
 from ..results import SpectrumResult
 from ..scene.choice import describe_choice
+from ..scene.criterion import CRITERION
 from ..scene.fit import fit_scene, fixed_scene, slice_column
 from ..scene.model import SceneModel, SceneSettings, box_scene, fallback_bkg_order
 from ..scene.sources import describe_fates
 from ..slitdata import SlitData
 from . import assemble
-from .templates import default_template
+from .templates import default_template, psf_candidate, psf_reference
 
 __all__ = ["extract_slit", "scene_settings", "CORE_PROFILE", "NOISE_RETEST"]
 
@@ -49,14 +52,16 @@ NOISE_RETEST = 1.1
 CORE_PROFILE = 0.05
 
 
-def scene_settings(params: ExtractParams) -> SceneSettings:
-    """The settings of the scene, from the run parameters."""
+def scene_settings(
+    params: ExtractParams, candidates: tuple[KernelTemplate, ...] = ()
+) -> SceneSettings:
+    """The settings of the scene, from the run parameters (and a PSF file's template)."""
     return SceneSettings(
         bkg_order=params.bkg_order,
         slice_width=params.slice_width,
         slice_column=params.slice_column,
         empirical=params.kernel == "empirical",
-        other_kernels=("moffat",) if params.kernel == "auto" else (),
+        other_kernels=("moffat", *candidates) if params.kernel == "auto" else (),
         fit_fwhm=params.fit_fwhm,
         fwhm_order=params.fwhm_order,
         fit_trace=params.fit_trace,
@@ -69,7 +74,11 @@ def scene_settings(params: ExtractParams) -> SceneSettings:
 
 
 def extract_slit(
-    slit: SlitData, params: ExtractParams, template: KernelTemplate | None = None
+    slit: SlitData,
+    params: ExtractParams,
+    template: KernelTemplate | None = None,
+    *,
+    candidates: tuple[KernelTemplate, ...] | None = None,
 ) -> list[SpectrumResult]:
     """Extract one slit: scene on the slice, profiles, Horne's iterated sums.
 
@@ -82,6 +91,10 @@ def extract_slit(
     template : KernelTemplate, optional
         PSF template for the slice fit; built from ``params.kernel`` (and
         ``params.psf_file``) when None (`.templates.default_template`).
+    candidates : tuple of KernelTemplate, optional
+        Further families ``kernel = "auto"`` chooses from besides the Gaussian
+        and the Moffat: the PSF file's template; read from ``params.psf_file``
+        when None (`.templates.psf_candidate`).
 
     Returns
     -------
@@ -90,7 +103,9 @@ def extract_slit(
         or given in ``params.source_positions``).
     """
     template = template or default_template(params, slit)
-    settings = scene_settings(params)
+    if candidates is None:
+        candidates = psf_candidate(params, slit, psf_reference(params))
+    settings = scene_settings(params, candidates)
     sd = slit.cropped(params.extraction_region)
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
     _log_empty_edges(sd, usable)
@@ -117,6 +132,12 @@ def extract_slit(
         if first.fit.offsets:
             final = scene.fit if scene.status == "fit" else None
             log.info("Slit %s: %s", sd.name, describe_fates(first.fit, final, noise_scale=noise))
+    if (
+        scene.status == "fit"
+        and params.bkg_smooth_order != -1
+        and (scene.bkg_order >= 0 or params.bkg_order == "auto")
+    ):
+        scene, result = _smooth_background(sd, params, scene, result, usable=usable)
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
         reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
         scene = box_scene(
@@ -128,6 +149,119 @@ def extract_slit(
     spectra = _spectra(sd, scene, result, usable=usable, params=params)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
+
+
+def _smooth_background(
+    sd: SlitData,
+    params: ExtractParams,
+    scene: SceneModel,
+    result: iteration.IteratedSums,
+    *,
+    usable: np.ndarray,
+) -> tuple[SceneModel, iteration.IteratedSums]:
+    """The background smooth along the dispersion, when the criterion prefers it.
+
+    The scene's background (``bkg_order`` across the slit) is fitted either
+    independently in every column, as the sums do, or as a Legendre
+    polynomial along the dispersion (`.core.smoothbkg`); each candidate is
+    scored by ``chi2 + k ln n`` (`.scene.criterion.Criterion.penalty`), ``k``
+    its background terms: a constant per column costs ``n_disp`` terms, a
+    smooth one ``degree + 1``. With ``bkg_smooth_order`` a number, that
+    degree is used. When the kernel slice chose no background
+    (``bkg_order = "auto"``), the candidates are no background and a constant
+    across the slit, smooth along the dispersion: a sky too faint to show in
+    the slice's columns can show over the whole slit, where it would bias
+    every flux. A smooth background is subtracted and the sums made again
+    without a background of their own; they then carry it (model,
+    BACKGROUND and its variance).
+    """
+    variance = _model_variance(sd, result)
+    ok = usable & ~result.rejected
+    # the sums fitted the scene's background in every column (or none) with, to
+    # their 1 % tolerance, this variance
+    per_column = result.sums
+    n_columns = int(np.count_nonzero(~per_column.empty))
+    n_pixels = int(np.count_nonzero(ok & ~per_column.empty[None, :]))
+    cost = CRITERION.penalty(n_pixels)
+    degree = max(scene.bkg_order, 0)
+    basis = horne.polynomial_basis(sd.shape[0], degree)
+    candidates = [
+        {
+            "order": -1 if scene.bkg_order >= 0 else None,  # independent columns, or none
+            "k": horne.polynomial_basis(sd.shape[0], scene.bkg_order).shape[1] * n_columns,
+            "chi2": column_chi2(sd.data, per_column.model, variance, ok),
+        }
+    ]
+    auto = params.bkg_smooth_order == "auto"
+    orders = CANDIDATE_ORDERS if auto else (int(params.bkg_smooth_order),)
+    profiles = np.stack([p.weights for p in scene.profiles], axis=2)
+    fits = fit_smooth_background(
+        sd.data, variance, ok, profiles=profiles, basis=basis, orders=orders
+    )
+    candidates += [{"order": o, "k": f.n_params, "chi2": f.chi2} for o, f in fits.items()]
+    for c in candidates:
+        c["value"] = round(c["chi2"] + c["k"] * cost, 2)
+        c["chi2"] = round(c["chi2"], 2)
+    if auto:
+        chosen = min(candidates, key=lambda c: c["value"])["order"]
+    else:
+        chosen = int(params.bkg_smooth_order) if params.bkg_smooth_order in fits else None
+        chosen = chosen if chosen is not None else candidates[0]["order"]
+    best = min(c["value"] for c in candidates)
+    meta = {
+        "criterion": "chi2 + k ln(n)",
+        "n_pixels": n_pixels,
+        "chosen": chosen,
+        "candidates": candidates,
+    }
+    names = {-1: "independent columns", None: "none"}
+    log.info(
+        "Slit %s: background along the dispersion: %s (%s)",
+        sd.name,
+        names.get(chosen, f"Legendre degree {chosen}"),
+        ", ".join(
+            f"{names.get(c['order'], c['order'])} {c['value'] - best:+.1f}" for c in candidates
+        ),
+    )
+    scene = replace(scene, metadata={**scene.metadata, "background_along_dispersion": meta})
+    if chosen in names:
+        return scene, result
+    scene = replace(scene, background=fits[chosen], bkg_order=degree)
+    # the sums again on the data less the background, with the variance and the
+    # rejections the iteration ended with (the model hardly moves: not iterated again)
+    sums = horne.extract_columns(
+        _data(sd, scene),
+        variance,
+        scene.profile.weights,
+        mask=sd.mask | result.rejected,
+        extra=scene.others(0),
+    )
+    return scene, replace(result, sums=_with_background(sums, scene.background, variance))
+
+
+def _with_background(
+    sums: horne.ColumnSums, smooth: SmoothBackground, variance: np.ndarray
+) -> horne.ColumnSums:
+    """Sums made on the data less a smooth background, carrying that background.
+
+    The model and background include it; the mean background's variance is
+    the smooth fit's (``mean_variance``), shared among the variance
+    components in proportion to their sums over the column (the
+    ``background_weights`` are set so that `.horne.ColumnSums.propagate_background`
+    gives that).
+    """
+    empty = sums.empty[None, :]
+    usable = sums.pixel_weights != 0
+    total = np.sum(np.where(usable, variance, 0.0), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.sqrt(np.where(total > 0, smooth.mean_variance / total, 0.0))
+    return replace(
+        sums,
+        background=np.where(empty, np.nan, smooth.image),
+        model=np.where(empty, np.nan, sums.model + smooth.image),
+        mean_background=np.where(sums.empty, np.nan, smooth.image.mean(axis=0)),
+        background_weights=np.where(usable & ~empty, h[None, :], 0.0),
+    )
 
 
 def _log_empty_edges(sd: SlitData, usable: np.ndarray) -> None:
@@ -287,7 +421,7 @@ def _iterate(
     start: np.ndarray | None = None,
 ) -> iteration.IteratedSums:
     return iteration.iterate_extraction(
-        sd.data,
+        _data(sd, scene),
         sd.var_poisson,
         sd.var_rnoise + sd.var_flat,
         profile=scene.profile.weights,
@@ -361,16 +495,30 @@ def _source_sums(
     variance: np.ndarray,
 ) -> horne.ColumnSums:
     """Column sums of a further source, the other components fitted with it."""
-    return horne.extract_columns(
-        sd.data,
+    sums = horne.extract_columns(
+        _data(sd, scene),
         variance,
         scene.profiles[index].weights,
         mask=sd.mask | result.rejected,
         bkg_basis=_basis(sd, scene),
         extra=scene.others(index),
     )
+    if scene.background is None:
+        return sums
+    return _with_background(sums, scene.background, variance)
 
 
 def _basis(sd: SlitData, scene: SceneModel) -> np.ndarray:
-    """The background basis of the sums: the degree the scene was built with."""
-    return horne.polynomial_basis(sd.shape[0], scene.bkg_order)
+    """The background basis of the sums: the degree the scene was built with.
+
+    None when the scene's background is smooth along the dispersion: it is
+    subtracted before the sums (`_data`).
+    """
+    return horne.polynomial_basis(
+        sd.shape[0], -1 if scene.background is not None else scene.bkg_order
+    )
+
+
+def _data(sd: SlitData, scene: SceneModel) -> np.ndarray:
+    """The data the sums are made on: less the smooth background when there is one."""
+    return sd.data if scene.background is None else sd.data - scene.background.image

@@ -122,6 +122,11 @@ def choose_kernel(
     describe a Moffat's wings pays for them as the search made them pay. A
     family whose extra shape parameter ended on its bound (a Moffat index at
     20, the Gaussian limit) is another family's limit, not a candidate.
+    A PSF file's profiles (``kernel = "auto"`` with ``psf_file``) predict
+    their width at every wavelength: their stretch is a correction the file
+    expects to be 1, not a free width, and is not counted; an analytic
+    family must fit the slice better by one parameter's cost to be chosen
+    instead.
     ``skipped`` gives, by candidate index, why a candidate was not fitted
     (its ``fit`` is None).
     """
@@ -134,7 +139,7 @@ def choose_kernel(
             why = (skipped or {}).get(len(candidates), why)
             candidates.append({**entry, "why": why})
             continue
-        k = len(fitted_params(fit.template)) + bkg + 1
+        k = len(fitted_params(fit.template)) + bkg + 1 - _predicted_width(fit.template)
         components = component_cost(fit)
         value = float(fit.chi2 + k * cost + components)
         candidates.append(
@@ -151,6 +156,11 @@ def choose_kernel(
     if best is None:
         return None
     return KernelChoice(best[1], best[2], tuple(candidates), n_pixels)
+
+
+def _predicted_width(template: KernelTemplate) -> int:
+    """1 when the template's width is predicted (a PSF reference's), else 0."""
+    return int(template.reference_fwhm() is not None)
 
 
 def shape_at_bound(fit: KernelFit, n_cross: int) -> bool:

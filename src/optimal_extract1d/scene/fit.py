@@ -182,7 +182,10 @@ def _choose_fit(
         When no candidate can be fitted (the first one's reason).
     """
     settings = slice_fit["settings"]
-    families = [template, *(make_template(name) for name in settings.other_kernels)]
+    families = [
+        template,
+        *(make_template(k) if isinstance(k, str) else k for k in settings.other_kernels),
+    ]
     values, sigma = _slice(sd, variance, slice_fit)
     n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
     seeded = {"values": values, "sigma": sigma, "slice_fit": slice_fit}
@@ -212,7 +215,8 @@ def _choose_fit(
     names, orders = [families[0].name] * len(bkg_orders), list(bkg_orders)
     first_failure = next((f for f in fits if isinstance(f, FitFailure)), None)
     fits = [None if isinstance(f, FitFailure) else f for f in fits]
-    price = _component_price(slice_fit["search"])
+    reference = base if isinstance(base, KernelFit) else None
+    price = _component_price(slice_fit["search"], reference)
     stage = choose_kernel(
         fits,
         names,
@@ -232,12 +236,15 @@ def _choose_fit(
             fits.append(None)
             skipped[len(fits) - 1] = _NO_EVIDENCE
             continue
-        trials = [_refit_from(seed, family, sd, variance, bkg_order=bkg, **seeded)]
+        # the family's own data-set parameters at the slice (a PSF file's wavelength)
+        extra = wavelength_params(family, column_wavelength(sd.wavelength)[slice_fit["column"]])
+        own = {**seeded, "slice_fit": {**slice_fit, "extra": extra}}
+        trials = [_refit_from(seed, family, sd, variance, bkg_order=bkg, **own)]
         sources_only = _without_sources(seed)
         if sources_only is not None:
             # the first family's further sources may be its misfit of this family's
             # wings: this family also starts without them, and the better scene is kept
-            trials.append(_refit_from(sources_only, family, sd, variance, bkg_order=bkg, **seeded))
+            trials.append(_refit_from(sources_only, family, sd, variance, bkg_order=bkg, **own))
         for trial in trials:
             first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
         trial = _best_scene(
@@ -285,12 +292,21 @@ def _best_scene(fits: list[KernelFit], price, *, n_cross: int) -> KernelFit | No
     return min(inside, key=lambda f: f.chi2 + price(f))
 
 
-def _component_price(search: ComponentSearch):
-    """The cost of a fit's further components by the component rule."""
+def _component_price(search: ComponentSearch, reference: KernelFit | None):
+    """The cost of a fit's further components by the component rule.
+
+    Every candidate's components are charged with the ``reference`` fit's
+    source S/N and FWHM (the first family's, without a background): the
+    template-error term of the charge is a property of the source, not of the
+    template fitted to it, so a template that fits the source better (a higher
+    S/N, a wider FWHM by its own definition) pays no more for the same nod
+    copies. Without a reference, each fit's own.
+    """
 
     def price(fit: KernelFit) -> float:
+        source = reference or fit
         return sum(
-            component_cost(search, fit, o, f)
+            component_cost(search, source, o, f)
             for o, f in zip(fit.offsets, fit.component_flux, strict=True)
         )
 

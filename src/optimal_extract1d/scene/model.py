@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..core.profile import Profile, normalize_profile
+from ..core.smoothbkg import SmoothBackground
 from ..psf.evaluate import kernel_profile
 from ..psf.kernel import KernelFit, KernelTemplate
 
@@ -55,10 +56,10 @@ class SceneSettings:
         slice; None = the column with the most signal.
     empirical : bool
         Replace the main source's kernel profile by Horne's empirical profile.
-    other_kernels : tuple of str
-        Named templates (``"moffat"``) the slice is also fitted with; the
-        criterion (`.scene.choice.choose_kernel`) picks the family. Empty: the
-        given template only.
+    other_kernels : tuple of str or KernelTemplate
+        Named templates (``"moffat"``) or templates (a PSF file's) the slice
+        is also fitted with; the criterion (`.scene.choice.choose_kernel`)
+        picks the family. Empty: the given template only.
     fit_fwhm, fit_trace : bool or str
         Fit the kernel width / center in bins and model them along the
         dispersion; ``"auto"``: the criterion decides (`.scene.choice`).
@@ -79,7 +80,7 @@ class SceneSettings:
     slice_width: int = 30
     slice_column: int | None = None
     empirical: bool = False
-    other_kernels: tuple[str, ...] = ()
+    other_kernels: tuple[str | KernelTemplate, ...] = ()
     fit_fwhm: bool | str = "auto"
     fwhm_order: int = 2
     fit_trace: bool | str = "auto"
@@ -126,6 +127,11 @@ class SceneModel:
     metadata : dict
         Bin fits, smooth models and the empirical profile's settings, for
         the spectrum metadata.
+    background : SmoothBackground or None
+        A background fitted smoothly along the dispersion
+        (`.core.smoothbkg.SmoothBackground`), subtracted from the data before the sums, which
+        then fit no background of their own; None: the sums fit the
+        background of ``bkg_order`` in every column.
     """
 
     status: str
@@ -140,6 +146,7 @@ class SceneModel:
     bkg_order: int = -1
     column_params: dict[str, np.ndarray] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    background: SmoothBackground | None = None
 
     @property
     def profile(self) -> Profile:

@@ -1,0 +1,147 @@
+"""The background smooth along the dispersion (core.smoothbkg) and its choice by the criterion."""
+
+import numpy as np
+import pytest
+
+from optimal_extract1d import OptimalExtract1dStep
+from optimal_extract1d.core.horne import polynomial_basis
+from optimal_extract1d.core.smoothbkg import fit_smooth_background
+from optimal_extract1d.errors import ParameterError
+from optimal_extract1d.params import ExtractParams
+from optimal_extract1d.sim.models import make_multislit
+from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, ResidualSky, simulate_slit
+
+
+def _gaussian_profiles(n_cross, n_disp, centers):
+    y = np.arange(n_cross)[:, None, None]
+    c = np.asarray(centers, float)[None, None, :]
+    prof = np.exp(-0.5 * ((y - c) / 1.3) ** 2) * np.ones((1, n_disp, 1))
+    return prof / prof.sum(axis=0)
+
+
+def test_joint_fit_equals_the_dense_least_squares_solution():
+    # fluxes of three components in every column and a smooth background across
+    # and along the slit, all at once: the per-column elimination is exact
+    rng = np.random.default_rng(3)
+    n_cross, n_disp, order = 15, 24, 3
+    profiles = _gaussian_profiles(n_cross, n_disp, [7.0, 3.0, 11.0])
+    basis = polynomial_basis(n_cross, 1)
+    variance = rng.uniform(0.5, 2.0, (n_cross, n_disp))
+    usable = rng.uniform(size=(n_cross, n_disp)) > 0.1
+    data = rng.normal(size=(n_cross, n_disp)) + 5 * profiles[:, :, 0]
+    fits = fit_smooth_background(
+        data, variance, usable, profiles=profiles, basis=basis, orders=(1, order)
+    )
+    x = np.linspace(-1, 1, n_disp)
+    tv = np.polynomial.legendre.legvander(x, order)
+    rows, rhs = [], []
+    for yy in range(n_cross):
+        for xx in range(n_disp):
+            if not usable[yy, xx]:
+                continue
+            local = np.zeros(n_disp * 3)
+            local[xx * 3 : xx * 3 + 3] = profiles[yy, xx]
+            glob = (tv[xx][:, None] * basis[yy][None, :]).ravel()
+            w = 1 / np.sqrt(variance[yy, xx])
+            rows.append(np.concatenate([local, glob]) * w)
+            rhs.append(data[yy, xx] * w)
+    a, b = np.array(rows), np.array(rhs)
+    sol, *_ = np.linalg.lstsq(a, b, rcond=None)
+    chi2 = float(np.sum((a @ sol - b) ** 2))
+    coeffs = sol[n_disp * 3 :].reshape(order + 1, 2)
+    image = basis @ (tv @ coeffs).T
+    assert fits[order].chi2 == pytest.approx(chi2, rel=1e-8)
+    np.testing.assert_allclose(fits[order].image, image, atol=1e-8)
+    assert fits[order].n_params == 2 * (order + 1) and fits[1].chi2 > fits[order].chi2
+
+
+def _sky_slits(rng, n, *, stripes=0.0):
+    sky = ResidualSky(level=0.01, tilt=0.3, ripple=0.5, periods=1.5)
+    sims = []
+    for _ in range(n):
+        sim = simulate_slit(
+            rng, n_disp=300, snr=30.0, fwhm=(1.6, 3.2), spectrum=np.ones(300), sky=sky
+        )
+        if stripes:  # per-column offsets, as 1/f noise leaves in NIRSpec columns
+            offsets = stripes * np.sqrt(np.median(sim.true_variance)) * rng.normal(size=300)
+            sim.data[...] = sim.data + offsets[None, :]
+        sims.append(sim)
+    return sims, sky
+
+
+def _truth_jy(sim):
+    return sim.flux * PIXEL_AREA_SR * 1e6
+
+
+def test_a_smooth_sky_costs_less_variance_with_errors_that_hold(rng):
+    sims, sky = _sky_slits(rng, 4)
+    model = make_multislit(sims)
+    smooth = OptimalExtract1dStep.call(model)
+    # the propagated variances alone (no residual error scale), smooth and per column
+    plain = OptimalExtract1dStep.call(model, error_scale="none")
+    columns = OptimalExtract1dStep.call(model, error_scale="none", bkg_smooth_order=-1)
+    true_sky = sky.image(sims[0].data.shape[0], 300).mean(axis=0)
+    pulls, ratios, bkg_ratios = [], [], []
+    for s, p, c, sim in zip(smooth.spec, plain.spec, columns.spec, sims, strict=True):
+        choice = s.meta.optimal_extraction.background_along_dispersion
+        assert choice.chosen >= 0 and choice.candidates[0].order == -1
+        t = s.spec_table
+        ratios.append(np.nanmedian(p.spec_table["FLUX_ERROR"] / c.spec_table["FLUX_ERROR"]))
+        bkg_ratios.append(np.nanmedian(p.spec_table["BKGD_ERROR"] / c.spec_table["BKGD_ERROR"]))
+        pulls.append((t["FLUX"] - _truth_jy(sim)) / t["FLUX_ERROR"])
+        assert abs(np.nanmedian(t["FLUX"] / _truth_jy(sim)) - 1) < 0.005
+        # the BACKGROUND column is the sky's column mean, within its (correlated) error
+        resid = (t["BACKGROUND"] - true_sky) / t["BKGD_ERROR"]
+        assert np.nanmax(np.abs(resid)) < 5.0
+    # the smooth background takes less of the flux's variance (a per-column constant
+    # costs ~10 % of it) and is itself known far better than a per-column one ...
+    assert np.all(np.array(ratios) < 0.98) and np.median(ratios) < 0.97
+    assert np.all(np.array(bkg_ratios) < 0.3)
+    # ... and the errors still describe the scatter
+    assert 0.9 < np.nanstd(np.concatenate(pulls)) < 1.1
+
+
+def test_per_column_offsets_keep_independent_columns(rng):
+    sims, _ = _sky_slits(rng, 2, stripes=2.0)
+    x1d = OptimalExtract1dStep.call(make_multislit(sims))
+    for spec, sim in zip(x1d.spec, sims, strict=True):
+        assert spec.meta.optimal_extraction.background_along_dispersion.chosen == -1
+        assert abs(np.nanmedian(spec.spec_table["FLUX"] / _truth_jy(sim)) - 1) < 0.01
+
+
+def test_bad_bkg_smooth_order_names_the_allowed_values():
+    with pytest.raises(ParameterError, match="bkg_smooth_order must be 'auto' or"):
+        ExtractParams(bkg_smooth_order="smooth")
+    with pytest.raises(ParameterError, match="-1 = independent columns"):
+        ExtractParams(bkg_smooth_order=-2)
+    assert ExtractParams(bkg_smooth_order="7").bkg_smooth_order == 7
+
+
+def test_a_sky_too_faint_for_the_slice_is_found_over_the_whole_slit():
+    # at S/N 10 a 0.2 % sky does not pay for a constant in the 30 columns of the
+    # kernel slice, but over 300 columns it does, and left out it biases every flux
+    rng = np.random.default_rng(12)
+    sky = ResidualSky(level=0.002, tilt=0.3, ripple=0.5, periods=1.5)
+    sims = [
+        simulate_slit(rng, n_disp=300, snr=10.0, fwhm=(2.0, 2.0), spectrum=np.ones(300), sky=sky)
+        for _ in range(6)
+    ]
+    model = make_multislit(sims)
+    x1d = OptimalExtract1dStep.call(model)
+    found, ratios = 0, []
+    for spec, sim in zip(x1d.spec, sims, strict=True):
+        meta = spec.meta.optimal_extraction
+        choice = meta.background_along_dispersion
+        if choice.candidates[0].order is None:  # the slice chose no background
+            assert choice.chosen is not None and choice.chosen >= 0
+            assert meta.bkg_order == 0
+            found += 1
+        ratios.append(spec.spec_table["FLUX"] / _truth_jy(sim))
+    assert found >= 3
+    # without the whole-slit background those slits carry the sky (+0.8-2 %)
+    unfound = OptimalExtract1dStep.call(model, bkg_smooth_order=-1)
+    carried = [
+        s.spec_table["FLUX"] / _truth_jy(sim) for s, sim in zip(unfound.spec, sims, strict=True)
+    ]
+    bias, bias_unfound = (np.nanmedian(np.concatenate(r)) - 1 for r in (ratios, carried))
+    assert bias_unfound > 0.008 and abs(bias) < 0.6 * bias_unfound
