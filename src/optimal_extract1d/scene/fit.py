@@ -233,11 +233,11 @@ def _choose_fit(
             skipped[len(fits) - 1] = _NO_EVIDENCE
             continue
         trials = [_refit_from(seed, family, sd, variance, bkg_order=bkg, **seeded)]
-        sources_only = _without_sources(seed)
-        if sources_only is not None:
-            # the first family's further sources may be its misfit of this family's
-            # wings: this family also starts without them, and the better scene is kept
-            trials.append(_refit_from(sources_only, family, sd, variance, bkg_order=bkg, **seeded))
+        # the first family's further sources may be its misfit of this family's wings,
+        # and the nod copies it dropped may have been hidden by that misfit: this family
+        # also starts from the nod copies alone and searches its own components; the
+        # better scene is kept
+        trials.append(_searched(_without_sources(seed) or seed, family, bkg, seeded))
         for trial in trials:
             first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
         trial = _best_scene(
@@ -259,6 +259,31 @@ def _choose_fit(
         index = next(i for i, fit in enumerate(fits) if fit is not None)
         return KernelChoice(fits[index], orders[index], (), n_pixels)
     return choice
+
+
+def _searched(
+    seed: KernelFit | None, template: KernelTemplate, bkg_order: int, seeded: dict
+) -> KernelFit | FitFailure | None:
+    """``template`` refitted from ``seed``'s components, then its own component search.
+
+    The search (`.sources.find_components`) adds the nod copies and sources
+    this family's fit needs and drops the ones it does not.
+    """
+    if seed is None:
+        return None
+    values, sigma, slice_fit = seeded["values"], seeded["sigma"], seeded["slice_fit"]
+    fit = attempt_kernel_fit(
+        with_params(template, slice_fit["extra"] or {}),
+        values,
+        sigma,
+        bkg_order=bkg_order,
+        center=seed.center,
+        fwhm=seed.fwhm,
+        offsets=seed.offsets,
+    )
+    if isinstance(fit, FitFailure) or slice_fit["search"] is None:
+        return fit
+    return find_components(fit, values, sigma, bkg_order=bkg_order, search=slice_fit["search"])
 
 
 def _without_sources(seed: KernelFit | None) -> KernelFit | None:
