@@ -409,13 +409,21 @@ def _refit_seeded(
 
 def _slice(sd: SlitData, variance: np.ndarray, slice_fit: dict) -> tuple[np.ndarray, np.ndarray]:
     """The coadded kernel slice and its uncertainty."""
-    return coadd.coadd_columns(
+    return _coadd_slice(
         sd.data,
         variance,
         slice_fit["usable"],
         column=slice_fit["column"],
         width=slice_fit["settings"].slice_width,
     )
+
+
+def _coadd_slice(
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, column: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel slice: its columns' profile, weighted by their flux (`.core.coadd`)."""
+    flux = coadd.slice_flux(data, variance, usable, column=column, width=width)
+    return coadd.coadd_columns(data, variance, usable, column=column, width=width, flux=flux)
 
 
 def fixed_scene(
@@ -523,9 +531,7 @@ def attempt_slice_fit(
     """
     if extra:
         template = with_params(template, extra)
-    values, sigma = coadd.coadd_columns(
-        data, variance, usable, column=column, width=settings.slice_width
-    )
+    values, sigma = _coadd_slice(data, variance, usable, column=column, width=settings.slice_width)
     bkg_order = settings.bkg_order
     if previous is not None:
         return _refit_seeded(
