@@ -63,7 +63,7 @@ def test_a_slice_weighted_by_flux_keeps_the_profile_of_a_line():
     )
     rows = profile[:, 0] > 1e-3 * profile.max()  # the core and the wings
     ratio = weighted[rows] / profile[rows, 0]
-    np.testing.assert_allclose(ratio / ratio.mean(), 1.0, rtol=1e-3)
+    np.testing.assert_allclose(ratio / ratio.mean(), 1.0, rtol=0.01)
     plain_ratio = plain[rows] / profile[rows, 0]
     assert plain_ratio.max() / plain_ratio.min() > 1.2  # the wings' mixture is not the core's
     # a constant flux gives the weighted mean, and its standard error

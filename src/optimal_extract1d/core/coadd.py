@@ -166,12 +166,16 @@ def column_flux(
 
     Every column is fitted (weighted least squares, one scale factor) with
     the inverse-variance weighted mean profile of its bin, the negative nod
-    copies and any background included: the scale is the column's flux in
-    units of the bin's. No profile model is needed, and a column's noise
-    enters its own weight only through the bin's mean, so the coadd stays
-    unbiased to first order (the weights' noise pulls a profile towards the
-    mean by ``1 / (1 + snr**2)`` of a column, whose mean is the same profile
-    when the flux does not change).
+    copies and any background included: the scale ``a`` is the column's
+    flux in units of the bin's, 1 where the flux does not change. No profile
+    model is needed. The scale is then shrunk towards 1 by its own noise
+    (positive-part Wiener/James-Stein), ``1 + d * max(0, 1 - var(a) / d**2)``
+    with ``d = a - 1``: where a column's flux is not measured to differ from
+    the bin's (a faint continuum, a slice of noise), its weight is that of
+    the inverse-variance mean; noisy weights drawn from the data themselves
+    would favour the columns whose noise looks like the mean profile, and
+    make a source of a slice of noise. An emission line, tens of sigma above
+    its continuum, keeps its measured flux.
 
     Returns
     -------
@@ -184,7 +188,9 @@ def column_flux(
     with np.errstate(divide="ignore", invalid="ignore"):
         num = np.sum(profile * wd, axis=0)
         den = np.sum(profile**2 * w, axis=0)
-        return np.where(den > 0, num / den, np.nan)
+        excess = np.where(den > 0, num / den, np.nan) - 1.0
+        keep = np.clip(1.0 - 1.0 / (den * excess**2), 0.0, None)
+        return 1.0 + excess * np.nan_to_num(keep)
 
 
 def coadd_bins(
