@@ -105,8 +105,9 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
     heavy = _heavy_columns(s2, n_bins)
     starts, stops = _runs(heavy)
     light = np.where(heavy, 0.0, s2)
-    # the other columns share the bins left; each line may split one of them in two
-    n_light = max(n_bins - int(heavy.sum()) - starts.size, 1)
+    # the lines' columns are bins on top of those of the other columns, as many as
+    # if the lines were not there, less the one each line would have taken
+    n_light = max(n_bins - starts.size, 1)
     edges = np.zeros(0, int)
     if light.sum() > 0:
         cum = np.concatenate([[0.0], np.cumsum(light)]) / light.sum()
