@@ -232,12 +232,15 @@ def _choose_fit(
             fits.append(None)
             skipped[len(fits) - 1] = _NO_EVIDENCE
             continue
-        trials = [_refit_from(seed, family, sd, variance, bkg_order=bkg, **seeded)]
         # the first family's further sources may be its misfit of this family's wings,
         # and the nod copies it dropped may have been hidden by that misfit: this family
-        # also starts from the nod copies alone and searches its own components; the
-        # better scene is kept
-        trials.append(_searched(_without_sources(seed) or seed, family, bkg, seeded))
+        # starts from the nod copies alone and searches its own components; with
+        # further sources in the seed, it is also refitted with them, and the better
+        # scene is kept
+        sources_only = _without_sources(seed)
+        trials = [_searched(sources_only or seed, family, bkg, seeded)]
+        if sources_only is not None:
+            trials.append(_refit_from(seed, family, sd, variance, bkg_order=bkg, **seeded))
         for trial in trials:
             first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
         trial = _best_scene(
