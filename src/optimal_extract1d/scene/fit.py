@@ -170,7 +170,8 @@ def _choose_fit(
     (`_refit_from`), so a background never hides the nod copies: it
     competes with them. Then the family: the other families are fitted at
     the chosen degree from the first family's components, dropping the ones
-    they do not need (`_refit_from` again). Every
+    they do not need (`_refit_from` again). When another family wins, the
+    other background degrees are fitted again with it. Every
     candidate's criterion counts its components: a Gaussian that needs two
     "companions" to describe a Moffat's wings loses to the Moffat, and a
     Moffat that bends to absorb negative nod copies loses to the Gaussian
@@ -249,15 +250,31 @@ def _choose_fit(
         fits.append(trial)
     if all(fit is None for fit in fits):
         raise ProfileFitError(first_failure.reason)
-    choice = choose_kernel(
-        fits,
-        names,
-        bkg_orders=orders,
-        n_pixels=n_pixels,
-        n_cross=sd.shape[0],
-        skipped=skipped,
-        component_cost=price,
-    )
+
+    def chosen():
+        return choose_kernel(
+            fits,
+            names,
+            bkg_orders=orders,
+            n_pixels=n_pixels,
+            n_cross=sd.shape[0],
+            skipped=skipped,
+            component_cost=price,
+        )
+
+    choice = chosen()
+    if choice is not None and choice.fit.template.name != families[0].name:
+        # Stage 3: the background degree was chosen with the first family, whose misfit
+        # of this family's shape can outweigh a sky's slope: the other degrees again,
+        # with the family chosen, from its components.
+        family = next(f for f in families if f.name == choice.fit.template.name)
+        for bkg_order in bkg_orders:
+            if bkg_order != choice.bkg_order:
+                names.append(family.name)
+                orders.append(bkg_order)
+                trial = _refit_from(choice.fit, family, sd, variance, bkg_order=bkg_order, **seeded)
+                fits.append(trial if isinstance(trial, KernelFit) else None)
+        choice = chosen()
     if choice is None:  # every fitted candidate sits on a bound: keep the first
         index = next(i for i, fit in enumerate(fits) if fit is not None)
         return KernelChoice(fits[index], orders[index], (), n_pixels)
