@@ -262,7 +262,7 @@ def test_an_emission_line_source_is_one_spectrum_with_its_line_fluxes():
     was the inverse-variance mean of its columns, which weighs the line's core (its
     own Poisson noise) less than its wings and less than the continuum: the mean
     profile came out flat-topped and was split into two sources about 2 px apart,
-    and every line lost 50-200 sigma of its flux (4 of these 8 slits). The slice
+    (4 of these 8 slits), and in three of them every line lost 2-200 sigma of its flux. The slice
     now weighs its columns by their flux (`.core.coadd.column_flux`)."""
     pulls = []
     for seed in range(3, 11):
