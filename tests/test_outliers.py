@@ -55,3 +55,17 @@ def test_masked_and_tiny_slits_screen_nothing(rng):
     assert not fit_outliers(data, variance, np.zeros_like(usable)).any()
     assert not fit_outliers(data[:2], variance[:2], usable[:2]).any()
     assert not fit_outliers(data[:, :1], variance[:, :1], usable[:, :1]).any()
+
+
+def test_a_line_over_a_faint_continuum_is_not_screened_but_a_hit_beside_it_is(rng):
+    # continuum at S/N ~2 per column, a line 150x brighter in three columns: the
+    # running median profile is the continuum's, noise at S/N ~0.5 per pixel, and
+    # scaled up to the line its noise is the line's: the core is no outlier of it
+    spectrum = np.full(200, 1.0)
+    spectrum[99:102] = (50.0, 150.0, 50.0)
+    sim, data, variance, usable = _slit(rng, 2.0, spectrum=spectrum)
+    peak = int(np.argmax(sim.true_profile[:, 60]))
+    data[peak, 60] += 100 * np.sqrt(variance[peak, 60])  # a hit on the continuum
+    screened = fit_outliers(data, variance, usable)
+    assert not screened[:, 99:102].any()
+    assert screened[peak, 60]

@@ -1,6 +1,6 @@
 import numpy as np
 
-from optimal_extract1d.core.coadd import brightest_column, coadd_columns
+from optimal_extract1d.core.coadd import brightest_column, coadd_columns, column_flux
 from optimal_extract1d.core.profile import normalize_profile
 from optimal_extract1d.psf.evaluate import kernel_profile
 from optimal_extract1d.psf.kernel import make_template
@@ -38,3 +38,38 @@ def test_brightest_column_sees_through_nod_negatives(rng):
     values, sigma = coadd_columns(data, var, np.ones(data.shape, bool), column=col, width=20)
     assert np.argmax(values) == 15
     np.testing.assert_allclose(sigma, 0.3 / np.sqrt(20))
+
+
+def test_a_slice_weighted_by_flux_keeps_the_profile_of_a_line():
+    """The inverse-variance mean of a line's columns and the continuum's weighs the
+    line's core (its own Poisson noise) less than its wings: a flat-topped profile.
+    Weighted by their flux, the columns give the true profile in every row."""
+    y = np.arange(31)[:, None]
+    profile = np.exp(-0.5 * ((y - 15) / 1.0) ** 2)
+    profile /= profile.sum()
+    flux = np.full(30, 1.0)
+    flux[14:17] = (60.0, 200.0, 60.0)  # a line over a faint continuum
+    model = profile * flux
+    variance = 0.01 + model  # noiseless data, Poisson variance
+    usable = np.ones(model.shape, bool)
+    plain, _ = coadd_columns(model, variance, usable, column=15, width=30)
+    weighted, sigma = coadd_columns(
+        model,
+        variance,
+        usable,
+        column=15,
+        width=30,
+        flux=column_flux(model, variance, usable, edges=np.array([0, 30])),
+    )
+    rows = profile[:, 0] > 1e-3 * profile.max()  # the core and the wings
+    ratio = weighted[rows] / profile[rows, 0]
+    np.testing.assert_allclose(ratio / ratio.mean(), 1.0, rtol=0.01)
+    plain_ratio = plain[rows] / profile[rows, 0]
+    assert plain_ratio.max() / plain_ratio.min() > 1.2  # the wings' mixture is not the core's
+    # a constant flux gives the weighted mean, and its standard error
+    flat = profile * 5.0
+    mean, mean_sigma = coadd_columns(flat, 0.01 + flat, usable, column=15, width=30)
+    np.testing.assert_allclose(
+        coadd_columns(flat, 0.01 + flat, usable, column=15, width=30, flux=np.full(30, 3.0)),
+        (mean, mean_sigma),
+    )

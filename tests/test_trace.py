@@ -127,3 +127,17 @@ def test_a_column_holding_a_whole_share_of_the_signal_is_a_bin_of_its_own():
     # a flat continuum is binned as before: equal shares, no single-column bins
     flat = choose_bins(np.full(400, 5.0), None)
     assert np.all(np.diff(flat) > 1)
+
+
+def test_a_faint_line_gets_a_bin_once_the_bright_ones_took_theirs():
+    from optimal_extract1d.scene.trace import choose_bins
+
+    snr = np.full(400, 2.0)
+    snr[49:52] = (20.0, 60.0, 20.0)  # a faint line in the blue
+    for c in (220, 260, 330, 372):  # four bright ones in the red
+        snr[c - 2 : c + 3] = (40.0, 110.0, 150.0, 110.0, 40.0)
+    edges = choose_bins(snr, None)
+    assert 50 in edges and 51 in edges  # the faint line's peak column alone
+    assert 221 in edges and 222 in edges
+    # the lines' columns are bins on top of the continuum's, which keep their budget
+    assert np.sum(np.diff(edges) > 1) <= 24

@@ -8,8 +8,9 @@ the `WINDOW` neighbouring columns (the continuum shape, free of single-pixel
 and single-column features), scaled and offset to the column by weighted
 least squares. An emission line follows the profile and is absorbed by the
 scale; a cosmic ray does not. The worst pixel of a column is dropped while it
-deviates by more than `OUTLIER_SIGMA` (noise plus ``MODEL_FLOOR`` of the local
-model, which covers the change of the trace across the window) from the
+deviates by more than `OUTLIER_SIGMA` (noise, plus the median profile's own
+noise scaled to the column, plus ``MODEL_FLOOR`` of the local model, which
+covers the change of the trace across the window) from the
 fit of the column made without it, up to ``MAX_PASSES`` per column. Horne's
 model-based rejection in the extraction (`.iteration`) handles everything milder.
 """
@@ -71,13 +72,14 @@ def fit_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> 
     padded = np.pad(d, ((0, 0), (half, half)), constant_values=np.nan)
     with np.errstate(invalid="ignore"):
         profile = nanmedian(sliding_window_view(padded, WINDOW, axis=1), axis=-1)
+        profile_var = _median_variance(np.where(usable, variance, np.nan), half)
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(usable & np.isfinite(profile) & (variance > 0), 1.0 / variance, 0.0)
     m = np.nan_to_num(profile)
     v = np.nan_to_num(d)
     for _ in range(MAX_PASSES):
         with np.errstate(all="ignore"):  # huge values: overflow gives inf, not a rejection
-            z = _deleted_residuals(m, v, w, variance=variance)
+            z = _deleted_residuals(m, v, w, variance=variance, profile_var=profile_var)
         z = np.where((w > 0) & np.isfinite(z), z, 0.0)
         worst = np.argmax(z, axis=0)
         cols = np.nonzero(z[worst, np.arange(n_disp)] > OUTLIER_SIGMA)[0]
@@ -88,12 +90,30 @@ def fit_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> 
     return out
 
 
-def _deleted_residuals(m: np.ndarray, v: np.ndarray, w: np.ndarray, *, variance: np.ndarray):
+def _median_variance(variance: np.ndarray, half: int) -> np.ndarray:
+    """Variance of the running median profile: ``pi / 2`` times that of the mean.
+
+    Each row's median over the window's valid pixels (NaN: not valid); 0
+    where none is.
+    """
+    padded = np.pad(variance, ((0, 0), (half, half)), constant_values=np.nan)
+    windows = sliding_window_view(padded, 2 * half + 1, axis=1)
+    n = np.sum(np.isfinite(windows), axis=-1)
+    total = np.nansum(windows, axis=-1)
+    return np.where(n > 0, 0.5 * np.pi * total / np.maximum(n, 1) ** 2, 0.0)
+
+
+def _deleted_residuals(
+    m: np.ndarray, v: np.ndarray, w: np.ndarray, *, variance: np.ndarray, profile_var: np.ndarray
+):
     """|z| of every pixel against its column's fit ``v = a m + b`` made without it.
 
     The fit is weighted least squares per column; the residual of pixel i
     from the fit without i is r_i / (1 - h_i), with h_i its leverage, and its
-    variance V_i / (1 - h_i). Leaving the pixel out matters: a cosmic ray on
+    variance V_i / (1 - h_i), plus the noise of the median profile scaled to
+    the column, ``a**2`` times ``profile_var``: an emission line over a faint
+    continuum scales a noisy continuum profile up a hundredfold, and its core
+    is not an outlier of that. Leaving the pixel out matters: a cosmic ray on
     the profile peak drags the scale of a fit that includes it so far that
     its own residual looks small.
     """
@@ -111,6 +131,7 @@ def _deleted_residuals(m: np.ndarray, v: np.ndarray, w: np.ndarray, *, variance:
     predicted = v - deleted
     return np.where(
         keep > 1e-6,
-        np.abs(deleted) / np.sqrt(variance / keep + (MODEL_FLOOR * predicted) ** 2),
+        np.abs(deleted)
+        / np.sqrt(variance / keep + a**2 * profile_var + (MODEL_FLOOR * predicted) ** 2),
         0.0,
     )

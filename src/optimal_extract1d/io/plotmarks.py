@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.coadd import coadd_columns
+from ..core.coadd import coadd_columns, slice_flux
 from ..core.horne import usable_pixels
 from ..scene.trace import SmoothModel
 from ..slitdata import SlitDiagnostics
@@ -389,12 +389,19 @@ def slice_and_model(
     Returns
     -------
     values, sigma, model : ndarray, shape (n_cross,)
-        Inverse-variance mean of the slice, its standard error and the
-        model's mean with the same weights.
+        The slice's profile (its columns weighted by their flux, as the
+        kernel is fitted to, `.core.coadd`), its standard error and the
+        model's profile with the same weights.
     """
     usable = usable_pixels(data, variance, mask)
-    values, sigma = coadd_columns(data, variance, usable, column=column, width=width)
+    flux = slice_flux(data, variance, usable, column=column, width=width)
+    values, sigma = coadd_columns(data, variance, usable, column=column, width=width, flux=flux)
     model, _ = coadd_columns(
-        np.nan_to_num(scene), variance, usable & np.isfinite(scene), column=column, width=width
+        np.nan_to_num(scene),
+        variance,
+        usable & np.isfinite(scene),
+        column=column,
+        width=width,
+        flux=flux,
     )
     return values, sigma, model

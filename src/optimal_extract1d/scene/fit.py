@@ -170,7 +170,8 @@ def _choose_fit(
     (`_refit_from`), so a background never hides the nod copies: it
     competes with them. Then the family: the other families are fitted at
     the chosen degree from the first family's components, dropping the ones
-    they do not need (`_refit_from` again). Every
+    they do not need (`_refit_from` again). When another family wins, the
+    other background degrees are fitted again with it. Every
     candidate's criterion counts its components: a Gaussian that needs two
     "companions" to describe a Moffat's wings loses to the Moffat, and a
     Moffat that bends to absorb negative nod copies loses to the Gaussian
@@ -236,15 +237,16 @@ def _choose_fit(
             fits.append(None)
             skipped[len(fits) - 1] = _NO_EVIDENCE
             continue
-        # the family's own data-set parameters at the slice (a PSF file's wavelength)
-        extra = wavelength_params(family, column_wavelength(sd.wavelength)[slice_fit["column"]])
-        own = {**seeded, "slice_fit": {**slice_fit, "extra": extra}}
-        trials = [_refit_from(seed, family, sd, variance, bkg_order=bkg, **own)]
+        own = _own_parameters(family, sd, seeded)
+        # the first family's further sources may be its misfit of this family's wings,
+        # and the nod copies it dropped may have been hidden by that misfit: this family
+        # starts from the nod copies alone and searches its own components; with
+        # further sources in the seed, it is also refitted with them, and the better
+        # scene is kept
         sources_only = _without_sources(seed)
+        trials = [_searched(sources_only or seed, family, bkg, own)]
         if sources_only is not None:
-            # the first family's further sources may be its misfit of this family's
-            # wings: this family also starts without them, and the better scene is kept
-            trials.append(_refit_from(sources_only, family, sd, variance, bkg_order=bkg, **own))
+            trials.append(_refit_from(seed, family, sd, variance, bkg_order=bkg, **own))
         for trial in trials:
             first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
         trial = _best_scene(
@@ -253,19 +255,74 @@ def _choose_fit(
         fits.append(trial)
     if all(fit is None for fit in fits):
         raise ProfileFitError(first_failure.reason)
-    choice = choose_kernel(
-        fits,
-        names,
-        bkg_orders=orders,
-        n_pixels=n_pixels,
-        n_cross=sd.shape[0],
-        skipped=skipped,
-        component_cost=price,
-    )
+
+    def chosen():
+        return choose_kernel(
+            fits,
+            names,
+            bkg_orders=orders,
+            n_pixels=n_pixels,
+            n_cross=sd.shape[0],
+            skipped=skipped,
+            component_cost=price,
+        )
+
+    choice = chosen()
+    if choice is not None and choice.fit.template.name != families[0].name:
+        # Stage 3: the background degree was chosen with the first family, whose misfit
+        # of this family's shape can outweigh a sky's slope: the other degrees again,
+        # with the family chosen, from its components.
+        family = next(f for f in families if f.name == choice.fit.template.name)
+        for bkg_order in bkg_orders:
+            if bkg_order != choice.bkg_order:
+                names.append(family.name)
+                orders.append(bkg_order)
+                own = _own_parameters(family, sd, seeded)
+                trial = _refit_from(choice.fit, family, sd, variance, bkg_order=bkg_order, **own)
+                fits.append(trial if isinstance(trial, KernelFit) else None)
+        choice = chosen()
     if choice is None:  # every fitted candidate sits on a bound: keep the first
         index = next(i for i, fit in enumerate(fits) if fit is not None)
         return KernelChoice(fits[index], orders[index], (), n_pixels)
     return choice
+
+
+def _own_parameters(family: KernelTemplate, sd: SlitData, seeded: dict) -> dict:
+    """``seeded`` with the family's own data-set parameters at the slice.
+
+    A PSF file's profiles are taken at the slice's wavelength (the first
+    family's parameters, e.g. none for a Gaussian, would leave the table's
+    middle one).
+    """
+    slice_fit = seeded["slice_fit"]
+    wavelength = column_wavelength(sd.wavelength)[slice_fit["column"]]
+    extra = wavelength_params(family, wavelength)
+    return {**seeded, "slice_fit": {**slice_fit, "extra": extra}}
+
+
+def _searched(
+    seed: KernelFit | None, template: KernelTemplate, bkg_order: int, seeded: dict
+) -> KernelFit | FitFailure | None:
+    """``template`` refitted from ``seed``'s components, then its own component search.
+
+    The search (`.sources.find_components`) adds the nod copies and sources
+    this family's fit needs and drops the ones it does not.
+    """
+    if seed is None:
+        return None
+    values, sigma, slice_fit = seeded["values"], seeded["sigma"], seeded["slice_fit"]
+    fit = attempt_kernel_fit(
+        with_params(template, slice_fit["extra"] or {}),
+        values,
+        sigma,
+        bkg_order=bkg_order,
+        center=seed.center,
+        fwhm=seed.fwhm,
+        offsets=seed.offsets,
+    )
+    if isinstance(fit, FitFailure) or slice_fit["search"] is None:
+        return fit
+    return find_components(fit, values, sigma, bkg_order=bkg_order, search=slice_fit["search"])
 
 
 def _without_sources(seed: KernelFit | None) -> KernelFit | None:
@@ -400,13 +457,21 @@ def _refit_seeded(
 
 def _slice(sd: SlitData, variance: np.ndarray, slice_fit: dict) -> tuple[np.ndarray, np.ndarray]:
     """The coadded kernel slice and its uncertainty."""
-    return coadd.coadd_columns(
+    return _coadd_slice(
         sd.data,
         variance,
         slice_fit["usable"],
         column=slice_fit["column"],
         width=slice_fit["settings"].slice_width,
     )
+
+
+def _coadd_slice(
+    data: np.ndarray, variance: np.ndarray, usable: np.ndarray, *, column: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel slice: its columns' profile, weighted by their flux (`.core.coadd`)."""
+    flux = coadd.slice_flux(data, variance, usable, column=column, width=width)
+    return coadd.coadd_columns(data, variance, usable, column=column, width=width, flux=flux)
 
 
 def fixed_scene(
@@ -514,9 +579,7 @@ def attempt_slice_fit(
     """
     if extra:
         template = with_params(template, extra)
-    values, sigma = coadd.coadd_columns(
-        data, variance, usable, column=column, width=settings.slice_width
-    )
+    values, sigma = _coadd_slice(data, variance, usable, column=column, width=settings.slice_width)
     bkg_order = settings.bkg_order
     if previous is not None:
         return _refit_seeded(

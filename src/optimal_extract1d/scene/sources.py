@@ -164,7 +164,8 @@ def describe_fates(first: KernelFit, final: KernelFit | None, *, noise_scale: fl
 def _expected_nods(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit:
     """Fit the nod copies where the exposure's nod pattern puts them, all at once.
 
-    Only copies that fall on the slice's valid rows are tried; the ones that
+    Only copies that fall on the slice's valid rows, where the fit has no
+    component yet (within a pixel, as `.ComponentSearch.predicted`), are tried; the ones that
     do not pay their cost are dropped (`.pruning.prune`). One fit instead of a
     search per copy.
     """
@@ -175,6 +176,7 @@ def _expected_nods(fit: KernelFit, data: SliceData, search: ComponentSearch) -> 
         for o in search.expected_nods
         if valid[np.clip(np.round(fit.center + o).astype(int), 0, rows.size - 1)]
         and 0 <= fit.center + o <= rows.size - 1
+        and not np.any(np.abs(np.asarray(fit.offsets, float) - o) < 1.0)
     ]
     if not inside:
         return fit

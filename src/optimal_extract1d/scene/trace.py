@@ -102,15 +102,47 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
     n_bins = int(np.clip(n_bins, 1, max_bins))
     if total <= 0:
         return np.linspace(0, n_disp, n_bins + 1).round().astype(int)
-    cum = np.concatenate([[0.0], np.cumsum(s2)]) / total
-    edges = np.searchsorted(cum, np.linspace(0, 1, n_bins + 1)[1:-1])
+    heavy = _heavy_columns(s2, n_bins)
+    starts, stops = _runs(heavy)
+    light = np.where(heavy, 0.0, s2)
+    # the lines' columns are bins on top of those of the other columns, as many as
+    # if the lines were not there, less the one each line would have taken
+    n_light = max(n_bins - starts.size, 1)
+    edges = np.zeros(0, int)
+    if light.sum() > 0:
+        cum = np.concatenate([[0.0], np.cumsum(light)]) / light.sum()
+        edges = np.searchsorted(cum, np.linspace(0, 1, n_light + 1)[1:-1])
     # A column holding a whole bin's share or more (an emission line) is a bin of
     # its own: mixed with its neighbours, the line's profile would be diluted by
     # their noise (an inverse-variance mean weighs every column alike).
-    heavy = edges[s2[np.clip(edges - 1, 0, n_disp - 1)] >= total / n_bins] - 1
-    edges = np.concatenate([edges, heavy])
+    heavy_rows = np.flatnonzero(heavy)
+    edges = np.concatenate([edges, heavy_rows, heavy_rows + 1])
     edges = np.unique(np.concatenate([[0], np.clip(edges, 1, n_disp - 1), [n_disp]]))
     return edges.astype(int)
+
+
+def _heavy_columns(s2: np.ndarray, n_bins: int) -> np.ndarray:
+    """Columns holding a bin's share of the S/N squared or more (emission lines).
+
+    The share is the S/N squared of the other columns over the bins left for
+    them: once the brightest lines took their bins, a fainter line may hold a
+    share of what is left, and its profile is then not averaged with a
+    stretch of continuum either.
+    """
+    heavy = np.zeros(s2.size, bool)
+    while heavy.sum() < n_bins:
+        share = s2[~heavy].sum() / (n_bins - int(heavy.sum()))
+        new = ~heavy & (s2 >= share) & (share > 0)
+        if not new.any():
+            break
+        heavy |= new
+    return heavy
+
+
+def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and past-the-last index of every run of True in ``flags``."""
+    step = np.diff(np.r_[0, flags.astype(int), 0])
+    return np.flatnonzero(step == 1), np.flatnonzero(step == -1)
 
 
 def fit_bins(
