@@ -104,16 +104,6 @@ def _lag_sum(a: np.ndarray, b: np.ndarray, lag: int) -> np.ndarray:
     return np.sum(a[:-lag] * b[lag:], axis=0)
 
 
-def _times_shift(q: np.ndarray, lag: int) -> np.ndarray:
-    """``q @ T_lag`` for stacked matrices, ``T`` pairing pixels ``lag`` apart."""
-    if lag == 0:
-        return q.copy()
-    out = np.zeros_like(q)
-    out[:, :, lag:] += q[:, :, :-lag]
-    out[:, :, :-lag] += q[:, :, lag:]
-    return out
-
-
 def residual_error_scale(
     data: np.ndarray,
     model: np.ndarray,
@@ -348,17 +338,20 @@ def _noise_model(u: np.ndarray, keep: np.ndarray, terms: np.ndarray) -> np.ndarr
 
     ``terms`` holds the ``Q_t`` of every column, ``(n_terms, n_cols, n_cross,
     n_cross)``, with the rows and columns of the pixels not measured set to 0.
+    The expected lag-``k`` sum of ``Q T_j Q^T`` (``T_j`` pairing pixels ``j``
+    apart) is ``sum_ab T_j[a, b] M_k[a, b]`` with ``M_k = sum_y Q[y]^T Q[y + k]``
+    (rows ``y`` and ``y + k`` of ``Q``, summed over the terms and columns too):
+    one product per lag, then the sums of ``M_k``'s diagonals ``+-j``.
     """
     lags = range(MAX_LAG + 1)
     measured = np.array([np.sum(_lag_sum(u, u, k)) for k in lags])
+    n = terms.shape[-1]
+    q = terms.reshape(-1, n, n)
     design = np.zeros((len(lags), len(lags)))
-    for q in terms:
-        if not np.any(q):
-            continue
-        qt = np.swapaxes(q, 1, 2)
-        for j in lags:
-            e = np.matmul(_times_shift(q, j), qt)
-            for k in lags:
-                design[k, j] += np.sum(np.trace(e, offset=k, axis1=1, axis2=2))
+    for k in lags:
+        m_k = np.tensordot(q[:, : n - k], q[:, k:], axes=([0, 1], [0, 1]))
+        design[k, 0] = np.trace(m_k)
+        for j in lags[1:]:
+            design[k, j] = np.trace(m_k, offset=j) + np.trace(m_k, offset=-j)
     coeffs = lstsq_or_none(design, measured)
     return coeffs if coeffs is not None and coeffs[0] > 0 else None
