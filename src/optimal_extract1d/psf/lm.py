@@ -234,14 +234,47 @@ class _State:
         self.chi2 = np.sum(self.resid**2, axis=0)
 
     def step(self, lam: np.ndarray) -> _State:
+        """The damped step from here, parameters held on the bounds they press against.
+
+        A parameter on its bound whose step points outward (a Moffat index at
+        its Gaussian limit) would be clipped back while the others moved as if
+        it had not been: the fit then zigzags for tens of iterations. Its
+        Jacobian column is zeroed instead and the step solved again, so the
+        others take the step that is right with it held (an active set).
+        """
         if not self.dphi:
             self.phi, self.dphi = self.prob.components(self.params, self.offsets)
         jl, jg = self.prob.jacobian(self.phi, self.dphi, self.lin)
-        if jg.shape[2] == 0:
-            delta_l, delta_g = _local_step(jl, self.resid, lam), np.zeros(0)
-        else:
-            delta_l, delta_g = _dense_step(jl, jg, self.resid, lam=float(lam[0]))
+        delta_l, delta_g = self._solve(jl, jg, lam)
+        held_l, held_g = self._pressing(delta_l, delta_g)
+        if held_l.any() or held_g.any():
+            n_lin = self.prob.n_lin
+            jl[:, :, n_lin:] = np.where(held_l[None, :, :], 0.0, jl[:, :, n_lin:])
+            jg[:, :, : held_g.size] = np.where(held_g[None, None, :], 0.0, jg[:, :, : held_g.size])
+            delta_l, delta_g = self._solve(jl, jg, lam)
         return self._moved(delta_l, delta_g)
+
+    def _solve(self, jl, jg, lam):
+        if jg.shape[2] == 0:
+            return _local_step(jl, self.resid, lam), np.zeros(0)
+        return _dense_step(jl, jg, self.resid, lam=float(lam[0]))
+
+    def _pressing(self, delta_l, delta_g) -> tuple[np.ndarray, np.ndarray]:
+        """Free ``(n_prof, n_free)`` and shared ``(n_shared,)`` parameters on a bound, going out."""
+        prob = self.prob
+
+        def out(value, delta, name):
+            lo, hi = self.bounds[name]
+            return ((value <= lo) & (delta < 0)) | ((value >= hi) & (delta > 0))
+
+        held_l = np.zeros((delta_l.shape[0], len(prob.free)), bool)
+        for i, name in enumerate(prob.free):
+            held_l[:, i] = out(self.params[name], delta_l[:, prob.n_lin + i], name)
+        held_g = np.array(
+            [bool(out(self.params[n][0], delta_g[j], n)) for j, n in enumerate(prob.shared)],
+            dtype=bool,
+        )
+        return held_l, held_g
 
     def _moved(self, delta_l, delta_g) -> _State:
         prob = self.prob
