@@ -102,6 +102,16 @@ class ColumnSums:
         a = np.moveaxis(self.design[:, cols] * np.sqrt(self.inv_var[:, cols])[:, :, None], 1, 0)
         return np.matmul(np.matmul(a, self.cov[cols]), np.swapaxes(a, 1, 2))
 
+    def hat_factors(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``U, V`` with ``hat(columns) = U V^T``, each ``(n_columns, n_cross, m)``.
+
+        ``V = W^1/2 A`` and ``U = V (A^T W A)^-1``: of rank m, for sums over
+        the hat matrices that need not form them (`.errorscale`).
+        """
+        weighted = self.design[:, columns] * np.sqrt(self.inv_var[:, columns])[:, :, None]
+        v = np.moveaxis(weighted, 1, 0)
+        return np.matmul(v, self.cov[columns]), v
+
     def propagate(self, component: np.ndarray) -> np.ndarray:
         """Propagate a per-pixel variance component to the flux, ``sum(g^2 V_k)``.
 
