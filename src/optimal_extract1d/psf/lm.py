@@ -75,7 +75,7 @@ class _Problem:
         """Unit-sum components (and derivatives), ``(n_cross, n_prof, n_comp)``."""
         cp = self.template.center_param
         n_prof = np.size(params[cp])
-        shifts = np.r_[0.0, offsets]
+        shifts = np.concatenate(([0.0], offsets))
         flat = {k: np.repeat(v, self.n_comp) for k, v in params.items()}
         flat[cp] = (params[cp][:, None] + shifts[None, :]).ravel()
         names = [n for n in self.free + self.shared if n != cp] + [cp] if derivatives else []
@@ -337,6 +337,8 @@ def _dense_step(jl, jg, resid, *, lam: float):
     BLAS threads compete for the cores). A singular system falls back to the
     dense least-squares solve.
     """
+    if jl.shape[1] == 1:  # one profile: the bordered system is small, solve it whole
+        return _joint_step(jl[:, 0], jg[:, 0], resid[:, 0], lam=lam)
     a = np.einsum("ybi,ybj->bij", jl, jl)
     b = np.einsum("ybi,ybk->bik", jl, jg)
     c = np.einsum("ybk,ybl->kl", jg, jg)
@@ -355,6 +357,24 @@ def _dense_step(jl, jg, resid, *, lam: float):
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(z))):
         return _dense_lstsq_step(jl, jg, resid, lam=lam)
     return x, z
+
+
+def _joint_step(jl, jg, resid, *, lam: float):
+    """`_dense_step` of one profile: ``jl`` ``(n_cross, n_loc)``, ``jg`` ``(n_cross, n_glob)``.
+
+    The same damped system (``lam`` times the diagonal), solved at once.
+    """
+    jac = np.concatenate([jl, jg], axis=1)
+    normal = jac.T @ jac
+    normal += lam * np.diag(np.maximum(np.diag(normal), 1e-12))
+    try:
+        delta = np.linalg.solve(normal, jac.T @ resid)
+    except np.linalg.LinAlgError:
+        delta = None
+    if delta is None or not np.all(np.isfinite(delta)):
+        return _dense_lstsq_step(jl[:, None], jg[:, None], resid[:, None], lam=lam)
+    n_loc = jl.shape[1]
+    return delta[None, :n_loc], delta[n_loc:]
 
 
 def _diag_matrix(d: np.ndarray) -> np.ndarray:
