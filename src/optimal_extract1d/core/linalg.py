@@ -37,8 +37,13 @@ def solve_stacked(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         NaN for a system with a non-finite matrix; the least-squares solution
         of a singular one.
     """
-    out = np.full(rhs.shape, np.nan)
     ok = _finite(normal)
+    if ok.all():  # the usual case, without copying the systems out
+        try:
+            return np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            pass
+    out = np.full(rhs.shape, np.nan)
     if not ok.any():
         return out
     try:
@@ -54,8 +59,13 @@ def invert_stacked(normal: np.ndarray) -> np.ndarray:
 
     NaN for a non-finite matrix, the pseudo-inverse of a singular one.
     """
-    out = np.full(normal.shape, np.nan)
     ok = _finite(normal)
+    if ok.all():  # the usual case, without copying the matrices out
+        try:
+            return np.linalg.inv(normal)
+        except np.linalg.LinAlgError:
+            pass
+    out = np.full(normal.shape, np.nan)
     if not ok.any():
         return out
     try:
