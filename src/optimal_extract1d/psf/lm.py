@@ -48,10 +48,13 @@ class LMResult:
         Native template parameters of the main component.
     offsets : ndarray, shape (n_comp - 1,)
         Component offsets.
+    shapes : ndarray, shape (n_cross, n_prof, n_comp)
+        The unit-sum components there (`.profilefit.component_shapes`).
     """
 
     params: dict[str, np.ndarray]
     offsets: np.ndarray
+    shapes: np.ndarray
 
 
 class _Problem:
@@ -175,7 +178,7 @@ def levenberg_marquardt(
     state = _State(params, np.asarray(offsets, float).copy(), prob, bounds=bounds)
     state.evaluate(fresh_linear=True)
     state = _iterate(state, values.shape[1], max_iter)
-    return LMResult(state.params, state.offsets)
+    return LMResult(state.params, state.offsets, state.phi)
 
 
 def _start_params(start, shared, n_prof: int) -> dict[str, np.ndarray]:
