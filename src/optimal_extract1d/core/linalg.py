@@ -14,7 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["solve_stacked", "invert_stacked", "lstsq_or_none"]
+__all__ = ["cross_products", "solve_stacked", "invert_stacked", "lstsq_or_none"]
+
+
+def cross_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a[:, p].T @ b[:, p]`` for every p: ``(n, P, i)`` and ``(n, P, j)`` give ``(P, i, j)``.
+
+    The normal matrices of stacked least-squares problems (rows along axis 0).
+    A batched matrix product, several times faster than the equivalent
+    ``einsum`` for more than a few problems; ``einsum`` for one.
+    """
+    if a.shape[1] == 1:
+        return np.einsum("ybi,ybj->bij", a, b)
+    return np.matmul(a.transpose(1, 2, 0), b.transpose(1, 0, 2))
 
 
 def _finite(normal: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.linalg import lstsq_or_none, solve_stacked
+from ..core.linalg import cross_products, lstsq_or_none, solve_stacked
 from .evaluate import cheap_derivatives, evaluate_with_derivatives
 from .kernel import KernelTemplate
 from .linear import data_weights, design_matrix, normal_matrix, solve_normal
@@ -320,7 +320,7 @@ class _State:
 
 def _local_step(jl: np.ndarray, resid: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """Damped Gauss–Newton step of every profile: ``(J^T J + lam diag) d = J^T r``."""
-    normal = np.einsum("ybi,ybj->bij", jl, jl)
+    normal = cross_products(jl, jl)
     grad = np.einsum("ybi,yb->bi", jl, resid)
     diag = np.einsum("bii->bi", normal)
     damped = normal + (lam[:, None] * np.maximum(diag, 1e-12))[:, :, None] * np.eye(normal.shape[1])
@@ -342,8 +342,8 @@ def _dense_step(jl, jg, resid, *, lam: float):
     """
     if jl.shape[1] == 1:  # one profile: the bordered system is small, solve it whole
         return _joint_step(jl[:, 0], jg[:, 0], resid[:, 0], lam=lam)
-    a = np.einsum("ybi,ybj->bij", jl, jl)
-    b = np.einsum("ybi,ybk->bik", jl, jg)
+    a = cross_products(jl, jl)
+    b = cross_products(jl, jg)
     c = np.einsum("ybk,ybl->kl", jg, jg)
     g = np.einsum("ybi,yb->bi", jl, resid)
     h = np.einsum("ybk,yb->k", jg, resid)
