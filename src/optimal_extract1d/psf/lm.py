@@ -86,9 +86,9 @@ class _Problem:
         shape = (self.y.size, n_prof, self.n_comp)
         total = t.sum(axis=0)
         total = np.where(total > 0, total, 1.0)
-        phi = (t / total).reshape(shape)
-        dphi = {n: ((g - t / total * g.sum(axis=0)) / total).reshape(shape) for n, g in dt.items()}
-        return phi, dphi
+        unit = t / total
+        dphi = {n: ((g - unit * g.sum(axis=0)) / total).reshape(shape) for n, g in dt.items()}
+        return unit.reshape(shape), dphi
 
     def design(self, phi):
         return design_matrix(phi, self.basis)  # (n_cross, n_prof, n_lin)
