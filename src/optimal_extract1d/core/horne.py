@@ -106,7 +106,7 @@ class ColumnSums:
         """``U, V`` with ``hat(columns) = U V^T``, each ``(n_columns, n_cross, m)``.
 
         ``V = W^1/2 A`` and ``U = V (A^T W A)^-1``: of rank m, for sums over
-        the hat matrices that need not form them (`.residual_error_scale`).
+        the hat matrices that need not form them (``errorscale.residual_error_scale``).
         """
         weighted = self.design[:, columns] * np.sqrt(self.inv_var[:, columns])[:, :, None]
         v = np.moveaxis(weighted, 1, 0)
