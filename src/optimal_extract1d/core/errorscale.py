@@ -104,16 +104,6 @@ def _lag_sum(a: np.ndarray, b: np.ndarray, lag: int) -> np.ndarray:
     return np.sum(a[:-lag] * b[lag:], axis=0)
 
 
-def _times_shift(q: np.ndarray, lag: int) -> np.ndarray:
-    """``q @ T_lag`` for stacked matrices, ``T`` pairing pixels ``lag`` apart."""
-    if lag == 0:
-        return q.copy()
-    out = np.zeros_like(q)
-    out[:, :, lag:] += q[:, :, :-lag]
-    out[:, :, :-lag] += q[:, :, lag:]
-    return out
-
-
 def residual_error_scale(
     data: np.ndarray,
     model: np.ndarray,
@@ -148,14 +138,14 @@ def residual_error_scale(
     cols = _sample_columns(ok, pairs)
     if cols.size == 0:
         return ErrorScale(1.0, 1.0, (), 0)
-    hats = {0: sums.hat(cols)}
+    hats = {0: sums.hat_factors(cols)}
     for step in (-DIFF_LAG, DIFF_LAG):
         if np.any(pairs[cols, int(step > 0)] != 0):
-            hats[step] = sums.hat(np.clip(cols + step, 0, z.shape[1] - 1))
+            hats[step] = sums.hat_factors(np.clip(cols + step, 0, z.shape[1] - 1))
     terms, u, keep = _differenced(z, sigma, ok, hats=hats, cols=cols, pairs=pairs)
     if keep.sum() < MIN_PIXELS:
         return ErrorScale(1.0, 1.0, (), int(keep.sum()))
-    spread = np.sqrt(np.clip(np.sum(terms**2, axis=(0, 3)), 1e-6, None)).T
+    spread = np.sqrt(np.clip(sum(t.row_norms() for t in terms), 1e-6, None)).T
     inliers = _inliers(u / spread, keep)
     inliers &= _quiet_columns(np.where(inliers, u / spread, 0.0), inliers)[None, :]
     if not np.array_equal(inliers, keep):  # outliers out of the projections too
@@ -208,15 +198,80 @@ def _misfit_pairs(sums: ColumnSums, n_disp: int) -> np.ndarray:
     return pairs
 
 
+@dataclass(frozen=True)
+class _Projection:
+    """One projection term of every column, ``Q = diag(e) - X Y^T`` (X, Y of rank m).
+
+    The fit's hat matrix is ``H = U V^T`` (`.horne.ColumnSums.hat_factors`), so
+    ``diag(d1) (I - H) diag(d2)`` is ``diag(d1 d2) - (d1 U) (d2 V)^T``: the
+    noise model needs sums over ``Q`` that these factors give without forming
+    the ``n_cross x n_cross`` matrices of every column.
+
+    Attributes
+    ----------
+    e : ndarray, shape (n_cols, n_cross)
+    x, y : ndarray, shape (n_cols, n_cross, m)
+    """
+
+    e: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+
+    @classmethod
+    def of(cls, d1: np.ndarray, d2: np.ndarray, factors) -> _Projection:
+        """``diag(d1) (I - U V^T) diag(d2)`` with ``factors = (U, V)``; d1, d2 ``(n_cols, n)``."""
+        u, v = factors
+        return cls(d1 * d2, d1[:, :, None] * u, d2[:, :, None] * v)
+
+    def row_norms(self) -> np.ndarray:
+        """``sum_b Q[y, b]**2`` of every column, ``(n_cols, n_cross)``."""
+        gram = np.matmul(np.swapaxes(self.y, 1, 2), self.y)  # Y^T Y
+        return (
+            self.e**2
+            - 2.0 * self.e * np.sum(self.x * self.y, axis=2)
+            + np.sum(np.matmul(self.x, gram) * self.x, axis=2)
+        )
+
+    def lag_products(self, lags: range) -> np.ndarray:
+        """``sum_cols Q T_j Q^T`` for every lag ``j``, ``(n_lags, n_cross, n_cross)``.
+
+        ``T_j`` pairs pixels ``j`` apart; with ``Q = diag(e) - X Y^T`` the
+        product is ``T_j * (e e^T) - E T_j Y X^T - (..)^T + X (Y^T T_j Y) X^T``.
+        """
+        n_cols, n, m = self.x.shape
+        ty = np.stack([_times_shift(self.y, j) for j in lags])  # (n_lags, n_cols, n, m)
+        pair = np.stack([_times_shift(np.eye(n), j) for j in lags])
+
+        def summed(a):  # sum over the columns and m of a[j, c, y, :] x[c, z, :]
+            flat = np.swapaxes(a, 1, 2).reshape(len(lags), n, n_cols * m)
+            return flat @ np.swapaxes(self.x, 1, 2).reshape(n_cols * m, n)
+
+        cross = summed(self.e[None, :, :, None] * ty)
+        gram = np.matmul(np.swapaxes(self.y, 1, 2)[None], ty)  # Y^T T_j Y
+        quad = summed(np.matmul(self.x[None], gram))
+        return pair * (self.e.T @ self.e) - cross - np.swapaxes(cross, 1, 2) + quad
+
+
+def _times_shift(a: np.ndarray, lag: int) -> np.ndarray:
+    """``T_lag a`` along axis -2 (``T`` pairs rows ``lag`` apart; lag 0: ``a``)."""
+    if lag == 0:
+        return a
+    out = np.zeros_like(a)
+    out[..., lag:, :] += a[..., :-lag, :]
+    out[..., :-lag, :] += a[..., lag:, :]
+    return out
+
+
 def _differenced(z, sigma, ok, *, hats, cols, pairs, exclude=None):
     """Differenced residuals ``u`` of the columns ``cols`` and their projection terms.
 
-    ``hats`` maps 0 and each neighbour offset used to the hat matrices of the
-    columns ``cols`` and of their neighbours there.
+    ``hats`` maps 0 and each neighbour offset used to the hat-matrix factors
+    (`.horne.ColumnSums.hat_factors`) of the columns ``cols`` and of their
+    neighbours there.
 
     Returns
     -------
-    terms : ndarray, shape (n_terms, n_cols, n_cross, n_cross)
+    terms : list of _Projection
         ``(I - H_x)`` and ``A_j (I - H_{x+-DIFF_LAG})`` (``A_j``: the per-pixel
         neighbour weights), the rows of the pixels not measured set to 0.
     u : ndarray, shape (n_cross, n_cols)
@@ -239,18 +294,16 @@ def _differenced(z, sigma, ok, *, hats, cols, pairs, exclude=None):
         with np.errstate(invalid="ignore", divide="ignore"):
             alpha = weight[None, :] * sigma[:, nb] / sigma[:, cols]
         neighbours.append((nb, np.where(used[None, :], np.nan_to_num(alpha), 0.0)))
-    eye = np.eye(z.shape[0])[None]
     k = keep.T.astype(float)  # (n_cols, n_cross)
-    terms = [(eye - hats[0]) * k[:, :, None] * k[:, None, :]]
+    terms = [_Projection.of(k, k, hats[0])]
     u = z0[:, cols].copy()
     for (nb, alpha), step in zip(neighbours, (-DIFF_LAG, DIFF_LAG), strict=True):
         a = np.where(keep, alpha, 0.0)
         if step not in hats or not np.any(a):
             continue
         u -= a * z0[:, nb]
-        q = (eye - hats[step]) * ok[:, nb].T.astype(float)[:, None, :]
-        terms.append(a.T[:, :, None] * q)
-    return np.stack(terms), np.where(keep, u, 0.0), keep
+        terms.append(_Projection.of(a.T, ok[:, nb].T.astype(float), hats[step]))
+    return terms, np.where(keep, u, 0.0), keep
 
 
 def slice_noise_scale(
@@ -343,22 +396,17 @@ def _sample_columns(ok: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     return cols
 
 
-def _noise_model(u: np.ndarray, keep: np.ndarray, terms: np.ndarray) -> np.ndarray | None:
+def _noise_model(u: np.ndarray, keep: np.ndarray, terms: list[_Projection]) -> np.ndarray | None:
     """Fit ``a_0..a_L`` so that the lag sums of ``u`` match ``sum_t Q_t C Q_t^T``.
 
-    ``terms`` holds the ``Q_t`` of every column, ``(n_terms, n_cols, n_cross,
-    n_cross)``, with the rows and columns of the pixels not measured set to 0.
+    ``terms`` holds the ``Q_t`` of every column (`_Projection`), with the rows
+    and columns of the pixels not measured set to 0: the expected lag-``k``
+    sum of ``a_j Q T_j Q^T`` is ``a_j`` times the ``k``-th diagonal sum of
+    ``sum_t Q_t T_j Q_t^T``.
     """
     lags = range(MAX_LAG + 1)
     measured = np.array([np.sum(_lag_sum(u, u, k)) for k in lags])
-    design = np.zeros((len(lags), len(lags)))
-    for q in terms:
-        if not np.any(q):
-            continue
-        qt = np.swapaxes(q, 1, 2)
-        for j in lags:
-            e = np.matmul(_times_shift(q, j), qt)
-            for k in lags:
-                design[k, j] += np.sum(np.trace(e, offset=k, axis1=1, axis2=2))
+    products = sum(t.lag_products(lags) for t in terms)  # (lag j, n_cross, n_cross)
+    design = np.array([np.trace(products, offset=k, axis1=1, axis2=2) for k in lags])
     coeffs = lstsq_or_none(design, measured)
     return coeffs if coeffs is not None and coeffs[0] > 0 else None

@@ -102,6 +102,16 @@ class ColumnSums:
         a = np.moveaxis(self.design[:, cols] * np.sqrt(self.inv_var[:, cols])[:, :, None], 1, 0)
         return np.matmul(np.matmul(a, self.cov[cols]), np.swapaxes(a, 1, 2))
 
+    def hat_factors(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``U, V`` with ``hat(columns) = U V^T``, each ``(n_columns, n_cross, m)``.
+
+        ``V = W^1/2 A`` and ``U = V (A^T W A)^-1``: of rank m, for sums over
+        the hat matrices that need not form them (``errorscale.residual_error_scale``).
+        """
+        weighted = self.design[:, columns] * np.sqrt(self.inv_var[:, columns])[:, :, None]
+        v = np.moveaxis(weighted, 1, 0)
+        return np.matmul(v, self.cov[columns]), v
+
     def propagate(self, component: np.ndarray) -> np.ndarray:
         """Propagate a per-pixel variance component to the flux, ``sum(g^2 V_k)``.
 
@@ -246,7 +256,7 @@ def _fit_columns(
     w, d, w_scale, d_scale = _scaled_columns(data, variance, usable)
     a, g, normal, cov, dropped = _solve_columns(design, w)
     with np.errstate(over="ignore", invalid="ignore"):
-        coeffs = np.einsum("xyi,xy->xi", g, d.T) * d_scale[:, None]
+        coeffs = np.matmul(d.T[:, None, :], g)[:, 0, :] * d_scale[:, None]
         var = cov[:, 0, 0] / w_scale
         model = _finite_or_nan(np.matmul(a, coeffs[:, :, None])[:, :, 0].T)
     gmat = np.moveaxis(g, 0, 1)  # (n_cross, n_disp, m)
@@ -261,7 +271,7 @@ def _fit_columns(
         model=np.where(empty[None, :], np.nan, model),
         mean_background=np.where(empty, np.nan, mean_bkg),
         background_weights=np.where(empty, 0.0, h),
-        leverage=np.sum(a * g, axis=2).T,
+        leverage=np.einsum("xyi,xyi->yx", a, g),
         design=design,
         inv_var=w,
         cov=cov,
@@ -305,15 +315,13 @@ def _design_matrix(profile: np.ndarray, others: np.ndarray, basis: np.ndarray) -
     (``others``, ``(n_cross, n_disp, m_other)``), then the background basis
     (``basis``, ``(n_cross, k)``, the same in every column).
     """
-    n_cross, n_disp = others.shape[:2]
-    return np.concatenate(
-        [
-            profile[:, :, None],
-            others,
-            np.broadcast_to(basis[:, None, :], (n_cross, n_disp, basis.shape[1])),
-        ],
-        axis=2,
-    )
+    n_cross, n_disp, n_other = others.shape
+    # stored column by column, as `_solve_columns` reads it
+    by_column = np.empty((n_disp, n_cross, 1 + n_other + basis.shape[1]))
+    by_column[:, :, 0] = profile.T
+    by_column[:, :, 1 : 1 + n_other] = np.moveaxis(others, 1, 0)
+    by_column[:, :, 1 + n_other :] = basis[None, :, :]
+    return np.moveaxis(by_column, 0, 1)
 
 
 def _solve_columns(design: np.ndarray, w: np.ndarray):
@@ -453,11 +461,16 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scaled = normal / scale[:, :, None] / scale[:, None, :]
     # With a unit diagonal the eigenvalues sum to m, so the smallest is at least
     # det / m^(m-1): a tiny determinant (one LU per column) flags a bad condition.
-    sign, logdet = np.linalg.slogdet(scaled[ok_diag])
+    every = bool(ok_diag.all())  # the usual case: no column selected (copied) below
+    sign, logdet = np.linalg.slogdet(scaled if every else scaled[ok_diag])
     with np.errstate(over="ignore", divide="ignore"):
         cond[ok_diag] = np.where(sign > 0, float(m) ** (m - 1) / np.exp(logdet), np.inf)
     good = ok_diag & (cond < _MAX_CONDITION)
-    if np.any(good):
+    if good.all():
+        with np.errstate(over="ignore", invalid="ignore"):
+            cov = invert_stacked(scaled) / scale[:, :, None] / scale[:, None, :]
+        good &= np.all(np.isfinite(cov), axis=(1, 2))
+    elif np.any(good):
         inv_scaled = invert_stacked(scaled[good])
         with np.errstate(over="ignore", invalid="ignore"):
             cov[good] = inv_scaled / scale[good][:, :, None] / scale[good][:, None, :]

@@ -14,7 +14,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["solve_stacked", "invert_stacked", "lstsq_or_none"]
+__all__ = ["cross_products", "solve_stacked", "invert_stacked", "lstsq_or_none"]
+
+
+def cross_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a[:, p].T @ b[:, p]`` for every p: ``(n, P, i)`` and ``(n, P, j)`` give ``(P, i, j)``.
+
+    The normal matrices of stacked least-squares problems (rows along axis 0).
+    A batched matrix product, several times faster than the equivalent
+    ``einsum`` for more than a few problems; ``einsum`` for one.
+    """
+    if a.shape[1] == 1:
+        return np.einsum("ybi,ybj->bij", a, b)
+    return np.matmul(a.transpose(1, 2, 0), b.transpose(1, 0, 2))
 
 
 def _finite(normal: np.ndarray) -> np.ndarray:
@@ -37,8 +49,13 @@ def solve_stacked(normal: np.ndarray, rhs: np.ndarray) -> np.ndarray:
         NaN for a system with a non-finite matrix; the least-squares solution
         of a singular one.
     """
-    out = np.full(rhs.shape, np.nan)
     ok = _finite(normal)
+    if ok.all():  # the usual case, without copying the systems out
+        try:
+            return np.linalg.solve(normal, rhs[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            pass
+    out = np.full(rhs.shape, np.nan)
     if not ok.any():
         return out
     try:
@@ -54,8 +71,13 @@ def invert_stacked(normal: np.ndarray) -> np.ndarray:
 
     NaN for a non-finite matrix, the pseudo-inverse of a singular one.
     """
-    out = np.full(normal.shape, np.nan)
     ok = _finite(normal)
+    if ok.all():  # the usual case, without copying the matrices out
+        try:
+            return np.linalg.inv(normal)
+        except np.linalg.LinAlgError:
+            pass
+    out = np.full(normal.shape, np.nan)
     if not ok.any():
         return out
     try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.linalg import invert_stacked, solve_stacked
+from ..core.linalg import cross_products, invert_stacked, solve_stacked
 
 __all__ = ["data_weights", "design_matrix", "normal_matrix", "solve_linear", "solve_normal"]
 
@@ -74,7 +74,7 @@ def normal_matrix(a: np.ndarray) -> np.ndarray:
         row is zero (a profile whose every term misses the usable pixels:
         its coefficients come out 0 instead of a singular matrix).
     """
-    normal = np.einsum("ybi,ybj->bij", a, a)
+    normal = cross_products(a, a)
     normal += 1e-12 * np.trace(normal, axis1=1, axis2=2)[:, None, None] * np.eye(a.shape[2])
     prof, term = np.nonzero(np.einsum("bii->bi", normal) == 0)
     normal[prof, term, term] = 1.0

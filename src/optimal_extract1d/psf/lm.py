@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.linalg import lstsq_or_none, solve_stacked
+from ..core.linalg import cross_products, lstsq_or_none, solve_stacked
 from .evaluate import cheap_derivatives, evaluate_with_derivatives
 from .kernel import KernelTemplate
 from .linear import data_weights, design_matrix, normal_matrix, solve_normal
@@ -48,10 +48,13 @@ class LMResult:
         Native template parameters of the main component.
     offsets : ndarray, shape (n_comp - 1,)
         Component offsets.
+    shapes : ndarray, shape (n_cross, n_prof, n_comp)
+        The unit-sum components there (`.profilefit.component_shapes`).
     """
 
     params: dict[str, np.ndarray]
     offsets: np.ndarray
+    shapes: np.ndarray
 
 
 class _Problem:
@@ -75,7 +78,7 @@ class _Problem:
         """Unit-sum components (and derivatives), ``(n_cross, n_prof, n_comp)``."""
         cp = self.template.center_param
         n_prof = np.size(params[cp])
-        shifts = np.r_[0.0, offsets]
+        shifts = np.concatenate(([0.0], offsets))
         flat = {k: np.repeat(v, self.n_comp) for k, v in params.items()}
         flat[cp] = (params[cp][:, None] + shifts[None, :]).ravel()
         names = [n for n in self.free + self.shared if n != cp] + [cp] if derivatives else []
@@ -83,9 +86,9 @@ class _Problem:
         shape = (self.y.size, n_prof, self.n_comp)
         total = t.sum(axis=0)
         total = np.where(total > 0, total, 1.0)
-        phi = (t / total).reshape(shape)
-        dphi = {n: ((g - t / total * g.sum(axis=0)) / total).reshape(shape) for n, g in dt.items()}
-        return phi, dphi
+        unit = t / total
+        dphi = {n: ((g - unit * g.sum(axis=0)) / total).reshape(shape) for n, g in dt.items()}
+        return unit.reshape(shape), dphi
 
     def design(self, phi):
         return design_matrix(phi, self.basis)  # (n_cross, n_prof, n_lin)
@@ -175,7 +178,7 @@ def levenberg_marquardt(
     state = _State(params, np.asarray(offsets, float).copy(), prob, bounds=bounds)
     state.evaluate(fresh_linear=True)
     state = _iterate(state, values.shape[1], max_iter)
-    return LMResult(state.params, state.offsets)
+    return LMResult(state.params, state.offsets, state.phi)
 
 
 def _start_params(start, shared, n_prof: int) -> dict[str, np.ndarray]:
@@ -234,14 +237,47 @@ class _State:
         self.chi2 = np.sum(self.resid**2, axis=0)
 
     def step(self, lam: np.ndarray) -> _State:
+        """The damped step from here, parameters held on the bounds they press against.
+
+        A parameter on its bound whose step points outward (a Moffat index at
+        its Gaussian limit) would be clipped back while the others moved as if
+        it had not been: the fit then zigzags for tens of iterations. Its
+        Jacobian column is zeroed instead and the step solved again, so the
+        others take the step that is right with it held (an active set).
+        """
         if not self.dphi:
             self.phi, self.dphi = self.prob.components(self.params, self.offsets)
         jl, jg = self.prob.jacobian(self.phi, self.dphi, self.lin)
-        if jg.shape[2] == 0:
-            delta_l, delta_g = _local_step(jl, self.resid, lam), np.zeros(0)
-        else:
-            delta_l, delta_g = _dense_step(jl, jg, self.resid, lam=float(lam[0]))
+        delta_l, delta_g = self._solve(jl, jg, lam)
+        held_l, held_g = self._pressing(delta_l, delta_g)
+        if held_l.any() or held_g.any():
+            n_lin = self.prob.n_lin
+            jl[:, :, n_lin:] = np.where(held_l[None, :, :], 0.0, jl[:, :, n_lin:])
+            jg[:, :, : held_g.size] = np.where(held_g[None, None, :], 0.0, jg[:, :, : held_g.size])
+            delta_l, delta_g = self._solve(jl, jg, lam)
         return self._moved(delta_l, delta_g)
+
+    def _solve(self, jl, jg, lam):
+        if jg.shape[2] == 0:
+            return _local_step(jl, self.resid, lam), np.zeros(0)
+        return _dense_step(jl, jg, self.resid, lam=float(lam[0]))
+
+    def _pressing(self, delta_l, delta_g) -> tuple[np.ndarray, np.ndarray]:
+        """Free ``(n_prof, n_free)`` and shared ``(n_shared,)`` parameters on a bound, going out."""
+        prob = self.prob
+
+        def out(value, delta, name):
+            lo, hi = self.bounds[name]
+            return ((value <= lo) & (delta < 0)) | ((value >= hi) & (delta > 0))
+
+        held_l = np.zeros((delta_l.shape[0], len(prob.free)), bool)
+        for i, name in enumerate(prob.free):
+            held_l[:, i] = out(self.params[name], delta_l[:, prob.n_lin + i], name)
+        held_g = np.array(
+            [bool(out(self.params[n][0], delta_g[j], n)) for j, n in enumerate(prob.shared)],
+            dtype=bool,
+        )
+        return held_l, held_g
 
     def _moved(self, delta_l, delta_g) -> _State:
         prob = self.prob
@@ -284,7 +320,7 @@ class _State:
 
 def _local_step(jl: np.ndarray, resid: np.ndarray, lam: np.ndarray) -> np.ndarray:
     """Damped Gauss–Newton step of every profile: ``(J^T J + lam diag) d = J^T r``."""
-    normal = np.einsum("ybi,ybj->bij", jl, jl)
+    normal = cross_products(jl, jl)
     grad = np.einsum("ybi,yb->bi", jl, resid)
     diag = np.einsum("bii->bi", normal)
     damped = normal + (lam[:, None] * np.maximum(diag, 1e-12))[:, :, None] * np.eye(normal.shape[1])
@@ -304,8 +340,10 @@ def _dense_step(jl, jg, resid, *, lam: float):
     BLAS threads compete for the cores). A singular system falls back to the
     dense least-squares solve.
     """
-    a = np.einsum("ybi,ybj->bij", jl, jl)
-    b = np.einsum("ybi,ybk->bik", jl, jg)
+    if jl.shape[1] == 1:  # one profile: the bordered system is small, solve it whole
+        return _joint_step(jl[:, 0], jg[:, 0], resid[:, 0], lam=lam)
+    a = cross_products(jl, jl)
+    b = cross_products(jl, jg)
     c = np.einsum("ybk,ybl->kl", jg, jg)
     g = np.einsum("ybi,yb->bi", jl, resid)
     h = np.einsum("ybk,yb->k", jg, resid)
@@ -322,6 +360,24 @@ def _dense_step(jl, jg, resid, *, lam: float):
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(z))):
         return _dense_lstsq_step(jl, jg, resid, lam=lam)
     return x, z
+
+
+def _joint_step(jl, jg, resid, *, lam: float):
+    """`_dense_step` of one profile: ``jl`` ``(n_cross, n_loc)``, ``jg`` ``(n_cross, n_glob)``.
+
+    The same damped system (``lam`` times the diagonal), solved at once.
+    """
+    jac = np.concatenate([jl, jg], axis=1)
+    normal = jac.T @ jac
+    normal += lam * np.diag(np.maximum(np.diag(normal), 1e-12))
+    try:
+        delta = np.linalg.solve(normal, jac.T @ resid)
+    except np.linalg.LinAlgError:
+        delta = None
+    if delta is None or not np.all(np.isfinite(delta)):
+        return _dense_lstsq_step(jl[:, None], jg[:, None], resid[:, None], lam=lam)
+    n_loc = jl.shape[1]
+    return delta[None, :n_loc], delta[n_loc:]
 
 
 def _diag_matrix(d: np.ndarray) -> np.ndarray:

@@ -225,10 +225,8 @@ def _linear_parts(
     the profiles' own parameters (``free``) only: a shared one on its bound
     (a Moffat index at its Gaussian limit) says nothing against any profile.
     """
-    n_cross, n_prof = values.shape
-    y = np.arange(n_cross, dtype=float)
-    par, offs = found.params, found.offsets
-    shapes = component_shapes(template, y, par, offsets=offs)
+    n_prof = values.shape[1]
+    par, offs, shapes = found.params, found.offsets, found.shapes
     resid, coeffs, snr, n_ok = solve_linear(shapes, values, sigma, basis=basis)
     n_comp = shapes.shape[2]
     return ProfileFits(
