@@ -71,10 +71,12 @@ class ExtractParams:
         slit by the criterion of `.scene.choice` (nod copies are modelled in
         every candidate).
     bkg_smooth_order : int or str
-        How the background varies along the dispersion: ``"auto"``, chosen per
-        slit by the criterion among Legendre degrees `.core.smoothbkg.CANDIDATE_ORDERS` and
-        independent columns; -1 = independent in every column; N >= 0 = a
-        Legendre polynomial of degree N (`.core.smoothbkg`).
+        How the background varies along the dispersion: -1 = independent in
+        every column; N >= 0 = a Legendre polynomial of degree N
+        (`.core.smoothbkg`); ``"auto"``: independent columns, except where
+        ``bkg_order = "auto"`` chose no background on the kernel slice: then
+        none or a constant smooth along the dispersion, chosen over the whole
+        slit among the degrees `.core.smoothbkg.CANDIDATE_ORDERS`.
     variance_source : str
         ``"auto"``, ``"var"`` (VAR_* arrays), ``"wht"`` (drizzle weights) or
         ``"err"`` (ERR squared).

@@ -55,6 +55,12 @@ class SmoothBackground:
     mean_variance : ndarray, shape (n_disp,)
         Variance of the background's mean over every column, from the
         coefficients' covariance (the fluxes marginalized).
+    cov : ndarray
+        Covariance of the coefficients, ``(n_params, n_params)``, data units squared.
+    design : ndarray
+        The Legendre polynomials of every column, ``(n_disp, order + 1)``.
+    basis : ndarray
+        The polynomial basis across the slit, ``(n_cross, k)``.
     """
 
     image: np.ndarray
@@ -62,6 +68,24 @@ class SmoothBackground:
     chi2: float
     n_params: int
     mean_variance: np.ndarray
+    cov: np.ndarray
+    design: np.ndarray
+    basis: np.ndarray
+
+    def flux_variance(self, weights: np.ndarray) -> np.ndarray:
+        """Variance the background's uncertainty adds to fluxes ``sum_y g B``, ``(n_disp,)``.
+
+        ``weights`` ``(n_cross, n_disp)`` are the fluxes' pixel weights ``g``
+        (fluxes made on the data less the background). In the joint
+        least-squares fit of the fluxes and the background this is the
+        exact second term of a flux's variance (the block inverse: the
+        background's covariance seen through the flux's sensitivity to it);
+        it is large where the fluxes and a constant or a slope are nearly
+        degenerate, as with nod copies.
+        """
+        sens = np.einsum("yj,yx->xj", self.basis, np.nan_to_num(weights))  # (n_disp, k)
+        a = (self.design[:, :, None] * sens[:, None, :]).reshape(sens.shape[0], -1)
+        return np.einsum("xi,ij,xj->x", a, self.cov, a)
 
 
 def fit_smooth_background(
@@ -151,6 +175,9 @@ def fit_smooth_background(
             continue
         per_column = tvander[:, : order + 1] @ coeffs.reshape(order + 1, k)  # (n_disp, k)
         out[order] = SmoothBackground(
+            cov=cov,
+            design=tvander[:, : order + 1],
+            basis=basis,
             image=basis @ per_column.T * scale,
             order=order,
             chi2=float(total - rhs[:n] @ coeffs) * scale**2,
