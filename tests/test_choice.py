@@ -304,3 +304,25 @@ def test_faint_lines_far_from_the_bright_ones_keep_their_cores():
     pulls = np.asarray(pulls)
     assert np.all(np.abs(pulls) < 4)  # no line loses its core
     assert np.sqrt(np.mean(pulls**2)) < 1.5
+
+
+def test_a_moffat_pulled_to_its_gaussian_limit_is_not_fitted_and_real_wings_are():
+    # the Moffat's index at its bound (20) is the Gaussian: when the slice's chi2
+    # falls towards it, the Moffat is not fitted (10-25 LM steps saved per slit) ...
+    rng = np.random.default_rng(21)
+    for shape, skipped in (("gaussian", True), ("moffat", False)):
+        for _ in range(3):
+            sim = simulate_slit(
+                rng, n_disp=300, snr=100.0, spectrum=np.ones(300), shape=shape, fwhm=(2.0, 3.0)
+            )
+            (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+            kernel = res.metadata["model_choice"]["kernel"]
+            moffat = [c for c in kernel["candidates"] if c["kernel"] == "moffat"]
+            heads = [
+                str(c.get("why", "")).endswith("heads for the first family's limit") for c in moffat
+            ]
+            assert any(heads) == skipped
+            # ... and a real Moffat's wings are fitted and chosen, the flux on target
+            assert kernel["chosen"] == shape
+            good = np.isfinite(res.flux)
+            assert abs(np.median(res.flux[good] / sim.flux[good]) - 1) < 0.005

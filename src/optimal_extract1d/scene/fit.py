@@ -32,10 +32,12 @@ from ..psf.kernel import (
     KernelTemplate,
     fitted_params,
     make_template,
+    shape_bounds,
     wavelength_params,
     with_params,
 )
-from ..psf.profilefit import FitFailure, attempt_kernel_fit
+from ..psf.linear import solve_linear
+from ..psf.profilefit import FitFailure, attempt_kernel_fit, component_shapes
 from ..slitdata import SlitData
 from .choice import KernelChoice, choose_kernel, shape_at_bound
 from .components import ComponentSearch, component_cost
@@ -237,6 +239,15 @@ def _choose_fit(
             fits.append(None)
             skipped[len(fits) - 1] = _NO_EVIDENCE
             continue
+        # judged, like the family's own search, from the first family's nod copies alone:
+        # its further sources may be its misfit of this family's wings
+        nods_only = _without_sources(seed) or seed
+        if _heads_for_its_limit(
+            nods_only, family, values, sigma, bkg_order=bkg, n_cross=sd.shape[0]
+        ):
+            fits.append(None)
+            skipped[len(fits) - 1] = _AT_ITS_LIMIT
+            continue
         own = _own_parameters(family, sd, seeded)
         # the first family's further sources may be its misfit of this family's wings,
         # and the nod copies it dropped may have been hidden by that misfit: this family
@@ -285,6 +296,52 @@ def _choose_fit(
         index = next(i for i, fit in enumerate(fits) if fit is not None)
         return KernelChoice(fits[index], orders[index], (), n_pixels)
     return choice
+
+
+def _heads_for_its_limit(
+    seed: KernelFit | None,
+    family: KernelTemplate,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    *,
+    bkg_order: int,
+    n_cross: int,
+) -> bool:
+    """The family's one shape parameter lowers the chi2 towards its upper bound.
+
+    A Moffat's index at its upper bound (20) is the Gaussian: a fit that ends
+    there is not a candidate (`.choice.shape_at_bound`), and fitting it costs
+    10-25 Levenberg-Marquardt steps crawling from the start. The slice's chi2
+    is evaluated at the seed's center, FWHM and components with the index at
+    its bound and at 0.6 of it (fluxes and background solved exactly): if
+    the bound fits at least as well, the data pull the index to the limit
+    and the family is not fitted. A Moffat's wings lower the chi2 at the
+    smaller index whenever the data show them.
+    """
+    if not isinstance(seed, KernelFit):
+        return False
+    shape = [n for n in fitted_params(family) if n not in (family.center_param, family.width_param)]
+    if len(shape) != 1:
+        return False
+    name = shape[0]
+    hi = shape_bounds(family, n_cross)[name][1]
+    if not np.isfinite(hi) or hi <= 0:
+        return False
+    y = np.arange(values.size, dtype=float)
+    basis = horne.polynomial_basis(values.size, bkg_order)
+    chi2 = []
+    for value in (hi, 0.6 * hi):
+        template = with_params(family, {name: value})
+        native = {k: float(getattr(template.model, k).value) for k in fitted_params(template)}
+        params = {
+            **{k: np.array([v]) for k, v in native.items()},
+            template.center_param: np.array([seed.center]),
+            template.width_param: np.array([seed.fwhm / template.fwhm_per_width()]),
+        }
+        shapes = component_shapes(template, y, params, offsets=np.asarray(seed.offsets, float))
+        resid, *_ = solve_linear(shapes, values[:, None], sigma[:, None], basis=basis)
+        chi2.append(float(np.sum(resid**2)))
+    return chi2[0] <= chi2[1]
 
 
 def _own_parameters(family: KernelTemplate, sd: SlitData, seeded: dict) -> dict:
@@ -370,6 +427,7 @@ def _component_price(search: ComponentSearch, reference: KernelFit | None):
     return price
 
 
+_AT_ITS_LIMIT = "not fitted: its shape parameter heads for the first family's limit"
 _LOWER_DID_NOT_PAY = "not fitted: the degree below did not pay for its term"
 _NO_EVIDENCE = "not fitted: the chi2 left above its degrees of freedom is below the cost"
 
