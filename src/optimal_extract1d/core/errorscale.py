@@ -188,7 +188,7 @@ def _misfit_pairs(sums: ColumnSums, n_disp: int) -> np.ndarray:
         nb = x + step
         inside = (nb >= 0) & (nb < n_disp)
         nbc = np.clip(nb, 0, n_disp - 1)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             ratio = flux / flux[nbc]
         fits = inside & bright & bright[nbc] & (ratio > 1 / _FLUX_RATIO) & (ratio < _FLUX_RATIO)
         pairs[:, side] = np.where(fits, ratio, 0.0)
