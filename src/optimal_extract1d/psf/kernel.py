@@ -73,12 +73,16 @@ class KernelTemplate:
         if type(self.model) is models.Gaussian1D:
             return 2.0 * np.sqrt(2.0 * np.log(2.0))
         if type(self.model) is models.Moffat1D:
-            alpha = np.float64(self.model.alpha.value)
-            # NaN or inf for a fitted alpha <= 0 or ~0: `psf.profilefit.fit_kernel`
-            # rejects the fit.
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                return float(2.0 * np.sqrt(np.power(2.0, 1.0 / alpha) - 1.0))
+            return moffat_fwhm_per_gamma(self.model.alpha.value)
         return _numeric_fwhm(self) / abs(width)
+
+    def fwhm_per_width_at(self, shape: Mapping[str, float]) -> float:
+        """`fwhm_per_width` with some shape parameters set (no model copy for known templates)."""
+        if type(self.model) is models.Gaussian1D:
+            return self.fwhm_per_width()
+        if type(self.model) is models.Moffat1D:
+            return moffat_fwhm_per_gamma(shape.get("alpha", self.model.alpha.value))
+        return with_params(self, shape).fwhm_per_width()
 
     def reference_fwhm(self) -> float | None:
         """FWHM (pixels) of the model as given, if it is a PSF reference; else None.
@@ -144,6 +148,15 @@ def make_template(kernel: str | Fittable1DModel, *, name: str | None = None) -> 
         )
         raise ParameterError(msg)
     return KernelTemplate(name or type(kernel).__name__.lower(), kernel.copy(), *picked)
+
+
+def moffat_fwhm_per_gamma(alpha: float) -> float:
+    """A Moffat's FWHM over its ``gamma``: ``2 sqrt(2^(1/alpha) - 1)``.
+
+    NaN or inf for an index <= 0 or ~0 (`.profilefit` rejects such a fit).
+    """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return float(2.0 * np.sqrt(np.power(2.0, 1.0 / np.float64(alpha)) - 1.0))
 
 
 def _numeric_fwhm(template: KernelTemplate) -> float:

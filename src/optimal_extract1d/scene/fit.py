@@ -330,15 +330,15 @@ def _heads_for_its_limit(
     y = np.arange(values.size, dtype=float)
     basis = horne.polynomial_basis(values.size, bkg_order)
     chi2 = []
+    native = {k: float(getattr(family.model, k).value) for k in fitted_params(family)}
     for value in (hi, 0.6 * hi):
-        template = with_params(family, {name: value})
-        native = {k: float(getattr(template.model, k).value) for k in fitted_params(template)}
         params = {
             **{k: np.array([v]) for k, v in native.items()},
-            template.center_param: np.array([seed.center]),
-            template.width_param: np.array([seed.fwhm / template.fwhm_per_width()]),
+            name: np.array([value]),
+            family.center_param: np.array([seed.center]),
+            family.width_param: np.array([seed.fwhm / family.fwhm_per_width_at({name: value})]),
         }
-        shapes = component_shapes(template, y, params, offsets=np.asarray(seed.offsets, float))
+        shapes = component_shapes(family, y, params, offsets=np.asarray(seed.offsets, float))
         resid, *_ = solve_linear(shapes, values[:, None], sigma[:, None], basis=basis)
         chi2.append(float(np.sum(resid**2)))
     return chi2[0] <= chi2[1]
