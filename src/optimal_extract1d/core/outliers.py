@@ -111,7 +111,8 @@ def _deleted_residuals(
     The fit is weighted least squares per column; the residual of pixel i
     from the fit without i is r_i / (1 - h_i), with h_i its leverage, and its
     variance V_i / (1 - h_i), plus the noise of the median profile scaled to
-    the column, ``a**2`` times ``profile_var``: an emission line over a faint
+    the column, ``a**2`` times ``profile_var`` (``a`` from the fit without the
+    pixel, its square less its own noise): an emission line over a faint
     continuum scales a noisy continuum profile up a hundredfold, and its core
     is not an outlier of that. Leaving the pixel out matters: a cosmic ray on
     the profile peak drags the scale of a fit that includes it so far that
@@ -129,9 +130,15 @@ def _deleted_residuals(
     keep = 1.0 - leverage
     deleted = (v - (a * m + b)) / keep
     predicted = v - deleted
+    # the column's scale without the pixel (a ray on the peak drags ``a`` up), and
+    # its square less its own noise (positive part): at low S/N the noise of a
+    # would otherwise inflate the profile term and hide the rays it is fitted to
+    a_deleted = a - np.where(solvable, w * (s1 * m - sm) / det, 0.0) * deleted
+    var_a = np.where(solvable, s1 / det, 0.0)
+    scale2 = np.clip(a_deleted**2 - var_a, 0.0, None)
     return np.where(
         keep > 1e-6,
         np.abs(deleted)
-        / np.sqrt(variance / keep + a**2 * profile_var + (MODEL_FLOOR * predicted) ** 2),
+        / np.sqrt(variance / keep + scale2 * profile_var + (MODEL_FLOOR * predicted) ** 2),
         0.0,
     )
