@@ -220,52 +220,6 @@ def _choose_fit(
     fits = [None if isinstance(f, FitFailure) else f for f in fits]
     reference = base if isinstance(base, KernelFit) else None
     price = _component_price(slice_fit["search"], reference)
-    stage = choose_kernel(
-        fits,
-        names,
-        bkg_orders=orders,
-        n_pixels=n_pixels,
-        n_cross=sd.shape[0],
-        component_cost=price,
-    )
-    bkg = stage.bkg_order if stage is not None else bkg_orders[0]
-    seed = stage.fit if stage is not None else None
-    # Stage 2: the other families at that degree, from the first family's components.
-    for family in families[1:]:
-        names.append(family.name)
-        orders.append(bkg)
-        extra_terms = len(fitted_params(family)) - len(fitted_params(families[0]))
-        if _cannot_win(seed, extra_terms, n_pixels):
-            fits.append(None)
-            skipped[len(fits) - 1] = _NO_EVIDENCE
-            continue
-        # judged, like the family's own search, from the first family's nod copies alone:
-        # its further sources may be its misfit of this family's wings
-        nods_only = _without_sources(seed) or seed
-        if _heads_for_its_limit(
-            nods_only, family, values, sigma, bkg_order=bkg, n_cross=sd.shape[0]
-        ):
-            fits.append(None)
-            skipped[len(fits) - 1] = _AT_ITS_LIMIT
-            continue
-        own = _own_parameters(family, sd, seeded)
-        # the first family's further sources may be its misfit of this family's wings,
-        # and the nod copies it dropped may have been hidden by that misfit: this family
-        # starts from the nod copies alone and searches its own components; with
-        # further sources in the seed, it is also refitted with them, and the better
-        # scene is kept
-        sources_only = _without_sources(seed)
-        trials = [_searched(sources_only or seed, family, bkg, own)]
-        if sources_only is not None:
-            trials.append(_refit_from(seed, family, sd, variance, bkg_order=bkg, **own))
-        for trial in trials:
-            first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
-        trial = _best_scene(
-            [t for t in trials if isinstance(t, KernelFit)], price, n_cross=sd.shape[0]
-        )
-        fits.append(trial)
-    if all(fit is None for fit in fits):
-        raise ProfileFitError(first_failure.reason)
 
     def chosen():
         return choose_kernel(
@@ -278,17 +232,53 @@ def _choose_fit(
             component_cost=price,
         )
 
+    stage = chosen()
+    bkg = stage.bkg_order if stage is not None else bkg_orders[0]
+    seed = stage.fit if stage is not None else None
+    # Stage 2: the other families at that degree, from the first family's components.
+    for family in families[1:]:
+        names.append(family.name)
+        orders.append(bkg)
+        extra_terms = len(fitted_params(family)) - len(fitted_params(families[0]))
+        if _cannot_win(seed, extra_terms, n_pixels):
+            fits.append(None)
+            skipped[len(fits) - 1] = _NO_EVIDENCE
+            continue
+        # the first family's further sources may be its misfit of this family's wings,
+        # and the nod copies it dropped may have been hidden by that misfit: this family
+        # is judged and fitted from the nod copies alone and searches its own
+        # components; with further sources in the seed, it is also refitted with them,
+        # and the better scene is kept
+        sources_only = _without_sources(seed)
+        if _heads_for_its_limit(
+            sources_only or seed, family, values, sigma, bkg_order=bkg, n_cross=sd.shape[0]
+        ):
+            fits.append(None)
+            skipped[len(fits) - 1] = _AT_ITS_LIMIT
+            continue
+        own = _own_parameters(family, sd, seeded)
+        trials = [_searched(sources_only or seed, family, bkg, own)]
+        if sources_only is not None:
+            trials.append(_refit_from(seed, family, sd, variance, bkg_order=bkg, **own))
+        for trial in trials:
+            first_failure = first_failure or (trial if isinstance(trial, FitFailure) else None)
+        trial = _best_scene(
+            [t for t in trials if isinstance(t, KernelFit)], price, n_cross=sd.shape[0]
+        )
+        fits.append(trial)
+    if all(fit is None for fit in fits):
+        raise ProfileFitError(first_failure.reason)
     choice = chosen()
     if choice is not None and choice.fit.template.name != families[0].name:
         # Stage 3: the background degree was chosen with the first family, whose misfit
         # of this family's shape can outweigh a sky's slope: the other degrees again,
         # with the family chosen, from its components.
         family = next(f for f in families if f.name == choice.fit.template.name)
+        own = _own_parameters(family, sd, seeded)
         for bkg_order in bkg_orders:
             if bkg_order != choice.bkg_order:
                 names.append(family.name)
                 orders.append(bkg_order)
-                own = _own_parameters(family, sd, seeded)
                 trial = _refit_from(choice.fit, family, sd, variance, bkg_order=bkg_order, **own)
                 fits.append(trial if isinstance(trial, KernelFit) else None)
         choice = chosen()
