@@ -196,17 +196,17 @@ def _smooth_background(
     ok = usable & ~result.rejected
     # the sums fitted the scene's background in every column (or none) with, to
     # their 1 % tolerance, this variance
-    per_column = result.sums
-    n_columns = int(np.count_nonzero(~per_column.empty))
-    n_pixels = int(np.count_nonzero(ok & ~per_column.empty[None, :]))
+    sums = result.sums
+    n_columns = int(np.count_nonzero(~sums.empty))
+    n_pixels = int(np.count_nonzero(ok & ~sums.empty[None, :]))
     cost = CRITERION.penalty(n_pixels)
     degree = max(scene.bkg_order, 0)
     basis = horne.polynomial_basis(sd.shape[0], degree)
     candidates = [
         {
             "order": -1 if scene.bkg_order >= 0 else None,  # independent columns, or none
-            "k": horne.polynomial_basis(sd.shape[0], scene.bkg_order).shape[1] * n_columns,
-            "chi2": column_chi2(sd.data, per_column.model, variance, ok),
+            "k": (scene.bkg_order + 1) * n_columns,
+            "chi2": column_chi2(sd.data, sums.model, variance, ok),
         }
     ]
     auto = params.bkg_smooth_order == "auto"
@@ -222,24 +222,15 @@ def _smooth_background(
     if auto:
         chosen = min(candidates, key=lambda c: c["value"])["order"]
     else:
-        chosen = int(params.bkg_smooth_order) if params.bkg_smooth_order in fits else None
-        chosen = chosen if chosen is not None else candidates[0]["order"]
-    meta = {"criterion": "chi2 + k ln(n)", "n_pixels": n_pixels, "candidates": candidates}
+        order = params.bkg_smooth_order
+        chosen = order if order in fits else candidates[0]["order"]
+    meta = {
+        "criterion": "chi2 + k ln(n)",
+        "n_pixels": n_pixels,
+        "candidates": candidates,
+        "chosen": chosen,
+    }
     names = {-1: "independent columns", None: "none"}
-    smooth_scene, smooth_result = scene, result
-    if chosen not in names:
-        smooth_scene = replace(scene, background=fits[chosen], bkg_order=degree)
-        # the sums again on the data less the background, with the variance and the
-        # rejections the iteration ended with (the model hardly moves: not iterated again)
-        sums = horne.extract_columns(
-            _data(sd, smooth_scene),
-            variance,
-            scene.profile.weights,
-            mask=sd.mask | result.rejected,
-            extra=scene.others(0),
-        )
-        smooth_result = replace(result, sums=_with_background(sums, fits[chosen], variance))
-    meta["chosen"] = chosen
     best = min(c["value"] for c in candidates)
     log.info(
         "Slit %s: background along the dispersion: %s (%s)",
@@ -249,10 +240,13 @@ def _smooth_background(
             f"{names.get(c['order'], c['order'])} {c['value'] - best:+.1f}" for c in candidates
         ),
     )
-    metadata = {**scene.metadata, "background_along_dispersion": meta}
+    scene = replace(scene, metadata={**scene.metadata, "background_along_dispersion": meta})
     if chosen in names:
-        return replace(scene, metadata=metadata), result
-    return replace(smooth_scene, metadata=metadata), smooth_result
+        return scene, result
+    scene = replace(scene, background=fits[chosen], bkg_order=degree)
+    # the sums again on the data less the background, with the variance and the
+    # rejections the iteration ended with (the model hardly moves: not iterated again)
+    return scene, replace(result, sums=_source_sums(sd, scene, result, index=0, variance=variance))
 
 
 def _with_background(
@@ -518,7 +512,11 @@ def _source_sums(
     index: int,
     variance: np.ndarray,
 ) -> horne.ColumnSums:
-    """Column sums of a further source, the other components fitted with it."""
+    """Column sums of component ``index``, the other components fitted with it.
+
+    On the data less the scene's smooth background, when it has one, which
+    the sums then carry (`_with_background`).
+    """
     sums = horne.extract_columns(
         _data(sd, scene),
         variance,
