@@ -183,19 +183,8 @@ class ExtractParams:
         if not self.reject_sigma > 0:
             msg = f"reject_sigma must be > 0, got {self.reject_sigma}"
             raise ParameterError(msg)
-        object.__setattr__(self, "bkg_order", _order_or_auto(self.bkg_order))
-        if self.bkg_order != AUTO and self.bkg_order < -1:
-            msg = f"bkg_order must be 'auto' or >= -1 (-1 = no background), got {self.bkg_order}"
-            raise ParameterError(msg)
-        object.__setattr__(
-            self, "bkg_smooth_order", _order_or_auto(self.bkg_smooth_order, "bkg_smooth_order")
-        )
-        if self.bkg_smooth_order != AUTO and self.bkg_smooth_order < -1:
-            msg = (
-                "bkg_smooth_order must be 'auto' or >= -1 (-1 = independent columns), "
-                f"got {self.bkg_smooth_order}"
-            )
-            raise ParameterError(msg)
+        for name in _DEGREE_PARAMS:
+            object.__setattr__(self, name, _order_or_auto(getattr(self, name), name))
         if self.variance_source not in VARIANCE_SOURCES:
             msg = f"variance_source must be one of {VARIANCE_SOURCES}, got {self.variance_source!r}"
             raise ParameterError(msg)
@@ -313,21 +302,34 @@ def _on_off_auto(name: str, value: object) -> bool | str:
     raise ParameterError(msg)
 
 
-def _order_or_auto(value: object, name: str = "bkg_order") -> int | str:
-    """``"auto"`` or an integer degree, from a number or its spelling on a command line."""
+#: The degree parameters that take ``"auto"`` or an integer >= -1, and what -1 means.
+_DEGREE_PARAMS = {"bkg_order": "no background", "bkg_smooth_order": "independent columns"}
+
+
+def _order_or_auto(value: object, name: str) -> int | str:
+    """``"auto"`` or an integer degree >= -1, from a number or its spelling on a command line.
+
+    ``name`` is one of `_DEGREE_PARAMS` (for the messages).
+    """
+    meaning = _DEGREE_PARAMS[name]
+    degree: int | str | None = None
     if isinstance(value, str):
         word = value.strip().lower()
         if word == AUTO:
             return AUTO
         try:
-            return int(word)
+            degree = int(word)
         except ValueError:
             pass
     elif isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return int(value)
-    meaning = "independent columns" if name == "bkg_smooth_order" else "no background"
-    msg = f"{name} must be 'auto' or an integer >= -1 (-1 = {meaning}), got {value!r}"
-    raise ParameterError(msg)
+        degree = int(value)
+    if degree is None:
+        msg = f"{name} must be 'auto' or an integer >= -1 (-1 = {meaning}), got {value!r}"
+        raise ParameterError(msg)
+    if degree < -1:
+        msg = f"{name} must be 'auto' or >= -1 (-1 = {meaning}), got {degree}"
+        raise ParameterError(msg)
+    return degree
 
 
 #: The values of ``input_level``.
