@@ -27,10 +27,9 @@ from typing import Any
 
 from jwst.pipeline import Spec3Pipeline
 from jwst.pipeline.calwebb_spec3 import IFU_EXPTYPES
-from stpipe.exceptions import ValidationError
 from stpipe.step import get_disable_crds_steppars
 
-from .step import OptimalExtract1dStep, SpecValueError
+from .step import OptimalExtract1dStep, spec_errors_explained
 
 __all__ = ["OptimalSpec3Pipeline", "crds_unavailable_reason"]
 
@@ -94,14 +93,10 @@ class OptimalSpec3Pipeline(Spec3Pipeline):
         As `.OptimalExtract1dStep.from_config_section`: stpipe's validation
         error becomes a `.SpecValueError` naming the allowed values or form.
         """
-        try:
+        with spec_errors_explained(OptimalExtract1dStep.explain_invalid):
             return super().from_config_section(
                 config, parent=parent, name=name, config_file=config_file
             )
-        except ValidationError as err:
-            if isinstance(err, SpecValueError):
-                raise
-            raise SpecValueError(OptimalExtract1dStep.explain_invalid(err)) from err
 
     @classmethod
     def get_config_from_reference(cls, dataset, disable=None, crds_observatory=None):

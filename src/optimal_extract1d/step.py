@@ -12,6 +12,8 @@ import dataclasses
 import logging
 import os
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from astropy.io import fits
@@ -26,7 +28,7 @@ from .io.defaults import load_mode_defaults, mode_record
 from .params import CalParams, ExtractParams
 from .pipeline import calpath, extraction
 
-__all__ = ["OptimalExtract1dStep", "SpecValueError"]
+__all__ = ["OptimalExtract1dStep", "SpecValueError", "spec_errors_explained"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,21 @@ class SpecValueError(ParameterError, ValidationError):
     Both a `.ParameterError` (a ValueError) and stpipe's ``ValidationError``,
     so ``strun`` prints it with the usage as it does for stpipe's own message.
     """
+
+
+@contextmanager
+def spec_errors_explained(explain: Callable[[Exception], str]) -> Iterator[None]:
+    """Raise stpipe's ``ValidationError`` from the block again as a `SpecValueError`.
+
+    Its message is ``explain(err)`` (`.OptimalExtract1dStep.explain_invalid`:
+    what each bad value should be); a `SpecValueError` passes unchanged.
+    """
+    try:
+        yield
+    except ValidationError as err:
+        if isinstance(err, SpecValueError):
+            raise
+        raise SpecValueError(explain(err)) from err
 
 
 class OptimalExtract1dStep(Step):
@@ -198,14 +215,10 @@ class OptimalExtract1dStep(Step):
         unacceptable", "is too short") is raised again as a `SpecValueError`
         whose message also says what the parameter accepts.
         """
-        try:
+        with spec_errors_explained(cls.explain_invalid):
             return super().from_config_section(
                 config, parent=parent, name=name, config_file=config_file
             )
-        except ValidationError as err:
-            if isinstance(err, SpecValueError):
-                raise
-            raise SpecValueError(cls.explain_invalid(err)) from err
 
     @classmethod
     def explain_invalid(cls, err: Exception) -> str:
