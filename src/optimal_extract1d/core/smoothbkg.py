@@ -85,7 +85,7 @@ class SmoothBackground:
         """
         sens = np.einsum("yj,yx->xj", self.basis, np.nan_to_num(weights))  # (n_disp, k)
         a = (self.design[:, :, None] * sens[:, None, :]).reshape(sens.shape[0], -1)
-        return np.einsum("xi,ij,xj->x", a, self.cov, a)
+        return np.sum((a @ self.cov) * a, axis=1)
 
 
 def fit_smooth_background(
@@ -142,12 +142,15 @@ def fit_smooth_background(
     local = np.nan_to_num(profiles)  # (n_cross, n_disp, m)
     # every column's fluxes eliminated: the background's Schur complement per column,
     # in the small space of the basis across the slit
+    # (three-operand einsums are evaluated naively: products of two, or matmul, are
+    # several times faster here)
+    lw = local * weight[:, :, None]
     bwb = np.einsum("yj,yx,yk->xjk", basis, weight, basis)
-    bwl = np.einsum("yj,yx,yxm->xjm", basis, weight, local)
-    lwl = np.einsum("yxm,yx,yxn->xmn", local, weight, local)
+    bwl = np.einsum("yj,yxm->xjm", basis, lw)
+    lwl = np.matmul(lw.transpose(1, 2, 0), local.transpose(1, 0, 2))  # (n_disp, m, m)
     bwd = np.einsum("yj,yx,yx->xj", basis, weight, d)
-    lwd = np.einsum("yxm,yx,yx->xm", local, weight, d)
-    dwd = np.einsum("yx,yx,yx->x", d, weight, d)
+    lwd = np.einsum("yxm,yx->xm", lw, d)
+    dwd = np.einsum("yx,yx->x", d * weight, d)
     diag = np.einsum("xmm->xm", lwl)
     ridge = 1e-12 * np.maximum(np.max(diag, axis=1), 1e-300)[:, None, None]
     empty = np.where(diag > 0, 0.0, 1.0)[:, :, None] * np.eye(lwl.shape[1])
@@ -157,8 +160,10 @@ def fit_smooth_background(
     r = bwd - np.einsum("xjm,xm->xj", fit, lwd)  # (n_disp, k)
     left = dwd - np.einsum("xm,xmn,xn->x", lwd, inv, lwd)  # chi2 after the fluxes alone
     # terms ordered by degree l, then basis function j: a lower degree is a leading block
-    normal = np.einsum("xl,xjk,xm->ljmk", tvander, schur, tvander).reshape(
-        (top + 1) * k, (top + 1) * k
+    normal = (
+        np.tensordot(tvander[:, :, None, None] * schur[:, None, :, :], tvander, axes=([0], [0]))
+        .transpose(0, 1, 3, 2)  # (l, j, k, m) -> (l, j, m, k)
+        .reshape((top + 1) * k, (top + 1) * k)
     )
     rhs = np.einsum("xl,xj->lj", tvander, r).ravel()
     total = float(np.sum(left))
@@ -182,7 +187,7 @@ def fit_smooth_background(
             order=order,
             chi2=float(total - rhs[:n] @ coeffs) * scale**2,
             n_params=n,
-            mean_variance=np.einsum("xi,ij,xj->x", mean_design[:, :n], cov, mean_design[:, :n]),
+            mean_variance=np.sum((mean_design[:, :n] @ cov) * mean_design[:, :n], axis=1),
         )
     return out
 
