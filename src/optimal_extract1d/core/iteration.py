@@ -81,6 +81,10 @@ class IteratedSums:
     poisson_scale: float
 
 
+# Below this robust z scale (median |z| times 1.4826 <= 0.99) the scatter is not rescaled.
+_SCATTER_BOUND = 0.99 / 1.4826
+
+
 def iterate_extraction(
     data: np.ndarray,
     var_poisson: np.ndarray,
@@ -213,9 +217,10 @@ def _weights_moved(components, old_var, new_var, *, usable) -> bool:
         inv_old = np.where(usable, 1.0 / old_var, 0.0)
         inv_new = np.where(usable, 1.0 / new_var, 0.0)
     p2 = components**2
-    change = np.einsum("yxj,yx->xj", p2, np.abs(np.nan_to_num(inv_new - inv_old)))
-    info = np.einsum("yxj,yx->xj", p2, np.nan_to_num(inv_old))
-    return bool(np.any(change > VARIANCE_RTOL * info))
+    both = np.stack([np.abs(np.nan_to_num(inv_new - inv_old)), np.nan_to_num(inv_old)], axis=-1)
+    # per column: (components, rows) @ (rows, [change, information])
+    sums = np.matmul(p2.transpose(1, 2, 0), both.transpose(1, 0, 2))
+    return bool(np.any(sums[:, :, 0] > VARIANCE_RTOL * sums[:, :, 1]))
 
 
 def misfit_estimate(
@@ -306,7 +311,9 @@ def _worst_outliers(
         z = np.where(usable, np.abs(deleted) / scale, 0.0)
     z = np.where(np.isfinite(z), z, 0.0)
     finite_z = z[usable & (z > 0)]
-    if finite_z.size >= 20:
+    # the median is needed only when it can exceed 1 / 1.4826: when at least half
+    # the values lie above a bound just below that (the usual case skips the sort)
+    if finite_z.size >= 20 and 2 * np.count_nonzero(finite_z > _SCATTER_BOUND) >= finite_z.size:
         z = z / max(1.4826 * float(np.median(finite_z)), 1.0)
     worst = np.argmax(z, axis=0)
     cols = np.arange(data.shape[1])
