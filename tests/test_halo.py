@@ -14,7 +14,15 @@ from optimal_extract1d.psf.halo import CoreHalo1D, fwhm_over_core, halo_pixels
 from optimal_extract1d.psf.kernel import make_template
 from optimal_extract1d.sim.simulate import ResidualSky, simulate_slit
 
-PARAMS = {"mean": 0.3, "stddev": 1.1, "ratio": 1.7, "fraction": 0.15}
+PARAMS = {
+    "mean": 0.3,
+    "stddev": 1.1,
+    "ratio": 1.7,
+    "fraction": 0.15,
+    "slope": 0.02,
+    "wavelength": 3.0,
+    "reference": 2.0,
+}
 
 
 def test_the_pixel_integrals_are_the_profile_integrated_over_each_pixel():
@@ -29,7 +37,7 @@ def test_the_pixel_integrals_are_the_profile_integrated_over_each_pixel():
     assert total == pytest.approx(1.0, abs=1e-8)  # the amplitude is the flux
 
 
-@pytest.mark.parametrize("name", ["mean", "stddev", "ratio", "fraction"])
+@pytest.mark.parametrize("name", ["mean", "stddev", "ratio", "fraction", "slope"])
 def test_the_derivatives_match_finite_differences(name):
     template = make_template("halo")
     y = np.arange(-10.0, 11.0)

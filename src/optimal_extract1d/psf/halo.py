@@ -1,16 +1,16 @@
 """A Gaussian core with a Moffat (index 1.5) halo: the ``"halo"`` kernel family.
 
-A diffraction-limited PSF collapsed onto the cross-dispersion axis is a core
-plus wings that fall as ``x**-3``: the 1-D Airy wings, a Moffat profile of
-index 1.5. Real NIRSpec and MIRI profiles are neither a Gaussian nor a
-Moffat but such a core with a halo, and a Gaussian or a Moffat fitted to them
-leaves the halo to the per-column background: a few per cent of the flux are
-lost. `CoreHalo1D` is the stiff, physical family between them: the two share
-their center, the halo's width is tied to the core's FWHM by a fitted
-``ratio``, and its share of the flux is a fitted ``fraction`` -- two shape
-parameters more than a Gaussian, which the criterion charges
-(`.scene.choice.choose_kernel`). Its width parameter is the core's
-``stddev``; the FWHM it reports is the core's.
+A JWST spectrograph's PSF collapsed onto the cross-dispersion axis is a core
+plus extended wings (diffraction, scattering), neither a Gaussian nor a
+Moffat, and a Gaussian or a Moffat fitted to it leaves the wings to the
+per-column background: a few per cent of the flux are lost. `CoreHalo1D` is
+a stiff family between them: a Gaussian core and a Moffat halo of index 1.5
+(wings falling as ``x**-3``, as the example PSF file's) share their center,
+the halo's width is tied to the core's FWHM by a ``ratio``, and its share
+of the flux is a ``fraction``, optionally changing linearly with the
+wavelength (``slope``). Under ``kernel = "auto"`` the ratio is held and the
+fraction (and slope) fitted over the whole slit (`.scene.halo`). Its width
+parameter is the core's ``stddev``; the FWHM it reports is the core's.
 
 Both parts have closed-form pixel integrals (the normal CDF, and
 ``u / (2 sqrt(1 + u**2))`` for the halo), so `halo_pixels` integrates them
@@ -28,7 +28,15 @@ from astropy.modeling import Fittable1DModel, Parameter
 from scipy.optimize import brentq
 from scipy.special import erf
 
-__all__ = ["CoreHalo1D", "FRACTION_BOUNDS", "RATIO_BOUNDS", "fwhm_over_core", "halo_pixels"]
+__all__ = [
+    "CoreHalo1D",
+    "FRACTION_BOUNDS",
+    "RATIO_BOUNDS",
+    "SLOPE_BOUNDS",
+    "fwhm_over_core",
+    "halo_pixels",
+    "halo_share",
+]
 
 #: FWHM of a Gaussian over its standard deviation.
 FWHM_PER_SIGMA = float(2.0 * np.sqrt(2.0 * np.log(2.0)))
@@ -41,16 +49,22 @@ RATIO_BOUNDS = (0.5, 3.0)
 #: a fit pulled to 30 % describes something else (an extended source, a sky between
 #: nod copies: CEERS 933's emission-line galaxy asks for 41 %).
 FRACTION_BOUNDS = (0.0, 0.3)
+#: Fit range of the halo share's change per micron (the example PSF's grows 0.013).
+SLOPE_BOUNDS = (-0.05, 0.05)
 _SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 
 
 class CoreHalo1D(Fittable1DModel):
     """Gaussian core plus a Moffat halo of index 1.5, sharing their center.
 
-    ``amplitude * ((1 - fraction) N(x; mean, stddev) + fraction H(x; mean, gamma))``
-    with ``N`` the unit-area Gaussian, ``H`` the unit-area Moffat of index 1.5,
-    ``(1 + ((x - mean) / gamma)**2)**-1.5 / (2 gamma)``, and
-    ``gamma = ratio * FWHM(core) = ratio * 2 sqrt(2 ln 2) * stddev``.
+    ``amplitude * ((1 - f) N(x; mean, stddev) + f H(x; mean, gamma))`` with
+    ``N`` the unit-area Gaussian, ``H`` the unit-area Moffat of index 1.5,
+    ``(1 + ((x - mean) / gamma)**2)**-1.5 / (2 gamma)``,
+    ``gamma = ratio * FWHM(core) = ratio * 2 sqrt(2 ln 2) * stddev`` and the
+    halo's share ``f = fraction + slope * (wavelength - reference)``: a
+    halo that grows (or shrinks) linearly with the wavelength, which the data
+    set (`.kernel.WAVELENGTH_PARAM`); ``wavelength`` and ``reference`` are
+    never fitted.
 
     Parameters
     ----------
@@ -63,7 +77,11 @@ class CoreHalo1D(Fittable1DModel):
     ratio : float
         Halo ``gamma`` over the core's FWHM.
     fraction : float
-        Halo share of the flux.
+        Halo share of the flux at the ``reference`` wavelength.
+    slope : float
+        Change of the halo share per unit wavelength (microns).
+    wavelength, reference : float
+        Wavelength of the profile and of ``fraction`` (microns).
     """
 
     amplitude = Parameter(default=1.0)
@@ -71,38 +89,47 @@ class CoreHalo1D(Fittable1DModel):
     stddev = Parameter(default=1.0, bounds=(1e-6, None))
     ratio = Parameter(default=1.5, bounds=RATIO_BOUNDS)
     fraction = Parameter(default=0.1, bounds=FRACTION_BOUNDS)
+    slope = Parameter(default=0.0, bounds=SLOPE_BOUNDS, fixed=True)
+    wavelength = Parameter(default=0.0, fixed=True)
+    reference = Parameter(default=0.0, fixed=True)
 
     @staticmethod
-    def evaluate(x, amplitude, mean, stddev, ratio, fraction):
+    def evaluate(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference):
         """The profile at ``x``."""
+        f = halo_share(fraction, slope, wavelength, reference)
         t = x - mean
         core = np.exp(-0.5 * (t / stddev) ** 2) / (_SQRT_2PI * stddev)
         gamma = ratio * FWHM_PER_SIGMA * stddev
         halo = 0.5 / gamma * (1.0 + (t / gamma) ** 2) ** -1.5
-        return amplitude * ((1.0 - fraction) * core + fraction * halo)
+        return amplitude * ((1.0 - f) * core + f * halo)
 
     @staticmethod
-    def fit_deriv(x, amplitude, mean, stddev, ratio, fraction):
-        """Derivatives with respect to every parameter."""
+    def fit_deriv(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference):
+        """Derivatives with respect to every parameter (none for the wavelengths)."""
+        f = halo_share(fraction, slope, wavelength, reference)
         t = x - mean
         core = np.exp(-0.5 * (t / stddev) ** 2) / (_SQRT_2PI * stddev)
         gamma = ratio * FWHM_PER_SIGMA * stddev
         u2 = (t / gamma) ** 2
         halo = 0.5 / gamma * (1.0 + u2) ** -1.5
         halo_scale = halo * (3.0 * u2 / (1.0 + u2) - 1.0)  # gamma dH/dgamma
-        d_amplitude = (1.0 - fraction) * core + fraction * halo
+        d_amplitude = (1.0 - f) * core + f * halo
         d_mean = amplitude * (
-            (1.0 - fraction) * core * t / stddev**2
-            + fraction * halo * 3.0 * t / (gamma**2 * (1.0 + u2))
+            (1.0 - f) * core * t / stddev**2 + f * halo * 3.0 * t / (gamma**2 * (1.0 + u2))
         )
         d_stddev = (
-            amplitude
-            * ((1.0 - fraction) * core * ((t / stddev) ** 2 - 1.0) + fraction * halo_scale)
-            / stddev
+            amplitude * ((1.0 - f) * core * ((t / stddev) ** 2 - 1.0) + f * halo_scale) / stddev
         )
-        d_ratio = amplitude * fraction * halo_scale / ratio
+        d_ratio = amplitude * f * halo_scale / ratio
         d_fraction = amplitude * (halo - core)
-        return [d_amplitude, d_mean, d_stddev, d_ratio, d_fraction]
+        d_slope = d_fraction * (wavelength - reference)
+        zero = np.zeros_like(d_amplitude)
+        return [d_amplitude, d_mean, d_stddev, d_ratio, d_fraction, d_slope, zero, zero]
+
+
+def halo_share(fraction, slope, wavelength, reference):
+    """The halo's share of the flux at ``wavelength``, kept within [0, 0.95]."""
+    return np.clip(fraction + slope * (wavelength - reference), 0.0, 0.95)
 
 
 @functools.lru_cache(maxsize=64)
@@ -111,9 +138,8 @@ def fwhm_over_core(ratio: float, fraction: float) -> float:
     s = 1.0 / FWHM_PER_SIGMA
 
     def excess(x):  # the profile at x less half its peak, for a core of FWHM 1
-        return CoreHalo1D.evaluate(x, 1.0, 0.0, s, ratio, fraction) - 0.5 * CoreHalo1D.evaluate(
-            0.0, 1.0, 0.0, s, ratio, fraction
-        )
+        args = (1.0, 0.0, s, ratio, fraction, 0.0, 0.0, 0.0)
+        return CoreHalo1D.evaluate(x, *args) - 0.5 * CoreHalo1D.evaluate(0.0, *args)
 
     hi = 0.5
     while excess(hi) > 0:
@@ -132,7 +158,8 @@ def halo_pixels(
     ``n(t)`` and ``h(t)`` the two densities at an edge, ``d/dmean = (1 - f)
     (n(a) - n(b)) + f (h(a) - h(b))``, ``d/dstddev = [(1 - f) (a n(a) - b n(b))
     + f (a h(a) - b h(b))] / s``, ``d/dratio = f (a h(a) - b h(b)) / ratio`` and
-    ``d/dfraction`` the halo's integral less the core's.
+    ``d/dfraction`` the halo's integral less the core's (times the wavelength
+    less the reference for ``d/dslope``).
 
     Parameters
     ----------
@@ -156,7 +183,9 @@ def halo_pixels(
         return np.asarray(v, float).reshape(1, -1)
 
     mean, s = value("mean"), value("stddev")
-    ratio, f = value("ratio"), value("fraction")
+    ratio = value("ratio")
+    lever = value("wavelength") - value("reference")
+    f = halo_share(value("fraction"), value("slope"), value("wavelength"), value("reference"))
     gamma = ratio * FWHM_PER_SIGMA * s
     y = np.asarray(y, float)
     contiguous = y.size > 1 and bool(np.all(np.diff(y) == 1.0))
@@ -187,5 +216,6 @@ def halo_pixels(
         "stddev": lambda: -pixels(t * ((1.0 - f) * n_edge + f * h_edge)) / s,
         "ratio": lambda: -pixels(t * f * h_edge) / ratio,
         "fraction": lambda: halo - core,
+        "slope": lambda: (halo - core) * lever,
     }
     return values, {name: derivatives[name]() for name in names}

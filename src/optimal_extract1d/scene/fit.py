@@ -131,7 +131,9 @@ def fit_scene(
             sd,
             variance,
             slice_fit=slice_fit,
-            bkg_orders=bkg_orders if len(bkg_orders) > 1 else (int(settings.bkg_order),),
+            # the degrees from the one the bins weighed the halo with: a lower one
+            # would let the halo's wings stand in for the sky
+            bkg_orders=tuple(b for b in bkg_orders if b >= int(settings.bkg_order)),
         )
         if with_halo is not None:
             halo_slice = with_halo.to_meta()
@@ -192,11 +194,13 @@ def _with_halo(
     The halo's ratio and fraction are the whole slit's (`.halo.halo_over_bins`)
     and held; the center, core width, fluxes and background are refitted, at
     every background degree of ``bkg_orders`` (the Gaussian's or Moffat's
-    misfit of the halo weighed in the degree it chose), the criterion
-    choosing among them. None when no degree can be fitted.
+    misfit of the halo weighed in the degree it chose: it can hide a sky's
+    slope), the criterion choosing among them. None when no degree can be
+    fitted.
     """
     values, sigma = _slice(sd, variance, slice_fit)
-    template = halo_template(halo.ratio, halo.fraction)
+    template = halo_template(halo)
+    extra = wavelength_params(template, column_wavelength(sd.wavelength)[slice_fit["column"]])
     fits = []
     for bkg_order in bkg_orders:
         trial = _refit_seeded(
@@ -205,7 +209,7 @@ def _with_halo(
             values,
             sigma,
             bkg_order=bkg_order,
-            extra=None,
+            extra=extra,
             search=slice_fit["search"],
         )
         fits.append(trial if isinstance(trial, KernelFit) else None)

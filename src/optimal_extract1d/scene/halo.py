@@ -3,23 +3,27 @@
 A halo of ~10 % of the flux, a few core FWHM wide, is nearly degenerate in
 one kernel slice with a Gaussian a little too wide plus the per-column
 background: the slice of a S/N 30 continuum gains a chi2 of 5-10 from it,
-about the criterion's cost of its shape parameters, while the flux a
-Gaussian leaves to the background is 3-4 %. The whole slit holds ~15 times
-the slice's evidence. So under ``kernel = "auto"``, once the slice chose a
-Gaussian or a Moffat with a background and the kernel was fitted in bins
-along the dispersion (`.variation.vary_kernel`), `halo_over_bins` fits the
-core + halo to the same bins -- its center and core width per bin, as the
-chosen family's, its halo ``fraction`` one value for the whole slit, its
-``ratio`` held at `HALO_RATIO` -- and `HaloEvidence.wins` when its chi2 over
-the bins is lower by more than the criterion's cost ``k ln(n)`` of its extra
-shape parameters (one over a Gaussian, none over a Moffat, whose index it
-replaces), ``n`` the bins' pixels. The ratio is then fitted as well, and
-kept only when it pays for its own parameter: a broad halo and a sky are so
-nearly degenerate that the data rarely demand it, while a wrong free ratio
-moves the flux by a per cent. A fit whose ratio or fraction ends on a bound
-(a fraction of 0 is the Gaussian) is not a candidate. Without a background
-the halo is not weighed: its wings would be the only model of a faint
-uniform sky, which the whole slit's background stage looks for.
+while the flux a Gaussian leaves to the background is 3-4 %. The whole slit
+holds ~15 times the slice's evidence. So under ``kernel = "auto"``, once the
+slice chose a Gaussian or a Moffat and the kernel was fitted in bins along
+the dispersion (`.variation.vary_kernel`), `halo_over_bins` fits the core +
+halo to the same bins -- its center and core width per bin, as the chosen
+family's, its halo ``fraction`` one value for the whole slit, its ``ratio``
+held at `HALO_RATIO` -- and `HaloEvidence.wins` when its ``chi2_eff`` over
+the bins (`.criterion.Criterion.chi2`: a template's misfit at high S/N does
+not buy it) is lower by more than the criterion's cost ``k ln(n)`` (one
+parameter over a Gaussian, none over a Moffat, whose index it replaces),
+``n`` the bins' pixels. A fraction on its bound (0 is the Gaussian) is not a
+candidate. A fraction that changes linearly with the wavelength is then
+fitted too, and kept when its slope lowers the bins' chi2 by more than
+``ln n``. Without a background the halo must also lower the bins' chi2 more
+than a sky does: its wings would otherwise stand in for a faint sky, which
+the whole slit's background stage looks for.
+
+The ratio is held: a broad halo and a sky are so nearly degenerate that the
+bins rarely constrain it (a ratio of 1.5 or 2.3 differ by a chi2 of ~5 at
+S/N 30, and by 1.5 % in flux), and where a fitted one pays, at S/N 100, it
+pays for other misfits of the profile.
 
 The fit is skipped when it cannot win: when the chi2 the chosen family
 leaves above the bins' degrees of freedom cannot pay for it, or when the
@@ -40,7 +44,14 @@ from astropy.modeling import models
 
 from ..core.horne import polynomial_basis
 from ..psf.halo import FWHM_PER_SIGMA, CoreHalo1D, fwhm_over_core
-from ..psf.kernel import KernelFit, KernelTemplate, fitted_params, make_template, with_params
+from ..psf.kernel import (
+    WAVELENGTH_PARAM,
+    KernelFit,
+    KernelTemplate,
+    fitted_params,
+    make_template,
+    with_params,
+)
 from ..psf.linear import solve_linear
 from ..psf.profilefit import at_bound, component_shapes
 from . import trace
@@ -48,7 +59,7 @@ from .criterion import CRITERION
 from .model import SceneSettings
 from .variation import BinData
 
-__all__ = ["HaloEvidence", "halo_over_bins", "halo_template"]
+__all__ = ["HALO_RATIO", "HaloEvidence", "halo_over_bins", "halo_template"]
 
 #: The halo's ``gamma`` over the core's FWHM unless the bins pay for fitting it: the
 #: example PSF file's (``scripts/make_example_psf.py``).
@@ -77,6 +88,10 @@ class HaloEvidence:
         Whether the core + halo was fitted (else the grid showed no halo).
     why : str
         Why the core + halo is not a candidate ("" when it is).
+    slope, reference : float
+        Change of the fraction per micron, and the wavelength of ``fraction``.
+    slope_fitted : bool
+        Whether the slope was fitted (else held at 0).
     """
 
     ratio: float
@@ -86,7 +101,10 @@ class HaloEvidence:
     n_pixels: int
     fitted: bool
     why: str = ""
-    ratio_fitted: bool = False
+    slope: float = 0.0
+    reference: float = 0.0
+    slope_fitted: bool = False
+    slope_gain: float = 0.0
 
     @property
     def wins(self) -> bool:
@@ -99,7 +117,10 @@ class HaloEvidence:
             "criterion": "chi2 + k ln(n) over the bins",
             "chosen": self.wins,
             "ratio": float(self.ratio),
-            "ratio_fitted": bool(self.ratio_fitted),
+            "slope": float(self.slope),
+            "slope_fitted": bool(self.slope_fitted),
+            "slope_chi2_gain": float(self.slope_gain),
+            "reference_um": float(self.reference),
             "fraction": float(self.fraction),
             "chi2_gain": float(self.gain),
             "cost": float(self.cost),
@@ -108,11 +129,18 @@ class HaloEvidence:
         }
 
 
-def halo_template(ratio: float, fraction: float) -> KernelTemplate:
-    """The core + halo with its halo ``ratio`` and ``fraction`` set and held (not refitted)."""
-    template = with_params(make_template("halo"), {"ratio": ratio, "fraction": fraction})
+def halo_template(evidence: HaloEvidence) -> KernelTemplate:
+    """The core + halo with the bins' halo shape set and held (not refitted)."""
+    shape = {
+        "ratio": evidence.ratio,
+        "fraction": evidence.fraction,
+        "slope": evidence.slope,
+        "reference": evidence.reference,
+    }
+    template = with_params(make_template("halo"), shape)
     model = template.model.copy()
-    model.ratio.fixed = model.fraction.fixed = True
+    for name in ("ratio", "fraction", "slope"):
+        getattr(model, name).fixed = True
     return replace(template, model=model)
 
 
@@ -121,9 +149,10 @@ def halo_over_bins(
 ) -> HaloEvidence | None:
     """The core + halo against ``template`` (a Gaussian or Moffat) on the bins of ``data``.
 
-    The halo's ratio is first held at `HALO_RATIO` (one shape parameter, the
-    fraction, beyond the center and width); when that pays, the ratio is
-    also fitted, and kept only when it pays for its own parameter too.
+    The halo's ratio is held at `HALO_RATIO`; its fraction is one value for
+    the slit (one shape parameter beyond the center and width) and, when that
+    pays, also a linear function of the wavelength, kept only when the slope
+    pays for its own parameter too.
 
     Parameters
     ----------
@@ -144,10 +173,6 @@ def halo_over_bins(
     """
     kind = type(template.model)
     if kind not in (models.Gaussian1D, models.Moffat1D) or data.fits.chi2.size == 0:
-        return None
-    if int(settings.bkg_order) < 0:
-        # without a background the halo's wings would be the only model of a faint
-        # uniform sky, which the whole slit's background stage looks for instead
         return None
     good = data.fits.good & np.isfinite(data.fits.chi2)
     if good.sum() < 2:
@@ -170,30 +195,85 @@ def halo_over_bins(
     if base - grid_chi2[best] <= 0.0:
         gain = base - grid_chi2[best]
         return HaloEvidence(ratio, fraction, gain, (1 - own) * penalty, n_pixels, False)
-    trials = []
-    start = {"ratio": ratio, "fraction": fraction}
     width = float(np.median(data.fits.fwhm[good])) * core
-    for free_ratio in (False, True):
-        fitted = _fit_bins(
-            start, data, fit=fit, settings=settings, width=width, free_ratio=free_ratio
+    start = {
+        "ratio": ratio,
+        "fraction": fraction,
+        "slope": 0.0,
+        "reference": float(np.median(data.wavelength[good])),
+    }
+    # one fraction for the slit; then a fraction that changes linearly with the
+    # wavelength, kept only where it pays for its parameter
+    held = _fit_bins(start, data, fit=fit, settings=settings, width=width, slope=False)
+    at = {"basis": basis, "offsets": offsets}
+    best = replace(
+        _evidence(held, data, good, extra_terms=1 - own, base=template, **at),
+        reference=start["reference"],
+    )
+    if not best.wins:
+        return best
+    if int(settings.bkg_order) < 0:
+        # without a background the halo's wings are the only model of a faint sky:
+        # the halo must describe the bins better than a sky does (which the whole
+        # slit's background stage looks for)
+        sky = _sky_gain(template, data, good, offsets=offsets)
+        plain = float(np.sum(data.fits.chi2[good]) - np.sum(held.chi2[good]))
+        if sky >= plain:
+            return replace(best, why=f"a sky across the slit gains as much ({sky:.1f})")
+    # a fraction that changes linearly with the wavelength, against the one fraction
+    start = {**start, "fraction": best.fraction}
+    sloped = _fit_bins(start, data, fit=fit, settings=settings, width=width, slope=True)
+    slope = _evidence(sloped, replace(data, fits=held), good, extra_terms=1, base=None, **at)
+    if slope.wins:
+        best = replace(
+            best,
+            fraction=slope.fraction,
+            slope=slope.slope,
+            slope_fitted=True,
+            slope_gain=slope.gain,
         )
-        trial = _evidence(fitted, data, good, extra_terms=1 + free_ratio - own)
-        trials.append(replace(trial, ratio_fitted=free_ratio))
-        if not trial.wins:
-            break  # the ratio is fitted only where a halo pays
-        start = {"ratio": trial.ratio, "fraction": trial.fraction}
-    return min((t for t in trials if t.wins), key=lambda t: t.cost - t.gain, default=trials[0])
+    return best
 
 
-def _fit_bins(start, data: BinData, *, fit, settings, width, free_ratio) -> trace.BinFits:
-    """The core + halo fitted to every bin, its fraction (and ratio) one value for all."""
+def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> float:
+    """Chi2 the chosen family's bins gain from a sky (the profiles held as fitted).
+
+    The sky is uniform across the slit and linear along the bins: two terms
+    shared by all bins, solved with every bin's component fluxes at once.
+    """
+    fits = data.fits
+    cp, wp = template.center_param, template.width_param
+    params = {cp: fits.center[good], wp: fits.fwhm[good] / template.fwhm_per_width()}
+    params.update({k: np.asarray(v, float)[good] for k, v in data.extra.items()})
+    y = np.arange(data.values.shape[0], dtype=float)
+    shapes = component_shapes(template, y, params, offsets=offsets)
+    n_cross, n_good, n_comp = shapes.shape
+    values, sigma = data.values[:, good], data.sigma[:, good]
+    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
+    w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
+    d = np.where(ok, values, 0.0) * w
+    design = np.zeros((n_cross, n_good, n_good * n_comp + 2))
+    bins = np.arange(n_good)
+    for j in range(n_comp):
+        design[:, bins, bins * n_comp + j] = shapes[:, :, j]
+    design[:, :, -2] = 1.0
+    design[:, :, -1] = np.linspace(-1.0, 1.0, n_good)[None, :]
+    design *= w[:, :, None]
+    a, rhs = design.reshape(-1, design.shape[2]), d.reshape(-1)
+    with_sky = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    without = np.linalg.lstsq(a[:, :-2], rhs, rcond=None)[0]
+    chi2_sky = np.sum((rhs - a @ with_sky) ** 2)
+    return float(np.sum((rhs - a[:, :-2] @ without) ** 2) - chi2_sky)
+
+
+def _fit_bins(start, data: BinData, *, fit, settings, width, slope) -> trace.BinFits:
+    """The core + halo fitted to every bin; its fraction (and slope) one value for all."""
     halo = with_params(make_template("halo"), start)
-    if not free_ratio:
-        model = halo.model.copy()
-        model.ratio.fixed = True
-        halo = replace(halo, model=model)
+    model = halo.model.copy()
+    model.slope.fixed = not slope
+    model.ratio.fixed = True
     return trace.fit_bins(
-        halo,
+        replace(halo, model=model),
         data.values,
         data.sigma,
         bkg_order=int(settings.bkg_order),
@@ -202,25 +282,62 @@ def _fit_bins(start, data: BinData, *, fit, settings, width, free_ratio) -> trac
         fit_center=bool(settings.fit_trace),
         fit_fwhm=True,
         offsets=fit.offsets,
+        extra={WAVELENGTH_PARAM: data.wavelength},
     )
 
 
-def _evidence(fitted: trace.BinFits, data: BinData, good, *, extra_terms: int) -> HaloEvidence:
-    """The chi2 the core + halo gains over the bins both fitted, and its cost."""
+def _evidence(
+    fitted: trace.BinFits, data: BinData, good, *, extra_terms: int, base, basis, offsets
+) -> HaloEvidence:
+    """The chi2_eff the core + halo gains over the bins both fitted, and its cost.
+
+    ``chi2_eff`` (`.criterion.Criterion.chi2`) weighs the residuals against the
+    noise and the template error, as the orders along the dispersion are
+    chosen: a bright slit cannot buy the halo with a template's misfit.
+    """
     both = good & fitted.good & np.isfinite(fitted.chi2)
-    ratio = fitted.shape_params.get("ratio", HALO_RATIO)
-    fraction = fitted.shape_params["fraction"]
+    shape = fitted.shape_params
     n_pixels = int(np.sum(np.isfinite(data.values[:, both]) & (data.sigma[:, both] > 0)))
     cost = extra_terms * CRITERION.penalty(n_pixels)
-    gain = float(np.sum(data.fits.chi2[both]) - np.sum(fitted.chi2[both]))
-    shape = {n: np.array([v]) for n, v in fitted.shape_params.items()}
-    bounds = {n: getattr(CoreHalo1D, n).bounds for n in shape}
+    if base is None:  # against the bins' other fit of the halo: the plain chi2
+        gain = float(np.sum(data.fits.chi2[both]) - np.sum(fitted.chi2[both]))
+    else:
+        halo = with_params(make_template("halo"), shape)
+        at = {"basis": basis, "offsets": offsets, "data": data, "bins": both}
+        gain = _chi2_eff(base, data.fits, data.extra, **at) - _chi2_eff(
+            halo, fitted, {WAVELENGTH_PARAM: data.wavelength}, **at
+        )
+    values = {n: np.array([v]) for n, v in shape.items()}
+    bounds = {n: getattr(CoreHalo1D, n).bounds for n in values}
     why = ""
-    if at_bound(shape, list(shape), bounds, n_prof=1)[0]:
+    if at_bound(values, list(values), bounds, n_prof=1)[0]:
         why = "shape parameter on its bound"
     elif both.sum() < max(2, good.sum() // 2):
         why = "too few bins fitted"
-    return HaloEvidence(ratio, fraction, gain, cost, n_pixels, True, why)
+    return HaloEvidence(
+        shape.get("ratio", HALO_RATIO),
+        shape["fraction"],
+        gain,
+        cost,
+        n_pixels,
+        True,
+        why,
+        slope=shape.get("slope", 0.0),
+    )
+
+
+def _chi2_eff(template, fits: trace.BinFits, extra, *, basis, offsets, data, bins) -> float:
+    """``chi2_eff`` of ``template`` at the bins' fitted centers and widths, summed."""
+    cp, wp = template.center_param, template.width_param
+    params = {cp: fits.center[bins], wp: fits.fwhm[bins] / template.fwhm_per_width()}
+    params.update({k: np.asarray(v, float)[bins] for k, v in extra.items()})
+    y = np.arange(data.values.shape[0], dtype=float)
+    shapes = component_shapes(template, y, params, offsets=offsets)
+    values, sigma = data.values[:, bins], data.sigma[:, bins]
+    resid, *_ = solve_linear(shapes, values, sigma, basis=basis)
+    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
+    model = np.where(ok, np.nan_to_num(values) / np.where(ok, sigma, 1.0), 0.0) - resid
+    return float(np.sum(CRITERION.chi2(resid, model)))
 
 
 def _cannot_win(chi2: float, dof: int, extra_terms: int, penalty: float) -> bool:

@@ -39,12 +39,15 @@ class BinData:
         The kernel fitted in every bin.
     extra : dict of str to ndarray, shape (n_bins,)
         Template parameters the data set per bin.
+    wavelength : ndarray, shape (n_bins,)
+        Wavelength at every bin's center column.
     """
 
     values: np.ndarray
     sigma: np.ndarray
     fits: trace.BinFits
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    wavelength: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def vary_kernel(
         np.clip(fwhm, 0.5, None),
         meta,
         flat.column_params,
-        BinData(*profiles, bins, per_bin),
+        BinData(*profiles, bins, per_bin, mid_lam),
     )
 
 
