@@ -29,8 +29,8 @@ The fit is skipped when it cannot win: when the chi2 the chosen family
 leaves above the bins' degrees of freedom cannot pay for it, or when the
 core + halo, evaluated at two fractions at the bins' fitted centers (the core
 as narrow as puts the whole profile's FWHM at the chosen family's; fluxes
-and background solved exactly, all at once), does not lower the chi2 below
-the chosen family's.
+and background solved exactly, all at once), does not lower the chi2 by a
+quarter of a parameter's cost (`SCREEN`).
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ __all__ = ["HALO_RATIO", "HaloEvidence", "halo_over_bins", "halo_template"]
 #: The halo's ``gamma`` over the core's FWHM unless the bins pay for fitting it: the
 #: example PSF file's (``scripts/make_example_psf.py``).
 HALO_RATIO = 1.5
+#: The halo is fitted when the best grid shape lowers the bins' chi2 by this share of
+#: one parameter's cost: the fit gained up to 3.5 times the grid's (it also refits the
+#: centers and widths), and a gain below the cost does not win.
+SCREEN = 0.25
 #: The screening grid: halo ``gamma`` over the core FWHM and halo flux share; the core
 #: is as narrow as puts the whole profile's FWHM at the chosen family's in each bin.
 RATIO_GRID = (HALO_RATIO,)
@@ -192,7 +196,7 @@ def halo_over_bins(
     grid, grid_chi2 = _grid(values, sigma, data.fits, good, basis=basis, offsets=offsets)
     best = int(np.argmin(grid_chi2))
     ratio, fraction, core = grid[best]
-    if base - grid_chi2[best] <= 0.0:
+    if base - grid_chi2[best] < SCREEN * penalty:
         gain = base - grid_chi2[best]
         return HaloEvidence(ratio, fraction, gain, (1 - own) * penalty, n_pixels, False)
     width = float(np.median(data.fits.fwhm[good])) * core
