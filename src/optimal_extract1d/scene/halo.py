@@ -59,7 +59,7 @@ from .criterion import CRITERION
 from .model import SceneSettings
 from .variation import BinData
 
-__all__ = ["HALO_RATIO", "HaloEvidence", "halo_over_bins", "halo_template"]
+__all__ = ["HALO_RATIO", "SCREEN", "HaloEvidence", "halo_over_bins", "halo_template"]
 
 #: The halo's ``gamma`` over the core's FWHM unless the bins pay for fitting it: the
 #: example PSF file's (``scripts/make_example_psf.py``).
