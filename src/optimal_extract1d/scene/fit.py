@@ -133,7 +133,7 @@ def fit_scene(
             slice_fit=slice_fit,
             # the degrees from the one the bins weighed the halo with: a lower one
             # would let the halo's wings stand in for the sky
-            bkg_orders=tuple(b for b in bkg_orders if b >= int(settings.bkg_order)),
+            bkg_orders=tuple(b for b in bkg_orders if b >= _halo_degree(halo, settings)),
         )
         if with_halo is not None:
             halo_slice = with_halo.to_meta()
@@ -178,6 +178,11 @@ def fit_scene(
         column_params=varied.column_params,
         metadata=meta,
     )
+
+
+def _halo_degree(halo: HaloEvidence, settings: SceneSettings) -> int:
+    """The background degree the bins weighed the halo with."""
+    return int(settings.bkg_order) if halo.bkg_order is None else halo.bkg_order
 
 
 def _with_halo(

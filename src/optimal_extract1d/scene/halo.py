@@ -16,9 +16,9 @@ parameter over a Gaussian, none over a Moffat, whose index it replaces),
 ``n`` the bins' pixels. A fraction on its bound (0 is the Gaussian) is not a
 candidate. A fraction that changes linearly with the wavelength is then
 fitted too, and kept when its slope lowers the bins' chi2 by more than
-``ln n``. Without a background the halo must also lower the bins' chi2 more
-than a sky does: its wings would otherwise stand in for a faint sky, which
-the whole slit's background stage looks for.
+``ln n``. Without a background the halo's wings could stand in for a faint
+sky: where a sky lowers the bins' chi2 as much as the halo, both are fitted
+again with a constant in every bin, and the halo pays for it too.
 
 The ratio is held: a broad halo and a sky are so nearly degenerate that the
 bins rarely constrain it (a ratio of 1.5 or 2.3 differ by a chi2 of ~5 at
@@ -96,6 +96,12 @@ class HaloEvidence:
         Change of the fraction per micron, and the wavelength of ``fraction``.
     slope_fitted : bool
         Whether the slope was fitted (else held at 0).
+    slope_gain : float
+        Chi2 the slope gained.
+    bkg_order : int or None
+        Background degree the bins weighed the halo with, when not the slice's
+        (a constant, where the slice chose none and a sky described the bins
+        as well as the halo).
     """
 
     ratio: float
@@ -109,6 +115,7 @@ class HaloEvidence:
     reference: float = 0.0
     slope_fitted: bool = False
     slope_gain: float = 0.0
+    bkg_order: int | None = None
 
     @property
     def wins(self) -> bool:
@@ -125,6 +132,7 @@ class HaloEvidence:
             "slope_fitted": bool(self.slope_fitted),
             "slope_chi2_gain": float(self.slope_gain),
             "reference_um": float(self.reference),
+            "bkg_order": self.bkg_order,
             "fraction": float(self.fraction),
             "chi2_gain": float(self.gain),
             "cost": float(self.cost),
@@ -208,7 +216,15 @@ def halo_over_bins(
     }
     # one fraction for the slit; then a fraction that changes linearly with the
     # wavelength, kept only where it pays for its parameter
-    held = _fit_bins(start, data, fit=fit, settings=settings, width=width, slope=False)
+    held = _fit_bins(
+        start,
+        data,
+        fit=fit,
+        settings=settings,
+        width=width,
+        slope=False,
+        bkg_order=int(settings.bkg_order),
+    )
     at = {"basis": basis, "offsets": offsets}
     best = replace(
         _evidence(held, data, good, extra_terms=1 - own, base=template, **at),
@@ -216,17 +232,34 @@ def halo_over_bins(
     )
     if not best.wins:
         return best
-    if int(settings.bkg_order) < 0:
+    bkg_order = int(settings.bkg_order)
+    if bkg_order < 0:
         # without a background the halo's wings are the only model of a faint sky:
-        # the halo must describe the bins better than a sky does (which the whole
-        # slit's background stage looks for)
+        # where a sky describes the bins as well, the halo is weighed again on top
+        # of a constant in every bin, the chosen family refitted with one too
         sky = _sky_gain(template, data, good, offsets=offsets)
         plain = float(np.sum(data.fits.chi2[good]) - np.sum(held.chi2[good]))
         if sky >= plain:
-            return replace(best, why=f"a sky across the slit gains as much ({sky:.1f})")
+            bkg_order = 0
+            data = replace(data, fits=_refit_base(template, data, fit=fit, settings=settings))
+            good = good & data.fits.good & np.isfinite(data.fits.chi2)
+            at = {"basis": polynomial_basis(data.values.shape[0], 0), "offsets": offsets}
+            held = _fit_bins(
+                start, data, fit=fit, settings=settings, width=width, slope=False, bkg_order=0
+            )
+            # the halo brings the constant the slice did not want: one term more
+            best = replace(
+                _evidence(held, data, good, extra_terms=2 - own, base=template, **at),
+                reference=start["reference"],
+                bkg_order=0,
+            )
+            if not best.wins:
+                return replace(best, why=f"a sky gains as much ({sky:.1f}); over it, no halo")
     # a fraction that changes linearly with the wavelength, against the one fraction
     start = {**start, "fraction": best.fraction}
-    sloped = _fit_bins(start, data, fit=fit, settings=settings, width=width, slope=True)
+    sloped = _fit_bins(
+        start, data, fit=fit, settings=settings, width=width, slope=True, bkg_order=bkg_order
+    )
     slope = _evidence(sloped, replace(data, fits=held), good, extra_terms=1, base=None, **at)
     if slope.wins:
         best = replace(
@@ -270,7 +303,23 @@ def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> floa
     return float(np.sum((rhs - a[:, :-2] @ without) ** 2) - chi2_sky)
 
 
-def _fit_bins(start, data: BinData, *, fit, settings, width, slope) -> trace.BinFits:
+def _refit_base(template, data: BinData, *, fit, settings) -> trace.BinFits:
+    """The chosen family fitted to every bin with a constant background."""
+    return trace.fit_bins(
+        template,
+        data.values,
+        data.sigma,
+        bkg_order=0,
+        center=fit.center,
+        fwhm=fit.fwhm,
+        fit_center=bool(settings.fit_trace),
+        fit_fwhm=True,
+        offsets=fit.offsets,
+        extra=data.extra,
+    )
+
+
+def _fit_bins(start, data: BinData, *, fit, settings, width, slope, bkg_order) -> trace.BinFits:
     """The core + halo fitted to every bin; its fraction (and slope) one value for all."""
     halo = with_params(make_template("halo"), start)
     model = halo.model.copy()
@@ -280,7 +329,7 @@ def _fit_bins(start, data: BinData, *, fit, settings, width, slope) -> trace.Bin
         replace(halo, model=model),
         data.values,
         data.sigma,
-        bkg_order=int(settings.bkg_order),
+        bkg_order=bkg_order,
         center=fit.center,
         fwhm=width,
         fit_center=bool(settings.fit_trace),
