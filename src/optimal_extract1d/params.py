@@ -58,7 +58,9 @@ class ExtractParams:
     kernel : str or astropy.modeling.Fittable1DModel
         PSF template: ``"auto"`` (Gaussian or Moffat, and the profiles of
         ``psf_file`` when given, chosen per slit by the criterion of
-        `.scene.choice`), ``"gaussian"``, ``"moffat"``,
+        `.scene.choice`; then a Gaussian core with a Moffat halo,
+        `.psf.halo.CoreHalo1D`, weighed over the slit's bins, `.scene.halo`),
+        ``"gaussian"``, ``"moffat"``,
         ``"empirical"`` (Horne's data-driven profile), ``"psf"`` (the profiles
         of ``psf_file``), or (from Python) any astropy 1-D model.
     psf_file : str or None

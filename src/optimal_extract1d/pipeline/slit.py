@@ -67,6 +67,7 @@ def scene_settings(
         slice_column=params.slice_column,
         empirical=params.kernel == "empirical",
         other_kernels=("moffat", *candidates) if params.kernel == "auto" else (),
+        halo=params.kernel == "auto",
         fit_fwhm=params.fit_fwhm,
         fwhm_order=params.fwhm_order,
         fit_trace=params.fit_trace,

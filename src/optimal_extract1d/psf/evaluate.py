@@ -17,6 +17,7 @@ from astropy.modeling import Model, models
 from scipy.special import erf
 
 from ..core.profile import Profile, normalize_profile
+from .halo import CoreHalo1D, halo_pixels
 from .kernel import KernelTemplate
 
 __all__ = [
@@ -83,6 +84,8 @@ def evaluate_native(
         return _gaussian_pixels(y, m, params, names=())[0]
     if type(m) is models.Moffat1D:
         return _moffat_pixels(y, m, params, names=(), oversample=oversample)[0]
+    if type(m) is CoreHalo1D:
+        return halo_pixels(y, m, params, names=())[0]
     if getattr(m, "pixel_integrated", False):
         oversample = 1
     sub, weights = _pixel_nodes(oversample)
@@ -122,6 +125,8 @@ def evaluate_with_derivatives(
         return _gaussian_pixels(y, m, params, names=names)
     if type(m) is models.Moffat1D:
         return _moffat_pixels(y, m, params, names=names, oversample=oversample)
+    if type(m) is CoreHalo1D:
+        return halo_pixels(y, m, params, names=names)
     if getattr(m, "pixel_integrated", False):
         oversample = 1
     sub, weights = _pixel_nodes(oversample)
@@ -152,7 +157,7 @@ def evaluate_with_derivatives(
 
 def cheap_derivatives(template: KernelTemplate) -> bool:
     """Whether `evaluate_with_derivatives` costs about what `evaluate_native` does."""
-    return type(template.model) is models.Gaussian1D
+    return type(template.model) in (models.Gaussian1D, CoreHalo1D)
 
 
 def _gaussian_pixels(

@@ -23,6 +23,7 @@ import numpy as np
 from astropy.modeling import Fittable1DModel, Model, models
 
 from ..errors import ParameterError
+from .halo import FWHM_PER_SIGMA, CoreHalo1D
 
 __all__ = [
     "KernelTemplate",
@@ -70,15 +71,15 @@ class KernelTemplate:
     def fwhm_per_width(self) -> float:
         """FWHM of the template divided by its width parameter (pixels per unit)."""
         width = float(getattr(self.model, self.width_param).value)
-        if type(self.model) is models.Gaussian1D:
-            return 2.0 * np.sqrt(2.0 * np.log(2.0))
+        if type(self.model) in (models.Gaussian1D, CoreHalo1D):  # a halo's FWHM: its core's
+            return FWHM_PER_SIGMA
         if type(self.model) is models.Moffat1D:
             return moffat_fwhm_per_gamma(self.model.alpha.value)
         return _numeric_fwhm(self) / abs(width)
 
     def fwhm_per_width_at(self, shape: Mapping[str, float]) -> float:
         """`fwhm_per_width` with some shape parameters set (no model copy for known templates)."""
-        if type(self.model) is models.Gaussian1D:
+        if type(self.model) in (models.Gaussian1D, CoreHalo1D):
             return self.fwhm_per_width()
         if type(self.model) is models.Moffat1D:
             return moffat_fwhm_per_gamma(shape.get("alpha", self.model.alpha.value))
@@ -130,7 +131,9 @@ def make_template(kernel: str | Fittable1DModel, *, name: str | None = None) -> 
             return KernelTemplate(
                 "moffat", models.Moffat1D(1.0, 0.0, 1.0, 2.5), "amplitude", "x_0", "gamma"
             )
-        msg = f"unknown kernel {kernel!r}: use 'gaussian', 'moffat' or an astropy 1-D model"
+        if kernel == "halo":
+            return KernelTemplate("halo", CoreHalo1D(), "amplitude", "mean", "stddev")
+        msg = f"unknown kernel {kernel!r}: use 'gaussian', 'moffat', 'halo' or an astropy 1-D model"
         raise ParameterError(msg)
     if not (isinstance(kernel, Model) and kernel.n_inputs == 1 and kernel.n_outputs == 1):
         msg = f"kernel must be a name or an astropy 1-D model, got {type(kernel).__name__}"

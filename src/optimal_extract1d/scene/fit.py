@@ -42,6 +42,7 @@ from ..slitdata import SlitData
 from .choice import KernelChoice, choose_kernel, shape_at_bound
 from .components import ComponentSearch, component_cost
 from .criterion import CRITERION
+from .halo import HaloEvidence, halo_over_bins, halo_template
 from .model import (
     BKG_CANDIDATES,
     SceneModel,
@@ -112,16 +113,33 @@ def fit_scene(
         fit = fit_slice(template, sd.data, variance, **slice_fit)
     if previous is None and fit.offsets:
         log.info("Slit %s: found in the kernel slice: %s", sd.name, describe_components(fit))
-    varied = vary_kernel(
-        fit,
-        sd.data,
-        variance,
-        usable=usable,
-        wavelength=wavelength,
-        settings=settings,
-        name=sd.name,
-        noise_scale=noise_scale,
-    )
+    vary = {
+        "usable": usable,
+        "wavelength": wavelength,
+        "settings": settings,
+        "name": sd.name,
+        "noise_scale": noise_scale,
+    }
+    varied = vary_kernel(fit, sd.data, variance, **vary)
+    halo, halo_slice = None, None
+    if previous is None and settings.halo and varied.bins is not None:
+        halo = halo_over_bins(varied.template, varied.bins, fit=fit, settings=settings)
+    if halo is not None and halo.wins:
+        with_halo = _with_halo(
+            fit,
+            halo,
+            sd,
+            variance,
+            slice_fit=slice_fit,
+            # the degrees from the one the bins weighed the halo with: a lower one
+            # would let the halo's wings stand in for the sky
+            bkg_orders=tuple(b for b in bkg_orders if b >= _halo_degree(halo, settings)),
+        )
+        if with_halo is not None:
+            halo_slice = with_halo.to_meta()
+            fit = with_halo.fit
+            settings = replace(settings, bkg_order=with_halo.bkg_order)
+            varied = vary_kernel(fit, sd.data, variance, **{**vary, "settings": settings})
     profiles = component_profiles(
         varied.template,
         sd.shape[0],
@@ -137,6 +155,12 @@ def fit_scene(
         kept = previous.metadata["model_choice"].get("kernel")
         if kept is not None:
             meta["model_choice"] = {"kernel": kept, **meta.get("model_choice", {})}
+    if halo is not None:
+        record = {**halo.to_meta(), **({"slice": halo_slice} if halo_slice else {})}
+        meta["model_choice"] = {**meta.get("model_choice", {}), "halo": record}
+    elif previous is not None and "halo" in previous.metadata.get("model_choice", {}):
+        kept = previous.metadata["model_choice"]["halo"]
+        meta["model_choice"] = {**meta.get("model_choice", {}), "halo": kept}
     if settings.empirical:
         profiles[0] = _empirical(sd, settings, usable=usable, variance=variance, kernel=profiles[0])
         meta["empirical"] = {"order": EMPIRICAL_ORDER, "support": "2 FWHM + 1 px of the trace"}
@@ -153,6 +177,55 @@ def fit_scene(
         bkg_order=int(settings.bkg_order),
         column_params=varied.column_params,
         metadata=meta,
+    )
+
+
+def _halo_degree(halo: HaloEvidence, settings: SceneSettings) -> int:
+    """The background degree the bins weighed the halo with."""
+    return int(settings.bkg_order) if halo.bkg_order is None else halo.bkg_order
+
+
+def _with_halo(
+    fit: KernelFit,
+    halo: HaloEvidence,
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    slice_fit: dict,
+    bkg_orders: tuple[int, ...],
+) -> KernelChoice | None:
+    """The slice refitted with the core + halo the bins chose, from ``fit``'s components.
+
+    The halo's ratio and fraction are the whole slit's (`.halo.halo_over_bins`)
+    and held; the center, core width, fluxes and background are refitted, at
+    every background degree of ``bkg_orders`` (the Gaussian's or Moffat's
+    misfit of the halo weighed in the degree it chose: it can hide a sky's
+    slope), the criterion choosing among them. None when no degree can be
+    fitted.
+    """
+    values, sigma = _slice(sd, variance, slice_fit)
+    template = halo_template(halo)
+    extra = wavelength_params(template, column_wavelength(sd.wavelength)[slice_fit["column"]])
+    fits = []
+    for bkg_order in bkg_orders:
+        trial = _refit_seeded(
+            template,
+            fit,
+            values,
+            sigma,
+            bkg_order=bkg_order,
+            extra=extra,
+            search=slice_fit["search"],
+        )
+        fits.append(trial if isinstance(trial, KernelFit) else None)
+    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
+    return choose_kernel(
+        fits,
+        [template.name] * len(fits),
+        bkg_orders=bkg_orders,
+        n_pixels=n_pixels,
+        n_cross=sd.shape[0],
+        component_cost=_component_price(slice_fit["search"], None),
     )
 
 

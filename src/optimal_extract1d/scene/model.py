@@ -60,6 +60,10 @@ class SceneSettings:
         Named templates (``"moffat"``) or templates (a PSF file's) the slice
         is also fitted with; the criterion (`.scene.choice.choose_kernel`)
         picks the family. Empty: the given template only.
+    halo : bool
+        Weigh a Gaussian core with a Moffat halo (`.psf.halo.CoreHalo1D`)
+        against the chosen Gaussian or Moffat over the whole slit's bins
+        (`.scene.halo`), as ``kernel = "auto"`` does.
     fit_fwhm, fit_trace : bool or str
         Fit the kernel width / center in bins and model them along the
         dispersion; ``"auto"``: the criterion decides (`.scene.choice`).
@@ -81,6 +85,7 @@ class SceneSettings:
     slice_column: int | None = None
     empirical: bool = False
     other_kernels: tuple[str | KernelTemplate, ...] = ()
+    halo: bool = False
     fit_fwhm: bool | str = "auto"
     fwhm_order: int = 2
     fit_trace: bool | str = "auto"

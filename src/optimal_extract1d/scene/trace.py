@@ -60,6 +60,8 @@ class BinFits:
         Bins whose fit is trusted (enough signal, inside the bounds).
     shape_params : dict of str to float
         Other template parameters fitted with one value for all bins.
+    chi2 : ndarray, shape (n_bins,)
+        Chi-square of every bin's fit (empty when not recorded).
     """
 
     center: np.ndarray
@@ -67,6 +69,7 @@ class BinFits:
     snr: np.ndarray
     good: np.ndarray
     shape_params: dict[str, float] = field(default_factory=dict)
+    chi2: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def bin_centers(edges: np.ndarray) -> np.ndarray:
@@ -217,7 +220,7 @@ def fit_bins(
         & ~fits.at_bound
         & (np.abs(centers - center) <= MAX_CENTER_JUMP)
     )
-    return BinFits(centers, widths, fits.flux_snr[:, 0], good, extra)
+    return BinFits(centers, widths, fits.flux_snr[:, 0], good, extra, fits.chi2)
 
 
 # The abscissae a smooth model can use, as written in its metadata.

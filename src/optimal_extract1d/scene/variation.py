@@ -22,9 +22,32 @@ from . import trace
 from .choice import choose_orders
 from .model import SceneSettings
 
-__all__ = ["KernelVariation", "vary_kernel"]
+__all__ = ["BinData", "KernelVariation", "vary_kernel"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BinData:
+    """The bins' coadded profiles and the kernel fitted in them.
+
+    Attributes
+    ----------
+    values, sigma : ndarray, shape (n_cross, n_bins)
+        Coadded bin profiles and their uncertainties.
+    fits : trace.BinFits
+        The kernel fitted in every bin.
+    extra : dict of str to ndarray, shape (n_bins,)
+        Template parameters the data set per bin.
+    wavelength : ndarray, shape (n_bins,)
+        Wavelength at every bin's center column.
+    """
+
+    values: np.ndarray
+    sigma: np.ndarray
+    fits: trace.BinFits
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    wavelength: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,8 @@ class KernelVariation:
     column_params : dict of str to ndarray, shape (n_disp,)
         Template parameters the data set per column (the wavelength of a
         tabulated PSF); empty for analytic templates.
+    bins : BinData or None
+        The bin fits, when the kernel was fitted in bins.
     """
 
     template: KernelTemplate
@@ -49,6 +74,7 @@ class KernelVariation:
     fwhm: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
     column_params: dict[str, np.ndarray] = field(default_factory=dict)
+    bins: BinData | None = None
 
 
 def vary_kernel(
@@ -152,7 +178,14 @@ def vary_kernel(
             out=fwhm,
             variable="wavelength",
         )
-    return KernelVariation(template, centers, np.clip(fwhm, 0.5, None), meta, flat.column_params)
+    return KernelVariation(
+        template,
+        centers,
+        np.clip(fwhm, 0.5, None),
+        meta,
+        flat.column_params,
+        BinData(*profiles, bins, per_bin, mid_lam),
+    )
 
 
 def _orders(

@@ -1,0 +1,431 @@
+"""The core + halo family (`.psf.halo.CoreHalo1D`), weighed over the whole slit's bins.
+
+A halo of ~10 % of the flux, a few core FWHM wide, is nearly degenerate in
+one kernel slice with a Gaussian a little too wide plus the per-column
+background: the slice of a S/N 30 continuum gains a chi2 of 5-10 from it,
+while the flux a Gaussian leaves to the background is 3-4 %. The whole slit
+holds ~15 times the slice's evidence. So under ``kernel = "auto"``, once the
+slice chose a Gaussian or a Moffat and the kernel was fitted in bins along
+the dispersion (`.variation.vary_kernel`), `halo_over_bins` fits the core +
+halo to the same bins -- its center and core width per bin, as the chosen
+family's, its halo ``fraction`` one value for the whole slit, its ``ratio``
+held at `HALO_RATIO` -- and `HaloEvidence.wins` when its ``chi2_eff`` over
+the bins (`.criterion.Criterion.chi2`: a template's misfit at high S/N does
+not buy it) is lower by more than the criterion's cost ``k ln(n)`` (one
+parameter over a Gaussian, none over a Moffat, whose index it replaces),
+``n`` the bins' pixels. A fraction on its bound (0 is the Gaussian) is not a
+candidate. A fraction that changes linearly with the wavelength is then
+fitted too, and kept when its slope lowers the bins' chi2 by more than
+``ln n``. Without a background the halo's wings could stand in for a faint
+sky: where a sky lowers the bins' chi2 as much as the halo, both are fitted
+again with a constant in every bin, and the halo pays for it too.
+
+The ratio is held: a broad halo and a sky are so nearly degenerate that the
+bins rarely constrain it (a ratio of 1.5 or 2.3 differ by a chi2 of ~5 at
+S/N 30, and by 1.5 % in flux), and where a fitted one pays, at S/N 100, it
+pays for other misfits of the profile.
+
+The fit is skipped when it cannot win: when the chi2 the chosen family
+leaves above the bins' degrees of freedom cannot pay for it, or when the
+core + halo, evaluated at two fractions at the bins' fitted centers (the core
+as narrow as puts the whole profile's FWHM at the chosen family's; fluxes
+and background solved exactly, all at once), does not lower the chi2 by a
+quarter of a parameter's cost (`SCREEN`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from itertools import product
+from typing import Any
+
+import numpy as np
+from astropy.modeling import models
+
+from ..core.horne import polynomial_basis
+from ..psf.halo import FWHM_PER_SIGMA, CoreHalo1D, fwhm_over_core
+from ..psf.kernel import (
+    WAVELENGTH_PARAM,
+    KernelFit,
+    KernelTemplate,
+    fitted_params,
+    make_template,
+    with_params,
+)
+from ..psf.linear import solve_linear
+from ..psf.profilefit import at_bound, component_shapes
+from . import trace
+from .criterion import CRITERION
+from .model import SceneSettings
+from .variation import BinData
+
+__all__ = ["HALO_RATIO", "SCREEN", "HaloEvidence", "halo_over_bins", "halo_template"]
+
+# The family's template, built once (an astropy model costs ~0.7 ms to make; templates
+# are never changed in place, `.psf.kernel.with_params` copies them).
+_HALO = make_template("halo")
+#: The halo's ``gamma`` over the core's FWHM unless the bins pay for fitting it: the
+#: example PSF file's (``scripts/make_example_psf.py``).
+HALO_RATIO = 1.5
+#: The halo is fitted when the best grid shape lowers the bins' chi2 by this share of
+#: one parameter's cost: the fit gained up to 3.5 times the grid's (it also refits the
+#: centers and widths), and a gain below the cost does not win.
+SCREEN = 0.25
+#: The screening grid: halo ``gamma`` over the core FWHM and halo flux share; the core
+#: is as narrow as puts the whole profile's FWHM at the chosen family's in each bin.
+RATIO_GRID = (HALO_RATIO,)
+FRACTION_GRID = (0.05, 0.12)
+
+
+@dataclass(frozen=True)
+class HaloEvidence:
+    """The core + halo fitted to the bins, against the chosen family.
+
+    Attributes
+    ----------
+    ratio, fraction : float
+        Halo shape (the fit's, or the best grid point's when not fitted).
+    gain : float
+        Chi2 over the bins of the chosen family less the core + halo's.
+    cost : float
+        The criterion's cost of the extra shape parameters, ``k ln(n)``.
+    n_pixels : int
+        Pixels of the bins compared.
+    fitted : bool
+        Whether the core + halo was fitted (else the grid showed no halo).
+    why : str
+        Why the core + halo is not a candidate ("" when it is).
+    slope, reference : float
+        Change of the fraction per micron, and the wavelength of ``fraction``.
+    slope_fitted : bool
+        Whether the slope was fitted (else held at 0).
+    slope_gain : float
+        Chi2 the slope gained.
+    bkg_order : int or None
+        Background degree the bins weighed the halo with, when not the slice's
+        (a constant, where the slice chose none and a sky described the bins
+        as well as the halo).
+    """
+
+    ratio: float
+    fraction: float
+    gain: float
+    cost: float
+    n_pixels: int
+    fitted: bool
+    why: str = ""
+    slope: float = 0.0
+    reference: float = 0.0
+    slope_fitted: bool = False
+    slope_gain: float = 0.0
+    bkg_order: int | None = None
+
+    @property
+    def wins(self) -> bool:
+        """The core + halo is a candidate and lowers the chi2 by more than its cost."""
+        return self.fitted and not self.why and self.gain > self.cost
+
+    def to_meta(self) -> dict[str, Any]:
+        """Plain values for the spectrum metadata."""
+        return {
+            "criterion": "chi2 + k ln(n) over the bins",
+            "chosen": self.wins,
+            "ratio": float(self.ratio),
+            "slope": float(self.slope),
+            "slope_fitted": bool(self.slope_fitted),
+            "slope_chi2_gain": float(self.slope_gain),
+            "reference_um": float(self.reference),
+            "bkg_order": self.bkg_order,
+            "fraction": float(self.fraction),
+            "chi2_gain": float(self.gain),
+            "cost": float(self.cost),
+            "n_pixels": int(self.n_pixels),
+            "why": self.why or ("not fitted: no grid point paid" if not self.fitted else ""),
+        }
+
+
+def halo_template(evidence: HaloEvidence) -> KernelTemplate:
+    """The core + halo with the bins' halo shape set and held (not refitted)."""
+    shape = {
+        "ratio": evidence.ratio,
+        "fraction": evidence.fraction,
+        "slope": evidence.slope,
+        "reference": evidence.reference,
+    }
+    template = with_params(_HALO, shape)
+    model = template.model.copy()
+    for name in ("ratio", "fraction", "slope"):
+        getattr(model, name).fixed = True
+    return replace(template, model=model)
+
+
+def halo_over_bins(
+    template: KernelTemplate, data: BinData, *, fit: KernelFit, settings: SceneSettings
+) -> HaloEvidence | None:
+    """The core + halo against ``template`` (a Gaussian or Moffat) on the bins of ``data``.
+
+    The halo's ratio is held at `HALO_RATIO`; its fraction is one value for
+    the slit (one shape parameter beyond the center and width) and, when that
+    pays, also a linear function of the wavelength, kept only when the slope
+    pays for its own parameter too.
+
+    Parameters
+    ----------
+    template : KernelTemplate
+        The chosen family, with the shape the bins fitted.
+    data : BinData
+        The bins' profiles and ``template``'s fits to them.
+    fit : KernelFit
+        The slice fit: its center starts the bins, its components move with the source.
+    settings : SceneSettings
+        ``bkg_order`` (an integer) and ``fit_trace``.
+
+    Returns
+    -------
+    HaloEvidence or None
+        None when there is nothing to compare (not a Gaussian or Moffat, no
+        background, fewer than two good bins).
+    """
+    kind = type(template.model)
+    if kind not in (models.Gaussian1D, models.Moffat1D) or data.fits.chi2.size == 0:
+        return None
+    good = data.fits.good & np.isfinite(data.fits.chi2)
+    if good.sum() < 2:
+        return None
+    # shape parameters beyond the center and width: the fraction (and the ratio when
+    # fitted) against the Moffat's index or nothing
+    own = len(fitted_params(template)) - 2
+    basis = polynomial_basis(data.values.shape[0], int(settings.bkg_order))
+    offsets = np.asarray(fit.offsets, float)
+    values, sigma = data.values[:, good], data.sigma[:, good]
+    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
+    penalty = CRITERION.penalty(n_pixels)
+    base = float(np.sum(data.fits.chi2[good]))
+    dof = n_pixels - int(good.sum()) * (1 + len(offsets) + basis.shape[1] + 2)
+    if _cannot_win(base, dof, 1 - own, penalty):
+        return HaloEvidence(HALO_RATIO, np.nan, 0.0, (1 - own) * penalty, n_pixels, False)
+    grid, grid_chi2 = _grid(values, sigma, data.fits, good, basis=basis, offsets=offsets)
+    best = int(np.argmin(grid_chi2))
+    ratio, fraction, core = grid[best]
+    if base - grid_chi2[best] < SCREEN * penalty:
+        gain = base - grid_chi2[best]
+        return HaloEvidence(ratio, fraction, gain, (1 - own) * penalty, n_pixels, False)
+    width = float(np.median(data.fits.fwhm[good])) * core
+    start = {
+        "ratio": ratio,
+        "fraction": fraction,
+        "slope": 0.0,
+        "reference": float(np.median(data.wavelength[good])),
+    }
+    # one fraction for the slit; then a fraction that changes linearly with the
+    # wavelength, kept only where it pays for its parameter
+    held = _fit_bins(
+        start,
+        data,
+        fit=fit,
+        settings=settings,
+        width=width,
+        slope=False,
+        bkg_order=int(settings.bkg_order),
+    )
+    at = {"basis": basis, "offsets": offsets}
+    best = replace(
+        _evidence(held, data, good, extra_terms=1 - own, base=template, **at),
+        reference=start["reference"],
+    )
+    if not best.wins:
+        return best
+    bkg_order = int(settings.bkg_order)
+    if bkg_order < 0:
+        # without a background the halo's wings are the only model of a faint sky:
+        # where a sky describes the bins as well, the halo is weighed again on top
+        # of a constant in every bin, the chosen family refitted with one too
+        sky = _sky_gain(template, data, good, offsets=offsets)
+        plain = float(np.sum(data.fits.chi2[good]) - np.sum(held.chi2[good]))
+        if sky >= plain:
+            bkg_order = 0
+            data = replace(data, fits=_refit_base(template, data, fit=fit, settings=settings))
+            good = good & data.fits.good & np.isfinite(data.fits.chi2)
+            at = {"basis": polynomial_basis(data.values.shape[0], 0), "offsets": offsets}
+            held = _fit_bins(
+                start, data, fit=fit, settings=settings, width=width, slope=False, bkg_order=0
+            )
+            # the halo brings the constant the slice did not want: one term more
+            best = replace(
+                _evidence(held, data, good, extra_terms=2 - own, base=template, **at),
+                reference=start["reference"],
+                bkg_order=0,
+            )
+            if not best.wins:
+                return replace(best, why=f"a sky gains as much ({sky:.1f}); over it, no halo")
+    # a fraction that changes linearly with the wavelength, against the one fraction
+    start = {**start, "fraction": best.fraction}
+    sloped = _fit_bins(
+        start, data, fit=fit, settings=settings, width=width, slope=True, bkg_order=bkg_order
+    )
+    slope = _evidence(sloped, replace(data, fits=held), good, extra_terms=1, base=None, **at)
+    if slope.wins:
+        best = replace(
+            best,
+            fraction=slope.fraction,
+            slope=slope.slope,
+            slope_fitted=True,
+            slope_gain=slope.gain,
+        )
+    return best
+
+
+def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> float:
+    """Chi2 the chosen family's bins gain from a sky (the profiles held as fitted).
+
+    The sky is uniform across the slit and linear along the bins: two terms
+    shared by all bins, solved with every bin's component fluxes at once.
+    """
+    fits = data.fits
+    cp, wp = template.center_param, template.width_param
+    params = {cp: fits.center[good], wp: fits.fwhm[good] / template.fwhm_per_width()}
+    params.update({k: np.asarray(v, float)[good] for k, v in data.extra.items()})
+    y = np.arange(data.values.shape[0], dtype=float)
+    shapes = component_shapes(template, y, params, offsets=offsets)
+    n_cross, n_good, n_comp = shapes.shape
+    values, sigma = data.values[:, good], data.sigma[:, good]
+    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
+    w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
+    d = np.where(ok, values, 0.0) * w
+    design = np.zeros((n_cross, n_good, n_good * n_comp + 2))
+    bins = np.arange(n_good)
+    for j in range(n_comp):
+        design[:, bins, bins * n_comp + j] = shapes[:, :, j]
+    design[:, :, -2] = 1.0
+    design[:, :, -1] = np.linspace(-1.0, 1.0, n_good)[None, :]
+    design *= w[:, :, None]
+    a, rhs = design.reshape(-1, design.shape[2]), d.reshape(-1)
+    with_sky = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    without = np.linalg.lstsq(a[:, :-2], rhs, rcond=None)[0]
+    chi2_sky = np.sum((rhs - a @ with_sky) ** 2)
+    return float(np.sum((rhs - a[:, :-2] @ without) ** 2) - chi2_sky)
+
+
+def _refit_base(template, data: BinData, *, fit, settings) -> trace.BinFits:
+    """The chosen family fitted to every bin with a constant background."""
+    return trace.fit_bins(
+        template,
+        data.values,
+        data.sigma,
+        bkg_order=0,
+        center=fit.center,
+        fwhm=fit.fwhm,
+        fit_center=bool(settings.fit_trace),
+        fit_fwhm=True,
+        offsets=fit.offsets,
+        extra=data.extra,
+    )
+
+
+def _fit_bins(start, data: BinData, *, fit, settings, width, slope, bkg_order) -> trace.BinFits:
+    """The core + halo fitted to every bin; its fraction (and slope) one value for all."""
+    halo = with_params(_HALO, start)
+    model = halo.model.copy()
+    model.slope.fixed = not slope
+    model.ratio.fixed = True
+    return trace.fit_bins(
+        replace(halo, model=model),
+        data.values,
+        data.sigma,
+        bkg_order=bkg_order,
+        center=fit.center,
+        fwhm=width,
+        fit_center=bool(settings.fit_trace),
+        fit_fwhm=True,
+        offsets=fit.offsets,
+        extra={WAVELENGTH_PARAM: data.wavelength},
+    )
+
+
+def _evidence(
+    fitted: trace.BinFits, data: BinData, good, *, extra_terms: int, base, basis, offsets
+) -> HaloEvidence:
+    """The chi2_eff the core + halo gains over the bins both fitted, and its cost.
+
+    ``chi2_eff`` (`.criterion.Criterion.chi2`) weighs the residuals against the
+    noise and the template error, as the orders along the dispersion are
+    chosen: a bright slit cannot buy the halo with a template's misfit.
+    """
+    both = good & fitted.good & np.isfinite(fitted.chi2)
+    shape = fitted.shape_params
+    n_pixels = int(np.sum(np.isfinite(data.values[:, both]) & (data.sigma[:, both] > 0)))
+    cost = extra_terms * CRITERION.penalty(n_pixels)
+    if base is None:  # against the bins' other fit of the halo: the plain chi2
+        gain = float(np.sum(data.fits.chi2[both]) - np.sum(fitted.chi2[both]))
+    else:
+        halo = with_params(_HALO, shape)
+        at = {"basis": basis, "offsets": offsets, "data": data, "bins": both}
+        gain = _chi2_eff(base, data.fits, data.extra, **at) - _chi2_eff(
+            halo, fitted, {WAVELENGTH_PARAM: data.wavelength}, **at
+        )
+    values = {n: np.array([v]) for n, v in shape.items()}
+    bounds = {n: getattr(CoreHalo1D, n).bounds for n in values}
+    why = ""
+    if at_bound(values, list(values), bounds, n_prof=1)[0]:
+        why = "shape parameter on its bound"
+    elif both.sum() < max(2, good.sum() // 2):
+        why = "too few bins fitted"
+    return HaloEvidence(
+        shape.get("ratio", HALO_RATIO),
+        shape["fraction"],
+        gain,
+        cost,
+        n_pixels,
+        True,
+        why,
+        slope=shape.get("slope", 0.0),
+    )
+
+
+def _chi2_eff(template, fits: trace.BinFits, extra, *, basis, offsets, data, bins) -> float:
+    """``chi2_eff`` of ``template`` at the bins' fitted centers and widths, summed."""
+    cp, wp = template.center_param, template.width_param
+    params = {cp: fits.center[bins], wp: fits.fwhm[bins] / template.fwhm_per_width()}
+    params.update({k: np.asarray(v, float)[bins] for k, v in extra.items()})
+    y = np.arange(data.values.shape[0], dtype=float)
+    shapes = component_shapes(template, y, params, offsets=offsets)
+    values, sigma = data.values[:, bins], data.sigma[:, bins]
+    resid, *_ = solve_linear(shapes, values, sigma, basis=basis)
+    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
+    model = np.where(ok, np.nan_to_num(values) / np.where(ok, sigma, 1.0), 0.0) - resid
+    return float(np.sum(CRITERION.chi2(resid, model)))
+
+
+def _cannot_win(chi2: float, dof: int, extra_terms: int, penalty: float) -> bool:
+    """The chi2 left above the bins' degrees of freedom cannot pay for the halo.
+
+    As `.scene.fit._cannot_win`: the halo can gain about that excess plus one
+    per parameter, give or take two standard deviations of the chi2.
+    """
+    dof = max(dof, 1)
+    possible = chi2 - dof + extra_terms + 2.0 * np.sqrt(2.0 * dof)
+    return possible < extra_terms * penalty
+
+
+def _grid(values, sigma, fits: trace.BinFits, good, *, basis, offsets):
+    """Chi2 over the good bins of the core + halo at every grid point, and the grid.
+
+    Every grid point's shape is evaluated at the chosen family's bin centers
+    and FWHM (`.psf.halo.fwhm_over_core`), its fluxes and background solved
+    exactly (all points and bins at once).
+    """
+    grid = [(r, f, 1.0 / fwhm_over_core(r, f)) for r, f in product(RATIO_GRID, FRACTION_GRID)]
+    n_bins, n_grid = int(good.sum()), len(grid)
+    ratio, fraction, core = (np.repeat(np.array(g, float), n_bins) for g in zip(*grid, strict=True))
+    params = {
+        "mean": np.tile(fits.center[good], n_grid),
+        "stddev": np.tile(fits.fwhm[good], n_grid) * core / FWHM_PER_SIGMA,
+        "ratio": ratio,
+        "fraction": fraction,
+    }
+    y = np.arange(values.shape[0], dtype=float)
+    shapes = component_shapes(_HALO, y, params, offsets=offsets)
+    data, noise = np.tile(values, (1, n_grid)), np.tile(sigma, (1, n_grid))
+    resid, *_ = solve_linear(shapes, data, noise, basis=basis)
+    chi2 = np.sum(resid**2, axis=0).reshape(n_grid, n_bins).sum(axis=1)
+    return grid, chi2

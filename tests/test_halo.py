@@ -1,0 +1,117 @@
+"""The core + halo family: its pixel integrals, and its choice under kernel="auto"."""
+
+import numpy as np
+import pytest
+from conftest import slit_data_from_sim
+from scipy.integrate import quad
+
+from optimal_extract1d.core.horne import extract_columns
+from optimal_extract1d.io.psfref import EXAMPLE_PSF, read_psf_file
+from optimal_extract1d.params import ExtractParams
+from optimal_extract1d.pipeline.slit import extract_slit
+from optimal_extract1d.psf.evaluate import evaluate_with_derivatives
+from optimal_extract1d.psf.halo import CoreHalo1D, fwhm_over_core, halo_pixels
+from optimal_extract1d.psf.kernel import make_template
+from optimal_extract1d.sim.simulate import ResidualSky, simulate_slit
+
+PARAMS = {
+    "mean": 0.3,
+    "stddev": 1.1,
+    "ratio": 1.7,
+    "fraction": 0.15,
+    "slope": 0.02,
+    "wavelength": 3.0,
+    "reference": 2.0,
+}
+
+
+def test_the_pixel_integrals_are_the_profile_integrated_over_each_pixel():
+    y = np.arange(-12.0, 13.0)
+    values, _ = halo_pixels(
+        y, CoreHalo1D(), {k: np.array([v]) for k, v in PARAMS.items()}, names=()
+    )
+    args = (1.0, *PARAMS.values())
+    exact = [quad(lambda x: CoreHalo1D.evaluate(x, *args), a - 0.5, a + 0.5)[0] for a in y]
+    np.testing.assert_allclose(values[:, 0], exact, atol=1e-12)
+    total = quad(lambda x: CoreHalo1D.evaluate(x, *args), -np.inf, np.inf)[0]
+    assert total == pytest.approx(1.0, abs=1e-8)  # the amplitude is the flux
+
+
+@pytest.mark.parametrize("name", ["mean", "stddev", "ratio", "fraction", "slope"])
+def test_the_derivatives_match_finite_differences(name):
+    template = make_template("halo")
+    y = np.arange(-10.0, 11.0)
+    params = {k: np.array([v, 0.8 * v + 0.1]) for k, v in PARAMS.items()}
+    _, grads = evaluate_with_derivatives(template, y, params, names=[name])
+    step = 1e-6
+    up = {**params, name: params[name] + step}
+    down = {**params, name: params[name] - step}
+    numeric = (
+        halo_pixels(y, template.model, up, names=())[0]
+        - halo_pixels(y, template.model, down, names=())[0]
+    ) / (2 * step)
+    np.testing.assert_allclose(grads[name], numeric, atol=1e-8)
+
+
+def test_the_halo_widens_the_half_maximum():
+    assert fwhm_over_core(1.5, 0.0) == pytest.approx(1.0)
+    assert 1.0 < fwhm_over_core(1.5, 0.1) < fwhm_over_core(1.5, 0.3)
+
+
+def _oracle_ratio(sim, res):
+    """The extraction's squared error over the oracle's (true profile and variance)."""
+    best = extract_columns(
+        sim.data, sim.true_variance, sim.true_profile, mask=~np.isfinite(sim.data)
+    )
+    good = np.isfinite(res.flux) & np.isfinite(best.flux)
+    return np.sum((res.flux[good] - sim.flux[good]) ** 2) / np.sum(
+        (best.flux[good] - sim.flux[good]) ** 2
+    )
+
+
+def _core_halo_slit(rng, snr):
+    """A slit drawn from the example PSF file: a Gaussian core with a Moffat 1.5 halo."""
+    psf = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
+    return simulate_slit(
+        rng,
+        n_disp=400,
+        snr=snr,
+        spectrum=np.ones(400),
+        psf=psf,
+        psf_scale=1.3,
+        curvature=1.0,
+        sky=ResidualSky(level=0.005, tilt=0.3),
+    )
+
+
+def test_defaults_choose_the_halo_for_a_core_halo_source_and_recover_its_flux(rng):
+    biases, gaussian_biases = [], []
+    for _ in range(3):
+        sim = _core_halo_slit(rng, 30.0)
+        sd = slit_data_from_sim(sim)
+        (res,) = extract_slit(sd, ExtractParams())
+        halo = res.metadata["model_choice"]["halo"]
+        assert halo["chosen"] and halo["chi2_gain"] > halo["cost"]
+        assert res.metadata["kernel"]["kernel"] == "halo"
+        assert 0.05 < halo["fraction"] < 0.2  # the file's wings hold 8-14 % of the flux
+        biases.append(np.nanmedian(res.flux / sim.flux) - 1)
+        # a Gaussian leaves the halo to the background
+        (gaussian,) = extract_slit(sd, ExtractParams(kernel="gaussian"))
+        gaussian_biases.append(np.nanmedian(gaussian.flux / sim.flux) - 1)
+    # one fraction for the slit, where the file's wings grow from 8 to 14 %: a slit
+    # can be ~1 % off, the flux is right on average
+    assert abs(np.mean(biases)) < 0.005
+    assert np.max(np.abs(biases)) < 0.015
+    assert np.mean(gaussian_biases) < -0.03
+
+
+def test_the_halo_is_not_chosen_for_a_gaussian_or_a_moffat_source(rng):
+    for shape in ("gaussian", "gaussian", "moffat"):
+        sim = simulate_slit(
+            rng, n_disp=400, snr=100.0, spectrum=np.ones(400), shape=shape, fwhm=(1.6, 3.2)
+        )
+        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+        halo = res.metadata["model_choice"].get("halo")
+        assert halo is None or not halo["chosen"]
+        assert res.metadata["kernel"]["kernel"] != "halo"
+        assert _oracle_ratio(sim, res) < 1.05
