@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import horne_variance, median_ratio_tolerance, slit_data_from_sim
 
+from optimal_extract1d.core.horne import extract_columns
 from optimal_extract1d.io.psfref import EXAMPLE_PSF, read_psf_file
 from optimal_extract1d.params import ExtractParams
 from optimal_extract1d.pipeline.extraction import extract_slit
@@ -249,3 +250,30 @@ def test_a_faint_slit_without_a_catalogue_position_says_it_used_the_slit_center(
     (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
     assert res.metadata["status"] == "fixed_kernel"
     assert res.metadata["fallback_position"] == {"center": 15.0, "origin": "slit center"}
+
+
+def test_the_refit_with_the_model_variance_removes_the_data_variance_bias():
+    """The pipeline's VAR_POISSON is computed from the data, so a first kernel fit
+    weighs the pixels that fluctuated low more, and its profile is a little off.
+    Horne's loop refits the kernel with the model variance: paired with the Horne
+    sum on the true profile and variance (same noise draw), the defaults' flux
+    stays within 0.15 %. Without the refit for variance changes below 10 %
+    (the core's changes are 3-8 % here), it was 0.2-0.3 % low."""
+    rng = np.random.default_rng(7)
+    diffs = []
+    for _ in range(16):
+        sim = simulate_slit(
+            rng,
+            n_disp=400,
+            snr=15.0,
+            fwhm=(1.6, 3.2),
+            curvature=1.5,
+            poisson_from_data=True,
+            spectrum=np.ones(400),
+        )
+        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+        mask = ~np.isfinite(sim.data)
+        data = np.where(mask, np.nan, sim.data)
+        oracle = extract_columns(data, sim.true_variance, sim.true_profile, mask=mask)
+        diffs.append((res.flux - oracle.flux) / sim.flux)
+    assert abs(np.nanmedian(np.concatenate(diffs))) < 0.0015

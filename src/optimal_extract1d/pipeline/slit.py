@@ -43,13 +43,11 @@ __all__ = ["extract_slit", "scene_settings", "CORE_PROFILE", "NOISE_RETEST"]
 log = logging.getLogger(__name__)
 
 # The kernel is refitted with the model variance when it changed the variance of
-# the trace core (profile above CORE_PROFILE) by more than this (median). Weights
-# off by a relative delta inflate the kernel parameters' variance by about
-# delta**2 (0.01 at 0.1), and the flux depends on them at second order: on 240
-# simulated slits (S/N 10-150, with and without nods) 0.1 and 0.02 gave the same
-# bias, calib and mean squared error to 4 digits, while a third of the slits of the
-# speed benchmark (median changes of 2-4.5 %) were fitted twice at 0.02.
-REFIT_VARIANCE_CHANGE = 0.1
+# the trace core (profile above CORE_PROFILE) by more than this (median). Not more:
+# with the pipeline's data-derived VAR_POISSON a first-round kernel fit is biased
+# (pixels that fluctuated low weigh more); at 5 or 10 % a S/N-10 slit was left
+# with -0.4 % where the refit gives 0.0 % (docs/algorithm.rst, section 10).
+REFIT_VARIANCE_CHANGE = 0.02
 #: Further sources are re-tested when the slice's real noise exceeds the
 #: propagated one by more than this factor.
 NOISE_RETEST = 1.1
