@@ -27,7 +27,12 @@ Scenes: a base (Gaussian PSF whose FWHM doubles across the band, trace bowed
 by 1.5 px, residual sky of 0.5 % of the source per pixel, no nods), each
 factor varied on its own, and three realistic combinations. The PSF is
 Gaussian, Moffat (beta 2.5) or tabulated (the shipped example PSF's profiles,
-wings included, stretched to the same FWHM law: a non-analytic PSF); the
+wings included, stretched to the same FWHM law: a non-analytic PSF). The
+example PSF's wings are a Moffat of index 1.5 and width 1.5 x the core FWHM,
+which is the halo `kernel = auto` weighs (`optimal_extract1d.scene.halo`), so
+a second tabulated PSF has other wings: ``tabulated-x2``, the same core and
+flux share with Lorentzian wings (falling as x^-2, as the 2-D Airy pattern's
+collapse does); the
 FWHM grows from 1.6 px to x1, x2 or x3; the trace is ``15 +- 1 + 0.3 u +
 c u^2`` (u in [-1, 1], c = 1.5 bowed, 0 straight); the residual sky
 (`ResidualSky`) is the given fraction of the source's continuum flux per
@@ -77,6 +82,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import logging
 import subprocess
 import sys
@@ -88,6 +94,7 @@ from pathlib import Path
 
 import numpy as np
 from accuracy import TO_JY, box_reference, jwst_box
+from scipy.special import erf
 
 from optimal_extract1d import OptimalExtract1dStep
 from optimal_extract1d.core.horne import extract_columns, polynomial_basis
@@ -96,6 +103,7 @@ from optimal_extract1d.psf.tabulated import PSFTable
 from optimal_extract1d.sim.models import make_multislit
 from optimal_extract1d.sim.simulate import ResidualSky, simulate_slit
 
+EXAMPLE_PSF_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_example_psf.py"
 SNR_LEVELS = (3.0, 10.0, 30.0, 100.0)
 N_DISP = 400
 FWHM_BLUE = 1.6
@@ -120,7 +128,7 @@ TARGETS = {
 @dataclass(frozen=True)
 class Scene:
     varied: str
-    psf: str = "gaussian"  # gaussian, moffat or tabulated
+    psf: str = "gaussian"  # gaussian, moffat, or a key of TABULATED
     widening: float = 2.0  # FWHM at the red end over that at the blue end
     bowed: bool = True
     sky: float = 0.005  # residual sky per pixel, fraction of the continuum flux per column
@@ -131,7 +139,7 @@ class Scene:
     def label(self) -> str:
         width = "constant" if self.widening == 1 else f"×{self.widening:g}"
         parts = [
-            self.psf,
+            PSF_LABELS.get(self.psf, self.psf),
             f"FWHM {width}",
             "bowed" if self.bowed else "straight",
             f"sky {100 * self.sky:g} %" if self.sky else "no sky",
@@ -147,6 +155,7 @@ SCENES = (
     BASE,
     replace(BASE, varied="PSF", psf="moffat"),
     replace(BASE, varied="PSF", psf="tabulated"),
+    replace(BASE, varied="PSF", psf="tabulated-x2"),
     replace(BASE, varied="width", widening=1.0),
     replace(BASE, varied="width", widening=3.0),
     replace(BASE, varied="trace", bowed=False),
@@ -162,13 +171,54 @@ LINE_SCENES = (
 )
 
 
-def tabulated_psf(directory: Path) -> tuple[PSFTable, Path]:
-    """The example PSF stretched to the base FWHM law (1.6 -> 3.2 px, linear in wavelength).
+#: The tabulated PSFs: scene.psf -> how its profiles are made (`tabulated_psfs`).
+TABULATED = ("tabulated", "tabulated-x2")
+PSF_LABELS = {"tabulated-x2": "tabulated, x⁻² wings"}
+
+
+def tabulated_psfs(directory: Path) -> dict[str, tuple[PSFTable, Path]]:
+    """Every PSF of `TABULATED`, as a table and the file it was read from."""
+    return {
+        "tabulated": tabulated_psf(directory, EXAMPLE_PSF),
+        "tabulated-x2": tabulated_psf(directory, lorentzian_wings_psf(directory)),
+    }
+
+
+def lorentzian_wings_psf(directory: Path) -> Path:
+    """The example PSF (``scripts/make_example_psf.py``) with Lorentzian wings.
+
+    The same Gaussian core and wing flux share; the wings, of half width 1.5 x
+    the core FWHM, fall as x^-2 instead of x^-3.
+    """
+    spec = importlib.util.spec_from_file_location("make_example_psf", EXAMPLE_PSF_SCRIPT)
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+
+    def cdf(x, lam):
+        sigma = maker.core_fwhm(lam) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+        core = 0.5 * (1.0 + erf(x / (np.sqrt(2.0) * sigma)))
+        wings = 0.5 + np.arctan(x / (1.5 * maker.core_fwhm(lam))) / np.pi
+        f = maker.wing_fraction(lam)
+        return (1.0 - f) * core + f * wings
+
+    maker._cdf = cdf
+    _, profiles = maker.effective_profiles()
+    return write_psf_file(
+        directory / "lorentzian_wings_psf.fits",
+        profiles,
+        maker.WAVELENGTH,
+        subpix=maker.SUBPIX,
+        center=maker.HALF_WIDTH * maker.SUBPIX,
+    )
+
+
+def tabulated_psf(directory: Path, source: Path) -> tuple[PSFTable, Path]:
+    """A PSF file's profiles stretched to the base FWHM law (1.6 -> 3.2 px, linear in wavelength).
 
     Written to a PSF file (for ``kernel="psf"``) and read back, so the
     simulation and the hand-tuned kernel use the same profiles.
     """
-    table = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
+    table = read_psf_file(source).table("ANY", 1)
     lam = table.wavelength
     target = FWHM_BLUE * (1 + (lam - lam[0]) / (lam[-1] - lam[0]))
     stretch = target / table.fwhm(lam)
@@ -179,7 +229,7 @@ def tabulated_psf(directory: Path) -> tuple[PSFTable, Path]:
         ]
     )
     path = write_psf_file(
-        directory / "stretched_psf.fits",
+        directory / f"stretched_{Path(source).stem}.fits",
         values,
         lam,
         subpix=1 / table.step,
@@ -196,7 +246,7 @@ def slit_kwargs(scene: Scene, psf: PSFTable) -> dict:
         "curvature": 1.5 if scene.bowed else 0.0,
         "poisson_from_data": True,
     }
-    if scene.psf == "tabulated":
+    if scene.psf in TABULATED:
         kwargs["psf"] = psf
     else:
         kwargs.update(shape=scene.psf, fwhm=(FWHM_BLUE, FWHM_BLUE * scene.widening))
@@ -315,18 +365,18 @@ def wavelength_grid() -> np.ndarray:
     return simulate_slit(np.random.default_rng(0), n_disp=N_DISP).wavelength
 
 
-def extract(cell: Cell, directory: Path, *, psf_file: Path) -> dict:
+def extract(cell: Cell, directory: Path, *, psf_file: Path | None) -> dict:
     """The extractions of a cell's file: method -> x1d (``WITH_PSF_FILE`` for a tabulated PSF)."""
     path = directory / "defaults_s2d.fits"
     model = make_multislit(
         cell.sims, filename=path.name, nod_type=NOD_TYPE if cell.scene.nods else None
     )
     model.save(path)
-    kernel = {
-        "gaussian": {"kernel": "gaussian"},
-        "moffat": {"kernel": "moffat"},
-        "tabulated": {"kernel": "psf", "psf_file": str(psf_file)},
-    }[cell.scene.psf]
+    kernel = (
+        {"kernel": "psf", "psf_file": str(psf_file)}
+        if cell.scene.psf in TABULATED
+        else {"kernel": cell.scene.psf}
+    )
     hand = {**kernel, "fit_fwhm": True, "fit_trace": True, "bkg_order": 0 if cell.scene.sky else -1}
     half_width = 1.5 * max(float(np.max(sim.fwhm)) for sim in cell.sims)
     ref = box_reference(cell.sims, directory / "box.json", half_width)
@@ -335,7 +385,7 @@ def extract(cell: Cell, directory: Path, *, psf_file: Path) -> dict:
         "hand-tuned": OptimalExtract1dStep.call(str(path), **hand),
         "jwst box": jwst_box(model, str(ref)),
     }
-    if cell.scene.psf == "tabulated":  # the defaults, told the PSF file
+    if cell.scene.psf in TABULATED:  # the defaults, told the PSF file
         runs[WITH_PSF_FILE] = OptimalExtract1dStep.call(str(path), psf_file=str(psf_file))
     return runs
 
@@ -420,7 +470,7 @@ def figures(x1d, cell: Cell) -> dict:
     return result
 
 
-def run_cell(cell: Cell, directory: Path, *, psf_file: Path) -> dict:
+def run_cell(cell: Cell, directory: Path, *, psf_file: Path | None) -> dict:
     outputs = extract(cell, directory, psf_file=psf_file)
     scores = {method: figures(x1d, cell) for method, x1d in outputs.items()}
     ours, hand = scores["defaults"]["sq"], scores["hand-tuned"]["sq"]
@@ -438,12 +488,13 @@ def run(n_slits: int, seed: int) -> list[tuple[Cell, dict]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        psf, psf_file = tabulated_psf(directory)
+        psfs = tabulated_psfs(directory)
         plan = [(scene, snr) for scene in SCENES for snr in SNR_LEVELS]
         plan += [(scene, LINE_SNR) for scene in LINE_SCENES]
         for scene, snr in plan:
             level = SNR_LEVELS.index(snr) if snr in SNR_LEVELS else len(SNR_LEVELS)
             rng = np.random.default_rng([seed, level])
+            psf, psf_file = psfs.get(scene.psf, psfs["tabulated"])
             cell = simulate_cell(scene, snr, n_slits, rng=rng, psf=psf)
             rows.append((cell, run_cell(cell, directory, psf_file=psf_file)))
     return rows
