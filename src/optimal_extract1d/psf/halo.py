@@ -1,11 +1,13 @@
-"""A Gaussian core with a Moffat (index 1.5) halo: the ``"halo"`` kernel family.
+"""A Gaussian core with a Moffat halo (index 1.5 or 1): the ``"halo"`` kernel family.
 
 A JWST spectrograph's PSF collapsed onto the cross-dispersion axis is a core
 plus extended wings (diffraction, scattering), neither a Gaussian nor a
 Moffat, and a Gaussian or a Moffat fitted to it leaves the wings to the
 per-column background: a few per cent of the flux are lost. `CoreHalo1D` is
-a stiff family between them: a Gaussian core and a Moffat halo of index 1.5
-(wings falling as ``x**-3``, as the example PSF file's) share their center,
+a stiff family between them: a Gaussian core and a Moffat halo share their
+center. The halo's ``index`` is 1.5 (wings falling as ``x**-3``, as the
+example PSF file's) or 1 (a Lorentzian, ``x**-2``: the 2-D Airy pattern's
+wings, falling as ``r**-3``, collapsed across the slit); it is held, and
 the halo's width is tied to the core's FWHM by a ``ratio``, and its share
 of the flux is a ``fraction``, optionally changing linearly with the
 wavelength (``slope``). Under ``kernel = "auto"`` the ratio is held and the
@@ -13,8 +15,9 @@ fraction (and slope) fitted over the whole slit (`.scene.halo`). Its width
 parameter is the core's ``stddev``; the FWHM it reports is the core's.
 
 Both parts have closed-form pixel integrals (the normal CDF, and
-``u / (2 sqrt(1 + u**2))`` for the halo), so `halo_pixels` integrates them
-over the pixels exactly, one ``erf`` and one square root per pixel edge.
+``u / (2 sqrt(1 + u**2))`` or ``arctan(u) / pi`` for the halo), so
+`halo_pixels` integrates them over the pixels exactly, one ``erf`` and one
+square root or arctangent per pixel edge.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from scipy.special import erf
 __all__ = [
     "CoreHalo1D",
     "FRACTION_BOUNDS",
+    "HALO_INDICES",
     "RATIO_BOUNDS",
     "SLOPE_BOUNDS",
     "fwhm_over_core",
@@ -51,15 +55,41 @@ RATIO_BOUNDS = (0.5, 3.0)
 FRACTION_BOUNDS = (0.0, 0.3)
 #: Fit range of the halo share's change per micron (the example PSF's grows 0.013).
 SLOPE_BOUNDS = (-0.05, 0.05)
+#: Halo indices of the family, wings falling as x**-3 (the example PSF file's) and as
+#: x**-2 (a Lorentzian, the Airy pattern collapsed across the slit).
+HALO_INDICES = (1.5, 1.0)
 _SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 
 
+def _halo_density(u, gamma, index):
+    """The unit-area halo at ``u = t / gamma``: Moffat of index 1.5, or a Lorentzian."""
+    if index == 1.0:
+        return 1.0 / (np.pi * gamma * (1.0 + u**2))
+    return 0.5 / gamma * (1.0 + u**2) ** -1.5
+
+
+def _halo_cdf(u, index):
+    """The halo's integral from the center to ``u = t / gamma``."""
+    if index == 1.0:
+        return np.arctan(u) / np.pi
+    return 0.5 * u / np.sqrt(1.0 + u**2)
+
+
+def _check_index(index) -> float:
+    value = float(np.ravel(index)[0])
+    if value not in HALO_INDICES:
+        msg = f"halo index must be one of {HALO_INDICES}, got {value}"
+        raise ValueError(msg)
+    return value
+
+
 class CoreHalo1D(Fittable1DModel):
-    """Gaussian core plus a Moffat halo of index 1.5, sharing their center.
+    """Gaussian core plus a Moffat halo (index 1.5 or 1), sharing their center.
 
     ``amplitude * ((1 - f) N(x; mean, stddev) + f H(x; mean, gamma))`` with
     ``N`` the unit-area Gaussian, ``H`` the unit-area Moffat of index 1.5,
-    ``(1 + ((x - mean) / gamma)**2)**-1.5 / (2 gamma)``,
+    ``(1 + ((x - mean) / gamma)**2)**-1.5 / (2 gamma)``, or of index 1 (a
+    Lorentzian, ``1 / (pi gamma (1 + ((x - mean) / gamma)**2))``),
     ``gamma = ratio * FWHM(core) = ratio * 2 sqrt(2 ln 2) * stddev`` and the
     halo's share ``f = fraction + slope * (wavelength - reference)``: a
     halo that grows (or shrinks) linearly with the wavelength, which the data
@@ -82,6 +112,8 @@ class CoreHalo1D(Fittable1DModel):
         Change of the halo share per unit wavelength (microns).
     wavelength, reference : float
         Wavelength of the profile and of ``fraction`` (microns).
+    index : float
+        The halo's Moffat index, one of `HALO_INDICES`; never fitted.
     """
 
     amplitude = Parameter(default=1.0)
@@ -92,30 +124,32 @@ class CoreHalo1D(Fittable1DModel):
     slope = Parameter(default=0.0, bounds=SLOPE_BOUNDS, fixed=True)
     wavelength = Parameter(default=0.0, fixed=True)
     reference = Parameter(default=0.0, fixed=True)
+    index = Parameter(default=1.5, fixed=True)
 
     @staticmethod
-    def evaluate(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference):
+    def evaluate(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference, index):
         """The profile at ``x``."""
         f = halo_share(fraction, slope, wavelength, reference)
         t = x - mean
         core = np.exp(-0.5 * (t / stddev) ** 2) / (_SQRT_2PI * stddev)
         gamma = ratio * FWHM_PER_SIGMA * stddev
-        halo = 0.5 / gamma * (1.0 + (t / gamma) ** 2) ** -1.5
+        halo = _halo_density(t / gamma, gamma, _check_index(index))
         return amplitude * ((1.0 - f) * core + f * halo)
 
     @staticmethod
-    def fit_deriv(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference):
-        """Derivatives with respect to every parameter (none for the wavelengths)."""
+    def fit_deriv(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference, index):
+        """Derivatives with respect to every parameter (none for the wavelengths and index)."""
         f = halo_share(fraction, slope, wavelength, reference)
         t = x - mean
         core = np.exp(-0.5 * (t / stddev) ** 2) / (_SQRT_2PI * stddev)
         gamma = ratio * FWHM_PER_SIGMA * stddev
         u2 = (t / gamma) ** 2
-        halo = 0.5 / gamma * (1.0 + u2) ** -1.5
-        halo_scale = halo * (3.0 * u2 / (1.0 + u2) - 1.0)  # gamma dH/dgamma
+        p = 2.0 * _check_index(index)  # the density falls as (1 + u2)**(-p / 2)
+        halo = _halo_density(t / gamma, gamma, p / 2.0)
+        halo_scale = halo * (p * u2 / (1.0 + u2) - 1.0)  # gamma dH/dgamma
         d_amplitude = (1.0 - f) * core + f * halo
         d_mean = amplitude * (
-            (1.0 - f) * core * t / stddev**2 + f * halo * 3.0 * t / (gamma**2 * (1.0 + u2))
+            (1.0 - f) * core * t / stddev**2 + f * halo * p * t / (gamma**2 * (1.0 + u2))
         )
         d_stddev = (
             amplitude * ((1.0 - f) * core * ((t / stddev) ** 2 - 1.0) + f * halo_scale) / stddev
@@ -124,7 +158,7 @@ class CoreHalo1D(Fittable1DModel):
         d_fraction = amplitude * (halo - core)
         d_slope = d_fraction * (wavelength - reference)
         zero = np.zeros_like(d_amplitude)
-        return [d_amplitude, d_mean, d_stddev, d_ratio, d_fraction, d_slope, zero, zero]
+        return [d_amplitude, d_mean, d_stddev, d_ratio, d_fraction, d_slope, zero, zero, zero]
 
 
 def halo_share(fraction, slope, wavelength, reference):
@@ -133,12 +167,12 @@ def halo_share(fraction, slope, wavelength, reference):
 
 
 @functools.lru_cache(maxsize=64)
-def fwhm_over_core(ratio: float, fraction: float) -> float:
+def fwhm_over_core(ratio: float, fraction: float, index: float = 1.5) -> float:
     """The whole profile's FWHM over its core's (at least 1: the halo widens the half maximum)."""
     s = 1.0 / FWHM_PER_SIGMA
 
     def excess(x):  # the profile at x less half its peak, for a core of FWHM 1
-        args = (1.0, 0.0, s, ratio, fraction, 0.0, 0.0, 0.0)
+        args = (1.0, 0.0, s, ratio, fraction, 0.0, 0.0, 0.0, index)
         return CoreHalo1D.evaluate(x, *args) - 0.5 * CoreHalo1D.evaluate(0.0, *args)
 
     hi = 0.5
@@ -154,7 +188,8 @@ def halo_pixels(
 
     With pixel edges ``a, b = y -/+ 0.5 - mean``, the core's integral is
     ``(erf(b / s sqrt2) - erf(a / s sqrt2)) / 2`` and the halo's
-    ``C(b / gamma) - C(a / gamma)``, ``C(u) = u / (2 sqrt(1 + u**2))``. With
+    ``C(b / gamma) - C(a / gamma)``, ``C(u) = u / (2 sqrt(1 + u**2))`` (index
+    1.5) or ``arctan(u) / pi`` (index 1). With
     ``n(t)`` and ``h(t)`` the two densities at an edge, ``d/dmean = (1 - f)
     (n(a) - n(b)) + f (h(a) - h(b))``, ``d/dstddev = [(1 - f) (a n(a) - b n(b))
     + f (a h(a) - b h(b))] / s``, ``d/dratio = f (a h(a) - b h(b)) / ratio`` and
@@ -184,6 +219,7 @@ def halo_pixels(
 
     mean, s = value("mean"), value("stddev")
     ratio = value("ratio")
+    index = _check_index(params.get("index", model.index.value))
     lever = value("wavelength") - value("reference")
     f = halo_share(value("fraction"), value("slope"), value("wavelength"), value("reference"))
     gamma = ratio * FWHM_PER_SIGMA * s
@@ -194,9 +230,8 @@ def halo_pixels(
     else:
         t = np.concatenate([y[:, None] - 0.5, y[:, None] + 0.5]) - mean
     u = t / gamma
-    root = np.sqrt(1.0 + u**2)
     core_cdf = 0.5 * erf(t / (np.sqrt(2.0) * s))
-    halo_cdf = 0.5 * u / root
+    halo_cdf = _halo_cdf(u, index)
 
     def pixels(edge_values):
         if contiguous:
@@ -208,7 +243,7 @@ def halo_pixels(
     if not names:
         return values, {}
     n_edge = np.exp(-0.5 * (t / s) ** 2) / (_SQRT_2PI * s)
-    h_edge = 0.5 / (gamma * root**3)
+    h_edge = _halo_density(u, gamma, index)
     # with F(edge) the CDF at an edge, d/dmean = -(F'(b) - F'(a)), and a width w
     # scaling the edges as t / w gives dF/dw = -t F'(t) / w
     derivatives = {

@@ -43,7 +43,7 @@ import numpy as np
 from astropy.modeling import models
 
 from ..core.horne import polynomial_basis
-from ..psf.halo import FWHM_PER_SIGMA, CoreHalo1D, fwhm_over_core
+from ..psf.halo import FWHM_PER_SIGMA, HALO_INDICES, CoreHalo1D, fwhm_over_core
 from ..psf.kernel import (
     WAVELENGTH_PARAM,
     KernelFit,
@@ -71,8 +71,9 @@ HALO_RATIO = 1.5
 #: one parameter's cost: the fit gained up to 3.5 times the grid's (it also refits the
 #: centers and widths), and a gain below the cost does not win.
 SCREEN = 0.25
-#: The screening grid: halo ``gamma`` over the core FWHM and halo flux share; the core
-#: is as narrow as puts the whole profile's FWHM at the chosen family's in each bin.
+#: The screening grid: halo ``gamma`` over the core FWHM and halo flux share, at each
+#: halo index of `.psf.halo.HALO_INDICES`; the core is as narrow as puts the whole
+#: profile's FWHM at the chosen family's in each bin. The best point sets the index.
 RATIO_GRID = (HALO_RATIO,)
 FRACTION_GRID = (0.05, 0.12)
 
@@ -105,6 +106,8 @@ class HaloEvidence:
         Background degree the bins weighed the halo with, when not the slice's
         (a constant, where the slice chose none and a sky described the bins
         as well as the halo).
+    index : float
+        The halo's Moffat index (held; the screening grid's best).
     """
 
     ratio: float
@@ -119,6 +122,7 @@ class HaloEvidence:
     slope_fitted: bool = False
     slope_gain: float = 0.0
     bkg_order: int | None = None
+    index: float = HALO_INDICES[0]
 
     @property
     def wins(self) -> bool:
@@ -131,6 +135,7 @@ class HaloEvidence:
             "criterion": "chi2 + k ln(n) over the bins",
             "chosen": self.wins,
             "ratio": float(self.ratio),
+            "index": float(self.index),
             "slope": float(self.slope),
             "slope_fitted": bool(self.slope_fitted),
             "slope_chi2_gain": float(self.slope_gain),
@@ -151,6 +156,7 @@ def halo_template(evidence: HaloEvidence) -> KernelTemplate:
         "fraction": evidence.fraction,
         "slope": evidence.slope,
         "reference": evidence.reference,
+        "index": evidence.index,
     }
     template = with_params(_HALO, shape)
     model = template.model.copy()
@@ -205,34 +211,48 @@ def halo_over_bins(
     if _cannot_win(base, dof, 1 - own, penalty):
         return HaloEvidence(HALO_RATIO, np.nan, 0.0, (1 - own) * penalty, n_pixels, False)
     grid, grid_chi2 = _grid(values, sigma, data.fits, good, basis=basis, offsets=offsets)
-    best = int(np.argmin(grid_chi2))
-    ratio, fraction, core = grid[best]
-    if base - grid_chi2[best] < SCREEN * penalty:
-        gain = base - grid_chi2[best]
-        return HaloEvidence(ratio, fraction, gain, (1 - own) * penalty, n_pixels, False)
-    width = float(np.median(data.fits.fwhm[good])) * core
-    start = {
-        "ratio": ratio,
-        "fraction": fraction,
-        "slope": 0.0,
-        "reference": float(np.median(data.wavelength[good])),
-    }
-    # one fraction for the slit; then a fraction that changes linearly with the
-    # wavelength, kept only where it pays for its parameter
-    held = _fit_bins(
-        start,
-        data,
-        fit=fit,
-        settings=settings,
-        width=width,
-        slope=False,
-        bkg_order=int(settings.bkg_order),
-    )
+    reference = float(np.median(data.wavelength[good]))
     at = {"basis": basis, "offsets": offsets}
-    best = replace(
-        _evidence(held, data, good, extra_terms=1 - own, base=template, **at),
-        reference=start["reference"],
-    )
+    # one fraction for the slit, at every index whose best grid point passes the screen;
+    # the index whose fit gains more is kept (both hold the same parameters)
+    trials = []
+    for index in HALO_INDICES:
+        point = min((i for i, g in enumerate(grid) if g[2] == index), key=lambda i: grid_chi2[i])
+        if base - grid_chi2[point] < SCREEN * penalty:
+            continue
+        ratio, fraction, _, core = grid[point]
+        width = float(np.median(data.fits.fwhm[good])) * core
+        start = {
+            "ratio": ratio,
+            "fraction": fraction,
+            "slope": 0.0,
+            "reference": reference,
+            "index": index,
+        }
+        held = _fit_bins(
+            start,
+            data,
+            fit=fit,
+            settings=settings,
+            width=width,
+            slope=False,
+            bkg_order=int(settings.bkg_order),
+        )
+        evidence = _evidence(
+            held, data, good, extra_terms=1 - own, base=template, index=index, **at
+        )
+        trials.append((evidence, held, start, width))
+    if not trials:
+        point = int(np.argmin(grid_chi2))
+        ratio, fraction, index, _ = grid[point]
+        gain = base - grid_chi2[point]
+        return HaloEvidence(
+            ratio, fraction, gain, (1 - own) * penalty, n_pixels, False, index=index
+        )
+    best, held, start, width = max(trials, key=lambda t: (t[0].wins, t[0].gain))
+    index = start["index"]
+    at = {**at, "index": index}
+    best = replace(best, reference=reference)
     if not best.wins:
         return best
     bkg_order = int(settings.bkg_order)
@@ -247,6 +267,7 @@ def halo_over_bins(
             data = replace(data, fits=_refit_base(template, data, fit=fit, settings=settings))
             good = good & data.fits.good & np.isfinite(data.fits.chi2)
             at = {"basis": polynomial_basis(data.values.shape[0], 0), "offsets": offsets}
+            at["index"] = index
             held = _fit_bins(
                 start, data, fit=fit, settings=settings, width=width, slope=False, bkg_order=0
             )
@@ -343,7 +364,7 @@ def _fit_bins(start, data: BinData, *, fit, settings, width, slope, bkg_order) -
 
 
 def _evidence(
-    fitted: trace.BinFits, data: BinData, good, *, extra_terms: int, base, basis, offsets
+    fitted: trace.BinFits, data: BinData, good, *, extra_terms: int, base, basis, offsets, index
 ) -> HaloEvidence:
     """The chi2_eff the core + halo gains over the bins both fitted, and its cost.
 
@@ -358,7 +379,7 @@ def _evidence(
     if base is None:  # against the bins' other fit of the halo: the plain chi2
         gain = float(np.sum(data.fits.chi2[both]) - np.sum(fitted.chi2[both]))
     else:
-        halo = with_params(_HALO, shape)
+        halo = with_params(_HALO, {**shape, "index": index})
         at = {"basis": basis, "offsets": offsets, "data": data, "bins": both}
         gain = _chi2_eff(base, data.fits, data.extra, **at) - _chi2_eff(
             halo, fitted, {WAVELENGTH_PARAM: data.wavelength}, **at
@@ -379,6 +400,7 @@ def _evidence(
         True,
         why,
         slope=shape.get("slope", 0.0),
+        index=index,
     )
 
 
@@ -414,18 +436,28 @@ def _grid(values, sigma, fits: trace.BinFits, good, *, basis, offsets):
     and FWHM (`.psf.halo.fwhm_over_core`), its fluxes and background solved
     exactly (all points and bins at once).
     """
-    grid = [(r, f, 1.0 / fwhm_over_core(r, f)) for r, f in product(RATIO_GRID, FRACTION_GRID)]
-    n_bins, n_grid = int(good.sum()), len(grid)
-    ratio, fraction, core = (np.repeat(np.array(g, float), n_bins) for g in zip(*grid, strict=True))
-    params = {
-        "mean": np.tile(fits.center[good], n_grid),
-        "stddev": np.tile(fits.fwhm[good], n_grid) * core / FWHM_PER_SIGMA,
-        "ratio": ratio,
-        "fraction": fraction,
-    }
+    grid, chi2 = [], []
+    n_bins = int(good.sum())
     y = np.arange(values.shape[0], dtype=float)
-    shapes = component_shapes(_HALO, y, params, offsets=offsets)
-    data, noise = np.tile(values, (1, n_grid)), np.tile(sigma, (1, n_grid))
-    resid, *_ = solve_linear(shapes, data, noise, basis=basis)
-    chi2 = np.sum(resid**2, axis=0).reshape(n_grid, n_bins).sum(axis=1)
-    return grid, chi2
+    for index in HALO_INDICES:  # one index per evaluation: the model holds it
+        points = [
+            (r, f, index, 1.0 / fwhm_over_core(r, f, index))
+            for r, f in product(RATIO_GRID, FRACTION_GRID)
+        ]
+        n_grid = len(points)
+        ratio, fraction, _, core = (
+            np.repeat(np.array(g, float), n_bins) for g in zip(*points, strict=True)
+        )
+        params = {
+            "mean": np.tile(fits.center[good], n_grid),
+            "stddev": np.tile(fits.fwhm[good], n_grid) * core / FWHM_PER_SIGMA,
+            "ratio": ratio,
+            "fraction": fraction,
+        }
+        halo = with_params(_HALO, {"index": index})
+        shapes = component_shapes(halo, y, params, offsets=offsets)
+        data, noise = np.tile(values, (1, n_grid)), np.tile(sigma, (1, n_grid))
+        resid, *_ = solve_linear(shapes, data, noise, basis=basis)
+        chi2.extend(np.sum(resid**2, axis=0).reshape(n_grid, n_bins).sum(axis=1))
+        grid.extend(points)
+    return grid, np.asarray(chi2)
