@@ -213,13 +213,19 @@ def halo_over_bins(
     grid, grid_chi2 = _grid(values, sigma, data.fits, good, basis=basis, offsets=offsets)
     reference = float(np.median(data.wavelength[good]))
     at = {"basis": basis, "offsets": offsets}
-    # one fraction for the slit, at every index whose best grid point passes the screen;
-    # the index whose fit gains more is kept (both hold the same parameters)
+    # one fraction for the slit, at every index whose best grid point passes the screen,
+    # the better point first; the index whose fit gains more is kept (both hold the same
+    # parameters). When the first fit does not win, the other is not tried: where
+    # neither index gives a halo (a Gaussian or Moffat source) it costs one fit, not two.
+    points = [
+        min((i for i, g in enumerate(grid) if g[2] == index), key=lambda i: grid_chi2[i])
+        for index in HALO_INDICES
+    ]
     trials = []
-    for index in HALO_INDICES:
-        point = min((i for i, g in enumerate(grid) if g[2] == index), key=lambda i: grid_chi2[i])
-        if base - grid_chi2[point] < SCREEN * penalty:
+    for point in sorted(points, key=lambda i: grid_chi2[i]):
+        if base - grid_chi2[point] < SCREEN * penalty or (trials and not trials[0][0].wins):
             continue
+        index = grid[point][2]
         ratio, fraction, _, core = grid[point]
         width = float(np.median(data.fits.fwhm[good])) * core
         start = {
