@@ -61,9 +61,10 @@ from .variation import BinData
 
 __all__ = ["HALO_RATIO", "SCREEN", "HaloEvidence", "halo_over_bins", "halo_template"]
 
-# The family's template, built once (an astropy model costs ~0.7 ms to make; templates
-# are never changed in place, `.psf.kernel.with_params` copies them).
+# The family's template at each index, built once (an astropy model costs ~0.7 ms to
+# make or copy; templates are never changed in place, `.psf.kernel.with_params` copies them).
 _HALO = make_template("halo")
+_HALOS = {index: with_params(_HALO, {"index": index}) for index in HALO_INDICES}
 #: The halo's ``gamma`` over the core's FWHM unless the bins pay for fitting it: the
 #: example PSF file's (``scripts/make_example_psf.py``).
 HALO_RATIO = 1.5
@@ -158,7 +159,7 @@ def halo_template(evidence: HaloEvidence) -> KernelTemplate:
         "reference": evidence.reference,
         "index": evidence.index,
     }
-    template = with_params(_HALO, shape)
+    template = with_params(_HALOS[evidence.index], shape)
     model = template.model.copy()
     for name in ("ratio", "fraction", "slope"):
         getattr(model, name).fixed = True
@@ -351,7 +352,7 @@ def _refit_base(template, data: BinData, *, fit, settings) -> trace.BinFits:
 
 def _fit_bins(start, data: BinData, *, fit, settings, width, slope, bkg_order) -> trace.BinFits:
     """The core + halo fitted to every bin; its fraction (and slope) one value for all."""
-    halo = with_params(_HALO, start)
+    halo = with_params(_HALOS[start["index"]], start)
     model = halo.model.copy()
     model.slope.fixed = not slope
     model.ratio.fixed = True
@@ -385,7 +386,7 @@ def _evidence(
     if base is None:  # against the bins' other fit of the halo: the plain chi2
         gain = float(np.sum(data.fits.chi2[both]) - np.sum(fitted.chi2[both]))
     else:
-        halo = with_params(_HALO, {**shape, "index": index})
+        halo = with_params(_HALOS[index], shape)
         at = {"basis": basis, "offsets": offsets, "data": data, "bins": both}
         gain = _chi2_eff(base, data.fits, data.extra, **at) - _chi2_eff(
             halo, fitted, {WAVELENGTH_PARAM: data.wavelength}, **at
@@ -460,7 +461,7 @@ def _grid(values, sigma, fits: trace.BinFits, good, *, basis, offsets):
             "ratio": ratio,
             "fraction": fraction,
         }
-        halo = with_params(_HALO, {"index": index})
+        halo = _HALOS[index]
         shapes = component_shapes(halo, y, params, offsets=offsets)
         data, noise = np.tile(values, (1, n_grid)), np.tile(sigma, (1, n_grid))
         resid, *_ = solve_linear(shapes, data, noise, basis=basis)
