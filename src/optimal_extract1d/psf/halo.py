@@ -129,20 +129,18 @@ class CoreHalo1D(Fittable1DModel):
     @staticmethod
     def evaluate(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference, index):
         """The profile at ``x``."""
-        f = halo_share(fraction, slope, wavelength, reference)
-        t = x - mean
-        core = np.exp(-0.5 * (t / stddev) ** 2) / (_SQRT_2PI * stddev)
-        gamma = ratio * FWHM_PER_SIGMA * stddev
+        f, t, core, gamma = _core_parts(
+            x, mean, stddev, ratio, fraction, slope, wavelength, reference
+        )
         halo = _halo_density(t / gamma, gamma, _check_index(index))
         return amplitude * ((1.0 - f) * core + f * halo)
 
     @staticmethod
     def fit_deriv(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference, index):
         """Derivatives with respect to every parameter (none for the wavelengths and index)."""
-        f = halo_share(fraction, slope, wavelength, reference)
-        t = x - mean
-        core = np.exp(-0.5 * (t / stddev) ** 2) / (_SQRT_2PI * stddev)
-        gamma = ratio * FWHM_PER_SIGMA * stddev
+        f, t, core, gamma = _core_parts(
+            x, mean, stddev, ratio, fraction, slope, wavelength, reference
+        )
         u2 = (t / gamma) ** 2
         p = 2.0 * _check_index(index)  # the density falls as (1 + u2)**(-p / 2)
         halo = _halo_density(t / gamma, gamma, p / 2.0)
@@ -159,6 +157,14 @@ class CoreHalo1D(Fittable1DModel):
         d_slope = d_fraction * (wavelength - reference)
         zero = np.zeros_like(d_amplitude)
         return [d_amplitude, d_mean, d_stddev, d_ratio, d_fraction, d_slope, zero, zero, zero]
+
+
+def _core_parts(x, mean, stddev, ratio, fraction, slope, wavelength, reference):
+    """The halo share, offsets from the center, unit-area core and halo ``gamma`` at ``x``."""
+    f = halo_share(fraction, slope, wavelength, reference)
+    t = x - mean
+    core = np.exp(-0.5 * (t / stddev) ** 2) / (_SQRT_2PI * stddev)
+    return f, t, core, ratio * FWHM_PER_SIGMA * stddev
 
 
 def halo_share(fraction, slope, wavelength, reference):
