@@ -431,15 +431,7 @@ def _searched(
     if seed is None:
         return None
     values, sigma, slice_fit = seeded["values"], seeded["sigma"], seeded["slice_fit"]
-    fit = attempt_kernel_fit(
-        with_params(template, slice_fit["extra"] or {}),
-        values,
-        sigma,
-        bkg_order=bkg_order,
-        center=seed.center,
-        fwhm=seed.fwhm,
-        offsets=seed.offsets,
-    )
+    fit = _from_seed(template, seed, values, sigma, bkg_order=bkg_order, extra=slice_fit["extra"])
     if isinstance(fit, FitFailure) or slice_fit["search"] is None:
         return fit
     return find_components(fit, values, sigma, bkg_order=bkg_order, search=slice_fit["search"])
@@ -562,7 +554,23 @@ def _refit_seeded(
     The components that no longer hold up are then dropped
     (`.pruning.prune_components`).
     """
-    fit = attempt_kernel_fit(
+    fit = _from_seed(template, seed, values, sigma, bkg_order=bkg_order, extra=extra)
+    if isinstance(fit, FitFailure) or search is None or not fit.offsets:
+        return fit
+    return prune_components(fit, values, sigma, bkg_order=bkg_order, search=search)
+
+
+def _from_seed(
+    template: KernelTemplate,
+    seed: KernelFit,
+    values: np.ndarray,
+    sigma: np.ndarray,
+    *,
+    bkg_order: int,
+    extra: Mapping[str, float] | None,
+) -> KernelFit | FitFailure:
+    """``template``, with ``extra`` set, fitted from ``seed``'s center, width and components."""
+    return attempt_kernel_fit(
         with_params(template, extra or {}),
         values,
         sigma,
@@ -571,9 +579,6 @@ def _refit_seeded(
         fwhm=seed.fwhm,
         offsets=seed.offsets,
     )
-    if isinstance(fit, FitFailure) or search is None or not fit.offsets:
-        return fit
-    return prune_components(fit, values, sigma, bkg_order=bkg_order, search=search)
 
 
 def _slice(sd: SlitData, variance: np.ndarray, slice_fit: dict) -> tuple[np.ndarray, np.ndarray]:
