@@ -31,6 +31,7 @@ __all__ = [
     "choose_kernel",
     "choose_orders",
     "describe_choice",
+    "score_bins",
     "shape_at_bound",
 ]
 
@@ -226,7 +227,7 @@ def choose_orders(
     width_of = {f: _candidate(mid_lam, bins.fwhm[good], snr, f) for f in fwhm_orders}
     centers = [center_of[t] for t, _ in combos]
     widths = [width_of[f] for _, f in combos]
-    chi2, n_pix = _score(
+    chi2, n_pix = score_bins(
         template,
         values,
         sigma,
@@ -254,8 +255,13 @@ def _candidate(x: np.ndarray, values: np.ndarray, snr: np.ndarray, order: int | 
     return trace.fit_smooth(x, values, snr, order=order)(x)
 
 
-def _score(template, values, sigma, *, centers, widths, offsets, basis, extra):
-    """``chi2_eff`` of every candidate over the bins, and the pixels scored."""
+def score_bins(template, values, sigma, *, centers, widths, offsets, basis, extra):
+    """``chi2_eff`` of every candidate over the bins, and the pixels scored.
+
+    Each candidate sets the kernel's center and width of every bin (None: held
+    at the template's); the fluxes of the source and ``offsets``' components
+    and the background are solved exactly in every bin.
+    """
     n_cross, n_bins = values.shape
     cp, wp = template.center_param, template.width_param
     per = template.fwhm_per_width()

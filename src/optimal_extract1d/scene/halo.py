@@ -55,6 +55,7 @@ from ..psf.kernel import (
 from ..psf.linear import solve_linear
 from ..psf.profilefit import at_bound, component_shapes
 from . import trace
+from .choice import score_bins
 from .criterion import CRITERION
 from .model import SceneSettings
 from .variation import BinData
@@ -413,16 +414,17 @@ def _evidence(
 
 def _chi2_eff(template, fits: trace.BinFits, extra, *, basis, offsets, data, bins) -> float:
     """``chi2_eff`` of ``template`` at the bins' fitted centers and widths, summed."""
-    cp, wp = template.center_param, template.width_param
-    params = {cp: fits.center[bins], wp: fits.fwhm[bins] / template.fwhm_per_width()}
-    params.update({k: np.asarray(v, float)[bins] for k, v in extra.items()})
-    y = np.arange(data.values.shape[0], dtype=float)
-    shapes = component_shapes(template, y, params, offsets=offsets)
-    values, sigma = data.values[:, bins], data.sigma[:, bins]
-    resid, *_ = solve_linear(shapes, values, sigma, basis=basis)
-    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
-    model = np.where(ok, np.nan_to_num(values) / np.where(ok, sigma, 1.0), 0.0) - resid
-    return float(np.sum(CRITERION.chi2(resid, model)))
+    chi2, _ = score_bins(
+        template,
+        data.values[:, bins],
+        data.sigma[:, bins],
+        centers=[fits.center[bins]],
+        widths=[fits.fwhm[bins]],
+        offsets=offsets,
+        basis=basis,
+        extra={k: np.asarray(v, float)[bins] for k, v in extra.items()},
+    )
+    return float(chi2[0])
 
 
 def _cannot_win(chi2: float, dof: int, extra_terms: int, penalty: float) -> bool:
