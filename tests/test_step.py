@@ -284,3 +284,48 @@ def test_a_spectrum_the_schema_refuses_is_skipped_and_the_others_written(sims, m
         "while writing the spectrum" in skipped.reason and "not of type 'string'" in skipped.reason
     )
     assert f"Slit {model.slits[1].name} skipped" in caplog.text
+
+
+def test_the_input_is_kept_out_of_gc_scans_during_the_run_and_released_after(
+    sims, tmp_path, monkeypatch
+):
+    import gc
+
+    from optimal_extract1d import step as step_module
+
+    path = tmp_path / "in_s2d.fits"
+    make_multislit(sims).save(path)
+    seen = []
+    extract = step_module.extraction.extract
+
+    def watched(model, *args, **kwargs):
+        seen.append(gc.get_freeze_count())
+        return extract(model, *args, **kwargs)
+
+    monkeypatch.setattr(step_module.extraction, "extract", watched)
+    assert gc.get_freeze_count() == 0
+    result = OptimalExtract1dStep.call(str(path))
+    assert seen[0] > 0  # the opened model was frozen while the slits were extracted
+    assert gc.get_freeze_count() == 0  # and returned to the collector afterwards
+    assert len(result.spec) == 3
+
+    # a failing run releases it too
+    def failing(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(step_module.extraction, "extract", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        OptimalExtract1dStep.call(str(path))
+    assert gc.get_freeze_count() == 0
+
+    # a host process that froze its own objects keeps them frozen, and nothing more
+    monkeypatch.setattr(step_module.extraction, "extract", watched)
+    gc.freeze()
+    try:
+        host = gc.get_freeze_count()
+        OptimalExtract1dStep.call(str(path))
+        # (frozen objects freed by reference counting leave the count; none join it)
+        assert 0 < seen[-1] <= host
+        assert 0 < gc.get_freeze_count() <= host
+    finally:
+        gc.unfreeze()
