@@ -288,9 +288,13 @@ class OptimalExtract1dStep(Step):
         ``Step.call`` builds the configuration (mode defaults, parameter
         file, keywords) before the run logs its parameters; a missing input
         file is reported here, before any of that, as an `.InputError`.
+        The first ASDF file read (the mode defaults) loads ASDF's extensions,
+        whose objects trigger full collections: the imported packages are
+        kept out of their scans (`long_lived_out_of_gc`).
         """
         _check_input_exists(input)
-        return super().build_config(input, **kwargs)
+        with long_lived_out_of_gc():
+            return super().build_config(input, **kwargs)
 
     @staticmethod
     def get_stpipe_loggers():
