@@ -232,33 +232,44 @@ class _Projection:
             + np.sum(np.matmul(self.x, gram) * self.x, axis=2)
         )
 
-    def lag_products(self, lags: range) -> np.ndarray:
-        """``sum_cols Q T_j Q^T`` for every lag ``j``, ``(n_lags, n_cross, n_cross)``.
+    def lag_traces(self, lags: range) -> np.ndarray:
+        """Diagonal sums of ``sum_cols Q T_j Q^T``: ``[k, j]`` is that of diagonal ``k``.
 
         ``T_j`` pairs pixels ``j`` apart; with ``Q = diag(e) - X Y^T`` the
-        product is ``T_j * (e e^T) - E T_j Y X^T - (..)^T + X (Y^T T_j Y) X^T``.
+        product is ``T_j * (e e^T) - E T_j Y X^T - (..)^T + X (Y^T T_j Y) X^T``,
+        whose ``k``-th diagonal sums are lag-``k`` sums over the pixels of the
+        rows of these factors: the ``n_cross x n_cross`` products are never formed.
         """
-        n_cols, n, m = self.x.shape
-        ty = np.stack([_times_shift(self.y, j) for j in lags])  # (n_lags, n_cols, n, m)
-        pair = np.stack([_times_shift(np.eye(n), j) for j in lags])
+        n_lags = len(lags)
+        ty = _shifted(self.y, lags, both=True)  # T_j Y: (n_lags, n_cols, n, m)
+        ety = self.e[None, :, :, None] * ty  # E T_j Y
+        xg = np.matmul(self.x[None], np.matmul(np.swapaxes(self.y, 1, 2)[None], ty))  # X Y^T T_j Y
+        # rows y + k of X (ahead), and y +- k (E T_j Y X^T and its transpose, twice at k = 0)
+        ahead = _shifted(self.x, lags, both=False)
+        around = _shifted(self.x, lags, both=True)
+        around[0] *= 2.0
 
-        def summed(a):  # sum over the columns and m of a[j, c, y, :] x[c, z, :]
-            flat = np.swapaxes(a, 1, 2).reshape(len(lags), n, n_cols * m)
-            return flat @ np.swapaxes(self.x, 1, 2).reshape(n_cols * m, n)
+        def paired(a, b):  # [k, j]: sum over the columns, pixels and m of a[k] b[j]
+            return a.reshape(n_lags, -1) @ b.reshape(n_lags, -1).T
 
-        cross = summed(self.e[None, :, :, None] * ty)
-        gram = np.matmul(np.swapaxes(self.y, 1, 2)[None], ty)  # Y^T T_j Y
-        quad = summed(np.matmul(self.x[None], gram))
-        return pair * (self.e.T @ self.e) - cross - np.swapaxes(cross, 1, 2) + quad
+        plain = np.diag([np.sum(_lag_sum(self.e.T, self.e.T, k)) for k in lags])
+        return plain - paired(around, ety) + paired(ahead, xg)
 
 
-def _times_shift(a: np.ndarray, lag: int) -> np.ndarray:
-    """``T_lag a`` along axis -2 (``T`` pairs rows ``lag`` apart; lag 0: ``a``)."""
-    if lag == 0:
-        return a
-    out = np.zeros_like(a)
-    out[..., lag:, :] += a[..., :-lag, :]
-    out[..., :-lag, :] += a[..., lag:, :]
+def _shifted(a: np.ndarray, lags: range, *, both: bool) -> np.ndarray:
+    """``a`` shifted along axis -2 by every lag, ``(n_lags, ...)``.
+
+    ``[k][..., y, :]`` is ``a[..., y + k, :]`` (0 beyond the last row), plus
+    ``a[..., y - k, :]`` when ``both`` (``T_k a``; ``a`` itself at lag 0).
+    """
+    out = np.zeros((len(lags), *a.shape))
+    for i, lag in enumerate(lags):
+        if lag == 0:
+            out[i] = a
+            continue
+        out[i, ..., :-lag, :] = a[..., lag:, :]
+        if both:
+            out[i, ..., lag:, :] += a[..., :-lag, :]
     return out
 
 
@@ -406,7 +417,6 @@ def _noise_model(u: np.ndarray, keep: np.ndarray, terms: list[_Projection]) -> n
     """
     lags = range(MAX_LAG + 1)
     measured = np.array([np.sum(_lag_sum(u, u, k)) for k in lags])
-    products = sum(t.lag_products(lags) for t in terms)  # (lag j, n_cross, n_cross)
-    design = np.array([np.trace(products, offset=k, axis1=1, axis2=2) for k in lags])
+    design = sum(t.lag_traces(lags) for t in terms)  # [lag k of the sums, lag j of C]
     coeffs = lstsq_or_none(design, measured)
     return coeffs if coeffs is not None and coeffs[0] > 0 else None
