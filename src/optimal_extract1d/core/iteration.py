@@ -273,15 +273,17 @@ def misfit_estimate(
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = flux[nb] / flux[targets][:, None]
     alike = inside & (ratio > 1 / _MISFIT_FLUX_RATIO) & (ratio < _MISFIT_FLUX_RATIO)
-    stack = np.where(alike[None], relative[:, nb], np.nan)  # (n_cross, n_targets, n_nb)
-    n = np.sum(np.isfinite(stack), axis=-1)
+    # neighbours first (medians over a short axis are fastest along the first)
+    alike = alike.T[:, :, None]
+    stack = np.where(alike, relative.T[nb.T], np.nan)  # (n_nb, n_targets, n_cross)
+    n = np.sum(np.isfinite(stack), axis=0)
     enough = n >= 3
-    f = flux[targets][None, :]
+    f = flux[targets][:, None]
     with np.errstate(invalid="ignore"):
-        misfit[:, targets] = np.where(enough, f * nanmedian(stack, axis=-1), 0.0)
+        misfit[:, targets] = np.where(enough, f * nanmedian(stack, axis=0), 0.0).T
         # a median of n: pi / (2 n) times the variance of one term (their median here)
-        spread = nanmedian(np.where(alike[None], rel_var[:, nb], np.nan), axis=-1)
-        noise[:, targets] = np.where(enough, 0.5 * np.pi / np.maximum(n, 1) * f**2 * spread, 0.0)
+        spread = nanmedian(np.where(alike, rel_var.T[nb.T], np.nan), axis=0)
+        noise[:, targets] = np.where(enough, 0.5 * np.pi / np.maximum(n, 1) * f**2 * spread, 0.0).T
     return np.nan_to_num(misfit), np.nan_to_num(noise)
 
 

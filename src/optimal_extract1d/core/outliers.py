@@ -17,8 +17,9 @@ model-based rejection in the extraction (`.iteration`) handles everything milder
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 __all__ = ["fit_outliers", "nanmedian", "OUTLIER_SIGMA", "WINDOW"]
 
@@ -34,12 +35,60 @@ MAX_PASSES = 3
 
 
 def nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
-    """`numpy.nanmedian` along an axis (NaN where all are NaN), by one sort.
+    """`numpy.nanmedian` along an axis (NaN where all are NaN).
 
-    numpy's version loops in Python over the lines of a small array.
+    numpy's version loops in Python over the lines of a small array. Along
+    an axis of at most `_NETWORK_SIZE` values the lines are ordered by a
+    sorting network (`_network_median`), else by one sort.
     """
-    a = np.moveaxis(np.asarray(values, float), axis, -1)
+    a = np.asarray(values, float)
+    if 0 < a.shape[axis] <= _NETWORK_SIZE:
+        first = np.moveaxis(a, axis, 0)
+        # counted along the first axis: a reduction over a short last axis is slow
+        return _network_median(list(first), np.sum(~np.isnan(first), axis=0))
+    a = np.moveaxis(a, axis, -1)
     return _sorted_median(np.sort(a, axis=-1), np.count_nonzero(~np.isnan(a), axis=-1))
+
+
+# Longest axis ordered by a sorting network rather than a sort.
+_NETWORK_SIZE = 16
+
+
+def _network_median(rows: list[np.ndarray], n: np.ndarray) -> np.ndarray:
+    """Median of the values of ``rows`` at every position, of which ``n`` are not NaN.
+
+    The rows (arrays of one shape, ``n`` of it) are sorted elementwise by a
+    sorting network, Batcher's odd-even merge sort: a fixed sequence of
+    compare-exchanges, each a `numpy.minimum` and `numpy.maximum` over all
+    positions at once, several times faster than `numpy.sort` on thousands of
+    short lines. NaN is ordered as +inf, after the ``n`` values counted. NaN
+    where ``n`` is 0.
+    """
+    rows = [np.where(np.isnan(row), np.inf, row) for row in rows]
+    for i, j in _batcher_pairs(len(rows)):
+        rows[i], rows[j] = np.minimum(rows[i], rows[j]), np.maximum(rows[i], rows[j])
+    ordered = np.stack(rows).reshape(len(rows), -1)
+    lines = np.arange(ordered.shape[1])
+    lo, hi = np.clip((n.ravel() - 1) // 2, 0, None), np.clip(n.ravel() // 2, 0, len(rows) - 1)
+    mid = 0.5 * (ordered[lo, lines] + ordered[hi, lines])
+    return np.where(n > 0, mid.reshape(n.shape), np.nan)
+
+
+@functools.cache
+def _batcher_pairs(n: int) -> tuple[tuple[int, int], ...]:
+    """Compare-exchange pairs of Batcher's odd-even merge sort of ``n`` values."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return tuple(pairs)
 
 
 def _sorted_median(ordered: np.ndarray, n: np.ndarray) -> np.ndarray:
@@ -77,11 +126,11 @@ def fit_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> 
         return out
     d = np.where(usable, data, np.nan)
     half = WINDOW // 2
-    padded = np.pad(d, ((0, 0), (half, half)), constant_values=np.nan)
+    padded = _padded(d, half, np.nan)
     with np.errstate(invalid="ignore"):
-        ordered = np.sort(sliding_window_view(padded, WINDOW, axis=1), axis=-1)
         count = _running_sum((~np.isnan(d)).astype(float), half).astype(int)
-        profile = _sorted_median(ordered, count)  # the running nanmedian
+        windows = [padded[:, shift : shift + n_disp] for shift in range(WINDOW)]
+        profile = _network_median(windows, count)  # the running nanmedian
         profile_var = _median_variance(np.where(usable, variance, np.nan), half)
     with np.errstate(divide="ignore", invalid="ignore"):
         w = np.where(usable & np.isfinite(profile) & (variance > 0), 1.0 / variance, 0.0)
@@ -119,11 +168,18 @@ def _running_sum(values: np.ndarray, half: int) -> np.ndarray:
     no cancellation (a cumulative sum would lose every column after a huge value).
     """
     n_disp = values.shape[1]
-    padded = np.pad(values, ((0, 0), (half, half)))
+    padded = _padded(values, half, 0.0)
     total = padded[:, :n_disp].copy()
     for shift in range(1, 2 * half + 1):
         total += padded[:, shift : shift + n_disp]
     return total
+
+
+def _padded(values: np.ndarray, half: int, fill: float) -> np.ndarray:
+    """``values`` with ``half`` columns of ``fill`` each side (`numpy.pad` without its overhead)."""
+    out = np.full((values.shape[0], values.shape[1] + 2 * half), fill, dtype=values.dtype)
+    out[:, half : half + values.shape[1]] = values
+    return out
 
 
 def _deleted_residuals(
