@@ -238,22 +238,24 @@ class _Projection:
         ``T_j`` pairs pixels ``j`` apart; with ``Q = diag(e) - X Y^T`` the
         product is ``T_j * (e e^T) - E T_j Y X^T - (..)^T + X (Y^T T_j Y) X^T``,
         whose ``k``-th diagonal sums are lag-``k`` sums over the pixels of the
-        rows of these factors: the ``n_cross x n_cross`` products are never formed.
+        rows of these factors (the last one's through ``X^T`` times X shifted by
+        ``k``, m x m): the ``n_cross x n_cross`` products are never formed.
         """
-        n_lags = len(lags)
-        ty = _shifted(self.y, lags, both=True)  # T_j Y: (n_lags, n_cols, n, m)
-        ety = self.e[None, :, :, None] * ty  # E T_j Y
-        xg = np.matmul(self.x[None], np.matmul(np.swapaxes(self.y, 1, 2)[None], ty))  # X Y^T T_j Y
-        # rows y + k of X (ahead), and y +- k (E T_j Y X^T and its transpose, twice at k = 0)
-        ahead = _shifted(self.x, lags, both=False)
-        around = _shifted(self.x, lags, both=True)
+        n_lags, e, x, y = len(lags), self.e, self.x, self.y
+        ty = _shifted(y, lags, both=True)  # T_j Y: (n_lags, n_cols, n, m)
+        # rows y +- k of X (E T_j Y X^T and its transpose, twice at k = 0)
+        around = _shifted(x, lags, both=True)
         around[0] *= 2.0
+        # sum_y (X G)[y] . X[y + k] = <X^T X[. + k], G>, with G = Y^T T_j Y
+        gram = np.matmul(np.swapaxes(y, 1, 2)[None], ty)  # (n_lags, n_cols, m, m)
+        ahead = np.matmul(np.swapaxes(x, 1, 2)[None], _shifted(x, lags, both=False))
 
-        def paired(a, b):  # [k, j]: sum over the columns, pixels and m of a[k] b[j]
+        def paired(a, b):  # [k, j]: the sum of a[k] b[j] over every other index
             return a.reshape(n_lags, -1) @ b.reshape(n_lags, -1).T
 
-        plain = np.diag([np.sum(_lag_sum(self.e.T, self.e.T, k)) for k in lags])
-        return plain - paired(around, ety) + paired(ahead, xg)
+        n = e.shape[1]
+        plain = np.diag([np.sum(e[:, : n - k] * e[:, k:]) for k in lags])
+        return plain - paired(around, e[None, :, :, None] * ty) + paired(ahead, gram)
 
 
 def _shifted(a: np.ndarray, lags: range, *, both: bool) -> np.ndarray:
