@@ -44,8 +44,9 @@ def nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
     a = np.asarray(values, float)
     if 0 < a.shape[axis] <= _NETWORK_SIZE:
         first = np.moveaxis(a, axis, 0)
+        missing = np.isnan(first)
         # counted along the first axis: a reduction over a short last axis is slow
-        return _network_median(list(first), np.sum(~np.isnan(first), axis=0))
+        return _network_median(list(np.where(missing, np.inf, first)), np.sum(~missing, axis=0))
     a = np.moveaxis(a, axis, -1)
     return _sorted_median(np.sort(a, axis=-1), np.count_nonzero(~np.isnan(a), axis=-1))
 
@@ -55,16 +56,15 @@ _NETWORK_SIZE = 16
 
 
 def _network_median(rows: list[np.ndarray], n: np.ndarray) -> np.ndarray:
-    """Median of the values of ``rows`` at every position, of which ``n`` are not NaN.
+    """Median of the values of ``rows`` at every position, the ``n`` least of them.
 
-    The rows (arrays of one shape, ``n`` of it) are sorted elementwise by a
-    sorting network, Batcher's odd-even merge sort: a fixed sequence of
-    compare-exchanges, each a `numpy.minimum` and `numpy.maximum` over all
-    positions at once, several times faster than `numpy.sort` on thousands of
-    short lines. NaN is ordered as +inf, after the ``n`` values counted. NaN
-    where ``n`` is 0.
+    The rows (arrays of one shape, ``n`` of it; missing values given as +inf,
+    not NaN) are sorted elementwise by a sorting network, Batcher's odd-even
+    merge sort: a fixed sequence of compare-exchanges, each a `numpy.minimum`
+    and `numpy.maximum` over all positions at once, several times faster than
+    `numpy.sort` on thousands of short lines. NaN where ``n`` is 0.
     """
-    rows = [np.where(np.isnan(row), np.inf, row) for row in rows]
+    rows = list(rows)
     for i, j in _batcher_pairs(len(rows)):
         rows[i], rows[j] = np.minimum(rows[i], rows[j]), np.maximum(rows[i], rows[j])
     ordered = np.stack(rows).reshape(len(rows), -1)
@@ -126,9 +126,10 @@ def fit_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> 
         return out
     d = np.where(usable, data, np.nan)
     half = WINDOW // 2
-    padded = _padded(d, half, np.nan)
+    missing = np.isnan(d)
+    padded = _padded(np.where(missing, np.inf, d), half, np.inf)  # missing last in the order
     with np.errstate(invalid="ignore"):
-        count = _running_sum((~np.isnan(d)).astype(float), half).astype(int)
+        count = _running_sum((~missing).astype(float), half).astype(int)
         windows = [padded[:, shift : shift + n_disp] for shift in range(WINDOW)]
         profile = _network_median(windows, count)  # the running nanmedian
         profile_var = _median_variance(np.where(usable, variance, np.nan), half)
