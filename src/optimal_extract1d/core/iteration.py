@@ -181,16 +181,17 @@ def _rejection_pass(
         Whether a pixel was rejected or the weights of any column moved.
     """
     vp, sums = state.var_poisson, state.sums
+    variance = vp + var_other  # the one these sums were made with
     model = np.nan_to_num(sums.model)
-    usable = usable_pixels(data, vp + var_other, mask | state.rejected)
+    usable = usable_pixels(data, variance, mask | state.rejected)
     # Judge outliers with the variance that produced this model, then remodel the
     # variance only in columns that lost no pixel now: their model is not yet
     # corrected for the outlier, which would inflate their modelled variance.
-    misfit, misfit_var = misfit_estimate(data, model, vp + var_other, usable=usable, sums=sums)
+    misfit, misfit_var = misfit_estimate(data, model, variance, usable=usable, sums=sums)
     new_rej = _worst_outliers(
         data - misfit,
         model,
-        vp + var_other + misfit_var,
+        variance + misfit_var,
         leverage=sums.leverage,
         usable=usable,
         reject_sigma=reject_sigma,
@@ -200,7 +201,7 @@ def _rejection_pass(
     remodel = remodel_poisson(var_poisson, model, usable & ~touched[None, :])
     new_vp = np.where(touched[None, :], vp, remodel.var_poisson)
     changed = touched.any() or _weights_moved(
-        sums.design[:, :, : 1 + n_extra], vp + var_other, new_vp + var_other, usable=usable
+        sums.design[:, :, : 1 + n_extra], variance, new_vp + var_other, usable=usable
     )
     scale = remodel.scale if remodel.applied else state.poisson_scale
     return IteratedSums(sums, new_vp, state.rejected | new_rej, state.n_iter + 1, scale), changed
@@ -213,11 +214,15 @@ def _weights_moved(components, old_var, new_var, *, usable) -> bool:
     ``sum P^2/V_old`` (the information on the flux): faint pixels far from
     every trace may change a lot without changing any flux.
     """
+    # [change, information] of every pixel; 1 / old_var is finite where usable (a
+    # variance of at least the least normal float, `.horne.usable_pixels`), the new
+    # one need not be
+    both = np.empty((*old_var.shape, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv_old = np.where(usable, 1.0 / old_var, 0.0)
+        inv_old = both[:, :, 1] = np.where(usable, 1.0 / old_var, 0.0)
         inv_new = np.where(usable, 1.0 / new_var, 0.0)
+    both[:, :, 0] = np.abs(np.nan_to_num(inv_new - inv_old))
     p2 = components**2
-    both = np.stack([np.abs(np.nan_to_num(inv_new - inv_old)), np.nan_to_num(inv_old)], axis=-1)
     # per column: (components, rows) @ (rows, [change, information])
     sums = np.matmul(p2.transpose(1, 2, 0), both.transpose(1, 0, 2))
     return bool(np.any(sums[:, :, 0] > VARIANCE_RTOL * sums[:, :, 1]))
