@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .linalg import invert_stacked, solve_stacked
+from .linalg import finite_matrices, invert_stacked, solve_stacked
 
 __all__ = [
     "ColumnSums",
@@ -453,7 +453,7 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cov[:, 0, 0] = profile_only
         return cov, np.zeros(n_disp, bool)
     cond = np.full(n_disp, np.inf)
-    finite = np.all(np.isfinite(normal), axis=(1, 2))
+    finite = finite_matrices(normal)
     # Scale rows/cols to unit diagonal before judging the conditioning.
     diag = np.sqrt(np.abs(np.einsum("xii->xi", normal)))
     ok_diag = np.all(diag > 0, axis=1) & finite
@@ -469,12 +469,12 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if good.all():
         with np.errstate(over="ignore", invalid="ignore"):
             cov = invert_stacked(scaled) / scale[:, :, None] / scale[:, None, :]
-        good &= np.all(np.isfinite(cov), axis=(1, 2))
+        good &= finite_matrices(cov)
     elif np.any(good):
         inv_scaled = invert_stacked(scaled[good])
         with np.errstate(over="ignore", invalid="ignore"):
             cov[good] = inv_scaled / scale[good][:, :, None] / scale[good][:, None, :]
-        good &= np.all(np.isfinite(cov), axis=(1, 2))  # beyond float64: drop the background
+        good &= finite_matrices(cov)  # beyond float64: drop the background
     fallback = ~good & has_profile
     cov[fallback, 0, 0] = profile_only[fallback]
     return cov, fallback
