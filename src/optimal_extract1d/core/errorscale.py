@@ -37,6 +37,7 @@ import numpy as np
 
 from .horne import ColumnSums
 from .linalg import lstsq_or_none
+from .outliers import median
 
 __all__ = [
     "ErrorScale",
@@ -161,7 +162,7 @@ def residual_error_scale(
         2.0 * a * _lag_sum(gs, gs, lag) for lag, a in enumerate(coeffs[1:], start=1)
     )
     good = independent > 0
-    ratio = np.median(correlated[good] / independent[good]) if good.any() else 1.0
+    ratio = median(correlated[good] / independent[good]) if good.any() else 1.0
     return ErrorScale(
         float(np.sqrt(max(ratio, 1e-6))),
         float(np.sqrt(coeffs[0])),
@@ -389,15 +390,15 @@ def _quiet_columns(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
     measured = n > 0
     if measured.sum() < 5:
         return measured
-    centre = np.median(chi2[measured])
-    spread = 1.4826 * np.median(np.abs(chi2[measured] - centre))
-    limit = centre + CLIP_SIGMA * max(spread, centre * np.sqrt(2.0 / max(np.median(n), 1)))
+    centre = median(chi2[measured])
+    spread = 1.4826 * median(np.abs(chi2[measured] - centre))
+    limit = centre + CLIP_SIGMA * max(spread, centre * np.sqrt(2.0 / max(median(n), 1)))
     return measured & (chi2 <= limit)
 
 
 def _inliers(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """``ok`` without the residuals beyond ``CLIP_SIGMA`` robust (MAD) sigma."""
-    rms = 1.4826 * np.median(np.abs(z[ok] - np.median(z[ok])))
+    rms = 1.4826 * median(np.abs(z[ok] - median(z[ok])))
     return ok & (np.abs(z) <= CLIP_SIGMA * max(rms, 1e-12))
 
 

@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 
 from .horne import ColumnSums, extract_columns, usable_pixels
-from .outliers import nanmedian
+from .outliers import median, nanmedian
 from .profile import PROFILE_ERROR
 from .variance import remodel_poisson
 
@@ -321,7 +321,7 @@ def _worst_outliers(
     # the median is needed only when it can exceed 1 / 1.4826: when at least half
     # the values lie above a bound just below that (the usual case skips the sort)
     if finite_z.size >= 20 and 2 * np.count_nonzero(finite_z > _SCATTER_BOUND) >= finite_z.size:
-        z = z / max(1.4826 * float(np.median(finite_z)), 1.0)
+        z = z / max(1.4826 * median(finite_z), 1.0)
     out = np.zeros(data.shape, bool)
     # the worst pixel of the columns whose largest z is beyond the threshold
     # (a maximum over the rows is faster than their argmax)

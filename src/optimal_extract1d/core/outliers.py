@@ -21,7 +21,7 @@ import functools
 
 import numpy as np
 
-__all__ = ["fit_outliers", "nanmedian", "OUTLIER_SIGMA", "WINDOW"]
+__all__ = ["fit_outliers", "median", "nanmedian", "OUTLIER_SIGMA", "WINDOW"]
 
 #: Columns in the running median profile (odd).
 WINDOW = 9
@@ -32,6 +32,23 @@ OUTLIER_SIGMA = 10.0
 MODEL_FLOOR = 0.1
 # Pixels dropped per column at most (one per pass).
 MAX_PASSES = 3
+
+
+def median(values: np.ndarray) -> float:
+    """`numpy.median` of a 1-D array, bit for bit, by one partition.
+
+    numpy partitions at the two middle values of an even count, which takes
+    twice as long; the lower one is the largest below the upper one. NaN if
+    a value is NaN, as numpy's.
+    """
+    a = np.asarray(values, float)
+    if a.size == 0 or np.isnan(a).any():
+        return float(np.median(a))
+    half = a.size // 2
+    part = np.partition(a, half)
+    if a.size % 2:
+        return float(part[half])
+    return float((np.max(part[:half]) + part[half]) / 2.0)
 
 
 def nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
