@@ -62,8 +62,11 @@ def nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
     if 0 < a.shape[axis] <= _NETWORK_SIZE:
         first = np.moveaxis(a, axis, 0)
         missing = np.isnan(first)
+        work = np.empty((first.shape[0] + 1, *first.shape[1:]))
+        np.copyto(work[:-1], first)
+        np.copyto(work[:-1], np.inf, where=missing)
         # counted along the first axis: a reduction over a short last axis is slow
-        return _network_median(list(np.where(missing, np.inf, first)), np.sum(~missing, axis=0))
+        return _network_median(work, np.sum(~missing, axis=0))
     a = np.moveaxis(a, axis, -1)
     return _sorted_median(np.sort(a, axis=-1), np.count_nonzero(~np.isnan(a), axis=-1))
 
@@ -72,22 +75,30 @@ def nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
 _NETWORK_SIZE = 16
 
 
-def _network_median(rows: list[np.ndarray], n: np.ndarray) -> np.ndarray:
-    """Median of the values of ``rows`` at every position, the ``n`` least of them.
+def _network_median(work: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Median over axis 0 of ``work[:-1]`` at every position, of its ``n`` least values.
 
-    The rows (arrays of one shape, ``n`` of it; missing values given as +inf,
-    not NaN) are sorted elementwise by a sorting network, Batcher's odd-even
-    merge sort: a fixed sequence of compare-exchanges, each a `numpy.minimum`
-    and `numpy.maximum` over all positions at once, several times faster than
-    `numpy.sort` on thousands of short lines. NaN where ``n`` is 0.
+    ``work`` (C-contiguous, overwritten) holds the values along axis 0, missing
+    ones as +inf (not NaN), then one spare row. They are sorted elementwise by
+    a sorting network, Batcher's odd-even merge sort: a fixed sequence of
+    compare-exchanges, each a `numpy.minimum` and `numpy.maximum` over all
+    positions at once, several times faster than `numpy.sort` on thousands of
+    short lines; the rows trade places with the spare one instead of being
+    copied. NaN where ``n`` is 0.
     """
-    rows = list(rows)
-    for i, j in _batcher_pairs(len(rows)):
-        rows[i], rows[j] = np.minimum(rows[i], rows[j]), np.maximum(rows[i], rows[j])
-    ordered = np.stack(rows).reshape(len(rows), -1)
-    lines = np.arange(ordered.shape[1])
-    lo, hi = np.clip((n.ravel() - 1) // 2, 0, None), np.clip(n.ravel() // 2, 0, len(rows) - 1)
-    mid = 0.5 * (ordered[lo, lines] + ordered[hi, lines])
+    count = work.shape[0] - 1
+    rows = work.reshape(count + 1, -1)
+    where = list(range(count))  # the row of work holding each rank
+    spare = count
+    for i, j in _batcher_pairs(count):
+        low, high = rows[where[i]], rows[where[j]]
+        np.minimum(low, high, out=rows[spare])
+        np.maximum(low, high, out=high)
+        where[i], spare = spare, where[i]
+    at = np.asarray(where)
+    lines = np.arange(rows.shape[1])
+    lo, hi = np.clip((n.ravel() - 1) // 2, 0, None), np.clip(n.ravel() // 2, 0, count - 1)
+    mid = 0.5 * (rows[at[lo], lines] + rows[at[hi], lines])
     return np.where(n > 0, mid.reshape(n.shape), np.nan)
 
 
@@ -145,9 +156,11 @@ def fit_outliers(data: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> 
     half = WINDOW // 2
     missing = np.isnan(d)
     padded = _padded(np.where(missing, np.inf, d), half, np.inf)  # missing last in the order
+    windows = np.empty((WINDOW + 1, n_cross, n_disp))  # the shifted columns, and a spare
+    for shift in range(WINDOW):
+        windows[shift] = padded[:, shift : shift + n_disp]
     with np.errstate(invalid="ignore"):
         count = _running_sum((~missing).astype(float), half).astype(int)
-        windows = [padded[:, shift : shift + n_disp] for shift in range(WINDOW)]
         profile = _network_median(windows, count)  # the running nanmedian
         profile_var = _median_variance(np.where(usable, variance, np.nan), half)
     with np.errstate(divide="ignore", invalid="ignore"):
