@@ -35,7 +35,7 @@ MAX_PASSES = 3
 
 
 def median(values: np.ndarray) -> float:
-    """`numpy.median` of a 1-D array, bit for bit, by one partition.
+    """``numpy.median`` of a 1-D array, bit for bit, by one partition.
 
     numpy partitions at the two middle values of an even count, which takes
     twice as long; the lower one is the largest below the upper one. NaN if
@@ -55,8 +55,9 @@ def nanmedian(values: np.ndarray, axis: int) -> np.ndarray:
     """`numpy.nanmedian` along an axis (NaN where all are NaN).
 
     numpy's version loops in Python over the lines of a small array. Along
-    an axis of at most `_NETWORK_SIZE` values the lines are ordered by a
-    sorting network (`_network_median`), else by one sort.
+    an axis of at most 16 values the lines are ordered by a sorting network
+    (Batcher's odd-even merge sort, elementwise over all lines), else by one
+    sort.
     """
     a = np.asarray(values, float)
     if 0 < a.shape[axis] <= _NETWORK_SIZE:
