@@ -37,6 +37,7 @@ import numpy as np
 
 from .horne import ColumnSums
 from .linalg import lstsq_or_none
+from .outliers import median
 
 __all__ = [
     "ErrorScale",
@@ -161,7 +162,7 @@ def residual_error_scale(
         2.0 * a * _lag_sum(gs, gs, lag) for lag, a in enumerate(coeffs[1:], start=1)
     )
     good = independent > 0
-    ratio = np.median(correlated[good] / independent[good]) if good.any() else 1.0
+    ratio = median(correlated[good] / independent[good]) if good.any() else 1.0
     return ErrorScale(
         float(np.sqrt(max(ratio, 1e-6))),
         float(np.sqrt(coeffs[0])),
@@ -226,39 +227,53 @@ class _Projection:
     def row_norms(self) -> np.ndarray:
         """``sum_b Q[y, b]**2`` of every column, ``(n_cols, n_cross)``."""
         gram = np.matmul(np.swapaxes(self.y, 1, 2), self.y)  # Y^T Y
+        # (sums over m by einsum: a reduction over a short last axis is slow)
         return (
             self.e**2
-            - 2.0 * self.e * np.sum(self.x * self.y, axis=2)
-            + np.sum(np.matmul(self.x, gram) * self.x, axis=2)
+            - 2.0 * self.e * np.einsum("cym,cym->cy", self.x, self.y)
+            + np.einsum("cym,cym->cy", np.matmul(self.x, gram), self.x)
         )
 
-    def lag_products(self, lags: range) -> np.ndarray:
-        """``sum_cols Q T_j Q^T`` for every lag ``j``, ``(n_lags, n_cross, n_cross)``.
+    def lag_traces(self, lags: range) -> np.ndarray:
+        """Diagonal sums of ``sum_cols Q T_j Q^T``: ``[k, j]`` is that of diagonal ``k``.
 
         ``T_j`` pairs pixels ``j`` apart; with ``Q = diag(e) - X Y^T`` the
-        product is ``T_j * (e e^T) - E T_j Y X^T - (..)^T + X (Y^T T_j Y) X^T``.
+        product is ``T_j * (e e^T) - E T_j Y X^T - (..)^T + X (Y^T T_j Y) X^T``,
+        whose ``k``-th diagonal sums are lag-``k`` sums over the pixels of the
+        rows of these factors (the last one's through ``X^T`` times X shifted by
+        ``k``, m x m): the ``n_cross x n_cross`` products are never formed.
         """
-        n_cols, n, m = self.x.shape
-        ty = np.stack([_times_shift(self.y, j) for j in lags])  # (n_lags, n_cols, n, m)
-        pair = np.stack([_times_shift(np.eye(n), j) for j in lags])
+        n_lags, e, x, y = len(lags), self.e, self.x, self.y
+        ty = _shifted(y, lags, both=True)  # T_j Y: (n_lags, n_cols, n, m)
+        # rows y +- k of X (E T_j Y X^T and its transpose, twice at k = 0)
+        around = _shifted(x, lags, both=True)
+        around[0] *= 2.0
+        # sum_y (X G)[y] . X[y + k] = <X^T X[. + k], G>, with G = Y^T T_j Y
+        gram = np.matmul(np.swapaxes(y, 1, 2)[None], ty)  # (n_lags, n_cols, m, m)
+        ahead = np.matmul(np.swapaxes(x, 1, 2)[None], _shifted(x, lags, both=False))
 
-        def summed(a):  # sum over the columns and m of a[j, c, y, :] x[c, z, :]
-            flat = np.swapaxes(a, 1, 2).reshape(len(lags), n, n_cols * m)
-            return flat @ np.swapaxes(self.x, 1, 2).reshape(n_cols * m, n)
+        def paired(a, b):  # [k, j]: the sum of a[k] b[j] over every other index
+            return a.reshape(n_lags, -1) @ b.reshape(n_lags, -1).T
 
-        cross = summed(self.e[None, :, :, None] * ty)
-        gram = np.matmul(np.swapaxes(self.y, 1, 2)[None], ty)  # Y^T T_j Y
-        quad = summed(np.matmul(self.x[None], gram))
-        return pair * (self.e.T @ self.e) - cross - np.swapaxes(cross, 1, 2) + quad
+        n = e.shape[1]
+        plain = np.diag([np.sum(e[:, : n - k] * e[:, k:]) for k in lags])
+        return plain - paired(around, e[None, :, :, None] * ty) + paired(ahead, gram)
 
 
-def _times_shift(a: np.ndarray, lag: int) -> np.ndarray:
-    """``T_lag a`` along axis -2 (``T`` pairs rows ``lag`` apart; lag 0: ``a``)."""
-    if lag == 0:
-        return a
-    out = np.zeros_like(a)
-    out[..., lag:, :] += a[..., :-lag, :]
-    out[..., :-lag, :] += a[..., lag:, :]
+def _shifted(a: np.ndarray, lags: range, *, both: bool) -> np.ndarray:
+    """``a`` shifted along axis -2 by every lag, ``(n_lags, ...)``.
+
+    ``[k][..., y, :]`` is ``a[..., y + k, :]`` (0 beyond the last row), plus
+    ``a[..., y - k, :]`` when ``both`` (``T_k a``; ``a`` itself at lag 0).
+    """
+    out = np.zeros((len(lags), *a.shape))
+    for i, lag in enumerate(lags):
+        if lag == 0:
+            out[i] = a
+            continue
+        out[i, ..., :-lag, :] = a[..., lag:, :]
+        if both:
+            out[i, ..., lag:, :] += a[..., :-lag, :]
     return out
 
 
@@ -375,15 +390,15 @@ def _quiet_columns(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
     measured = n > 0
     if measured.sum() < 5:
         return measured
-    centre = np.median(chi2[measured])
-    spread = 1.4826 * np.median(np.abs(chi2[measured] - centre))
-    limit = centre + CLIP_SIGMA * max(spread, centre * np.sqrt(2.0 / max(np.median(n), 1)))
+    centre = median(chi2[measured])
+    spread = 1.4826 * median(np.abs(chi2[measured] - centre))
+    limit = centre + CLIP_SIGMA * max(spread, centre * np.sqrt(2.0 / max(median(n), 1)))
     return measured & (chi2 <= limit)
 
 
 def _inliers(z: np.ndarray, ok: np.ndarray) -> np.ndarray:
     """``ok`` without the residuals beyond ``CLIP_SIGMA`` robust (MAD) sigma."""
-    rms = 1.4826 * np.median(np.abs(z[ok] - np.median(z[ok])))
+    rms = 1.4826 * median(np.abs(z[ok] - median(z[ok])))
     return ok & (np.abs(z) <= CLIP_SIGMA * max(rms, 1e-12))
 
 
@@ -406,7 +421,6 @@ def _noise_model(u: np.ndarray, keep: np.ndarray, terms: list[_Projection]) -> n
     """
     lags = range(MAX_LAG + 1)
     measured = np.array([np.sum(_lag_sum(u, u, k)) for k in lags])
-    products = sum(t.lag_products(lags) for t in terms)  # (lag j, n_cross, n_cross)
-    design = np.array([np.trace(products, offset=k, axis1=1, axis2=2) for k in lags])
+    design = sum(t.lag_traces(lags) for t in terms)  # [lag k of the sums, lag j of C]
     coeffs = lstsq_or_none(design, measured)
     return coeffs if coeffs is not None and coeffs[0] > 0 else None

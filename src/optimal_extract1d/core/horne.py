@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .linalg import invert_stacked, solve_stacked
+from .linalg import finite_matrices, invert_stacked, solve_stacked
 
 __all__ = [
     "ColumnSums",
@@ -382,6 +382,9 @@ def _background_terms(basis: np.ndarray, coeffs: np.ndarray, gmat: np.ndarray, *
     h : ndarray, shape (n_cross, n_disp)
         Pixel weights of ``mean_bkg``.
     """
+    if basis.shape[1] == 0:  # no background: zeros, as the products below give
+        zeros = np.zeros((basis.shape[0], coeffs.shape[0]))
+        return zeros, np.zeros(coeffs.shape[0]), zeros.copy()
     with np.errstate(over="ignore", invalid="ignore"):
         mean_basis = basis.mean(axis=0)
         bkg = _finite_or_nan(basis @ coeffs[:, first_bkg:].T)
@@ -453,7 +456,7 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cov[:, 0, 0] = profile_only
         return cov, np.zeros(n_disp, bool)
     cond = np.full(n_disp, np.inf)
-    finite = np.all(np.isfinite(normal), axis=(1, 2))
+    finite = finite_matrices(normal)
     # Scale rows/cols to unit diagonal before judging the conditioning.
     diag = np.sqrt(np.abs(np.einsum("xii->xi", normal)))
     ok_diag = np.all(diag > 0, axis=1) & finite
@@ -462,19 +465,39 @@ def _invert_normal(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # With a unit diagonal the eigenvalues sum to m, so the smallest is at least
     # det / m^(m-1): a tiny determinant (one LU per column) flags a bad condition.
     every = bool(ok_diag.all())  # the usual case: no column selected (copied) below
-    sign, logdet = np.linalg.slogdet(scaled if every else scaled[ok_diag])
-    with np.errstate(over="ignore", divide="ignore"):
-        cond[ok_diag] = np.where(sign > 0, float(m) ** (m - 1) / np.exp(logdet), np.inf)
-    good = ok_diag & (cond < _MAX_CONDITION)
+    if every and _diagonally_dominant(scaled):
+        good = ok_diag  # what the determinants would say (components apart, no background)
+    else:
+        sign, logdet = np.linalg.slogdet(scaled if every else scaled[ok_diag])
+        with np.errstate(over="ignore", divide="ignore"):
+            cond[ok_diag] = np.where(sign > 0, float(m) ** (m - 1) / np.exp(logdet), np.inf)
+        good = ok_diag & (cond < _MAX_CONDITION)
     if good.all():
         with np.errstate(over="ignore", invalid="ignore"):
             cov = invert_stacked(scaled) / scale[:, :, None] / scale[:, None, :]
-        good &= np.all(np.isfinite(cov), axis=(1, 2))
+        good &= finite_matrices(cov)
     elif np.any(good):
         inv_scaled = invert_stacked(scaled[good])
         with np.errstate(over="ignore", invalid="ignore"):
             cov[good] = inv_scaled / scale[good][:, :, None] / scale[good][:, None, :]
-        good &= np.all(np.isfinite(cov), axis=(1, 2))  # beyond float64: drop the background
+        good &= finite_matrices(cov)  # beyond float64: drop the background
     fallback = ~good & has_profile
     cov[fallback, 0, 0] = profile_only[fallback]
     return cov, fallback
+
+
+def _diagonally_dominant(scaled: np.ndarray) -> bool:
+    """Whether Gershgorin's discs pass every matrix of a stack (unit diagonal) as well-conditioned.
+
+    Every eigenvalue is at least ``min_i (a_ii - sum_j!=i |a_ij|)``, so the
+    determinant at least its m-th power: when that is twice what
+    `_invert_normal`'s test of the determinants needs (the margin covers the
+    rounding), that test would pass every matrix. The usual case when the
+    components lie apart and no background is fitted.
+    """
+    m = scaled.shape[-1]
+    with np.errstate(invalid="ignore"):
+        # the least over every row of the stack (row sums by a product: a
+        # reduction over an axis of m is slow)
+        lower = np.min(2.0 * np.einsum("xii->xi", scaled) - np.abs(scaled) @ np.ones(m))
+    return bool(lower > 0 and lower**m > 2.0 * m ** (m - 1) / _MAX_CONDITION)

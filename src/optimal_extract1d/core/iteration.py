@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 
 from .horne import ColumnSums, extract_columns, usable_pixels
-from .outliers import nanmedian
+from .outliers import median, nanmedian
 from .profile import PROFILE_ERROR
 from .variance import remodel_poisson
 
@@ -181,16 +181,17 @@ def _rejection_pass(
         Whether a pixel was rejected or the weights of any column moved.
     """
     vp, sums = state.var_poisson, state.sums
+    variance = vp + var_other  # the one these sums were made with
     model = np.nan_to_num(sums.model)
-    usable = usable_pixels(data, vp + var_other, mask | state.rejected)
+    usable = usable_pixels(data, variance, mask | state.rejected)
     # Judge outliers with the variance that produced this model, then remodel the
     # variance only in columns that lost no pixel now: their model is not yet
     # corrected for the outlier, which would inflate their modelled variance.
-    misfit, misfit_var = misfit_estimate(data, model, vp + var_other, usable=usable, sums=sums)
+    misfit, misfit_var = misfit_estimate(data, model, variance, usable=usable, sums=sums)
     new_rej = _worst_outliers(
         data - misfit,
         model,
-        vp + var_other + misfit_var,
+        variance + misfit_var,
         leverage=sums.leverage,
         usable=usable,
         reject_sigma=reject_sigma,
@@ -200,7 +201,7 @@ def _rejection_pass(
     remodel = remodel_poisson(var_poisson, model, usable & ~touched[None, :])
     new_vp = np.where(touched[None, :], vp, remodel.var_poisson)
     changed = touched.any() or _weights_moved(
-        sums.design[:, :, : 1 + n_extra], vp + var_other, new_vp + var_other, usable=usable
+        sums.design[:, :, : 1 + n_extra], variance, new_vp + var_other, usable=usable
     )
     scale = remodel.scale if remodel.applied else state.poisson_scale
     return IteratedSums(sums, new_vp, state.rejected | new_rej, state.n_iter + 1, scale), changed
@@ -213,11 +214,15 @@ def _weights_moved(components, old_var, new_var, *, usable) -> bool:
     ``sum P^2/V_old`` (the information on the flux): faint pixels far from
     every trace may change a lot without changing any flux.
     """
+    # [change, information] of every pixel; 1 / old_var is finite where usable (a
+    # variance of at least the least normal float, `.horne.usable_pixels`), the new
+    # one need not be
+    both = np.empty((*old_var.shape, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv_old = np.where(usable, 1.0 / old_var, 0.0)
+        inv_old = both[:, :, 1] = np.where(usable, 1.0 / old_var, 0.0)
         inv_new = np.where(usable, 1.0 / new_var, 0.0)
+    both[:, :, 0] = np.abs(np.nan_to_num(inv_new - inv_old))
     p2 = components**2
-    both = np.stack([np.abs(np.nan_to_num(inv_new - inv_old)), np.nan_to_num(inv_old)], axis=-1)
     # per column: (components, rows) @ (rows, [change, information])
     sums = np.matmul(p2.transpose(1, 2, 0), both.transpose(1, 0, 2))
     return bool(np.any(sums[:, :, 0] > VARIANCE_RTOL * sums[:, :, 1]))
@@ -273,15 +278,17 @@ def misfit_estimate(
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = flux[nb] / flux[targets][:, None]
     alike = inside & (ratio > 1 / _MISFIT_FLUX_RATIO) & (ratio < _MISFIT_FLUX_RATIO)
-    stack = np.where(alike[None], relative[:, nb], np.nan)  # (n_cross, n_targets, n_nb)
-    n = np.sum(np.isfinite(stack), axis=-1)
+    # neighbours first (medians over a short axis are fastest along the first)
+    alike = alike.T[:, :, None]
+    stack = np.where(alike, relative.T[nb.T], np.nan)  # (n_nb, n_targets, n_cross)
+    n = np.sum(np.isfinite(stack), axis=0)
     enough = n >= 3
-    f = flux[targets][None, :]
+    f = flux[targets][:, None]
     with np.errstate(invalid="ignore"):
-        misfit[:, targets] = np.where(enough, f * nanmedian(stack, axis=-1), 0.0)
+        misfit[:, targets] = np.where(enough, f * nanmedian(stack, axis=0), 0.0).T
         # a median of n: pi / (2 n) times the variance of one term (their median here)
-        spread = nanmedian(np.where(alike[None], rel_var[:, nb], np.nan), axis=-1)
-        noise[:, targets] = np.where(enough, 0.5 * np.pi / np.maximum(n, 1) * f**2 * spread, 0.0)
+        spread = nanmedian(np.where(alike, rel_var.T[nb.T], np.nan), axis=0)
+        noise[:, targets] = np.where(enough, 0.5 * np.pi / np.maximum(n, 1) * f**2 * spread, 0.0).T
     return np.nan_to_num(misfit), np.nan_to_num(noise)
 
 
@@ -308,16 +315,16 @@ def _worst_outliers(
         deleted = (data - model) / keep
         others = data - deleted  # the model at this pixel from the other pixels
         scale = np.sqrt(variance / keep + (fraction * others) ** 2)
-        z = np.where(usable, np.abs(deleted) / scale, 0.0)
-    z = np.where(np.isfinite(z), z, 0.0)
-    finite_z = z[usable & (z > 0)]
+        z = np.abs(deleted) / scale
+    z = np.where(usable & np.isfinite(z), z, 0.0)
+    finite_z = z[z > 0]  # usable ones only
     # the median is needed only when it can exceed 1 / 1.4826: when at least half
     # the values lie above a bound just below that (the usual case skips the sort)
     if finite_z.size >= 20 and 2 * np.count_nonzero(finite_z > _SCATTER_BOUND) >= finite_z.size:
-        z = z / max(1.4826 * float(np.median(finite_z)), 1.0)
-    worst = np.argmax(z, axis=0)
-    cols = np.arange(data.shape[1])
+        z = z / max(1.4826 * median(finite_z), 1.0)
     out = np.zeros(data.shape, bool)
-    hit = z[worst, cols] > reject_sigma
-    out[worst[hit], cols[hit]] = True
+    # the worst pixel of the columns whose largest z is beyond the threshold
+    # (a maximum over the rows is faster than their argmax)
+    cols = np.nonzero(np.max(z, axis=0) > reject_sigma)[0]
+    out[np.argmax(z[:, cols], axis=0), cols] = True
     return out

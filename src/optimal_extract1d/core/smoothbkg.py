@@ -24,6 +24,7 @@ Pure numpy, orientation ``(n_cross, n_disp)``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,10 +42,11 @@ CANDIDATE_ORDERS = (0, 1, 3, 7, 15)
 class SmoothBackground:
     """A background smooth along the dispersion and the fit it came from.
 
+    The background image and its mean's variance are computed when first
+    read: the caller keeps one degree of the several fitted.
+
     Attributes
     ----------
-    image : ndarray, shape (n_cross, n_disp)
-        The background at every pixel.
     order : int
         Legendre degree along the dispersion.
     chi2 : float
@@ -52,25 +54,43 @@ class SmoothBackground:
         the pixels used.
     n_params : int
         Background terms, ``k (order + 1)``.
-    mean_variance : ndarray, shape (n_disp,)
-        Variance of the background's mean over every column, from the
-        coefficients' covariance (the fluxes marginalized).
     cov : ndarray
         Covariance of the coefficients, ``(n_params, n_params)``, data units squared.
     design : ndarray
         The Legendre polynomials of every column, ``(n_disp, order + 1)``.
     basis : ndarray
         The polynomial basis across the slit, ``(n_cross, k)``.
+    coeffs : ndarray
+        The coefficients ``c_jl``, ``(order + 1, k)``, in units of ``scale``.
+    scale : float
+        The data scale of ``coeffs``.
     """
 
-    image: np.ndarray
     order: int
     chi2: float
     n_params: int
-    mean_variance: np.ndarray
     cov: np.ndarray
     design: np.ndarray
     basis: np.ndarray
+    coeffs: np.ndarray
+    scale: float
+
+    @functools.cached_property
+    def image(self) -> np.ndarray:
+        """The background at every pixel, ``(n_cross, n_disp)``."""
+        return self.basis @ (self.design @ self.coeffs).T * self.scale
+
+    @functools.cached_property
+    def mean_variance(self) -> np.ndarray:
+        """Variance of the background's mean over every column, ``(n_disp,)``.
+
+        From the coefficients' covariance (the fluxes marginalized).
+        """
+        # the column mean of B: mean_j T_l(x)
+        mean_design = (self.design[:, :, None] * self.basis.mean(axis=0)[None, None, :]).reshape(
+            self.design.shape[0], -1
+        )
+        return np.sum((mean_design @ self.cov) * mean_design, axis=1)
 
     def flux_variance(self, weights: np.ndarray) -> np.ndarray:
         """Variance the background's uncertainty adds to fluxes ``sum_y g B``, ``(n_disp,)``.
@@ -167,8 +187,6 @@ def fit_smooth_background(
     )
     rhs = np.einsum("xl,xj->lj", tvander, r).ravel()
     total = float(np.sum(left))
-    mean_basis = basis.mean(axis=0)  # the column mean of B: mean_j T_l(x)
-    mean_design = (tvander[:, :, None] * mean_basis[None, None, :]).reshape(n_disp, -1)
     out = {}
     for order in orders:
         n = k * (order + 1)
@@ -178,16 +196,15 @@ def fit_smooth_background(
         coeffs = cov @ rhs[:n]
         if not np.all(np.isfinite(coeffs)):
             continue
-        per_column = tvander[:, : order + 1] @ coeffs.reshape(order + 1, k)  # (n_disp, k)
         out[order] = SmoothBackground(
             cov=cov,
             design=tvander[:, : order + 1],
             basis=basis,
-            image=basis @ per_column.T * scale,
+            coeffs=coeffs.reshape(order + 1, k),
+            scale=scale,
             order=order,
             chi2=float(total - rhs[:n] @ coeffs) * scale**2,
             n_params=n,
-            mean_variance=np.sum((mean_design[:, :n] @ cov) * mean_design[:, :n], axis=1),
         )
     return out
 

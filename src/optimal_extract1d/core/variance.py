@@ -61,12 +61,14 @@ def remodel_poisson(var_poisson: np.ndarray, model: np.ndarray, usable: np.ndarr
     -------
     PoissonModel
     """
-    ok = usable & np.isfinite(var_poisson) & np.isfinite(model)
+    finite = np.isfinite(var_poisson)
+    ok = usable & finite & np.isfinite(model)
     keep = PoissonModel(var_poisson, np.nan, False)
     n_col = ok.sum(axis=0)
     if not np.any(n_col >= 2):
         return keep
-    m = np.where(ok, np.clip(model, 0.0, None), 0.0)
+    signal = np.clip(model, 0.0, None)
+    m = np.where(ok, signal, 0.0)
     v = np.where(ok, var_poisson, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         m_mean = np.where(n_col > 0, m.sum(axis=0) / n_col, 0.0)
@@ -77,14 +79,14 @@ def remodel_poisson(var_poisson: np.ndarray, model: np.ndarray, usable: np.ndarr
     if not sxx > 0:
         return keep
     k = np.sum(dm * dv) / sxx
-    resid = np.where(ok, dv - k * dm, 0.0)
-    dof = max(int(ok.sum()) - int(np.count_nonzero(n_col)) - 1, 1)
+    resid = dv - k * dm  # 0 where not ok (or NaN if k is not finite: kept below)
+    dof = max(int(n_col.sum()) - int(np.count_nonzero(n_col)) - 1, 1)
     sigma_k = np.sqrt(np.sum(resid**2) / dof / sxx)
     if not (k > 0 and k > MIN_SCALE_SIGNIFICANCE * sigma_k):
         return keep
     sky = np.clip(_smooth(v_mean - k * m_mean, n_col > 0), 0.0, None)
-    modelled = sky[None, :] + k * np.clip(model, 0.0, None)
-    predicted = np.isfinite(modelled) & np.isfinite(var_poisson)
+    modelled = sky[None, :] + k * signal
+    predicted = np.isfinite(modelled) & finite
     return PoissonModel(np.where(predicted, modelled, var_poisson), float(k), True)
 
 

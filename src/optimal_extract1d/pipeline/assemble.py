@@ -42,11 +42,11 @@ def along_trace(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     sw = w.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.sum(w * np.where(ok, values, 0.0), axis=0) / sw
-    any_ok = ok.any(axis=0)
-    plain = np.full(values.shape[1], np.nan)
-    if np.any(any_ok):
-        plain[any_ok] = np.nanmean(values[:, any_ok], axis=0)
-    return np.where(sw > 0, mean, plain)
+    # columns without weight: the plain mean (the rest need none)
+    plain = ok.any(axis=0) & ~(sw > 0)
+    if np.any(plain):
+        mean[plain] = np.nanmean(values[:, plain], axis=0)
+    return mean
 
 
 def metadata(
