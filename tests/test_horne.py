@@ -91,3 +91,29 @@ def test_error_bars_match_scatter_over_noise_realizations(bkg_order):
     pulls = (out.flux - truth) / np.sqrt(out.variance)
     assert abs(np.std(pulls) - 1.0) < 0.1
     assert abs(np.mean(pulls)) < 0.15
+
+
+def test_the_diagonal_dominance_shortcut_decides_as_the_determinants_do(rng, monkeypatch):
+    from optimal_extract1d.core import horne
+
+    def normal_matrices(n_pixels, twin):
+        a = rng.normal(size=(200, n_pixels, 4))
+        a[:50, :, 1] = a[:50, :, 0] + twin * a[:50, :, 1]  # near-twins of the profile column
+        return np.einsum("xni,xnj->xij", a, a)
+
+    cases = {"apart": normal_matrices(3000, 1.0), "twins": normal_matrices(30, 1e-9)}
+    assert horne._diagonally_dominant(horne_scaled(cases["apart"]))
+    assert not horne._diagonally_dominant(horne_scaled(cases["twins"]))
+    for normal in cases.values():
+        fast = horne._invert_normal(normal.copy())
+        with monkeypatch.context() as m:
+            m.setattr(horne, "_diagonally_dominant", lambda scaled: False)
+            full = horne._invert_normal(normal.copy())
+        np.testing.assert_array_equal(fast[1], full[1])
+        np.testing.assert_array_equal(fast[0], full[0])
+    assert full[1][:50].all() and not full[1][50:].any()  # the twins fell back, the rest not
+
+
+def horne_scaled(normal):
+    d = np.sqrt(np.einsum("xii->xi", normal))
+    return normal / d[:, :, None] / d[:, None, :]

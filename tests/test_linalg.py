@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimal_extract1d.core.linalg import invert_stacked, lstsq_or_none, solve_stacked
+from optimal_extract1d.core.linalg import (
+    finite_matrices,
+    invert_stacked,
+    lstsq_or_none,
+    solve_stacked,
+)
 from optimal_extract1d.psf.linear import solve_linear
 
 
@@ -45,3 +50,14 @@ def test_a_component_on_rows_without_data_gets_no_flux_and_raises_nothing(rng):
     )
     assert abs(coeffs[0, 0] - 100.0) < 1.0 and coeffs[0, 1] == 0.0
     assert n_ok[0] == 11 and np.all(np.isfinite(resid))
+
+
+def test_finite_matrices_flags_each_matrix_with_a_nan_or_inf(rng):
+    stack = rng.normal(size=(3, 4, 5, 5))
+    assert finite_matrices(stack).shape == (3, 4)
+    assert finite_matrices(stack).all()
+    stack[1, 2, 0, 3] = np.nan
+    stack[2, 0, 4, 4] = -np.inf
+    expected = np.ones((3, 4), bool)
+    expected[1, 2] = expected[2, 0] = False
+    np.testing.assert_array_equal(finite_matrices(stack), expected)

@@ -1,9 +1,11 @@
 """Cosmic-ray screening before the kernel fits."""
 
+import warnings
+
 import numpy as np
 from conftest import curved_widening_slit
 
-from optimal_extract1d.core.outliers import OUTLIER_SIGMA, fit_outliers
+from optimal_extract1d.core.outliers import OUTLIER_SIGMA, fit_outliers, median, nanmedian
 from optimal_extract1d.sim.simulate import simulate_slit
 
 
@@ -88,3 +90,24 @@ def test_a_ray_on_the_peak_of_a_faint_column_is_caught():
         usable = np.isfinite(data) & (variance > 0)
         caught += bool(fit_outliers(data, variance, usable)[row, col])
     assert caught >= 9
+
+
+def test_nanmedian_is_numpys_along_any_axis_with_gaps_and_empty_lines(rng):
+    # up to 16 values along the axis: the sorting network; more: the sort
+    for length in (1, 2, 3, 8, 9, 15, 16, 17, 40):
+        values = rng.normal(size=(5, length, 7))
+        values[rng.random(values.shape) < 0.3] = np.nan
+        values[0, :, 0] = np.nan  # a line with no value
+        values[1, :, 2] = 4.0  # ties
+        for axis in (0, 1, 2):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # numpy's all-NaN warning
+                expected = np.nanmedian(values, axis=axis)
+            np.testing.assert_array_equal(nanmedian(values, axis=axis), expected)
+
+
+def test_median_is_numpys_bit_for_bit(rng):
+    for size in (1, 2, 5, 6, 101, 1000):
+        values = rng.normal(size=size) * 10.0 ** rng.integers(-3, 4, size)
+        assert median(values) == np.median(values)
+    assert np.isnan(median(np.array([1.0, np.nan, 2.0])))
