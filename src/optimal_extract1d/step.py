@@ -58,7 +58,7 @@ def spec_errors_explained(explain: Callable[[Exception], str]) -> Iterator[None]
 
 
 @contextmanager
-def long_lived_out_of_gc() -> Iterator[Callable[[], None]]:
+def _long_lived_out_of_gc() -> Iterator[Callable[[], None]]:
     """Keep long-lived objects out of the cyclic garbage collector's scans for the block.
 
     Yields a function to call once more long-lived objects exist (the opened
@@ -133,7 +133,7 @@ class OptimalExtract1dStep(Step):
 
     def process(self, input_data: Any):
         """Extract every slit of ``input_data``; return the x1d ``MultiSpecModel``."""
-        with long_lived_out_of_gc() as freeze:
+        with _long_lived_out_of_gc() as freeze:
             model = inputs.open_input(input_data)
             try:
                 freeze()  # the opened model too
@@ -290,10 +290,10 @@ class OptimalExtract1dStep(Step):
         file is reported here, before any of that, as an `.InputError`.
         The first ASDF file read (the mode defaults) loads ASDF's extensions,
         whose objects trigger full collections: the imported packages are
-        kept out of their scans (`long_lived_out_of_gc`).
+        kept out of their scans (``_long_lived_out_of_gc``).
         """
         _check_input_exists(input)
-        with long_lived_out_of_gc():
+        with _long_lived_out_of_gc():
             return super().build_config(input, **kwargs)
 
     @staticmethod
