@@ -48,6 +48,31 @@ def test_a_wrong_variance_level_is_corrected(rng):
     assert 0.9 < scaled < 1.1
 
 
+def test_errors_are_raised_to_the_scatter_never_lowered(rng):
+    # VAR 4x too large: the residuals measure a factor of 1/2, which is recorded;
+    # the propagated errors are kept (too large, not too small)
+    pulls, measured = [], []
+    for _ in range(3):
+        sim = simulate_slit(rng, n_disp=200, snr=30.0, fwhm=(2.0, 2.0), spectrum=np.ones(200))
+        sd = slit_data_from_sim(sim)
+        sd = slit_data_from_sim(
+            sim,
+            variance=sd.variance * 4,
+            var_poisson=sd.var_poisson * 4,
+            var_rnoise=sd.var_rnoise * 4,
+            var_flat=sd.var_flat * 4,
+        )
+        (res,) = extract_slit(sd, ExtractParams())
+        (plain,) = extract_slit(sd, ExtractParams(error_scale="none"))
+        record = res.metadata["error_scale"]
+        assert record["factor"] == 1.0
+        np.testing.assert_array_equal(res.error, plain.error)
+        measured.append(record["measured_factor"])
+        pulls.append((res.flux - sim.flux) / res.error)
+    assert np.mean(measured) == pytest.approx(0.5, rel=0.08)
+    assert np.std(np.concatenate(pulls)) == pytest.approx(0.5, rel=0.1)
+
+
 @pytest.mark.parametrize("snr", [30.0, 300.0, 3000.0])
 def test_flux_error_measures_the_noise_not_the_misfit_of_a_gaussian_on_a_moffat(snr):
     """Issue 12: at column S/N 100-3000 the misfit of the profile passed for noise.

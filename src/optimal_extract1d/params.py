@@ -109,8 +109,10 @@ class ExtractParams:
     detect_threshold : float
         S/N (coadded profile, matched filter) a further source or nod copy needs.
     error_scale : str
-        ``"residual"``: scale the propagated errors to the scatter of the
-        residuals, pixel correlations included; ``"none"``: keep them.
+        ``"residual"``: scale the propagated errors to the measured
+        scatter: on s2d input raised to the scatter of the residuals, pixel
+        correlations included, never lowered; on the cal path set to the
+        scatter of the spectrum. ``"none"``: keep them.
     """
 
     extraction_region: tuple[int, int, int, int] | None = None

@@ -118,7 +118,7 @@ class OptimalExtract1dStep(Step):
     model_nods = boolean(default=True)  # fit negative nod copies of the trace with the source
     source_positions = float_list(default=None)  # cross-dispersion pixel positions of the sources; None = detect
     detect_threshold = float(default=5.0, min=0)  # S/N a further source or nod copy needs (coadded profile)
-    error_scale = option("none", "residual", default="residual")  # scale errors to the residual scatter (pixel correlations included)
+    error_scale = option("none", "residual", default="residual")  # s2d: raise errors to the residual scatter (pixel correlations included), never lower them; cal: the spectrum's scatter
     save_profile = boolean(default=False)  # save the 2-D profile of every slit (suffix profile)
     save_scene_model = boolean(default=False)  # save the model of every slit (suffix scene_model)
     save_residual_image = boolean(default=False)  # save data - model of every slit (suffix residual)

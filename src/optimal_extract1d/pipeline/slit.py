@@ -490,7 +490,7 @@ def _spectra(
                 weights=sums.pixel_weights,
                 sums=sums,
             )
-            factor, meta["error_scale"] = scale.factor, scale.to_meta()
+            factor, meta["error_scale"] = scale.applied_factor, scale.to_meta()
         name = sd.name if len(sources) == 1 else f"{sd.name}_{number}"
         spectra.append(
             assemble.spectrum(
