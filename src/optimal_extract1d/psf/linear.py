@@ -20,7 +20,19 @@ import numpy as np
 
 from ..core.linalg import cross_products, invert_stacked, solve_stacked
 
-__all__ = ["data_weights", "design_matrix", "normal_matrix", "solve_linear", "solve_normal"]
+__all__ = [
+    "data_weights",
+    "design_matrix",
+    "normal_matrix",
+    "solve_linear",
+    "solve_normal",
+    "valid_pixels",
+]
+
+
+def valid_pixels(values: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Pixels a profile fit can use: a finite value and a finite, positive uncertainty."""
+    return np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
 
 
 def data_weights(values: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -37,7 +49,7 @@ def data_weights(values: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, ...
     w, d : ndarray, shape (n_cross, n_prof)
         Weights (0 where not usable) and values (0 where not usable).
     """
-    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
+    ok = valid_pixels(values, sigma)
     w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
     d = np.where(ok, values, 0.0)
     return ok, w, d

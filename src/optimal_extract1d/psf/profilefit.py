@@ -27,7 +27,7 @@ from .kernel import (
     shape_bounds,
     with_params,
 )
-from .linear import solve_linear
+from .linear import solve_linear, valid_pixels
 from .lm import MAX_ITER, LMResult, levenberg_marquardt
 
 __all__ = [
@@ -334,7 +334,7 @@ def attempt_kernel_fit(
 
 def _pixels_problem(values, sigma, n_free: int) -> str:
     """Why the slice cannot be fitted with ``n_free`` parameters ("" when it can)."""
-    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
+    ok = valid_pixels(values, sigma)
     if ok.sum() <= n_free:
         return f"only {int(ok.sum())} valid pixels in the slice for {n_free} free parameters"
     return ""
@@ -380,7 +380,7 @@ def _grid_center(template, values, sigma, *, basis, start, offsets) -> float:
     The grid spans only the rows that hold data (a slit whose edge rows are
     all NaN, as in NIRSpec fixed slits, is searched where it was observed).
     """
-    rows = np.nonzero(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0))[0]
+    rows = np.nonzero(valid_pixels(values, sigma))[0]
     if rows.size == 0:
         return float(values.size // 2)
     grid = np.arange(float(rows[0]), rows[-1] + 0.25, 0.5)

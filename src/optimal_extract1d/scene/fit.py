@@ -36,7 +36,7 @@ from ..psf.kernel import (
     wavelength_params,
     with_params,
 )
-from ..psf.linear import solve_linear
+from ..psf.linear import solve_linear, valid_pixels
 from ..psf.profilefit import FitFailure, attempt_kernel_fit, component_shapes
 from ..slitdata import SlitData
 from .choice import KernelChoice, choose_kernel, shape_at_bound
@@ -218,7 +218,7 @@ def _with_halo(
             search=slice_fit["search"],
         )
         fits.append(trial if isinstance(trial, KernelFit) else None)
-    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
+    n_pixels = int(np.sum(valid_pixels(values, sigma)))
     return choose_kernel(
         fits,
         [template.name] * len(fits),
@@ -263,7 +263,7 @@ def _choose_fit(
         *(make_template(k) if isinstance(k, str) else k for k in settings.other_kernels),
     ]
     values, sigma = _slice(sd, variance, slice_fit)
-    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
+    n_pixels = int(np.sum(valid_pixels(values, sigma)))
     seeded = {"values": values, "sigma": sigma, "slice_fit": slice_fit}
     # Stage 1: the background degree, with the first family.
     base = _refit_from(None, families[0], sd, variance, bkg_order=bkg_orders[0], **seeded)

@@ -52,7 +52,7 @@ from ..psf.kernel import (
     make_template,
     with_params,
 )
-from ..psf.linear import solve_linear
+from ..psf.linear import data_weights, solve_linear, valid_pixels
 from ..psf.profilefit import at_bound, component_shapes
 from . import trace
 from .choice import score_bins
@@ -206,7 +206,7 @@ def halo_over_bins(
     basis = polynomial_basis(data.values.shape[0], int(settings.bkg_order))
     offsets = np.asarray(fit.offsets, float)
     values, sigma = data.values[:, good], data.sigma[:, good]
-    n_pixels = int(np.sum(np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)))
+    n_pixels = int(np.sum(valid_pixels(values, sigma)))
     penalty = CRITERION.penalty(n_pixels)
     base = float(np.sum(data.fits.chi2[good]))
     dof = n_pixels - int(good.sum()) * (1 + len(offsets) + basis.shape[1] + 2)
@@ -318,9 +318,8 @@ def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> floa
     shapes = component_shapes(template, y, params, offsets=offsets)
     n_cross, n_good, n_comp = shapes.shape
     values, sigma = data.values[:, good], data.sigma[:, good]
-    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0)
-    w = np.where(ok, 1.0 / np.where(ok, sigma, 1.0), 0.0)
-    d = np.where(ok, values, 0.0) * w
+    _, w, d = data_weights(values, sigma)
+    d = d * w
     design = np.zeros((n_cross, n_good, n_good * n_comp + 2))
     bins = np.arange(n_good)
     for j in range(n_comp):
