@@ -67,7 +67,8 @@ def _long_lived_out_of_gc() -> Iterator[Callable[[], None]]:
     and WCS models, hundreds of thousands of objects), none of them garbage
     while the step runs. Every full collection that reading the file, the
     extraction and the x1d's tables trigger scans them all, about 0.15 s each
-    for a 100-slit file: 3-4 ms per slit of the step's run. `gc.freeze` moves
+    for a 100-slit file: about 6 ms per slit of the step's run in all
+    (benchmarks/results/speed.md). `gc.freeze` moves
     them to the permanent generation; `gc.unfreeze` returns them to the
     oldest generation after the block, so nothing is leaked. A process that
     froze objects itself (a pre-fork server) is left as it is.

@@ -368,7 +368,7 @@ def slice_noise_scale(
     """
     z, _, ok = _residuals(data, model, variance, usable=usable, source=source)
     if ok.sum() < MIN_PIXELS:
-        return max(cross.factor, 1.0)
+        return cross.applied_factor
     ok = _inliers(z, ok)
     # lags along the dispersion: axis 0 of the transposes
     z0, measured = np.where(ok, z, 0.0).T, ok.T.astype(float)

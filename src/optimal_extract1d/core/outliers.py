@@ -98,9 +98,7 @@ def _network_median(work: np.ndarray, n: np.ndarray) -> np.ndarray:
         where[i], spare = spare, where[i]
     at = np.asarray(where)
     lines = np.arange(rows.shape[1])
-    lo, hi = np.clip((n.ravel() - 1) // 2, 0, None), np.clip(n.ravel() // 2, 0, count - 1)
-    mid = 0.5 * (rows[at[lo], lines] + rows[at[hi], lines])
-    return np.where(n > 0, mid.reshape(n.shape), np.nan)
+    return _ranked_median(lambda rank: rows[at[rank], lines], n, count)
 
 
 @functools.cache
@@ -127,9 +125,18 @@ def _sorted_median(ordered: np.ndarray, n: np.ndarray) -> np.ndarray:
     """
     lines = ordered.reshape(-1, ordered.shape[-1])
     rows = np.arange(lines.shape[0])
+    return _ranked_median(lambda rank: lines[rows, rank], n, ordered.shape[-1])
+
+
+def _ranked_median(value_at, n: np.ndarray, count: int) -> np.ndarray:
+    """Median of every line of ``count`` ordered values, of which the first ``n`` count.
+
+    ``value_at(ranks)`` gives each line's value at its rank (an array over the
+    lines, flattened); NaN where ``n`` is 0.
+    """
     lo = np.clip((n.ravel() - 1) // 2, 0, None)
-    hi = np.clip(n.ravel() // 2, 0, ordered.shape[-1] - 1)
-    mid = 0.5 * (lines[rows, lo] + lines[rows, hi])
+    hi = np.clip(n.ravel() // 2, 0, count - 1)
+    mid = 0.5 * (value_at(lo) + value_at(hi))
     return np.where(n > 0, mid.reshape(n.shape), np.nan)
 
 
