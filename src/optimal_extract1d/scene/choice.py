@@ -223,8 +223,17 @@ def choose_orders(
     mid_col, mid_lam = (x[good] for x in at)
     snr = bins.snr[good]
     combos = [(t, f) for t in trace_orders for f in fwhm_orders]
-    center_of = {t: _candidate(mid_col, bins.center[good], snr, t) for t in trace_orders}
-    width_of = {f: _candidate(mid_lam, bins.fwhm[good], snr, f) for f in fwhm_orders}
+    # the candidates model the intrinsic values and are scored as the bins show them,
+    # smeared by the trace's motion across every bin (`.trace.BinFits.smear`)
+    shift, widen = (
+        (np.zeros(good.sum()),) * 2 if bins.smear is None else (s[good] for s in bins.smear)
+    )
+    center_of = {
+        t: _candidate(mid_col, bins.intrinsic_center[good], snr, t, shift) for t in trace_orders
+    }
+    width_of = {
+        f: _candidate(mid_lam, bins.intrinsic_fwhm[good], snr, f, widen) for f in fwhm_orders
+    }
     centers = [center_of[t] for t, _ in combos]
     widths = [width_of[f] for _, f in combos]
     chi2, n_pix = score_bins(
@@ -248,11 +257,14 @@ def choose_orders(
     return OrderChoice(best["trace_order"], best["fwhm_order"], tuple(candidates), n_pix)
 
 
-def _candidate(x: np.ndarray, values: np.ndarray, snr: np.ndarray, order: int | None):
-    """The candidate's value at every bin: its smooth model, or None (held)."""
+def _candidate(x, values, snr, order: int | None, smear):
+    """The candidate's value at every bin as the bin shows it, or None (held).
+
+    That is its smooth model of the intrinsic ``values`` plus the ``smear``.
+    """
     if order is None:
         return None
-    return trace.fit_smooth(x, values, snr, order=order)(x)
+    return trace.fit_smooth(x, values, snr, order=order)(x) + smear
 
 
 def score_bins(template, values, sigma, *, centers, widths, offsets, basis, extra):

@@ -62,6 +62,10 @@ class BinFits:
         Other template parameters fitted with one value for all bins.
     chi2 : ndarray, shape (n_bins,)
         Chi-square of every bin's fit (empty when not recorded).
+    smear : tuple of ndarray, shape (n_bins,), or None
+        What coadding the bin's columns over a moving trace adds to its
+        fitted center and FWHM (apparent minus intrinsic, pixels; see
+        `.variation`); None: nothing known, the fits are the intrinsic values.
     """
 
     center: np.ndarray
@@ -70,6 +74,17 @@ class BinFits:
     good: np.ndarray
     shape_params: dict[str, float] = field(default_factory=dict)
     chi2: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    smear: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def intrinsic_center(self) -> np.ndarray:
+        """The source's center at every bin's central column: the fit less the smear's shift."""
+        return self.center if self.smear is None else self.center - self.smear[0]
+
+    @property
+    def intrinsic_fwhm(self) -> np.ndarray:
+        """The kernel's FWHM in every bin: the fit less what the smear widened it by."""
+        return self.fwhm if self.smear is None else self.fwhm - self.smear[1]
 
 
 def bin_centers(edges: np.ndarray) -> np.ndarray:
@@ -154,8 +169,8 @@ def fit_bins(
     sigma: np.ndarray,
     *,
     bkg_order: int,
-    center: float,
-    fwhm: float,
+    center: float | np.ndarray,
+    fwhm: float | np.ndarray,
     fit_center: bool,
     fit_fwhm: bool,
     offsets: tuple[float, ...] = (),
@@ -171,8 +186,13 @@ def fit_bins(
         Coadded bin profiles and their uncertainties (see `.core.coadd.coadd_bins`).
     bkg_order : int
         Polynomial background degree (-1 = none), solved in every bin.
-    center, fwhm : float
-        Global kernel values: starting point and value for what is not fitted.
+    center : float or ndarray, shape (n_bins,)
+        Starting center (the global kernel's, or a provisional trace's at
+        every bin), the value where it is not fitted, and the reference a
+        bin's fitted center may not leave by more than ``MAX_CENTER_JUMP``.
+    fwhm : float or ndarray, shape (n_bins,)
+        Starting FWHM (the global kernel's, or every bin's), and the value
+        where it is not fitted.
     fit_center, fit_fwhm : bool
         Which parameters are free.
     offsets : tuple of float
@@ -190,7 +210,9 @@ def fit_bins(
     n_cross, n_bins = values.shape
     per = template.fwhm_per_width()
     cp, wp = template.center_param, template.width_param
-    start = {cp: np.full(n_bins, center), wp: np.full(n_bins, fwhm / per)}
+    center = np.broadcast_to(np.asarray(center, float), (n_bins,))
+    width = np.broadcast_to(np.asarray(fwhm, float) / per, (n_bins,))
+    start = {cp: center.copy(), wp: width.copy()}
     start.update(
         {k: np.broadcast_to(np.asarray(v, float), (n_bins,)) for k, v in (extra or {}).items()}
     )
@@ -346,10 +368,15 @@ def fit_smooth(
     lo, hi = float(np.min(x)), float(np.max(x))
     domain = (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
     u = _to_window(x, domain)
+    # the power series on [-1, 1] (P.polyfit's, without its per-call overhead: this
+    # runs about 13 times per slit)
+    basis = np.vander(u, order + 1, increasing=True)
+    weighted = basis * weights[:, None]
     clipped = np.zeros(n, bool)
     for _ in range(3 if n > order + 1 else 1):  # sigma clipping, 3 sigma, 3 passes
-        coeffs = P.polyfit(u[~clipped], values[~clipped], order, w=weights[~clipped])
-        resid = values - P.polyval(u, coeffs)
+        keep = ~clipped
+        coeffs = np.linalg.lstsq(weighted[keep], (values * weights)[keep], rcond=None)[0]
+        resid = values - basis @ coeffs
         kept = resid[~clipped]
         again = np.abs(resid - np.median(kept)) > 3.0 * np.std(kept) if kept.size > 2 else clipped
         if np.array_equal(again, clipped) or again.sum() > n - order - 1:

@@ -9,7 +9,7 @@ kernel, and every such fallback is logged with the slit name.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -125,30 +125,24 @@ def vary_kernel(
     )
     if not (settings.fit_fwhm or settings.fit_trace):
         return flat
-    edges, bins, profiles, per_bin = _bin_fits(
-        fit, flat, data, variance=variance, usable=usable, settings=settings
-    )
     columns = np.arange(n_disp, dtype=float)
-    mid_col = trace.bin_centers(edges)
-    mid_lam = np.interp(mid_col, columns, wavelength)
-    meta: dict[str, Any] = {"bins": _bins_meta(edges, bins, mid_lam)}
-    template = fit.template
-    if bins.shape_params and bins.good.any():
-        template = with_params(template, bins.shape_params)
-        meta["shape_params"] = dict(bins.shape_params)
+    at = {"wavelength": wavelength, "name": name, "noise_scale": noise_scale}
+    binned, guide = _bin_and_choose(fit, flat, data, variance, usable, settings, **at), flat
+    for _ in range(MAX_REBIN):
+        # The bins were placed by the S/N of a kernel held at the slice's row (or
+        # along the last guide); where the trace the data chose leaves it, that S/N
+        # was underrated and the bins made too wide. They are placed again along
+        # that trace, which the new bins may extend further:
+        moved = binned.chosen_trace()
+        if moved is None or np.max(np.abs(moved - guide.centers)) <= REBIN_SHIFT * fit.fwhm:
+            break
+        guide = replace(flat, centers=moved)
+        binned = _bin_and_choose(fit, guide, data, variance, usable, settings, **at)
+    edges, bins, profiles = binned.edges, binned.bins, binned.profiles
+    mid_col, mid_lam = trace.bin_centers(edges), binned.wavelength
+    trace_order, fwhm_order = binned.trace_order, binned.fwhm_order
+    meta, template = binned.meta, binned.template
     _log_weak_bins(bins, name)
-    trace_order, fwhm_order = _orders(
-        template,
-        bins,
-        profiles,
-        fit=fit,
-        settings=settings,
-        at=(mid_col, mid_lam),
-        extra=per_bin,
-        meta=meta,
-        name=name,
-        noise_scale=noise_scale,
-    )
     centers, fwhm = flat.centers.copy(), flat.fwhm.copy()
     # The center follows the detector geometry (smooth in pixels), the width
     # the diffraction (smooth in wavelength): for the PRISM, whose dispersion
@@ -161,7 +155,7 @@ def vary_kernel(
             key="trace_model",
             name=name,
             at=(mid_col, columns),
-            values=bins.center,
+            values=bins.intrinsic_center,
             order=trace_order,
             out=centers,
             variable="column",
@@ -173,7 +167,7 @@ def vary_kernel(
             key="fwhm_model",
             name=name,
             at=(mid_lam, wavelength),
-            values=bins.fwhm,
+            values=bins.intrinsic_fwhm,
             order=fwhm_order,
             out=fwhm,
             variable="wavelength",
@@ -184,8 +178,124 @@ def vary_kernel(
         np.clip(fwhm, 0.5, None),
         meta,
         flat.column_params,
-        BinData(*profiles, bins, per_bin, mid_lam),
+        BinData(*profiles, bins, binned.per_bin, mid_lam),
     )
+
+
+@dataclass(frozen=True)
+class _Binned:
+    """The bins placed along a guide, fitted, and the orders the data chose from them."""
+
+    edges: np.ndarray
+    bins: trace.BinFits
+    profiles: tuple[np.ndarray, np.ndarray]
+    per_bin: dict[str, np.ndarray]
+    wavelength: np.ndarray
+    template: KernelTemplate
+    trace_order: int | None
+    fwhm_order: int | None
+    meta: dict[str, Any]
+
+    def chosen_trace(self) -> np.ndarray | None:
+        """The center model of the chosen degree per column; None where held or constant."""
+        if not self.trace_order or not self.bins.good.any():
+            return None
+        return _trace_path(self.bins, self.edges, self.trace_order, intrinsic=True)
+
+
+def _bin_and_choose(
+    fit: KernelFit,
+    guide: KernelVariation,
+    data: np.ndarray,
+    variance: np.ndarray,
+    usable: np.ndarray,
+    settings: SceneSettings,
+    *,
+    wavelength: np.ndarray,
+    name: str,
+    noise_scale: float,
+) -> _Binned:
+    """Bins placed by the S/N of the ``guide`` kernel, fitted, and the orders chosen.
+
+    Where the trace moves, the smear it causes in every bin (`_with_smear`)
+    is modelled first, along the bins' centers at the top degree; where that
+    cannot matter (`_smear_matters`, which weighs the smear against the
+    slit's FWHM precision, so a noisy polynomial's spurious slope at low S/N
+    is let be), it is not.
+    """
+    n_disp = data.shape[1]
+    binned = {"variance": variance, "usable": usable, "settings": settings}
+    edges, bins, profiles, per_bin = _bin_fits(fit, guide, data, **binned)
+    if settings.fit_trace and bins.good.sum() >= 2:
+        bins = _with_smear(
+            bins,
+            fit,
+            guide,
+            path=_trace_path(bins, edges, settings.trace_order, intrinsic=False),
+            edges=edges,
+            sigma=profiles[1],
+            variance=variance,
+            usable=usable,
+            settings=settings,
+            extra=per_bin,
+        )
+    mid_col = trace.bin_centers(edges)
+    mid_lam = np.interp(mid_col, np.arange(n_disp, dtype=float), wavelength)
+    meta: dict[str, Any] = {"bins": _bins_meta(edges, bins, mid_lam)}
+    template = fit.template
+    if bins.shape_params and bins.good.any():
+        template = with_params(template, bins.shape_params)
+        meta["shape_params"] = dict(bins.shape_params)
+    trace_order, fwhm_order = _orders(
+        template,
+        bins,
+        profiles,
+        fit=fit,
+        settings=settings,
+        at=(mid_col, mid_lam),
+        extra=per_bin,
+        meta=meta,
+        name=name,
+        noise_scale=noise_scale,
+    )
+    return _Binned(edges, bins, profiles, per_bin, mid_lam, template, trace_order, fwhm_order, meta)
+
+
+def _smear_matters(bins: trace.BinFits, path: np.ndarray, edges: np.ndarray) -> bool:
+    """Whether the smear can widen a good bin by ``SMEAR_TOLERANCE`` of the FWHM's precision.
+
+    A trace moving by ``L`` across a bin smears its profile by a box of
+    variance ``L**2 / 12``, which widens a Gaussian's FWHM ``F`` by
+    ``8 ln 2 L**2 / 12 / (2 F)``; a Moffat's peakier core widens up to
+    twice that. The slit's FWHM is known to about ``1 / S`` of itself, ``S``
+    the S/N of its good bins together: a smear well under that changes
+    nothing the data can tell, and is not modelled (the forward model and
+    the second order choice cost about a tenth of a slit's time).
+    """
+    good = bins.good
+    travel = np.abs(path[edges[1:] - 1] - path[edges[:-1]])[good]
+    fwhm = np.clip(bins.fwhm[good], 0.5, None)
+    widening = 2.0 * 8.0 * np.log(2.0) * travel**2 / 12.0 / (2.0 * fwhm**2)
+    precision = 1.0 / np.sqrt(np.sum(np.clip(bins.snr[good], 0.0, None) ** 2))
+    return bool(np.max(widening, initial=0.0) > SMEAR_TOLERANCE * precision)
+
+
+def _trace_path(bins: trace.BinFits, edges: np.ndarray, order: int, *, intrinsic: bool):
+    """The good bins' centers (as fitted, or less their smear) modelled per column.
+
+    As `_smooth_model` does it: held constant beyond the outer edges of the
+    outer good bins.
+    """
+    good = bins.good
+    first, last = np.nonzero(good)[0][[0, -1]]
+    centers = bins.intrinsic_center if intrinsic else bins.center
+    return trace.fit_smooth(
+        trace.bin_centers(edges)[good],
+        centers[good],
+        bins.snr[good],
+        order=order,
+        valid=(float(edges[first]), float(edges[last + 1] - 1)),
+    )(np.arange(int(edges[-1]), dtype=float))
 
 
 def _orders(
@@ -257,8 +367,13 @@ def _bins_meta(edges: np.ndarray, bins: trace.BinFits, mid_lam: np.ndarray) -> d
     """The bin fits as plain lists, for the spectrum metadata."""
     return {
         "edges": edges.tolist(),
-        "center": bins.center.tolist(),
-        "fwhm": bins.fwhm.tolist(),
+        "center": bins.intrinsic_center.tolist(),
+        "fwhm": bins.intrinsic_fwhm.tolist(),
+        **(
+            {}
+            if bins.smear is None
+            else {"center_smear": bins.smear[0].tolist(), "fwhm_smear": bins.smear[1].tolist()}
+        ),
         "snr": bins.snr.tolist(),
         "good": bins.good.tolist(),
         "wavelength_um": mid_lam.tolist(),
@@ -307,7 +422,7 @@ def _bin_fits(
         values,
         sigma,
         bkg_order=settings.bkg_order,
-        center=fit.center,
+        center=np.interp(mids, cols, flat.centers),
         fwhm=fit.fwhm,
         fit_center=settings.fit_trace,
         fit_fwhm=settings.fit_fwhm,
@@ -315,6 +430,78 @@ def _bin_fits(
         extra=per_bin,
     )
     return edges, bins, (values, sigma), per_bin
+
+
+# The smear is modelled where it may widen a bin's FWHM by more than this fraction
+# of the slit's FWHM precision (`_smear_matters`).
+SMEAR_TOLERANCE = 0.25
+# The bins are placed again along the trace the data chose when it leaves the slice's
+# row by more than this many FWHM (a Gaussian kernel that far off loses half its
+# S/N squared).
+REBIN_SHIFT = 0.5
+MAX_REBIN = 3
+
+
+def _with_smear(
+    bins: trace.BinFits,
+    fit: KernelFit,
+    flat: KernelVariation,
+    *,
+    path: np.ndarray,
+    edges: np.ndarray,
+    sigma: np.ndarray,
+    variance: np.ndarray,
+    usable: np.ndarray,
+    settings: SceneSettings,
+    extra: dict[str, np.ndarray],
+) -> trace.BinFits:
+    """The bins with what coadding their columns over a moving trace did to their fits.
+
+    A bin's profile is the mean of its columns', and where the trace moves
+    across the bin (a bowed trace, by up to 0.7 px over a 40-column bin) that
+    mean is the kernel smeared by the motion: wider (for a Gaussian of 1.6
+    px FWHM, by 4 % over 0.66 px; more for a Moffat's peakier core) and,
+    where the trace curves, shifted. Fitted as they are, the bins' widths
+    follow the trace's slope: a FWHM model then bends where the trace does
+    (at S/N 100 that cost 6 % of variance on a constant-width Gaussian) and
+    the criterion pays for the bend. The smear is forward-modelled instead:
+    the kernel at the bins' fitted widths is laid along the provisional
+    ``path`` (the bins' centers at the top degree, `_trace_path`) with a flux constant
+    along every bin, coadded as the data were (their variance and masked
+    pixels) and fitted as they were;
+    what the fit finds beyond the model's own center and width at every
+    bin's central column is the smear (`.trace.BinFits.smear`). Any
+    template's response is measured this way, through the same fitter and
+    weights, with no rule for its shape.
+    """
+    good = bins.good
+    n_cross, n_disp = variance.shape
+    columns = np.arange(n_disp, dtype=float)
+    mid_col = trace.bin_centers(edges)
+    if not _smear_matters(bins, path, edges):
+        return bins
+    width = np.repeat(np.where(good, bins.fwhm, fit.fwhm), np.diff(edges))
+    template = with_params(fit.template, bins.shape_params) if bins.shape_params else fit.template
+    profile = kernel_profile(template, n_cross, path, fwhm=width, extra=flat.column_params)
+    # a flux constant along every bin: the first-pass fluxes' noise, coadded with
+    # the masked pixels' gaps, would shape the bins as the smear does not
+    values, _ = coadd_bins(profile.weights, variance, usable, edges=edges)
+    seen = trace.fit_bins(
+        template,
+        values,
+        sigma,
+        bkg_order=settings.bkg_order,
+        center=np.interp(mid_col, columns, path),
+        fwhm=width[edges[:-1]],
+        fit_center=True,
+        fit_fwhm=bool(settings.fit_fwhm),
+        offsets=fit.offsets,
+        extra=extra,
+    )
+    ok = good & np.isfinite(seen.center) & np.isfinite(seen.fwhm)
+    shift = np.where(ok, seen.center - np.interp(mid_col, columns, path), 0.0)
+    widen = np.where(ok & bool(settings.fit_fwhm), seen.fwhm - width[edges[:-1]], 0.0)
+    return replace(bins, smear=(shift, widen))
 
 
 def _smooth_model(
