@@ -39,6 +39,7 @@ from ..psf.kernel import (
 from ..psf.linear import solve_linear, valid_pixels
 from ..psf.profilefit import FitFailure, attempt_kernel_fit, component_shapes
 from ..slitdata import SlitData
+from .binsky import BackgroundEvidence, background_over_bins
 from .choice import KernelChoice, choose_kernel, shape_at_bound
 from .components import ComponentSearch, component_cost
 from .criterion import CRITERION
@@ -121,6 +122,16 @@ def fit_scene(
         "noise_scale": noise_scale,
     }
     varied = vary_kernel(fit, sd.data, variance, **vary)
+    sky = None
+    if previous is None and settings.bkg_order == -1 and 0 in bkg_orders and varied.bins:
+        sky = background_over_bins(
+            varied.template, varied.bins, fit=fit, fit_center=bool(settings.fit_trace)
+        )
+    if sky is not None and sky.wins:
+        with_sky = _with_bins_sky(fit, sky, sd, variance, slice_fit=slice_fit)
+        if with_sky is not None:
+            fit, settings = with_sky, replace(settings, bkg_order=0)
+            varied = vary_kernel(fit, sd.data, variance, **{**vary, "settings": settings})
     halo, halo_slice = None, None
     if previous is None and settings.halo and varied.bins is not None:
         halo = halo_over_bins(varied.template, varied.bins, fit=fit, settings=settings)
@@ -155,6 +166,11 @@ def fit_scene(
         kept = previous.metadata["model_choice"].get("kernel")
         if kept is not None:
             meta["model_choice"] = {"kernel": kept, **meta.get("model_choice", {})}
+    if sky is not None:
+        meta["model_choice"] = {**meta.get("model_choice", {}), "bins_background": sky.to_meta()}
+    elif previous is not None and "bins_background" in previous.metadata.get("model_choice", {}):
+        kept = previous.metadata["model_choice"]["bins_background"]
+        meta["model_choice"] = {**meta.get("model_choice", {}), "bins_background": kept}
     if halo is not None:
         record = {**halo.to_meta(), **({"slice": halo_slice} if halo_slice else {})}
         meta["model_choice"] = {**meta.get("model_choice", {}), "halo": record}
@@ -178,6 +194,27 @@ def fit_scene(
         column_params=varied.column_params,
         metadata=meta,
     )
+
+
+def _with_bins_sky(
+    fit: KernelFit, sky: BackgroundEvidence, sd: SlitData, variance: np.ndarray, *, slice_fit: dict
+) -> KernelFit | None:
+    """The slice refitted with a constant background, as the bins' sky asked (`.binsky`).
+
+    It starts from the wing shape the bins fitted with their constants and
+    from ``fit``'s components. None when it cannot be fitted.
+    """
+    values, sigma = _slice(sd, variance, slice_fit)
+    trial = _refit_seeded(
+        with_params(fit.template, sky.shape_params["constant"]),
+        fit,
+        values,
+        sigma,
+        bkg_order=0,
+        extra=slice_fit["extra"],
+        search=slice_fit["search"],
+    )
+    return trial if isinstance(trial, KernelFit) else None
 
 
 def _halo_degree(halo: HaloEvidence, settings: SceneSettings) -> int:
