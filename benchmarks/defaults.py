@@ -1,6 +1,6 @@
 """Defaults benchmark: what a user gets with no parameters, beside hand-tuned runs and jwst's box.
 
-Run by hand (about 2.5 minutes on 2 cores; issue 11, item 5)::
+Run by hand (about 8 minutes on 2 cores; issue 11, item 5)::
 
     python benchmarks/defaults.py                 # full run, prints a Markdown table
     python benchmarks/defaults.py --quick         # 3 slits per cell, a smoke run
@@ -8,8 +8,10 @@ Run by hand (about 2.5 minutes on 2 cores; issue 11, item 5)::
 
 Every cell is one NIRSpec MOS PRISM-like s2d file (``make_multislit``: gwcs,
 MJy/sr, pipeline-like data-derived VAR_POISSON, no cosmic rays) holding
-``--n-slits`` single-source slits of 31 x 400 pixels, and is extracted three
-ways (four for the tabulated PSF):
+``--n-slits`` single-source slits of 31 x 400 pixels (30 by default: with
+10, one slit's wrong family or background choice moved a cell's var/oracle
+by 0.02-0.05 and flipped its target marks from run to run), and is extracted
+three ways (four for the tabulated PSF):
 
 * defaults: ``OptimalExtract1dStep.call(path)``, no parameters (the
   ``nirspec_mos_prism`` mode defaults apply);
@@ -53,7 +55,7 @@ Figures, against the truth (columns pooled over the cell's slits):
   the error against the oracle's on the same noise draw (the oracle, below,
   is unbiased, so this is the method's bias, without the cell's common noise:
   at S/N 10 the oracle's own median(F / F_true) - 1 scatters by about 0.2 %
-  over the cell's 10 slits, and the S/N levels share their draws across
+  over 10 slits, and the S/N levels share their draws across
   scenes, so an unpaired figure shifts every cell of a level alike); for
   emission-line sources the median error of the integrated line fluxes
   (sum of F - F_true over each line, over the line's true flux), with the
@@ -635,7 +637,7 @@ def report(rows, *, command: str, seconds: float, n_slits: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-slits", type=int, default=10, help="slits per cell")
+    parser.add_argument("--n-slits", type=int, default=30, help="slits per cell")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="3 slits per cell")
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
