@@ -12,7 +12,7 @@ share the wing shape, and a sky is smooth along them. `background_over_bins`
 fits the bins again with a constant in each, which sets the wing shape a sky
 leaves, then solves at those shapes every bin's fluxes with a sky flat
 across the slit and a Legendre polynomial along the bins (degrees
-`SKY_DEGREES`), and weighs what each gains over no sky against its ``k ln n``
+``SKY_DEGREES``), and weighs what each gains over no sky against its ``k ln n``
 (`.criterion.CRITERION`, the template error included). A constant in every
 bin would cost ``ln n`` per bin: 157 for 24 bins, more than the 94-125 these
 slits gained; their sky, smooth along the bins, gains nearly as much for
@@ -71,7 +71,7 @@ class BackgroundEvidence:
 
     @property
     def wins(self) -> bool:
-        """A sky won: the slit is refitted with a background."""
+        """Whether a sky won (the slit is then refitted with a background)."""
         return self.degree is not None
 
     def to_meta(self) -> dict[str, Any]:

@@ -78,12 +78,12 @@ class BinFits:
 
     @property
     def intrinsic_center(self) -> np.ndarray:
-        """The source's center at every bin's central column: the fit less the smear's shift."""
+        """The source's center at every bin's central column (the fit less the smear's shift)."""
         return self.center if self.smear is None else self.center - self.smear[0]
 
     @property
     def intrinsic_fwhm(self) -> np.ndarray:
-        """The kernel's FWHM in every bin: the fit less what the smear widened it by."""
+        """The kernel's FWHM in every bin (the fit less what the smear widened it by)."""
         return self.fwhm if self.smear is None else self.fwhm - self.smear[1]
 
 
