@@ -3,7 +3,10 @@
 `vary_kernel` fits the slice kernel in bins along the dispersion (all at once,
 `.trace.fit_bins`) and models the good bins' center and width with smooth
 polynomials (`.trace.fit_smooth`); bins without enough signal keep the global
-kernel, and every such fallback is logged with the slit name.
+kernel, and every such fallback is logged with the slit name. What coadding a
+bin's columns over a moving trace does to its fit (the smear) is
+forward-modelled (`_with_smear`), and the bins are placed again along the
+trace the data chose when it leaves the row they were placed along.
 """
 
 from __future__ import annotations
@@ -127,7 +130,8 @@ def vary_kernel(
         return flat
     columns = np.arange(n_disp, dtype=float)
     at = {"wavelength": wavelength, "name": name, "noise_scale": noise_scale}
-    binned, guide = _bin_and_choose(fit, flat, data, variance, usable, settings, **at), flat
+    guide = flat
+    binned = _bin_and_choose(fit, guide, data, variance, usable, settings, **at)
     for _ in range(MAX_REBIN):
         # The bins were placed by the S/N of a kernel held at the slice's row (or
         # along the last guide); where the trace the data chose leaves it, that S/N
@@ -269,8 +273,8 @@ def _smear_matters(bins: trace.BinFits, path: np.ndarray, edges: np.ndarray) -> 
     ``8 ln 2 L**2 / 12 / (2 F)``; a Moffat's peakier core widens up to
     twice that. The slit's FWHM is known to about ``1 / S`` of itself, ``S``
     the S/N of its good bins together: a smear well under that changes
-    nothing the data can tell, and is not modelled (the forward model and
-    the second order choice cost about a tenth of a slit's time).
+    nothing the data can tell, and is not modelled (the forward model costs
+    a profile image and a fit of every bin).
     """
     good = bins.good
     travel = np.abs(path[edges[1:] - 1] - path[edges[:-1]])[good]
@@ -395,7 +399,7 @@ def _log_weak_bins(bins: trace.BinFits, name: str) -> None:
 
 def _bin_fits(
     fit: KernelFit,
-    flat: KernelVariation,
+    guide: KernelVariation,
     data: np.ndarray,
     *,
     variance: np.ndarray,
@@ -407,7 +411,7 @@ def _bin_fits(
     # The S/N that places the bins needs no other component (nod copies barely
     # overlap the source): the main profile and the background only.
     main = kernel_profile(
-        flat.template, n_cross, flat.centers, fwhm=flat.fwhm, extra=flat.column_params
+        guide.template, n_cross, guide.centers, fwhm=guide.fwhm, extra=guide.column_params
     )
     basis = polynomial_basis(n_cross, settings.bkg_order)
     first = extract_columns(data, variance, main.weights, mask=~usable, bkg_basis=basis)
@@ -416,13 +420,13 @@ def _bin_fits(
     edges = trace.choose_bins(snr, settings.n_bins)
     values, sigma = coadd_bins(data, variance, usable, edges=edges)
     mids, cols = trace.bin_centers(edges), np.arange(data.shape[1])
-    per_bin = {k: np.interp(mids, cols, v) for k, v in flat.column_params.items()}
+    per_bin = {k: np.interp(mids, cols, v) for k, v in guide.column_params.items()}
     bins = trace.fit_bins(
         fit.template,
         values,
         sigma,
         bkg_order=settings.bkg_order,
-        center=np.interp(mids, cols, flat.centers),
+        center=np.interp(mids, cols, guide.centers),
         fwhm=fit.fwhm,
         fit_center=settings.fit_trace,
         fit_fwhm=settings.fit_fwhm,
@@ -445,7 +449,7 @@ MAX_REBIN = 3
 def _with_smear(
     bins: trace.BinFits,
     fit: KernelFit,
-    flat: KernelVariation,
+    guide: KernelVariation,
     *,
     path: np.ndarray,
     edges: np.ndarray,
@@ -474,15 +478,15 @@ def _with_smear(
     template's response is measured this way, through the same fitter and
     weights, with no rule for its shape.
     """
+    if not _smear_matters(bins, path, edges):
+        return bins
     good = bins.good
     n_cross, n_disp = variance.shape
     columns = np.arange(n_disp, dtype=float)
     mid_col = trace.bin_centers(edges)
-    if not _smear_matters(bins, path, edges):
-        return bins
     width = np.repeat(np.where(good, bins.fwhm, fit.fwhm), np.diff(edges))
     template = with_params(fit.template, bins.shape_params) if bins.shape_params else fit.template
-    profile = kernel_profile(template, n_cross, path, fwhm=width, extra=flat.column_params)
+    profile = kernel_profile(template, n_cross, path, fwhm=width, extra=guide.column_params)
     # a flux constant along every bin: the first-pass fluxes' noise, coadded with
     # the masked pixels' gaps, would shape the bins as the smear does not
     values, _ = coadd_bins(profile.weights, variance, usable, edges=edges)
