@@ -5,7 +5,7 @@
 polynomials (`.trace.fit_smooth`); bins without enough signal keep the global
 kernel, and every such fallback is logged with the slit name. What coadding a
 bin's columns over a moving trace does to its fit (the smear) is
-forward-modelled (`_with_smear`), and the bins are placed again along the
+forward-modelled (``_with_smear``), and the bins are placed again along the
 trace the data chose when it leaves the row they were placed along.
 """
 
