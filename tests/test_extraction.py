@@ -304,7 +304,7 @@ def test_a_moving_trace_does_not_widen_the_fwhm_model(rng):
     assert np.mean(np.concatenate(mse)) < 1.05
 
 
-def test_a_sky_the_slice_took_for_moffat_wings_is_found_over_the_bins():
+def test_a_sky_the_slice_took_for_moffat_wings_is_found_over_the_bins(caplog):
     # A Moffat source (index 2.5) at column S/N 10 under a 0.5 % sky, rippled along
     # the dispersion: one 30-column slice cannot tell the sky from wider wings, and
     # the sixth slit's slice chose no background with a wide-winged Moffat. Fitted
@@ -324,7 +324,9 @@ def test_a_sky_the_slice_took_for_moffat_wings_is_found_over_the_bins():
             spectrum=np.ones(300),
             sky=sky,
         )
-        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+            (res,) = extract_slit(slit_data_from_sim(sim, name=f"S{i}"), ExtractParams())
         meta = res.metadata
         pull = (res.flux - sim.flux) / np.sqrt(horne_variance(sim, bkg_order=0))
         # 300 columns: the mean pull's standard error is 0.06
@@ -334,5 +336,8 @@ def test_a_sky_the_slice_took_for_moffat_wings_is_found_over_the_bins():
             bins = meta["model_choice"]["bins_background"]
             assert bins["chosen_degree"] is not None
             assert abs(meta["shape_params"]["alpha"] - 2.5) < 0.4
+            # the slit's INFO line says what the extraction used, not only the slice
+            (line,) = [r.getMessage() for r in caplog.records if "chose" in r.getMessage()]
+            assert "a sky over the bins" in line and "background degree 0" in line
             taken = i
     assert taken == 5

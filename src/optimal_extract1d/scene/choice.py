@@ -304,9 +304,10 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
     """One line for the log: what the criterion chose for a slit, and by how much.
 
     ``model_choice`` is the ``meta["model_choice"]`` of a scene (the kernel
-    family and background degree of `choose_kernel`, the orders of
-    `choose_orders`); every candidate's criterion value is given relative to
-    the chosen one's (a positive number is how much worse it was).
+    family and background degree of `choose_kernel`, a sky the bins then
+    asked for (`.binsky`), the orders of `choose_orders`); every candidate's
+    criterion value is given relative to the chosen one's (a positive number
+    is how much worse it was).
     """
     parts = []
     kernel = model_choice.get("kernel")
@@ -324,6 +325,14 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
         parts.append(
             f"{kernel['chosen']} kernel, background degree {kernel['bkg_order']}"
             + (f" (vs {others})" if others else "")
+        )
+    bins_sky = model_choice.get("bins_background") or {}
+    if bins_sky.get("chosen_degree") is not None:
+        chosen = next(c for c in bins_sky["candidates"] if c["degree"] == bins_sky["chosen_degree"])
+        parts.append(
+            f"a sky over the bins (degree {chosen['degree']} along them, chi2 gain "
+            f"{chosen['chi2_gain']:.1f} for {chosen['k']} term{'s' * (chosen['k'] != 1)}): "
+            "background degree 0"
         )
     if "trace_order" in model_choice or "fwhm_order" in model_choice:
         values = sorted(c["value"] for c in model_choice.get("candidates", []))
