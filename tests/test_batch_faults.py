@@ -20,7 +20,12 @@ import pytest
 from stdatamodels.jwst import datamodels
 
 from optimal_extract1d.cli.batch import run_batch
-from optimal_extract1d.io.atomic import PARTIAL_SUFFIX, atomic_path, remove_partials
+from optimal_extract1d.io.atomic import (
+    PARTIAL_SUFFIX,
+    atomic_path,
+    remove_partials,
+    remove_stale_partials,
+)
 from optimal_extract1d.sim.models import make_s2d_file
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -258,3 +263,15 @@ def test_atomic_path_leaves_nothing_when_the_writer_fails(tmp_path):
         f".b_x1d.fits.123.xyz{PARTIAL_SUFFIX}"
     ]
     assert sorted(os.listdir(tmp_path)) == [f".c_x1d.fits.456.xyz{PARTIAL_SUFFIX}", "a_x1d.fits"]
+    # a file another process completed: every directory left writing it is stale,
+    # whatever its pid (a Dask worker on another machine); other files' are kept
+    (tmp_path / f".a_x1d.fits.789.xyz{PARTIAL_SUFFIX}").mkdir()
+    (tmp_path / f".a_x1d.fits.extra.789.xyz{PARTIAL_SUFFIX}").mkdir()
+    assert [Path(p).name for p in remove_stale_partials(target)] == [
+        f".a_x1d.fits.789.xyz{PARTIAL_SUFFIX}"
+    ]
+    assert sorted(os.listdir(tmp_path)) == [
+        f".a_x1d.fits.extra.789.xyz{PARTIAL_SUFFIX}",
+        f".c_x1d.fits.456.xyz{PARTIAL_SUFFIX}",
+        "a_x1d.fits",
+    ]

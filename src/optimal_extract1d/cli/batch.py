@@ -41,7 +41,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from ..errors import InputError, OptimalExtractError, ParameterError
-from ..io.atomic import atomic_path, remove_partials
+from ..io.atomic import atomic_path, remove_partials, remove_stale_partials
 from .workers import WorkerLost, WorkerPool
 
 __all__ = [
@@ -652,6 +652,10 @@ def _run_dask(paths: list[str], kwargs: dict, scheduler: str) -> Iterator[FileRe
                 path = where.pop(future)
                 result = _result_of(future, path)
                 future.release()
+                # a worker killed while writing this file left its temporary
+                # directory; the rerun task completed the file
+                for x1d in {row.x1d for row in result.rows if row.x1d}:
+                    remove_stale_partials(x1d)
                 yield result
         finally:
             unfinished = [f for f in where if not f.done()]

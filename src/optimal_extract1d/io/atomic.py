@@ -8,7 +8,8 @@ their own file name (a datamodel's ``FILENAME``) record the final one, the
 format is still chosen from the extension, and the rename stays on one file
 system, so it is atomic. A process killed mid-write leaves at most such a
 hidden directory, never a truncated file under a final name;
-`remove_partials` sweeps the directories of processes known to be gone.
+`remove_partials` sweeps the directories of processes known to be gone, and
+`remove_stale_partials` those of a file another process has since completed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["atomic_path", "remove_partials", "PARTIAL_SUFFIX"]
+__all__ = ["atomic_path", "remove_partials", "remove_stale_partials", "PARTIAL_SUFFIX"]
 
 #: Suffix of the hidden directories that hold files being written.
 PARTIAL_SUFFIX = ".partial"
@@ -88,6 +89,36 @@ def remove_partials(directory: str | os.PathLike, pids: Iterable[int]) -> list[s
             parts = name.removesuffix(PARTIAL_SUFFIX).rsplit(".", 2)  # .<name>, pid, random
             if len(parts) == 3 and parts[1] in owners:
                 full = os.path.join(directory, name)
+                shutil.rmtree(full, ignore_errors=True)
+                removed.append(full)
+    return removed
+
+
+def remove_stale_partials(path: str | os.PathLike) -> list[str]:
+    """Remove the temporary directories other processes left for the complete file ``path``.
+
+    On a Dask cluster a worker killed mid-write leaves its directory, and the
+    scheduler reruns the task elsewhere; the workers' process ids are not
+    known here (nor alive on this machine), but once ``path`` is complete
+    every directory that was writing it is stale.
+
+    Returns
+    -------
+    list of str
+        The directories removed.
+    """
+    head, name = os.path.split(os.fspath(path))
+    directory = head or "."
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in names:
+        if entry.startswith(f".{name}.") and entry.endswith(PARTIAL_SUFFIX):
+            rest = entry[len(name) + 2 : -len(PARTIAL_SUFFIX)].split(".")  # pid, random
+            if len(rest) == 2 and rest[0].isdigit():
+                full = os.path.join(directory, entry)
                 shutil.rmtree(full, ignore_errors=True)
                 removed.append(full)
     return removed
