@@ -35,7 +35,13 @@ from .choice import score_bins
 from .criterion import CRITERION
 from .variation import BinData
 
-__all__ = ["BackgroundEvidence", "background_over_bins", "free_wing_shape"]
+__all__ = [
+    "BackgroundEvidence",
+    "background_over_bins",
+    "constant_fit",
+    "free_wing_shape",
+    "sky_design",
+]
 
 
 # Degrees along the bins of the sky weighed (flat across the slit).
@@ -133,18 +139,7 @@ def background_over_bins(
     if not shape or int(none.good.sum()) < 2:
         return None
     n_cross = bins.values.shape[0]
-    const = trace.fit_bins(
-        template,
-        bins.values,
-        bins.sigma,
-        bkg_order=0,
-        center=none.center,
-        fwhm=fit.fwhm,
-        fit_center=fit_center,
-        fit_fwhm=True,
-        offsets=fit.offsets,
-        extra=bins.extra,
-    )
+    const = constant_fit(template, bins, fit=fit, fit_center=fit_center, center=none.center)
     both = none.good & const.good
     n_bins = int(both.sum())
     if n_bins < 2:
@@ -205,19 +200,70 @@ def _smooth_sky_chi2(
     least squares. The level is the series' mean over [-1, 1] (its constant
     term), per pixel.
     """
-    n_cross, n_bins, n_comp = shapes.shape
-    _, w, d = data_weights(values, sigma)
+    _, n_bins, n_comp = shapes.shape
     lo, hi = float(np.min(along)), float(np.max(along))
     x = 2.0 * (along - lo) / (hi - lo) - 1.0 if hi > lo else np.zeros(n_bins)
     sky = np.polynomial.legendre.legvander(x, degree)  # (n_bins, degree + 1)
-    design = np.zeros((n_cross, n_bins, n_bins * n_comp + degree + 1))
+    a, rhs = sky_design(shapes, values, sigma, sky=sky)
+    coeffs = np.linalg.lstsq(a, rhs, rcond=None)[0]
+    model = a @ coeffs
+    level = float(coeffs[n_bins * n_comp])
+    return float(CRITERION.chi2((rhs - model)[:, None], model[:, None])[0]), level
+
+
+def sky_design(shapes, values, sigma, *, sky: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted design and data of the bins' fluxes with a sky shared by all bins.
+
+    Parameters
+    ----------
+    shapes : ndarray, shape (n_cross, n_bins, n_comp)
+        Every bin's component profiles (`.psf.profilefit.component_shapes`).
+    values, sigma : ndarray, shape (n_cross, n_bins)
+        The bins' profiles and uncertainties.
+    sky : ndarray, shape (n_bins, k)
+        The sky's terms at every bin, each flat across the slit.
+
+    Returns
+    -------
+    a : ndarray, shape (n_cross * n_bins, n_bins * n_comp + k)
+        Columns: every bin's component fluxes (bin-major), then the sky's
+        terms; rows divided by the pixel's sigma (0 where unusable).
+    rhs : ndarray, shape (n_cross * n_bins,)
+        The data divided by their sigma.
+    """
+    n_cross, n_bins, n_comp = shapes.shape
+    _, w, d = data_weights(values, sigma)
+    design = np.zeros((n_cross, n_bins, n_bins * n_comp + sky.shape[1]))
     index = np.arange(n_bins)
     for j in range(n_comp):
         design[:, index, index * n_comp + j] = shapes[:, :, j]
     design[:, :, n_bins * n_comp :] = sky[None, :, :]
     design *= w[:, :, None]
-    a, rhs = design.reshape(-1, design.shape[2]), (d * w).reshape(-1)
-    coeffs = np.linalg.lstsq(a, rhs, rcond=None)[0]
-    model = a @ coeffs
-    level = float(coeffs[n_bins * n_comp])
-    return float(CRITERION.chi2((rhs - model)[:, None], model[:, None])[0]), level
+    return design.reshape(-1, design.shape[2]), (d * w).reshape(-1)
+
+
+def constant_fit(
+    template: KernelTemplate,
+    bins: BinData,
+    *,
+    fit: KernelFit,
+    fit_center: bool,
+    center: float | np.ndarray,
+) -> trace.BinFits:
+    """``template`` fitted to every bin with a constant background (width free, shape shared).
+
+    ``center`` starts the fit (the slice's, or every bin's own); ``fit``'s
+    FWHM starts the width and its components move with the source.
+    """
+    return trace.fit_bins(
+        template,
+        bins.values,
+        bins.sigma,
+        bkg_order=0,
+        center=center,
+        fwhm=fit.fwhm,
+        fit_center=fit_center,
+        fit_fwhm=True,
+        offsets=fit.offsets,
+        extra=bins.extra,
+    )

@@ -52,9 +52,10 @@ from ..psf.kernel import (
     make_template,
     with_params,
 )
-from ..psf.linear import data_weights, solve_linear, valid_pixels
+from ..psf.linear import solve_linear, valid_pixels
 from ..psf.profilefit import at_bound, component_shapes
 from . import trace
+from .binsky import constant_fit, sky_design
 from .choice import score_bins
 from .criterion import CRITERION
 from .model import SceneSettings
@@ -316,18 +317,9 @@ def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> floa
     params.update({k: np.asarray(v, float)[good] for k, v in data.extra.items()})
     y = np.arange(data.values.shape[0], dtype=float)
     shapes = component_shapes(template, y, params, offsets=offsets)
-    n_cross, n_good, n_comp = shapes.shape
-    values, sigma = data.values[:, good], data.sigma[:, good]
-    _, w, d = data_weights(values, sigma)
-    d = d * w
-    design = np.zeros((n_cross, n_good, n_good * n_comp + 2))
-    bins = np.arange(n_good)
-    for j in range(n_comp):
-        design[:, bins, bins * n_comp + j] = shapes[:, :, j]
-    design[:, :, -2] = 1.0
-    design[:, :, -1] = np.linspace(-1.0, 1.0, n_good)[None, :]
-    design *= w[:, :, None]
-    a, rhs = design.reshape(-1, design.shape[2]), d.reshape(-1)
+    n_good = shapes.shape[1]
+    sky = np.column_stack([np.ones(n_good), np.linspace(-1.0, 1.0, n_good)])
+    a, rhs = sky_design(shapes, data.values[:, good], data.sigma[:, good], sky=sky)
     with_sky = np.linalg.lstsq(a, rhs, rcond=None)[0]
     without = np.linalg.lstsq(a[:, :-2], rhs, rcond=None)[0]
     chi2_sky = np.sum((rhs - a @ with_sky) ** 2)
@@ -335,19 +327,9 @@ def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> floa
 
 
 def _refit_base(template, data: BinData, *, fit, settings) -> trace.BinFits:
-    """The chosen family fitted to every bin with a constant background."""
-    return trace.fit_bins(
-        template,
-        data.values,
-        data.sigma,
-        bkg_order=0,
-        center=fit.center,
-        fwhm=fit.fwhm,
-        fit_center=bool(settings.fit_trace),
-        fit_fwhm=True,
-        offsets=fit.offsets,
-        extra=data.extra,
-    )
+    """The chosen family fitted to every bin with a constant background, from the slice's center."""
+    fit_center = bool(settings.fit_trace)
+    return constant_fit(template, data, fit=fit, fit_center=fit_center, center=fit.center)
 
 
 def _fit_bins(start, data: BinData, *, fit, settings, width, slope, bkg_order) -> trace.BinFits:
