@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 __all__ = ["atomic_path", "remove_partials", "remove_stale_partials", "PARTIAL_SUFFIX"]
@@ -79,19 +79,7 @@ def remove_partials(directory: str | os.PathLike, pids: Iterable[int]) -> list[s
         The directories removed.
     """
     owners = {str(pid) for pid in pids}
-    try:
-        names = os.listdir(directory)
-    except FileNotFoundError:
-        return []
-    removed = []
-    for name in names:
-        if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
-            parts = name.removesuffix(PARTIAL_SUFFIX).rsplit(".", 2)  # .<name>, pid, random
-            if len(parts) == 3 and parts[1] in owners:
-                full = os.path.join(directory, name)
-                shutil.rmtree(full, ignore_errors=True)
-                removed.append(full)
-    return removed
+    return _sweep(directory, lambda name, pid: pid in owners)
 
 
 def remove_stale_partials(path: str | os.PathLike) -> list[str]:
@@ -107,17 +95,25 @@ def remove_stale_partials(path: str | os.PathLike) -> list[str]:
     list of str
         The directories removed.
     """
-    head, name = os.path.split(os.fspath(path))
-    directory = head or "."
+    head, target = os.path.split(os.fspath(path))
+    return _sweep(head or ".", lambda name, pid: name == target and pid.isdigit())
+
+
+def _sweep(directory: str | os.PathLike, wanted: Callable[[str, str], bool]) -> list[str]:
+    """Remove the temporary directories for which ``wanted(name, pid)`` holds.
+
+    They are named ``.<name>.<pid>.<random>.partial`` (`atomic_path`);
+    returns the paths removed.
+    """
     try:
-        names = os.listdir(directory)
+        entries = os.listdir(directory)
     except FileNotFoundError:
         return []
     removed = []
-    for entry in names:
-        if entry.startswith(f".{name}.") and entry.endswith(PARTIAL_SUFFIX):
-            rest = entry[len(name) + 2 : -len(PARTIAL_SUFFIX)].split(".")  # pid, random
-            if len(rest) == 2 and rest[0].isdigit():
+    for entry in entries:
+        if entry.startswith(".") and entry.endswith(PARTIAL_SUFFIX):
+            parts = entry.removesuffix(PARTIAL_SUFFIX).rsplit(".", 2)  # .<name>, pid, random
+            if len(parts) == 3 and wanted(parts[0][1:], parts[1]):
                 full = os.path.join(directory, entry)
                 shutil.rmtree(full, ignore_errors=True)
                 removed.append(full)
