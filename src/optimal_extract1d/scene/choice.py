@@ -45,15 +45,20 @@ class OrderChoice:
     trace_order, fwhm_order : int or None
         Chosen degree; None where the parameter is held at the slice value.
     candidates : tuple of dict
-        Every candidate's orders, parameter count ``k`` and criterion ``value``.
+        Every candidate's orders, the FWHM model's abscissa, parameter count
+        ``k`` and criterion ``value``.
     n_pixels : int
         Pixels the candidates were scored on.
+    fwhm_abscissa : str
+        What the chosen FWHM polynomial is smooth in: ``"wavelength"`` or
+        ``"column"`` (`.trace.VARIABLES`).
     """
 
     trace_order: int | None
     fwhm_order: int | None
     candidates: tuple[dict[str, Any], ...]
     n_pixels: int
+    fwhm_abscissa: str = "wavelength"
 
     def to_meta(self) -> dict[str, Any]:
         """Plain values for the spectrum metadata."""
@@ -62,6 +67,7 @@ class OrderChoice:
             "n_pixels": self.n_pixels,
             "trace_order": self.trace_order,
             "fwhm_order": self.fwhm_order,
+            "fwhm_abscissa": self.fwhm_abscissa,
             "candidates": list(self.candidates),
         }
 
@@ -187,13 +193,19 @@ def choose_orders(
     offsets: Sequence[float],
     basis: np.ndarray,
     extra: Mapping[str, np.ndarray],
+    fwhm_abscissae: Sequence[str] = ("wavelength",),
 ) -> OrderChoice:
     """Score every (center order, FWHM order) candidate on the bin profiles.
 
     Each candidate fits its polynomials to the good bins' centers and widths
     (as the smooth models do, `.trace.fit_smooth`), fixes the kernel of every
     bin at them, solves the fluxes and background exactly, and scores the
-    bins' profiles with `.scene.criterion.CRITERION`.
+    bins' profiles with `.scene.criterion.CRITERION`. A FWHM polynomial of
+    degree 1 or more is a candidate in every one of ``fwhm_abscissae``: the
+    width that diffraction sets is smooth in wavelength, one the optics or
+    the detector set may be smooth in pixels, and for a prism, whose
+    dispersion changes tenfold along the slit, a low degree in the one is a
+    high degree in the other. Both cost the same ``k``; the better chi2 wins.
 
     Parameters
     ----------
@@ -213,6 +225,9 @@ def choose_orders(
         Background basis.
     extra : mapping of str to ndarray, shape (n_bins,)
         Template parameters the data set per bin (tabulated PSF wavelength).
+    fwhm_abscissae : sequence of str
+        What a FWHM polynomial may be smooth in: ``"wavelength"`` (the
+        first, taken for degree 0 and for ties) and ``"column"``.
 
     Returns
     -------
@@ -222,7 +237,12 @@ def choose_orders(
     values, sigma = (p[:, good] for p in profiles)
     mid_col, mid_lam = (x[good] for x in at)
     snr = bins.snr[good]
-    combos = [(t, f) for t in trace_orders for f in fwhm_orders]
+    width_options = [
+        (f, x)
+        for f in fwhm_orders
+        for x in (fwhm_abscissae if f else fwhm_abscissae[:1])  # degree 0 is either
+    ]
+    combos = [(t, f) for t in trace_orders for f in width_options]
     # the candidates model the intrinsic values and are scored as the bins show them,
     # smeared by the trace's motion across every bin (`.trace.BinFits.smear`)
     shift, widen = (
@@ -231,8 +251,10 @@ def choose_orders(
     center_of = {
         t: _candidate(mid_col, bins.intrinsic_center[good], snr, t, shift) for t in trace_orders
     }
+    abscissa = {"wavelength": mid_lam, "column": mid_col}
     width_of = {
-        f: _candidate(mid_lam, bins.intrinsic_fwhm[good], snr, f, widen) for f in fwhm_orders
+        (f, x): _candidate(abscissa[x], bins.intrinsic_fwhm[good], snr, f, widen)
+        for f, x in width_options
     }
     centers = [center_of[t] for t, _ in combos]
     widths = [width_of[f] for _, f in combos]
@@ -248,13 +270,25 @@ def choose_orders(
     )
     cost = CRITERION.penalty(n_pix)
     candidates = []
-    for (t, f), value in zip(combos, chi2, strict=True):
+    for (t, (f, x)), value in zip(combos, chi2, strict=True):
         k = (0 if t is None else t + 1) + (0 if f is None else f + 1)
         candidates.append(
-            {"trace_order": t, "fwhm_order": f, "k": k, "value": float(value + k * cost)}
+            {
+                "trace_order": t,
+                "fwhm_order": f,
+                "fwhm_abscissa": x,
+                "k": k,
+                "value": float(value + k * cost),
+            }
         )
     best = min(candidates, key=lambda c: c["value"])
-    return OrderChoice(best["trace_order"], best["fwhm_order"], tuple(candidates), n_pix)
+    return OrderChoice(
+        best["trace_order"],
+        best["fwhm_order"],
+        tuple(candidates),
+        n_pix,
+        fwhm_abscissa=best["fwhm_abscissa"],
+    )
 
 
 def _candidate(x, values, snr, order: int | None, smear):
@@ -337,9 +371,11 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
     if "trace_order" in model_choice or "fwhm_order" in model_choice:
         values = sorted(c["value"] for c in model_choice.get("candidates", []))
         margin = f", next best {values[1] - values[0]:+.1f}" if len(values) > 1 else ""
+        in_column = model_choice.get("fwhm_abscissa") == "column" and model_choice.get("fwhm_order")
         parts.append(
             f"center degree {_degree(model_choice.get('trace_order'))}, "
-            f"FWHM degree {_degree(model_choice.get('fwhm_order'))} "
+            f"FWHM degree {_degree(model_choice.get('fwhm_order'))}"
+            f"{' in dispersion pixel' if in_column else ''} "
             f"({len(values)} candidates{margin})"
         )
     return "; ".join(parts)

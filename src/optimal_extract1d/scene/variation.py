@@ -146,6 +146,7 @@ def vary_kernel(
     mid_col, mid_lam = trace.bin_centers(edges), binned.wavelength
     trace_order, fwhm_order = binned.trace_order, binned.fwhm_order
     meta, template = binned.meta, binned.template
+    in_column = binned.fwhm_abscissa == "column"
     _log_weak_bins(bins, name)
     centers, fwhm = flat.centers.copy(), flat.fwhm.copy()
     # The center follows the detector geometry (smooth in pixels), the width
@@ -170,11 +171,11 @@ def vary_kernel(
             edges,
             key="fwhm_model",
             name=name,
-            at=(mid_lam, wavelength),
+            at=(mid_col, columns) if in_column else (mid_lam, wavelength),
             values=bins.intrinsic_fwhm,
             order=fwhm_order,
             out=fwhm,
-            variable="wavelength",
+            variable=binned.fwhm_abscissa,
         )
     return KernelVariation(
         template,
@@ -199,6 +200,7 @@ class _Binned:
     trace_order: int | None
     fwhm_order: int | None
     meta: dict[str, Any]
+    fwhm_abscissa: str = "wavelength"
 
     def chosen_trace(self) -> np.ndarray | None:
         """The center model of the chosen degree per column; None where held or constant."""
@@ -250,7 +252,7 @@ def _bin_and_choose(
     if bins.shape_params and bins.good.any():
         template = with_params(template, bins.shape_params)
         meta["shape_params"] = dict(bins.shape_params)
-    trace_order, fwhm_order = _orders(
+    trace_order, fwhm_order, fwhm_abscissa = _orders(
         template,
         bins,
         profiles,
@@ -262,7 +264,18 @@ def _bin_and_choose(
         name=name,
         noise_scale=noise_scale,
     )
-    return _Binned(edges, bins, profiles, per_bin, mid_lam, template, trace_order, fwhm_order, meta)
+    return _Binned(
+        edges,
+        bins,
+        profiles,
+        per_bin,
+        mid_lam,
+        template,
+        trace_order,
+        fwhm_order,
+        meta,
+        fwhm_abscissa,
+    )
 
 
 def _smear_matters(bins: trace.BinFits, path: np.ndarray, edges: np.ndarray) -> bool:
@@ -314,12 +327,13 @@ def _orders(
     meta: dict[str, Any],
     name: str,
     noise_scale: float = 1.0,
-) -> tuple[int | None, int | None]:
-    """Degrees of the center and FWHM models: the user's, or chosen by the criterion.
+) -> tuple[int | None, int | None, str]:
+    """Degrees of the center and FWHM models, and the FWHM's abscissa.
 
-    ``True`` takes the user's degree, ``False`` holds the slice value (None);
-    ``"auto"`` lets `.choice.choose_orders` pick a degree from 0 (a constant
-    over the whole slit) to the user's, recording the evidence in
+    ``True`` takes the user's degree (the FWHM's in wavelength), ``False``
+    holds the slice value (None); ``"auto"`` lets `.choice.choose_orders`
+    pick a degree from 0 (a constant over the whole slit) to the user's, the
+    FWHM's in wavelength or in dispersion pixel, recording the evidence in
     ``meta["model_choice"]``.
     """
     n_good = int(bins.good.sum())
@@ -329,10 +343,10 @@ def _orders(
         "fwhm": settings.fwhm_order if settings.fit_fwhm is True else None,
     }
     if not any(auto.values()):
-        return fixed["trace"], fixed["fwhm"]
+        return fixed["trace"], fixed["fwhm"], "wavelength"
     if n_good == 0:
         log.info("Slit %s: no bin with enough signal; center and FWHM held at the slice's", name)
-        return fixed["trace"], fixed["fwhm"]
+        return fixed["trace"], fixed["fwhm"], "wavelength"
     top = {"trace": settings.trace_order, "fwhm": settings.fwhm_order}
     options = {key: (_auto_orders(top[key], n_good) if auto[key] else [fixed[key]]) for key in auto}
     choice = choose_orders(
@@ -345,6 +359,7 @@ def _orders(
         offsets=fit.offsets,
         basis=polynomial_basis(profiles[0].shape[0], settings.bkg_order),
         extra=extra,
+        fwhm_abscissae=("wavelength", "column") if auto["fwhm"] else ("wavelength",),
     )
     meta["model_choice"] = {**choice.to_meta(), "noise_scale": float(noise_scale)}
     log.debug(
@@ -355,7 +370,7 @@ def _orders(
         len(choice.candidates),
         n_good,
     )
-    return choice.trace_order, choice.fwhm_order
+    return choice.trace_order, choice.fwhm_order, choice.fwhm_abscissa
 
 
 def _auto_orders(top: int, n_good: int) -> list[int | None]:
