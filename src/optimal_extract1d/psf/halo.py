@@ -37,6 +37,7 @@ __all__ = [
     "HALO_INDICES",
     "RATIO_BOUNDS",
     "SLOPE_BOUNDS",
+    "TAIL_BOUNDS",
     "fwhm_over_core",
     "halo_pixels",
     "halo_share",
@@ -55,24 +56,39 @@ RATIO_BOUNDS = (0.5, 3.0)
 FRACTION_BOUNDS = (0.0, 0.3)
 #: Fit range of the halo share's change per micron (the example PSF's grows 0.013).
 SLOPE_BOUNDS = (-0.05, 0.05)
+#: Range of the Lorentzian's share of an index 1.5 halo (``tail``): 0 is the x**-3
+#: wings, 1 the x**-2 ones.
+TAIL_BOUNDS = (0.0, 1.0)
 #: Halo indices of the family, wings falling as x**-3 (the example PSF file's) and as
 #: x**-2 (a Lorentzian, the Airy pattern collapsed across the slit).
 HALO_INDICES = (1.5, 1.0)
 _SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 
 
-def _halo_density(u, gamma, index):
-    """The unit-area halo at ``u = t / gamma``: Moffat of index 1.5, or a Lorentzian."""
+def _halo_density(u, gamma, index, tail=0.0):
+    """The unit-area halo at ``u = t / gamma``: Moffat of index 1.5, or a Lorentzian.
+
+    With ``tail`` > 0 a share ``tail`` of an index 1.5 halo is a Lorentzian
+    of the same ``gamma`` (an index 1 halo is one already).
+    """
+    lorentz = 1.0 / (np.pi * gamma * (1.0 + u**2))
     if index == 1.0:
-        return 1.0 / (np.pi * gamma * (1.0 + u**2))
-    return 0.5 / gamma * (1.0 + u**2) ** -1.5
+        return lorentz
+    moffat = 0.5 / gamma * (1.0 + u**2) ** -1.5
+    if np.all(tail == 0):
+        return moffat
+    return (1.0 - tail) * moffat + tail * lorentz
 
 
-def _halo_cdf(u, index):
+def _halo_cdf(u, index, tail=0.0):
     """The halo's integral from the center to ``u = t / gamma``."""
+    lorentz = np.arctan(u) / np.pi
     if index == 1.0:
-        return np.arctan(u) / np.pi
-    return 0.5 * u / np.sqrt(1.0 + u**2)
+        return lorentz
+    moffat = 0.5 * u / np.sqrt(1.0 + u**2)
+    if np.all(tail == 0):
+        return moffat
+    return (1.0 - tail) * moffat + tail * lorentz
 
 
 def _check_index(index) -> float:
@@ -125,38 +141,60 @@ class CoreHalo1D(Fittable1DModel):
     wavelength = Parameter(default=0.0, fixed=True)
     reference = Parameter(default=0.0, fixed=True)
     index = Parameter(default=1.5, fixed=True)
+    tail = Parameter(default=0.0, bounds=TAIL_BOUNDS, fixed=True)
 
     @staticmethod
-    def evaluate(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference, index):
+    def evaluate(
+        x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference, index, tail
+    ):
         """The profile at ``x``."""
         f, t, core, gamma = _core_parts(
             x, mean, stddev, ratio, fraction, slope, wavelength, reference
         )
-        halo = _halo_density(t / gamma, gamma, _check_index(index))
+        halo = _halo_density(t / gamma, gamma, _check_index(index), tail)
         return amplitude * ((1.0 - f) * core + f * halo)
 
     @staticmethod
-    def fit_deriv(x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference, index):
+    def fit_deriv(
+        x, amplitude, mean, stddev, ratio, fraction, slope, wavelength, reference, index, tail
+    ):
         """Derivatives with respect to every parameter (none for the wavelengths and index)."""
         f, t, core, gamma = _core_parts(
             x, mean, stddev, ratio, fraction, slope, wavelength, reference
         )
         u2 = (t / gamma) ** 2
-        p = 2.0 * _check_index(index)  # the density falls as (1 + u2)**(-p / 2)
-        halo = _halo_density(t / gamma, gamma, p / 2.0)
-        halo_scale = halo * (p * u2 / (1.0 + u2) - 1.0)  # gamma dH/dgamma
+        index = _check_index(index)
+        share = {index: 1.0} if index == 1.0 else {1.5: 1.0 - tail, 1.0: tail}
+        halo = d_halo_mean = halo_scale = 0.0
+        for i, w in share.items():
+            p = 2.0 * i  # the density falls as (1 + u2)**(-p / 2)
+            h = w * _halo_density(t / gamma, gamma, i)
+            halo = halo + h
+            d_halo_mean = d_halo_mean + h * p * t / (gamma**2 * (1.0 + u2))
+            halo_scale = halo_scale + h * (p * u2 / (1.0 + u2) - 1.0)  # gamma dH/dgamma
         d_amplitude = (1.0 - f) * core + f * halo
-        d_mean = amplitude * (
-            (1.0 - f) * core * t / stddev**2 + f * halo * p * t / (gamma**2 * (1.0 + u2))
-        )
+        d_mean = amplitude * ((1.0 - f) * core * t / stddev**2 + f * d_halo_mean)
         d_stddev = (
             amplitude * ((1.0 - f) * core * ((t / stddev) ** 2 - 1.0) + f * halo_scale) / stddev
         )
         d_ratio = amplitude * f * halo_scale / ratio
         d_fraction = amplitude * (halo - core)
         d_slope = d_fraction * (wavelength - reference)
+        lorentz = _halo_density(t / gamma, gamma, 1.0)
+        d_tail = amplitude * f * (lorentz - _halo_density(t / gamma, gamma, index))
         zero = np.zeros_like(d_amplitude)
-        return [d_amplitude, d_mean, d_stddev, d_ratio, d_fraction, d_slope, zero, zero, zero]
+        return [
+            d_amplitude,
+            d_mean,
+            d_stddev,
+            d_ratio,
+            d_fraction,
+            d_slope,
+            zero,
+            zero,
+            zero,
+            d_tail,
+        ]
 
 
 def _core_parts(x, mean, stddev, ratio, fraction, slope, wavelength, reference):
@@ -173,12 +211,12 @@ def halo_share(fraction, slope, wavelength, reference):
 
 
 @functools.lru_cache(maxsize=64)
-def fwhm_over_core(ratio: float, fraction: float, index: float = 1.5) -> float:
+def fwhm_over_core(ratio: float, fraction: float, index: float = 1.5, tail: float = 0.0) -> float:
     """The whole profile's FWHM over its core's (at least 1: the halo widens the half maximum)."""
     s = 1.0 / FWHM_PER_SIGMA
 
     def excess(x):  # the profile at x less half its peak, for a core of FWHM 1
-        args = (1.0, 0.0, s, ratio, fraction, 0.0, 0.0, 0.0, index)
+        args = (1.0, 0.0, s, ratio, fraction, 0.0, 0.0, 0.0, index, tail)
         return CoreHalo1D.evaluate(x, *args) - 0.5 * CoreHalo1D.evaluate(0.0, *args)
 
     hi = 0.5
@@ -226,6 +264,7 @@ def halo_pixels(
     mean, s = value("mean"), value("stddev")
     ratio = value("ratio")
     index = _check_index(params.get("index", model.index.value))
+    tail = value("tail") if index == 1.5 else 0.0
     lever = value("wavelength") - value("reference")
     f = halo_share(value("fraction"), value("slope"), value("wavelength"), value("reference"))
     gamma = ratio * FWHM_PER_SIGMA * s
@@ -237,7 +276,7 @@ def halo_pixels(
         t = np.concatenate([y[:, None] - 0.5, y[:, None] + 0.5]) - mean
     u = t / gamma
     core_cdf = 0.5 * erf(t / (np.sqrt(2.0) * s))
-    halo_cdf = _halo_cdf(u, index)
+    halo_cdf = _halo_cdf(u, index, tail)
 
     def pixels(edge_values):
         if contiguous:
@@ -249,7 +288,7 @@ def halo_pixels(
     if not names:
         return values, {}
     n_edge = np.exp(-0.5 * (t / s) ** 2) / (_SQRT_2PI * s)
-    h_edge = _halo_density(u, gamma, index)
+    h_edge = _halo_density(u, gamma, index, tail)
     # with F(edge) the CDF at an edge, d/dmean = -(F'(b) - F'(a)), and a width w
     # scaling the edges as t / w gives dF/dw = -t F'(t) / w
     derivatives = {
@@ -258,5 +297,6 @@ def halo_pixels(
         "ratio": lambda: -pixels(t * f * h_edge) / ratio,
         "fraction": lambda: halo - core,
         "slope": lambda: (halo - core) * lever,
+        "tail": lambda: f * pixels(_halo_cdf(u, 1.0) - _halo_cdf(u, index)),
     }
     return values, {name: derivatives[name]() for name in names}

@@ -70,6 +70,16 @@ class Criterion:
         not a source.
     max_components : int
         At most this many components besides the main source.
+    focus_penalty : float
+        Cost of a parameter judged by the flux's squared error instead of the
+        model's parsimony (the focused information criterion of Claeskens &
+        Hjort 2003, which for one parameter is the AIC's 2): a shape
+        parameter that the data barely constrain but that moves the flux of
+        every column alike (the share of a PSF halo's wings falling as
+        x**-2 rather than x**-3, `.scene.halo`). Left out wrongly, it biases
+        the whole spectrum; kept, it adds its own variance; it is kept when
+        its fit lowers the chi2 by more than this, where the flux's expected
+        squared error is the lower with it.
     """
 
     template_error: float = PROFILE_ERROR
@@ -80,6 +90,7 @@ class Criterion:
     min_split_fwhm: float = 1.0
     edge_rows: float = 2.0
     max_components: int = 6
+    focus_penalty: float = 2.0
 
     def penalty(self, n_data: int) -> float:
         """Criterion cost of one smooth-model parameter: ``ln(n)``."""
