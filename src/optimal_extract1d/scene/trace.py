@@ -66,6 +66,8 @@ class BinFits:
         What coadding the bin's columns over a moving trace adds to its
         fitted center and FWHM (apparent minus intrinsic, pixels; see
         `.variation`); None: nothing known, the fits are the intrinsic values.
+    offsets : tuple of float
+        Offsets of the further components the fits used (refitted, or as given).
     """
 
     center: np.ndarray
@@ -75,6 +77,7 @@ class BinFits:
     shape_params: dict[str, float] = field(default_factory=dict)
     chi2: np.ndarray = field(default_factory=lambda: np.zeros(0))
     smear: tuple[np.ndarray, np.ndarray] | None = None
+    offsets: tuple[float, ...] = ()
 
     @property
     def intrinsic_center(self) -> np.ndarray:
@@ -175,6 +178,7 @@ def fit_bins(
     fit_fwhm: bool,
     offsets: tuple[float, ...] = (),
     extra: Mapping[str, np.ndarray] | None = None,
+    fit_offsets: bool = False,
 ) -> BinFits:
     """Fit the kernel's center and/or FWHM to every bin's profile in one problem.
 
@@ -201,6 +205,9 @@ def fit_bins(
     extra : mapping of str to ndarray, shape (n_bins,), optional
         Template parameters the data set per bin (never fitted), e.g. the
         wavelength of a tabulated PSF (`.psf.kernel.wavelength_params`).
+    fit_offsets : bool
+        Refit the ``offsets``, one value each for all bins (``offsets`` of
+        the result); else they are held.
 
     Returns
     -------
@@ -233,6 +240,7 @@ def fit_bins(
         shared=shared,
         bounds=shape_bounds(template, n_cross),
         offsets=offsets,
+        fit_offsets=fit_offsets and len(offsets) > 0,
     )
     extra = {n: float(fits.params[n][0]) for n in shared}
     per = with_params(template, extra).fwhm_per_width()
@@ -242,7 +250,8 @@ def fit_bins(
         & ~fits.at_bound
         & (np.abs(centers - center) <= MAX_CENTER_JUMP)
     )
-    return BinFits(centers, widths, fits.flux_snr[:, 0], good, extra, fits.chi2)
+    found = tuple(float(o) for o in np.ravel(fits.offsets)) if fit_offsets else tuple(offsets)
+    return BinFits(centers, widths, fits.flux_snr[:, 0], good, extra, fits.chi2, offsets=found)
 
 
 # The abscissae a smooth model can use, as written in its metadata.
