@@ -66,6 +66,10 @@ def test_the_fwhm_model_is_smooth_in_pixels_or_in_wavelength_as_the_data_say(rng
         assert (choice["fwhm_order"], choice["fwhm_abscissa"]) == (1, "column")
         assert res.metadata["fwhm_model"]["abscissa"] == "column"
         assert _oracle_mse(sim, res.flux) < 1.02
+        # the other abscissa costs one parameter more, and is offered for a line only
+        k = {(c["fwhm_order"], c["fwhm_abscissa"]): c["k"] for c in choice["candidates"]}
+        assert k[(1, "column")] == k[(1, "wavelength")] + 1
+        assert {a for (d, a) in k if d != 1} == {"wavelength"}
     # the example PSF file's width follows the diffraction, smooth in wavelength
     table = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
     for _ in range(2):

@@ -200,12 +200,17 @@ def choose_orders(
     Each candidate fits its polynomials to the good bins' centers and widths
     (as the smooth models do, `.trace.fit_smooth`), fixes the kernel of every
     bin at them, solves the fluxes and background exactly, and scores the
-    bins' profiles with `.scene.criterion.CRITERION`. A FWHM polynomial of
-    degree 1 or more is a candidate in every one of ``fwhm_abscissae``: the
-    width that diffraction sets is smooth in wavelength, one the optics or
-    the detector set may be smooth in pixels, and for a prism, whose
-    dispersion changes tenfold along the slit, a low degree in the one is a
-    high degree in the other. Both cost the same ``k``; the better chi2 wins.
+    bins' profiles with `.scene.criterion.CRITERION`. A FWHM that is a line
+    (degree 1) is a candidate in every one of ``fwhm_abscissae``: the width
+    that diffraction sets is smooth in wavelength, one the optics or the
+    detector set may be smooth in pixels, and for a prism, whose dispersion
+    changes tenfold along the slit, a line in the one is more than a
+    quadratic in the other. An abscissa other than the first is one more
+    choice the data make and costs one parameter more: where the two fit
+    alike (CEERS 933's few bins) the first is kept. At degree 2 both bend,
+    and which bends better is, at S/N 1000, a template's misfit: offered
+    both, the choice flipped between noise draws and the flux with it (half
+    the errors' worth), so degree 2 is in the first abscissa only.
 
     Parameters
     ----------
@@ -226,8 +231,9 @@ def choose_orders(
     extra : mapping of str to ndarray, shape (n_bins,)
         Template parameters the data set per bin (tabulated PSF wavelength).
     fwhm_abscissae : sequence of str
-        What a FWHM polynomial may be smooth in: ``"wavelength"`` (the
-        first, taken for degree 0 and for ties) and ``"column"``.
+        What a FWHM line may be smooth in: ``"wavelength"`` (the first, of
+        every degree; the others, for degree 1 only, cost one parameter
+        more) and ``"column"``.
 
     Returns
     -------
@@ -237,10 +243,10 @@ def choose_orders(
     values, sigma = (p[:, good] for p in profiles)
     mid_col, mid_lam = (x[good] for x in at)
     snr = bins.snr[good]
+    # a line in another abscissa (degree 0 is the same in all; at degree 2 both bend,
+    # and which bends better is a template's misfit at high S/N)
     width_options = [
-        (f, x)
-        for f in fwhm_orders
-        for x in (fwhm_abscissae if f else fwhm_abscissae[:1])  # degree 0 is either
+        (f, x) for f in fwhm_orders for x in (fwhm_abscissae if f == 1 else fwhm_abscissae[:1])
     ]
     combos = [(t, f) for t in trace_orders for f in width_options]
     # the candidates model the intrinsic values and are scored as the bins show them,
@@ -271,7 +277,8 @@ def choose_orders(
     cost = CRITERION.penalty(n_pix)
     candidates = []
     for (t, (f, x)), value in zip(combos, chi2, strict=True):
-        k = (0 if t is None else t + 1) + (0 if f is None else f + 1)
+        # the other abscissa is one more choice the data make: it costs a parameter
+        k = (0 if t is None else t + 1) + (0 if f is None else f + 1) + (x != fwhm_abscissae[0])
         candidates.append(
             {
                 "trace_order": t,
