@@ -51,7 +51,7 @@ class OrderChoice:
         Pixels the candidates were scored on.
     fwhm_abscissa : str
         What the chosen FWHM polynomial is smooth in: ``"wavelength"`` or
-        ``"column"`` (`.trace.VARIABLES`).
+        ``"column"`` (the keys of ``scene.trace.VARIABLES``).
     """
 
     trace_order: int | None

@@ -18,7 +18,7 @@ candidate. The halo's wings fall as x**-3 (index 1.5) or x**-2 (index 1);
 both laws are fitted and the better kept, and then wings between them (a
 share ``tail`` of an index 1.5 halo's flux in a Lorentzian), kept when the
 tail lowers the bins' chi2 by more than the criterion's focused cost
-(`.criterion.Criterion.focus_penalty`): the law barely shows in the chi2,
+(``focus_penalty`` of `.criterion.Criterion`): the law barely shows in the chi2,
 and a wrong one biases every column alike. A fraction that changes linearly
 with the wavelength is then fitted too, and kept when its slope lowers the
 bins' chi2 by more than ``ln n``. Without a background the halo's wings could stand in for a faint
