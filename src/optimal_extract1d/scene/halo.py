@@ -15,7 +15,9 @@ not buy it) is lower by more than the criterion's cost ``k ln(n)`` (one
 parameter over a Gaussian, none over a Moffat, whose index it replaces),
 ``n`` the bins' pixels. A fraction on its bound (0 is the Gaussian) is not a
 candidate. The halo's wings fall as x**-3 (index 1.5) or x**-2 (index 1);
-both laws are fitted and the better kept, and then wings between them (a
+both laws are fitted and the one with the lower plain chi2 kept (the same
+parameters: the template error's discount would only leave out the cores,
+where their fits differ too), and then wings between them (a
 share ``tail`` of an index 1.5 halo's flux in a Lorentzian), kept when the
 tail lowers the bins' chi2 by more than the criterion's focused cost
 (``focus_penalty`` of `.criterion.Criterion`): the law barely shows in the chi2,
@@ -246,9 +248,10 @@ def halo_over_bins(
     reference = float(np.median(data.wavelength[good]))
     at = {"basis": basis, "offsets": offsets}
     # one fraction for the slit, at every index whose best grid point passes the screen,
-    # the better point first; the index whose fit gains more is kept (both hold the same
-    # parameters). When the first fit does not win, the other is not tried: where
-    # neither index gives a halo (a Gaussian or Moffat source) it costs one fit, not two.
+    # the better point first; of two that win, the one whose fit has the lower chi2 is
+    # kept (both hold the same parameters). When the first fit does not win, the other
+    # is not tried: where neither index gives a halo (a Gaussian or Moffat source) it
+    # costs one fit, not two.
     points = [
         min((i for i, g in enumerate(grid) if g[2] == index), key=lambda i: grid_chi2[i])
         for index in HALO_INDICES
@@ -288,7 +291,13 @@ def halo_over_bins(
         return HaloEvidence(
             ratio, fraction, gain, (1 - own) * penalty, n_pixels, False, index=index
         )
-    best, held, start, width = max(trials, key=lambda t: (t[0].wins, t[0].gain))
+    # between the two laws (the same parameters) the plain chi2 decides, over the bins
+    # both fitted: the template error's discount guards against buying parameters,
+    # and here would only leave out the cores, where the laws' fits differ too
+    both = np.logical_and.reduce([good] + [t[1].good & np.isfinite(t[1].chi2) for t in trials])
+    best, held, start, width = max(
+        trials, key=lambda t: (t[0].wins, -float(np.sum(t[1].chi2[both])))
+    )
     best = replace(best, reference=reference)
     if not best.wins:
         return best
