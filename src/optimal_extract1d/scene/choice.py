@@ -346,7 +346,8 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
 
     ``model_choice`` is the ``meta["model_choice"]`` of a scene (the kernel
     family and background degree of `choose_kernel`, a sky the bins then
-    asked for (`.binsky`), the orders of `choose_orders`); every candidate's
+    asked for (`.binsky`), a core + halo or a Moffat they preferred
+    (`.scene.halo`), the orders of `choose_orders`); every candidate's
     criterion value is given relative to the chosen one's (a positive number
     is how much worse it was).
     """
@@ -375,6 +376,17 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
             f"{chosen['chi2_gain']:.1f} for {chosen['k']} term{'s' * (chosen['k'] != 1)}): "
             "background degree 0"
         )
+    halo = model_choice.get("halo") or {}
+    if halo.get("chosen"):
+        law = f"wings index {halo['index']:g}"
+        if halo.get("tail_fitted"):
+            law += f" with a Lorentzian share {halo['tail']:.2f}"
+        parts.append(
+            f"core + halo over the bins ({law}, halo fraction {halo['fraction']:.3f}, "
+            f"chi2 gain {halo['chi2_gain']:.1f})"
+        )
+    elif "moffat_alpha" in halo:
+        parts.append(f"a Moffat of index {halo['moffat_alpha']:.2f} over the bins: {halo['why']}")
     if "trace_order" in model_choice or "fwhm_order" in model_choice:
         values = sorted(c["value"] for c in model_choice.get("candidates", []))
         margin = f", next best {values[1] - values[0]:+.1f}" if len(values) > 1 else ""

@@ -151,6 +151,13 @@ def fit_scene(
             fit = with_halo.fit
             settings = replace(settings, bkg_order=with_halo.bkg_order)
             varied = vary_kernel(fit, sd.data, variance, **{**vary, "settings": settings})
+    elif halo is not None and halo.rival_alpha is not None:
+        degree = _halo_degree(halo, settings)
+        moffat = _with_moffat(fit, halo, sd, variance, slice_fit=slice_fit, bkg_order=degree)
+        if moffat is not None:
+            fit = moffat
+            settings = replace(settings, bkg_order=degree)
+            varied = vary_kernel(fit, sd.data, variance, **{**vary, "settings": settings})
     profiles = component_profiles(
         varied.template,
         sd.shape[0],
@@ -212,6 +219,33 @@ def _with_bins_sky(
         sigma,
         bkg_order=0,
         extra=slice_fit["extra"],
+        search=slice_fit["search"],
+    )
+    return trial if isinstance(trial, KernelFit) else None
+
+
+def _with_moffat(
+    fit: KernelFit,
+    halo: HaloEvidence,
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    slice_fit: dict,
+    bkg_order: int,
+) -> KernelFit | None:
+    """The slice refitted with the Moffat the bins preferred to the halo (`.halo`).
+
+    From the bins' index and ``fit``'s components, at the background degree
+    the bins weighed them with. None when it cannot be fitted.
+    """
+    values, sigma = _slice(sd, variance, slice_fit)
+    trial = _refit_seeded(
+        with_params(make_template("moffat"), {"alpha": halo.rival_alpha}),
+        fit,
+        values,
+        sigma,
+        bkg_order=bkg_order,
+        extra=None,
         search=slice_fit["search"],
     )
     return trial if isinstance(trial, KernelFit) else None

@@ -27,6 +27,12 @@ bins' chi2 by more than ``ln n``. Without a background the halo's wings could st
 sky: where a sky lowers the bins' chi2 as much as the halo, both are fitted
 again with a constant in every bin, and the halo pays for it too.
 
+Where the chosen family is a Gaussian and a Moffat is among the families, a
+Moffat is fitted to the same bins too (its index one value for the slit) and
+preferred to the halo when its plain chi2 is the lower (the same parameters):
+at S/N 10 a 30-column slice may not tell a Moffat from a Gaussian, and the
+halo then stood in for the Moffat's wings.
+
 The bins' fits of the core + halo refit the offsets of the slice's nod copies
 and further sources (one value each for the slit): found with the chosen
 family's shape, they are off by 0.01-0.02 px, which at S/N 100 leaves a
@@ -63,6 +69,7 @@ from ..psf.kernel import (
     KernelTemplate,
     fitted_params,
     make_template,
+    shape_bounds,
     with_params,
 )
 from ..psf.linear import solve_linear, valid_pixels
@@ -135,6 +142,12 @@ class HaloEvidence:
         Whether the tail was fitted (else the better pure law was kept).
     tail_gain : float
         Chi2 the tail gained over the better pure law.
+    rival_alpha : float or None
+        The index of a Moffat fitted to the bins, against a Gaussian, where
+        its chi2 was lower than the halo's; then the halo is not chosen and
+        the Moffat is. None otherwise.
+    rival_gain : float
+        That Moffat's ``chi2_eff`` gain over the Gaussian (0 when not fitted).
     """
 
     ratio: float
@@ -153,6 +166,8 @@ class HaloEvidence:
     tail: float = 0.0
     tail_fitted: bool = False
     tail_gain: float = 0.0
+    rival_alpha: float | None = None
+    rival_gain: float = 0.0
 
     @property
     def wins(self) -> bool:
@@ -169,6 +184,11 @@ class HaloEvidence:
             "tail": float(self.tail),
             "tail_fitted": bool(self.tail_fitted),
             "tail_chi2_gain": float(self.tail_gain),
+            **(
+                {}
+                if self.rival_alpha is None
+                else {"moffat_alpha": self.rival_alpha, "moffat_chi2_gain": self.rival_gain}
+            ),
             "slope": float(self.slope),
             "slope_fitted": bool(self.slope_fitted),
             "slope_chi2_gain": float(self.slope_gain),
@@ -355,6 +375,19 @@ def halo_over_bins(
             )
             if not best.wins:
                 return replace(best, why=f"a sky gains as much ({sky:.1f}); over it, no halo")
+    # a Gaussian's slice may have missed a Moffat's wings (at S/N 10 its index heads
+    # for the Gaussian limit in 30 columns): the halo then stands in for them
+    rival = _moffat_rival(
+        template, data, good, fit=fit, settings=settings, bkg_order=bkg_order, at=at
+    )
+    if rival is not None:
+        # the same parameters: the plain chi2 decides, as between the halo's two laws
+        alpha, gain, moffat = rival
+        both = good & held.good & moffat.good & np.isfinite(held.chi2) & np.isfinite(moffat.chi2)
+        excess = float(np.sum(moffat.chi2[both]) - np.sum(held.chi2[both]))
+        if excess <= 0.0:
+            why = f"a Moffat describes the bins better (chi2 lower by {-excess:.1f})"
+            return replace(best, why=why, rival_alpha=alpha, rival_gain=gain)
     # a fraction that changes linearly with the wavelength, against the one fraction
     start = {**start, "fraction": best.fraction, "tail": best.tail}
     sloped = _fit_bins(
@@ -371,6 +404,57 @@ def halo_over_bins(
             tail=slope.tail,
         )
     return best
+
+
+def _moffat_rival(
+    template: KernelTemplate, data: BinData, good, *, fit, settings, bkg_order, at
+) -> tuple[float, float, trace.BinFits] | None:
+    """A Moffat fitted to the bins against the chosen Gaussian: index, ``chi2_eff`` gain, fits.
+
+    Only where the Gaussian was chosen and a Moffat is among the families
+    (``kernel = "auto"``); its index is one value for the slit, as the
+    halo's fraction, and the nod copies' offsets are refitted as the halo's
+    are. None when not weighed, or when the index ends on its bound.
+    """
+    if type(template.model) is not models.Gaussian1D or not _moffat_allowed(settings):
+        return None
+    moffat = with_params(make_template("moffat"), {"alpha": 2.5})
+    center = np.where(good, data.fits.center, fit.center)
+    fits = trace.fit_bins(
+        moffat,
+        data.values,
+        data.sigma,
+        bkg_order=bkg_order,
+        center=center,
+        fwhm=np.where(good, data.fits.fwhm, fit.fwhm),
+        fit_center=bool(settings.fit_trace),
+        fit_fwhm=True,
+        offsets=fit.offsets,
+        fit_offsets=True,
+    )
+    alpha = float(fits.shape_params.get("alpha", np.nan))
+    lo, hi = shape_bounds(moffat, data.values.shape[0])["alpha"]
+    if (
+        not np.isfinite(alpha)
+        or at_bound({"alpha": np.array([alpha])}, ["alpha"], {"alpha": (lo, hi)}, n_prof=1)[0]
+    ):
+        return None
+    both = good & fits.good & np.isfinite(fits.chi2)
+    if both.sum() < max(2, good.sum() // 2):
+        return None
+    args = {"basis": at["basis"], "offsets": at["offsets"], "data": data, "bins": both}
+    gain = _chi2_eff(template, data.fits, data.extra, **args) - _chi2_eff(
+        with_params(moffat, {"alpha": alpha}), fits, {}, **args
+    )
+    return alpha, float(gain), fits
+
+
+def _moffat_allowed(settings: SceneSettings) -> bool:
+    """Whether a Moffat is among the kernel families the slit may take."""
+    return any(
+        k == "moffat" if isinstance(k, str) else type(k.model) is models.Moffat1D
+        for k in settings.other_kernels
+    )
 
 
 def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> float:
