@@ -211,12 +211,12 @@ def halo_share(fraction, slope, wavelength, reference):
 
 
 @functools.lru_cache(maxsize=64)
-def fwhm_over_core(ratio: float, fraction: float, index: float = 1.5, tail: float = 0.0) -> float:
+def fwhm_over_core(ratio: float, fraction: float, index: float = 1.5) -> float:
     """The whole profile's FWHM over its core's (at least 1: the halo widens the half maximum)."""
     s = 1.0 / FWHM_PER_SIGMA
 
     def excess(x):  # the profile at x less half its peak, for a core of FWHM 1
-        args = (1.0, 0.0, s, ratio, fraction, 0.0, 0.0, 0.0, index, tail)
+        args = (1.0, 0.0, s, ratio, fraction, 0.0, 0.0, 0.0, index, 0.0)
         return CoreHalo1D.evaluate(x, *args) - 0.5 * CoreHalo1D.evaluate(0.0, *args)
 
     hi = 0.5

@@ -211,17 +211,10 @@ def _with_bins_sky(
     It starts from the wing shape the bins fitted with their constants and
     from ``fit``'s components. None when it cannot be fitted.
     """
-    values, sigma = _slice(sd, variance, slice_fit)
-    trial = _refit_seeded(
-        with_params(fit.template, sky.shape_params["constant"]),
-        fit,
-        values,
-        sigma,
-        bkg_order=0,
-        extra=slice_fit["extra"],
-        search=slice_fit["search"],
+    template = with_params(fit.template, sky.shape_params["constant"])
+    return _refit_on_slice(
+        template, fit, sd, variance, slice_fit=slice_fit, bkg_order=0, extra=slice_fit["extra"]
     )
-    return trial if isinstance(trial, KernelFit) else None
 
 
 def _with_moffat(
@@ -238,14 +231,31 @@ def _with_moffat(
     From the bins' index and ``fit``'s components, at the background degree
     the bins weighed them with. None when it cannot be fitted.
     """
+    template = with_params(make_template("moffat"), {"alpha": halo.rival_alpha})
+    return _refit_on_slice(
+        template, fit, sd, variance, slice_fit=slice_fit, bkg_order=bkg_order, extra=None
+    )
+
+
+def _refit_on_slice(
+    template: KernelTemplate,
+    fit: KernelFit,
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    slice_fit: dict,
+    bkg_order: int,
+    extra: Mapping[str, float] | None,
+) -> KernelFit | None:
+    """``template`` refitted to the kernel slice from ``fit``'s scene; None when it fails."""
     values, sigma = _slice(sd, variance, slice_fit)
     trial = _refit_seeded(
-        with_params(make_template("moffat"), {"alpha": halo.rival_alpha}),
+        template,
         fit,
         values,
         sigma,
         bkg_order=bkg_order,
-        extra=None,
+        extra=extra,
         search=slice_fit["search"],
     )
     return trial if isinstance(trial, KernelFit) else None

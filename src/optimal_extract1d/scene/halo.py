@@ -317,10 +317,10 @@ def halo_over_bins(
     # between the two laws (the same parameters) the plain chi2 decides, over the bins
     # both fitted: the template error's discount guards against buying parameters,
     # and here would only leave out the cores, where the laws' fits differ too
-    both = np.logical_and.reduce([good] + [t[1].good & np.isfinite(t[1].chi2) for t in trials])
-    best, held, start, width = max(
-        trials, key=lambda t: (t[0].wins, -float(np.sum(t[1].chi2[both])))
-    )
+    plain = _common_chi2(good, *(t[1] for t in trials))
+    best, held, start, width = trials[
+        max(range(len(trials)), key=lambda i: (trials[i][0].wins, -plain[i]))
+    ]
     best = replace(best, reference=reference)
     if not best.wins:
         return best
@@ -386,8 +386,8 @@ def halo_over_bins(
     if rival is not None:
         # the same parameters: the plain chi2 decides, as between the halo's two laws
         alpha, gain, moffat = rival
-        both = good & held.good & moffat.good & np.isfinite(held.chi2) & np.isfinite(moffat.chi2)
-        excess = float(np.sum(moffat.chi2[both]) - np.sum(held.chi2[both]))
+        halo_chi2, moffat_chi2 = _common_chi2(good, held, moffat)
+        excess = moffat_chi2 - halo_chi2
         if excess <= 0.0:
             why = f"a Moffat describes the bins better (chi2 lower by {-excess:.1f})"
             return replace(best, why=why, rival_alpha=alpha, rival_gain=gain)
@@ -454,6 +454,16 @@ def _moffat_rival(
         with_params(moffat, {"alpha": alpha}), fits, {}, **args
     )
     return alpha, float(gain), fits
+
+
+def _common_chi2(good: np.ndarray, *fits: trace.BinFits) -> list[float]:
+    """Each fit's chi2 summed over the ``good`` bins that every one of them fitted.
+
+    How fits holding the same number of parameters (the halo's two laws, the
+    halo and a Moffat) are compared: by the plain chi2, over the same bins.
+    """
+    both = np.logical_and.reduce([good] + [f.good & np.isfinite(f.chi2) for f in fits])
+    return [float(np.sum(f.chi2[both])) for f in fits]
 
 
 def _moffat_allowed(settings: SceneSettings) -> bool:
