@@ -161,6 +161,22 @@ def test_slit_png_of_a_nodded_multi_source_slit(pair_run):
     assert not _overlaps(fig)
 
 
+def test_the_image_title_names_the_extraction_region(pair_run):
+    from dataclasses import replace
+
+    from matplotlib.figure import Figure
+
+    _, diag, fig, _ = pair_run
+    image, _ = _axes(fig)
+    # the defaults extract the whole slit: its frame would lie on the image's edge
+    assert image.get_title().endswith("extraction region: the whole slit")
+    x1, y1, x2, y2 = diag.spectra[0].region
+    boxed = replace(diag.spectra[0], region=(x1 + 20, y1 + 3, x2 - 20, y2 - 3))
+    ax = Figure().add_subplot()
+    plotting.panel_slit_image(ax, replace(diag, spectra=(boxed, *diag.spectra[1:])))
+    assert ax.get_title().endswith("yellow: extraction region")
+
+
 def test_secondary_axes_give_the_wavelength_of_each_column(pair_run):
     sim, diag, fig, _ = pair_run
     image, spectrum = _axes(fig)

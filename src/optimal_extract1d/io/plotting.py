@@ -171,9 +171,14 @@ def panel_slit_image(ax: Axes, diag: SlitDiagnostics) -> None:
     ax.set_xlabel("dispersion column", fontsize=8)
     ax.tick_params(labelsize=7)
     wavelength_axis(ax, diag)
+    # the frame lies on the image's edge when the region is the whole slit
+    n_cross, n_disp = data.shape
+    whole = c0 <= c_off and d0 <= d_off
+    whole = whole and c1 >= c_off + n_cross - 1 and d1 >= d_off + n_disp - 1
+    region = "extraction region: the whole slit" if whole else "yellow: extraction region"
     ax.set_title(
         "data (asinh stretch); center and FWHM window of each source (solid) "
-        "and nod copy (dotted); yellow: extraction region",
+        f"and nod copy (dotted); {region}",
         fontsize=8,
     )
 
