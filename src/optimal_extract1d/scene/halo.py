@@ -27,8 +27,10 @@ bins' chi2 by more than the focused cost too (it moves the flux of every
 column, smoothly along the slit; at ``ln n`` it was kept only where noise
 made it large, 0.020 for the example PSF's 0.013 at S/N 30). Without a
 background the halo's wings could stand in for a faint sky: where a sky
-lowers the bins' chi2 as much as the halo, both are fitted again with a
-constant in every bin, and the halo pays for it too.
+lowers the bins' chi2 as much as the halo, or still lowers it by more than
+the focused cost of its two terms beside the halo, the halo is weighed
+again from the start over a constant in every bin (and pays for the
+constant too where the sky does not pay on its own).
 
 Where the chosen family is a Gaussian and a Moffat is among the families, a
 Moffat is fitted to the same bins too (its index one value for the slit) and
@@ -105,6 +107,8 @@ RATIO_GRID = (HALO_RATIO,)
 #: ``tail`` of its flux in a Lorentzian (`.psf.halo.CoreHalo1D`).
 TAIL_INDEX = 1.5
 FRACTION_GRID = (0.05, 0.12)
+#: Terms of the sky `_sky_gain` weighs (uniform across the slit, linear along the bins).
+SKY_TERMS = 2
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ class HaloEvidence:
     bkg_order : int or None
         Background degree the bins weighed the halo with, when not the slice's
         (a constant, where the slice chose none and a sky described the bins
-        as well as the halo).
+        as well as the halo, or paid beside it).
     index : float
         The halo's Moffat index (held): the better of the two laws' fits, or
         1.5 with a Lorentzian ``tail``.
@@ -357,27 +361,31 @@ def halo_over_bins(
     at = {**at, "index": start["index"]}
     bkg_order = int(settings.bkg_order)
     if bkg_order < 0:
-        # without a background the halo's wings are the only model of a faint sky:
-        # where a sky describes the bins as well, the halo is weighed again on top
-        # of a constant in every bin, the chosen family refitted with one too
+        # without a background the halo's wings are the only model of a faint sky.
+        # Where a sky describes the bins as well as the halo, or a sky still pays on
+        # top of the halo (a true halo and a sky: wide x**-2 wings took up most of a
+        # 0.5 % sky at S/N 10, fraction 0.18-0.20 for a true 0.10, and its fluxes
+        # came out 0.8 sigma high), the halo is weighed again from the start, its
+        # law included, on top of a constant in every bin
         sky = _sky_gain(template, data, good, offsets=offsets)
         plain = float(np.sum(data.fits.chi2[good]) - np.sum(held.chi2[good]))
-        if sky >= plain:
-            bkg_order = 0
-            data = replace(data, fits=_refit_base(template, data, fit=fit, settings=settings))
-            good = good & data.fits.good & np.isfinite(data.fits.chi2)
-            at = {**at, "basis": polynomial_basis(data.values.shape[0], 0)}
-            held = _fit_bins(start, data, tail=tail, bkg_order=0, **settings_at)
-            # the halo brings the constant the slice did not want: one term more
-            best = replace(
-                _evidence(held, data, good, extra_terms=2 - own, base=template, **at),
-                reference=start["reference"],
-                bkg_order=0,
-                tail_fitted=tail,
-                tail_gain=best.tail_gain,
-            )
-            if not best.wins:
-                return replace(best, why=f"a sky gains as much ({sky:.1f}); over it, no halo")
+        halo = with_params(_HALOS[start["index"]], held.shape_params)
+        beside = replace(data, fits=held, extra={WAVELENGTH_PARAM: data.wavelength})
+        over = _sky_gain(halo, beside, good & held.good, offsets=np.asarray(held.offsets, float))
+        if sky >= plain or over > SKY_TERMS * CRITERION.focus_penalty:
+            refit = replace(data, fits=_refit_base(template, data, fit=fit, settings=settings))
+            over_sky = replace(settings, bkg_order=0)
+            again = halo_over_bins(template, refit, fit=fit, settings=over_sky)
+            if again is None:
+                return replace(best, fitted=False, why="no bins fitted over a sky")
+            # where the sky does not pay on its own, the halo brings the constant the
+            # slice did not want: one term more
+            extra = penalty if sky <= SKY_TERMS * penalty else 0.0
+            again = replace(again, cost=again.cost + extra, bkg_order=0)
+            if not again.wins and not again.why:
+                why = f"a sky gains {sky:.1f} alone, {over:.1f} beside it; over it, no halo"
+                again = replace(again, why=why)
+            return again
     # a Gaussian's slice may have missed a Moffat's wings (at S/N 10 its index heads
     # for the Gaussian limit in 30 columns): the halo then stands in for them
     rival = _moffat_rival(
@@ -475,7 +483,7 @@ def _moffat_allowed(settings: SceneSettings) -> bool:
 
 
 def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> float:
-    """Chi2 the chosen family's bins gain from a sky (the profiles held as fitted).
+    """Chi2 the bins of ``data.fits`` gain from a sky (``template``'s profiles held as fitted).
 
     The sky is uniform across the slit and linear along the bins: two terms
     shared by all bins, solved with every bin's component fluxes at once.
