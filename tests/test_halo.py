@@ -314,3 +314,26 @@ def test_a_moffat_slice_is_weighed_against_the_halo_without_the_grid_screen():
     assert choice["kernel"]["chosen"] == "moffat"
     assert choice["halo"]["chosen"] and res.metadata["kernel"]["kernel"] == "halo"
     assert abs(np.nanmedian(res.flux / sim.flux) - 1) < 0.02
+
+
+def test_a_sky_beside_a_halo_standing_in_for_moffat_wings_must_pay_alone_too():
+    """A halo standing in for a Moffat's wings leaves a misfit that a sky beside it
+    takes up (a gain of 4 here, with no sky in the slit; 0.1 alone). Weighed again
+    over that sky, this slit took a halo of fraction 0.24, 7.6 % high; the sky must
+    pay on its own as well, and the Moffat fitted to the bins stays preferred."""
+    rng = np.random.default_rng(3)
+    for _ in range(13):  # the 13th slit of this draw
+        sim = simulate_slit(
+            rng,
+            n_disp=400,
+            snr=5.0,
+            spectrum=np.ones(400),
+            shape="moffat",
+            fwhm=(1.6, 3.2),
+            curvature=1.0,
+        )
+    (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+    halo = res.metadata["model_choice"]["halo"]
+    assert not halo["chosen"] and halo["bkg_order"] is None
+    assert res.metadata["kernel"]["kernel"] == "moffat"
+    assert abs(np.nanmedian(res.flux / sim.flux) - 1) < 0.03

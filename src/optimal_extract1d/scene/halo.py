@@ -27,10 +27,10 @@ bins' chi2 by more than the focused cost too (it moves the flux of every
 column, smoothly along the slit; at ``ln n`` it was kept only where noise
 made it large, 0.020 for the example PSF's 0.013 at S/N 30). Without a
 background the halo's wings could stand in for a faint sky: where a sky
-lowers the bins' chi2 as much as the halo, or still lowers it by more than
-the focused cost of its two terms beside the halo, the halo is weighed
-again from the start over a constant in every bin (and pays for the
-constant too where the sky does not pay on its own).
+lowers the bins' chi2 as much as the halo, or pays for its two terms on its
+own and still lowers the chi2 by more than their focused cost beside the
+halo, the halo is weighed again from the start over a constant in every bin
+(and pays for the constant too where the sky does not pay on its own).
 
 Where the chosen family is a Gaussian and a Moffat is among the families, a
 Moffat is fitted to the same bins too (its index one value for the slit) and
@@ -370,17 +370,21 @@ def halo_over_bins(
     bkg_order = int(settings.bkg_order)
     if bkg_order < 0:
         # without a background the halo's wings are the only model of a faint sky.
-        # Where a sky describes the bins as well as the halo, or a sky still pays on
-        # top of the halo (a true halo and a sky: wide x**-2 wings took up most of a
-        # 0.5 % sky at S/N 10, fraction 0.18-0.20 for a true 0.10, and its fluxes
-        # came out 0.8 sigma high), the halo is weighed again from the start, its
-        # law included, on top of a constant in every bin
+        # Where a sky describes the bins as well as the halo, or a sky that pays on
+        # its own (ln n a term) still pays beside the halo at the focused cost (a true
+        # halo and a sky: wide x**-2 wings took up most of a 0.5 % sky at S/N 10,
+        # fraction 0.18-0.20 for a true 0.10, 0.8 sigma high; the sky gained 121
+        # alone, 7 beside it), the halo is weighed again from the start, its law
+        # included, on top of a constant in every bin. Beside a halo standing in for
+        # a Moffat's wings, a sky takes up the misfit (4-7 at S/N 5 with no sky,
+        # 0.1-6 alone): hence the sky pays alone too.
         sky = _sky_gain(template, data, good, offsets=offsets)
         plain = float(np.sum(data.fits.chi2[good]) - np.sum(held.chi2[good]))
         halo = with_params(_HALOS[start["index"]], held.shape_params)
         beside = replace(data, fits=held, extra={WAVELENGTH_PARAM: data.wavelength})
         over = _sky_gain(halo, beside, good & held.good, offsets=np.asarray(held.offsets, float))
-        if sky >= plain or over > SKY_TERMS * CRITERION.focus_penalty:
+        focused = CRITERION.focus_penalty
+        if sky >= plain or (sky > SKY_TERMS * penalty and over > SKY_TERMS * focused):
             refit = replace(data, fits=_refit_base(template, data, fit=fit, settings=settings))
             over_sky = replace(settings, bkg_order=0)
             again = halo_over_bins(template, refit, fit=fit, settings=over_sky)
