@@ -12,7 +12,7 @@ family's, its halo ``fraction`` one value for the whole slit, its ``ratio``
 held at `HALO_RATIO` -- and `HaloEvidence.wins` when its ``chi2_eff`` over
 the bins (`.criterion.Criterion.chi2`: a template's misfit at high S/N does
 not buy it) is lower by more than the criterion's cost ``k ln(n)`` (one
-parameter over a Gaussian, none over a Moffat, whose index it replaces),
+parameter over a Gaussian, a quarter over a Moffat, whose index it replaces),
 ``n`` the bins' pixels. A fraction on its bound (0 is the Gaussian) is not a
 candidate. The halo's wings fall as x**-3 (index 1.5) or x**-2 (index 1);
 both laws are fitted and the one with the lower plain chi2 kept (the same
@@ -57,7 +57,9 @@ chosen family's; fluxes and background solved exactly, all at once), does
 not lower the chi2 by a quarter of a parameter's cost (`SCREEN`). Against a
 Moffat the halo holds no parameter more and the grid does not screen: at
 the Moffat's widths, narrower than a core + halo's, it lost 14 on a
-tabulated PSF's slit where the fit gained 41.
+tabulated PSF's slit where the fit gained 41. The fit must then gain the
+screen's share of a parameter's cost itself (the halo is the better of two
+laws; at S/N 3 a Moffat slit's x**-2 halo won by 1.0, 7 % high).
 """
 
 from __future__ import annotations
@@ -265,6 +267,10 @@ def halo_over_bins(
     # shape parameters beyond the center and width: the fraction (and the ratio when
     # fitted) against the Moffat's index or nothing
     own = len(fitted_params(template)) - 2
+    # against a Moffat the halo holds no parameter more, but it is the better of two
+    # laws: it gains by the screen's share of a parameter's cost (at S/N 3 a Moffat
+    # slit's x**-2 halo won by 1.0, 7 % high)
+    terms = 1 - own if own < 1 else SCREEN
     basis = polynomial_basis(data.values.shape[0], int(settings.bkg_order))
     offsets = np.asarray(fit.offsets, float)
     values, sigma = data.values[:, good], data.sigma[:, good]
@@ -272,8 +278,8 @@ def halo_over_bins(
     penalty = CRITERION.penalty(n_pixels)
     base = float(np.sum(data.fits.chi2[good]))
     dof = n_pixels - int(good.sum()) * (1 + len(offsets) + basis.shape[1] + 2)
-    if _cannot_win(base, dof, 1 - own, penalty):
-        return HaloEvidence(HALO_RATIO, np.nan, 0.0, (1 - own) * penalty, n_pixels, False)
+    if _cannot_win(base, dof, terms, penalty):
+        return HaloEvidence(HALO_RATIO, np.nan, 0.0, terms * penalty, n_pixels, False)
     grid, grid_chi2 = _grid(values, sigma, data.fits, good, basis=basis, offsets=offsets)
     reference = float(np.median(data.wavelength[good]))
     at = {"basis": basis, "offsets": offsets}
@@ -286,8 +292,8 @@ def halo_over_bins(
         min((i for i, g in enumerate(grid) if g[2] == index), key=lambda i: grid_chi2[i])
         for index in HALO_INDICES
     ]
-    # against a Moffat the halo holds no parameter more, and the grid does not screen:
-    # it is evaluated at the Moffat's widths, narrower than a core + halo's where the
+    # against a Moffat the grid does not screen (the fit does, above): it is
+    # evaluated at the Moffat's widths, narrower than a core + halo's where the
     # Moffat's wings carry more flux (a tabulated PSF's slit at S/N 30: the grid lost 14
     # where the fit gained 41, and the Moffat's fluxes were 0.9 sigma low)
     screen = SCREEN * penalty if own < 1 else -np.inf
@@ -315,17 +321,13 @@ def halo_over_bins(
             slope=False,
             bkg_order=int(settings.bkg_order),
         )
-        evidence = _evidence(
-            held, data, good, extra_terms=1 - own, base=template, index=index, **at
-        )
+        evidence = _evidence(held, data, good, extra_terms=terms, base=template, index=index, **at)
         trials.append((evidence, held, start, width))
     if not trials:
         point = int(np.argmin(grid_chi2))
         ratio, fraction, index, _ = grid[point]
         gain = base - grid_chi2[point]
-        return HaloEvidence(
-            ratio, fraction, gain, (1 - own) * penalty, n_pixels, False, index=index
-        )
+        return HaloEvidence(ratio, fraction, gain, terms * penalty, n_pixels, False, index=index)
     # between the two laws (the same parameters) the plain chi2 decides, over the bins
     # both fitted: the template error's discount guards against buying parameters,
     # and here would only leave out the cores, where the laws' fits differ too
@@ -550,7 +552,7 @@ def _evidence(
     data: BinData,
     good,
     *,
-    extra_terms: int,
+    extra_terms: float,
     base,
     basis,
     offsets,
@@ -613,7 +615,7 @@ def _chi2_eff(template, fits: trace.BinFits, extra, *, basis, offsets, data, bin
     return float(chi2[0])
 
 
-def _cannot_win(chi2: float, dof: int, extra_terms: int, penalty: float) -> bool:
+def _cannot_win(chi2: float, dof: int, extra_terms: float, penalty: float) -> bool:
     """The chi2 left above the bins' degrees of freedom cannot pay for the halo.
 
     As `.scene.fit._cannot_win`: the halo can gain about that excess plus one
