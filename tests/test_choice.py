@@ -1,5 +1,7 @@
 """The scene's model choice: fit_fwhm / fit_trace = "auto" decided per slit by the criterion."""
 
+import logging
+
 import numpy as np
 import pytest
 from conftest import slit_data_from_sim
@@ -365,3 +367,40 @@ def test_a_moffat_pulled_to_its_gaussian_limit_is_not_fitted_and_real_wings_are(
             assert kernel["chosen"] == shape
             good = np.isfinite(res.flux)
             assert abs(np.median(res.flux[good] / sim.flux[good]) - 1) < 0.005
+
+
+def test_a_slice_background_is_weighed_again_at_the_model_variance(caplog):
+    """At low S/N with no sky, the input VAR_POISSON (computed from the noisy data, zero
+    where they are negative) made a constant pay for its term in 8 of these 12 slices
+    (gains of 3.4 and more); weighed again at the model variance, each gains 0.1-1.0
+    and is dropped."""
+    rng = np.random.default_rng(21)
+    kept, dropped = 0, 0
+    for _ in range(12):
+        sim = simulate_slit(
+            rng,
+            n_disp=400,
+            snr=1.5,
+            spectrum=np.ones(400),
+            fwhm=(1.6, 3.2),
+            curvature=1.5,
+            poisson_from_data=True,  # the pipeline's: zero where the data are negative
+        )
+        sd = slit_data_from_sim(sim)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+            (res,) = extract_slit(sd, ExtractParams())
+        retest = res.metadata["model_choice"].get("background_retest")
+        if retest is None:
+            continue
+        assert retest["degree"] >= 0
+        assert retest["bkg_order"] in (retest["degree"], retest["degree"] - 1)
+        if retest["bkg_order"] < retest["degree"]:
+            dropped += 1
+            assert retest["chi2_gain"] < retest["penalty"]
+            (line,) = [r.getMessage() for r in caplog.records if "chose" in r.getMessage()]
+            assert "at the model variance" in line
+        else:
+            kept += 1
+        assert res.metadata["bkg_order"] == retest["bkg_order"]
+    assert dropped >= 6 and kept <= 1

@@ -345,7 +345,8 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
     """One line for the log: what the criterion chose for a slit, and by how much.
 
     ``model_choice`` is the ``meta["model_choice"]`` of a scene (the kernel
-    family and background degree of `choose_kernel`, a sky the bins then
+    family and background degree of `choose_kernel`, that degree dropped
+    when it no longer paid at the model variance, a sky the bins then
     asked for (`.binsky`), a core + halo or a Moffat they preferred
     (`.scene.halo`), the orders of `choose_orders`); every candidate's
     criterion value is given relative to the chosen one's (a positive number
@@ -367,6 +368,13 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
         parts.append(
             f"{kernel['chosen']} kernel, background degree {kernel['bkg_order']}"
             + (f" (vs {others})" if others else "")
+        )
+    retest = model_choice.get("background_retest") or {}
+    if retest and retest["bkg_order"] != retest["degree"]:
+        parts.append(
+            f"at the model variance the slice's background degree {retest['degree']} "
+            f"gained {retest['chi2_gain']:.1f} (< {retest['penalty']:.1f}): "
+            f"background degree {retest['bkg_order']}"
         )
     bins_sky = model_choice.get("bins_background") or {}
     if bins_sky.get("chosen_degree") is not None:

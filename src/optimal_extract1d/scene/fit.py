@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -103,7 +104,7 @@ def fit_scene(
         "previous": previous.fit if previous else None,
         "noise_scale": noise_scale,
     }
-    kernel_choice = None
+    kernel_choice, retest = None, None
     if previous is None and (settings.other_kernels or len(bkg_orders) > 1):
         kernel_choice = _choose_fit(
             template, sd, variance, slice_fit=slice_fit, bkg_orders=bkg_orders
@@ -112,6 +113,10 @@ def fit_scene(
         settings = replace(settings, bkg_order=kernel_choice.bkg_order)
     else:
         fit = fit_slice(template, sd.data, variance, **slice_fit)
+        if previous is not None and _slice_chose_background(previous):
+            fit, retest = _retest_background(fit, sd, variance, slice_fit=slice_fit)
+            settings = replace(settings, bkg_order=retest["bkg_order"])
+            slice_fit = {**slice_fit, "settings": settings}
     if previous is None and fit.offsets:
         log.info("Slit %s: found in the kernel slice: %s", sd.name, describe_components(fit))
     vary = {
@@ -173,6 +178,8 @@ def fit_scene(
         kept = previous.metadata["model_choice"].get("kernel")
         if kept is not None:
             meta["model_choice"] = {"kernel": kept, **meta.get("model_choice", {})}
+    if retest is not None:
+        meta["model_choice"] = {**meta.get("model_choice", {}), "background_retest": retest}
     if sky is not None:
         meta["model_choice"] = {**meta.get("model_choice", {}), "bins_background": sky.to_meta()}
     elif previous is not None and "bins_background" in previous.metadata.get("model_choice", {}):
@@ -201,6 +208,62 @@ def fit_scene(
         column_params=varied.column_params,
         metadata=meta,
     )
+
+
+def _slice_chose_background(previous: SceneModel) -> bool:
+    """Whether the first round's background was the kernel slice's own choice (``auto``).
+
+    Not a background the bins' sky or the halo brought: those were weighed
+    over the whole slit.
+    """
+    choice = previous.metadata.get("model_choice", {})
+    kernel = choice.get("kernel")
+    if kernel is None or previous.bkg_order < 0 or kernel.get("bkg_order") != previous.bkg_order:
+        return False
+    if choice.get("bins_background", {}).get("chosen_degree") is not None:
+        return False
+    return (choice.get("halo") or {}).get("bkg_order") is None
+
+
+def _retest_background(
+    fit: KernelFit, sd: SlitData, variance: np.ndarray, *, slice_fit: dict
+) -> tuple[KernelFit, dict[str, Any]]:
+    """The slice's background degree weighed again against one less, at the model variance.
+
+    The first round chose it on the input variance; the pipeline's VAR_POISSON,
+    computed from the noisy data and zero where they are negative, weighs
+    pixels below their mean more, so at S/N 3 with no sky a constant came out
+    negative and paid for its term in 10 of 30 slices (2 expected). Returns the
+    fit kept and a record for ``model_choice.background_retest``.
+    """
+    degree = int(slice_fit["settings"].bkg_order)
+    values, sigma = _slice(sd, variance, slice_fit)
+    n_pixels = int(np.sum(valid_pixels(values, sigma)))
+    less = _refit_from(
+        fit,
+        fit.template,
+        sd,
+        variance,
+        values=values,
+        sigma=sigma,
+        slice_fit=slice_fit,
+        bkg_order=degree - 1,
+    )
+    record = {
+        "criterion": "chi2 + k ln(n) on the kernel slice, at the model variance",
+        "degree": degree,
+        "n_pixels": n_pixels,
+        "penalty": CRITERION.penalty(n_pixels),
+    }
+    if not isinstance(less, KernelFit) or not np.isfinite(less.chi2):
+        return fit, {**record, "chi2_gain": None, "bkg_order": degree}
+    gain = float(less.chi2 - fit.chi2)
+    kept = gain > record["penalty"]
+    return (fit if kept else less), {
+        **record,
+        "chi2_gain": gain,
+        "bkg_order": degree if kept else degree - 1,
+    }
 
 
 def _with_bins_sky(
