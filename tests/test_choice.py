@@ -404,3 +404,22 @@ def test_a_slice_background_is_weighed_again_at_the_model_variance(caplog):
             kept += 1
         assert res.metadata["bkg_order"] == retest["bkg_order"]
     assert dropped >= 6 and kept <= 1
+
+
+def test_an_explicit_background_degree_is_not_weighed_again():
+    """The retest weighs only a degree the slice chose (``bkg_order = "auto"``):
+    a user's ``bkg_order`` wins, on the same draw whose constants the retest drops."""
+    rng = np.random.default_rng(21)
+    for _ in range(4):
+        sim = simulate_slit(
+            rng,
+            n_disp=400,
+            snr=1.5,
+            spectrum=np.ones(400),
+            fwhm=(1.6, 3.2),
+            curvature=1.5,
+            poisson_from_data=True,
+        )
+        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams(bkg_order=0))
+        assert "background_retest" not in res.metadata["model_choice"]
+        assert res.metadata["bkg_order"] == 0

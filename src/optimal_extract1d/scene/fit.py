@@ -92,6 +92,7 @@ def fit_scene(
         When the kernel cannot be fitted to the slice.
     """
     wavelength = column_wavelength(sd.wavelength)
+    auto_background = settings.bkg_order == "auto"
     if previous is not None:  # the refit keeps the background the first round chose
         settings = replace(settings, bkg_order=previous.bkg_order)
     bkg_orders = BKG_CANDIDATES if settings.bkg_order == "auto" else (settings.bkg_order,)
@@ -113,7 +114,7 @@ def fit_scene(
         settings = replace(settings, bkg_order=kernel_choice.bkg_order)
     else:
         fit = fit_slice(template, sd.data, variance, **slice_fit)
-        if previous is not None and _slice_chose_background(previous):
+        if previous is not None and auto_background and _slice_chose_background(previous):
             fit, retest = _retest_background(fit, sd, variance, slice_fit=slice_fit)
             settings = replace(settings, bkg_order=retest["bkg_order"])
             slice_fit = {**slice_fit, "settings": settings}
