@@ -359,3 +359,25 @@ def test_against_a_moffat_the_halo_gains_a_share_of_a_parameters_cost():
     assert not halo["chosen"] and halo["cost"] > 0
     assert res.metadata["kernel"]["kernel"] == "moffat"
     assert abs(np.nanmedian(res.flux / sim.flux) - 1) < 0.03
+
+
+def test_an_explicit_background_degree_keeps_the_halo_without_a_sky():
+    """The sky weighed beside the halo is the step's choice: with ``bkg_order = -1``
+    given, the halo is weighed without one (the draw of the test above)."""
+    rng = np.random.default_rng(7)
+    psf = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
+    for _ in range(6):
+        sim = simulate_slit(
+            rng,
+            n_disp=400,
+            snr=10.0,
+            spectrum=np.ones(400),
+            psf=psf,
+            psf_scale=1.3,
+            curvature=1.0,
+            sky=ResidualSky(level=0.002, tilt=0.3, ripple=0.5, periods=1.5),
+        )
+        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams(bkg_order=-1))
+        halo = res.metadata["model_choice"].get("halo") or {}
+        assert halo.get("bkg_order") is None
+        assert res.metadata["bkg_order"] == -1

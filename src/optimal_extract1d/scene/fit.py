@@ -140,7 +140,9 @@ def fit_scene(
             varied = vary_kernel(fit, sd.data, variance, **{**vary, "settings": settings})
     halo, halo_slice = None, None
     if previous is None and settings.halo and varied.bins is not None:
-        halo = halo_over_bins(varied.template, varied.bins, fit=fit, settings=settings)
+        halo = halo_over_bins(
+            varied.template, varied.bins, fit=fit, settings=settings, weigh_sky=auto_background
+        )
     if halo is not None and halo.wins:
         with_halo = _with_halo(
             fit,

@@ -232,7 +232,12 @@ def halo_template(evidence: HaloEvidence) -> KernelTemplate:
 
 
 def halo_over_bins(
-    template: KernelTemplate, data: BinData, *, fit: KernelFit, settings: SceneSettings
+    template: KernelTemplate,
+    data: BinData,
+    *,
+    fit: KernelFit,
+    settings: SceneSettings,
+    weigh_sky: bool = True,
 ) -> HaloEvidence | None:
     """The core + halo against ``template`` (a Gaussian or Moffat) on the bins of ``data``.
 
@@ -251,6 +256,9 @@ def halo_over_bins(
         The slice fit: its center starts the bins, its components move with the source.
     settings : SceneSettings
         ``bkg_order`` (an integer) and ``fit_trace``.
+    weigh_sky : bool
+        Whether a sky may be weighed beside the halo where ``bkg_order`` is
+        none (False when the user gave ``bkg_order``: it is kept).
 
     Returns
     -------
@@ -370,7 +378,7 @@ def halo_over_bins(
     start = {**start, "index": best.index, "tail": best.tail}
     at = {**at, "index": start["index"]}
     bkg_order = int(settings.bkg_order)
-    if bkg_order < 0:
+    if bkg_order < 0 and weigh_sky:
         # without a background the halo's wings are the only model of a faint sky.
         # Where a sky describes the bins as well as the halo, or a sky that pays on
         # its own (ln n a term) still pays beside the halo at the focused cost (a true
