@@ -165,10 +165,11 @@ class CoreHalo1D(Fittable1DModel):
         u2 = (t / gamma) ** 2
         index = _check_index(index)
         share = {index: 1.0} if index == 1.0 else {1.5: 1.0 - tail, 1.0: tail}
+        density = {i: _halo_density(t / gamma, gamma, i) for i in share}
         halo = d_halo_mean = halo_scale = 0.0
         for i, w in share.items():
             p = 2.0 * i  # the density falls as (1 + u2)**(-p / 2)
-            h = w * _halo_density(t / gamma, gamma, i)
+            h = w * density[i]
             halo = halo + h
             d_halo_mean = d_halo_mean + h * p * t / (gamma**2 * (1.0 + u2))
             halo_scale = halo_scale + h * (p * u2 / (1.0 + u2) - 1.0)  # gamma dH/dgamma
@@ -180,8 +181,7 @@ class CoreHalo1D(Fittable1DModel):
         d_ratio = amplitude * f * halo_scale / ratio
         d_fraction = amplitude * (halo - core)
         d_slope = d_fraction * (wavelength - reference)
-        lorentz = _halo_density(t / gamma, gamma, 1.0)
-        d_tail = amplitude * f * (lorentz - _halo_density(t / gamma, gamma, index))
+        d_tail = amplitude * f * (density[1.0] - density[index])
         zero = np.zeros_like(d_amplitude)
         return [
             d_amplitude,
