@@ -369,6 +369,20 @@ def test_a_moffat_pulled_to_its_gaussian_limit_is_not_fitted_and_real_wings_are(
             assert abs(np.median(res.flux[good] / sim.flux[good]) - 1) < 0.005
 
 
+def _faint_slit_without_sky(rng):
+    """A Gaussian slit at low S/N and no sky, with the pipeline's VAR_POISSON: computed
+    from the noisy data, zero where they are negative."""
+    return simulate_slit(
+        rng,
+        n_disp=400,
+        snr=1.5,
+        spectrum=np.ones(400),
+        fwhm=(1.6, 3.2),
+        curvature=1.5,
+        poisson_from_data=True,
+    )
+
+
 def test_a_slice_background_is_weighed_again_at_the_model_variance(caplog):
     """At low S/N with no sky, the input VAR_POISSON (computed from the noisy data, zero
     where they are negative) made a constant pay for its term in 8 of these 12 slices
@@ -377,15 +391,7 @@ def test_a_slice_background_is_weighed_again_at_the_model_variance(caplog):
     rng = np.random.default_rng(21)
     kept, dropped = 0, 0
     for _ in range(12):
-        sim = simulate_slit(
-            rng,
-            n_disp=400,
-            snr=1.5,
-            spectrum=np.ones(400),
-            fwhm=(1.6, 3.2),
-            curvature=1.5,
-            poisson_from_data=True,  # the pipeline's: zero where the data are negative
-        )
+        sim = _faint_slit_without_sky(rng)
         sd = slit_data_from_sim(sim)
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
@@ -411,15 +417,7 @@ def test_an_explicit_background_degree_is_not_weighed_again():
     a user's ``bkg_order`` wins, on the same draw whose constants the retest drops."""
     rng = np.random.default_rng(21)
     for _ in range(4):
-        sim = simulate_slit(
-            rng,
-            n_disp=400,
-            snr=1.5,
-            spectrum=np.ones(400),
-            fwhm=(1.6, 3.2),
-            curvature=1.5,
-            poisson_from_data=True,
-        )
+        sim = _faint_slit_without_sky(rng)
         (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams(bkg_order=0))
         assert "background_retest" not in res.metadata["model_choice"]
         assert res.metadata["bkg_order"] == 0

@@ -92,7 +92,11 @@ def _oracle_ratio(sim, res):
     )
 
 
-def _core_halo_slit(rng, snr):
+#: The residual sky of the core + halo slits: 0.5 % of the source per pixel, sloped.
+SKY = ResidualSky(level=0.005, tilt=0.3)
+
+
+def _core_halo_slit(rng, snr, *, sky=SKY):
     """A slit drawn from the example PSF file: a Gaussian core with a Moffat 1.5 halo."""
     psf = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
     return simulate_slit(
@@ -103,7 +107,24 @@ def _core_halo_slit(rng, snr):
         psf=psf,
         psf_scale=1.3,
         curvature=1.0,
-        sky=ResidualSky(level=0.005, tilt=0.3),
+        sky=sky,
+    )
+
+
+#: A faint sky rippled along the dispersion: the slice of some slits takes no sky.
+FAINT_SKY = ResidualSky(level=0.002, tilt=0.3, ripple=0.5, periods=1.5)
+
+
+def _moffat_slit(rng, snr):
+    """A slit of a Moffat source whose FWHM doubles across the band, no sky."""
+    return simulate_slit(
+        rng,
+        n_disp=400,
+        snr=snr,
+        spectrum=np.ones(400),
+        shape="moffat",
+        fwhm=(1.6, 3.2),
+        curvature=1.0,
     )
 
 
@@ -266,19 +287,9 @@ def test_a_sky_the_slice_missed_is_fitted_beside_the_halo():
     these two slits): a sky that still pays beside the halo has the halo weighed again,
     its law included, on top of a constant in every bin."""
     rng = np.random.default_rng(7)  # slits 0 and 5 of this draw: the slice takes no sky
-    psf = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
     missed = []
     for _ in range(6):
-        sim = simulate_slit(
-            rng,
-            n_disp=400,
-            snr=10.0,
-            spectrum=np.ones(400),
-            psf=psf,
-            psf_scale=1.3,
-            curvature=1.0,
-            sky=ResidualSky(level=0.002, tilt=0.3, ripple=0.5, periods=1.5),
-        )
+        sim = _core_halo_slit(rng, 10.0, sky=FAINT_SKY)
         (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
         choice = res.metadata["model_choice"]
         if choice["kernel"]["bkg_order"] != -1:
@@ -297,18 +308,8 @@ def test_a_moffat_slice_is_weighed_against_the_halo_without_the_grid_screen():
     Moffat's bin widths (narrower than a core + halo's, the Moffat's wings carrying
     more flux), lost 5 on this slit where the fit gains: the Moffat stayed, 3.5 % low."""
     rng = np.random.default_rng(5)
-    psf = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
     for _ in range(16):  # the 16th slit of this draw: its slice takes a Moffat
-        sim = simulate_slit(
-            rng,
-            n_disp=400,
-            snr=20.0,
-            spectrum=np.ones(400),
-            psf=psf,
-            psf_scale=1.3,
-            curvature=1.0,
-            sky=ResidualSky(level=0.005, tilt=0.3),
-        )
+        sim = _core_halo_slit(rng, 20.0)
     (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
     choice = res.metadata["model_choice"]
     assert choice["kernel"]["chosen"] == "moffat"
@@ -323,15 +324,7 @@ def test_a_sky_beside_a_halo_standing_in_for_moffat_wings_must_pay_alone_too():
     pay on its own as well, and the Moffat fitted to the bins stays preferred."""
     rng = np.random.default_rng(3)
     for _ in range(13):  # the 13th slit of this draw
-        sim = simulate_slit(
-            rng,
-            n_disp=400,
-            snr=5.0,
-            spectrum=np.ones(400),
-            shape="moffat",
-            fwhm=(1.6, 3.2),
-            curvature=1.0,
-        )
+        sim = _moffat_slit(rng, 5.0)
     (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
     halo = res.metadata["model_choice"]["halo"]
     assert not halo["chosen"] and halo["bkg_order"] is None
@@ -344,15 +337,7 @@ def test_against_a_moffat_the_halo_gains_a_share_of_a_parameters_cost():
     on this S/N 3 Moffat slit the x**-2 law won by a chi2 of 1.0, 7 % high."""
     rng = np.random.default_rng(4)
     for _ in range(36):  # the 36th slit of this draw
-        sim = simulate_slit(
-            rng,
-            n_disp=400,
-            snr=3.0,
-            spectrum=np.ones(400),
-            shape="moffat",
-            fwhm=(1.6, 3.2),
-            curvature=1.0,
-        )
+        sim = _moffat_slit(rng, 3.0)
     (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
     halo = res.metadata["model_choice"]["halo"]
     assert res.metadata["model_choice"]["kernel"]["chosen"] == "moffat"
@@ -365,18 +350,8 @@ def test_an_explicit_background_degree_keeps_the_halo_without_a_sky():
     """The sky weighed beside the halo is the step's choice: with ``bkg_order = -1``
     given, the halo is weighed without one (the draw of the test above)."""
     rng = np.random.default_rng(7)
-    psf = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
     for _ in range(6):
-        sim = simulate_slit(
-            rng,
-            n_disp=400,
-            snr=10.0,
-            spectrum=np.ones(400),
-            psf=psf,
-            psf_scale=1.3,
-            curvature=1.0,
-            sky=ResidualSky(level=0.002, tilt=0.3, ripple=0.5, periods=1.5),
-        )
+        sim = _core_halo_slit(rng, 10.0, sky=FAINT_SKY)
         (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams(bkg_order=-1))
         halo = res.metadata["model_choice"].get("halo") or {}
         assert halo.get("bkg_order") is None
