@@ -403,7 +403,7 @@ def test_a_slice_background_is_weighed_again_at_the_model_variance(caplog):
         assert retest["bkg_order"] in (retest["degree"], retest["degree"] - 1)
         if retest["bkg_order"] < retest["degree"]:
             dropped += 1
-            assert retest["chi2_gain"] < retest["penalty"]
+            assert retest["chi2_gain"] < retest["cost"]
             (line,) = [r.getMessage() for r in caplog.records if "chose" in r.getMessage()]
             assert "at the model variance" in line
         else:
@@ -421,3 +421,33 @@ def test_an_explicit_background_degree_is_not_weighed_again():
         (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams(bkg_order=0))
         assert "background_retest" not in res.metadata["model_choice"]
         assert res.metadata["bkg_order"] == 0
+
+
+def test_the_background_retest_weighs_both_degrees_against_the_refits_noise():
+    """Where further sources made the refit re-test them against the slice's real
+    (correlated) noise, the retest weighs both background degrees on that same
+    slice: the degree's fit had the scaled errors and the one-less fit the
+    propagated ones, so the degree "gained" 22-37 on a slit with no sky (1.7-2
+    times the noise) and was always kept; weighed alike it gains 1-5."""
+    rng = np.random.default_rng(3)
+    retests, dropped = 0, 0
+    for _ in range(12):
+        sim = simulate_slit(
+            rng,
+            snr=10.0,
+            companions=((7.0, 0.4),),
+            correlated=0.6,
+            poisson_from_data=True,
+            fwhm=(1.6, 3.2),
+            spectrum=np.ones(400),
+        )
+        res = extract_slit(slit_data_from_sim(sim), ExtractParams())[0]
+        choice = res.metadata["model_choice"]
+        retest = choice.get("background_retest")
+        if retest is None:
+            continue
+        assert choice["noise_scale"] > 1.5
+        retests += 1
+        assert retest["chi2_gain"] < 3.0 * retest["penalty"]
+        dropped += retest["bkg_order"] < retest["degree"]
+    assert retests >= 3 and dropped >= retests - 1

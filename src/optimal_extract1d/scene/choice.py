@@ -371,9 +371,11 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
         )
     retest = model_choice.get("background_retest") or {}
     if retest and retest["bkg_order"] != retest["degree"]:
+        cost = retest.get("cost")
+        why = f"(< {cost:.1f})" if cost is not None else "(its fit on a shape bound)"
         parts.append(
             f"at the model variance the slice's background degree {retest['degree']} "
-            f"gained {retest['chi2_gain']:.1f} (< {retest['penalty']:.1f}): "
+            f"gained {retest['chi2_gain']:.1f} {why}: "
             f"background degree {retest['bkg_order']}"
         )
     bins_sky = model_choice.get("bins_background") or {}

@@ -236,11 +236,16 @@ def _retest_background(
     The first round chose it on the input variance; the pipeline's VAR_POISSON,
     computed from the noisy data and zero where they are negative, weighs
     pixels below their mean more, so at S/N 3 with no sky a constant came out
-    negative and paid for its term in 10 of 30 slices (2 expected). Returns the
-    fit kept and a record for ``model_choice.background_retest``.
+    negative and paid for its term in 10 of 30 slices (2 expected). Both
+    degrees are fitted to the slice the refit used (its errors times the
+    ``noise_scale`` further sources were re-tested against) and weighed by
+    `.choice.choose_kernel`, the first round's rule: their chi2, terms and
+    components. Returns the fit kept and a record for
+    ``model_choice.background_retest``.
     """
     degree = int(slice_fit["settings"].bkg_order)
     values, sigma = _slice(sd, variance, slice_fit)
+    sigma = sigma * slice_fit["noise_scale"]
     n_pixels = int(np.sum(valid_pixels(values, sigma)))
     less = _refit_from(
         fit,
@@ -252,21 +257,34 @@ def _retest_background(
         slice_fit=slice_fit,
         bkg_order=degree - 1,
     )
+    less = less if isinstance(less, KernelFit) and np.isfinite(less.chi2) else None
+    choice = choose_kernel(
+        [less, fit],
+        [fit.template.name] * 2,
+        bkg_orders=(degree - 1, degree),
+        n_pixels=n_pixels,
+        n_cross=sd.shape[0],
+        component_cost=_component_price(slice_fit["search"], less),
+    )
+    kept = choice.fit if choice is not None else fit
+    value = {c["bkg_order"]: c["value"] for c in choice.candidates} if choice else {}
+    gain = float(less.chi2 - fit.chi2) if less is not None else None
     record = {
-        "criterion": "chi2 + k ln(n) on the kernel slice, at the model variance",
+        "criterion": "chi2 + k ln(n) + component costs on the kernel slice, at the model variance",
         "degree": degree,
         "n_pixels": n_pixels,
         "penalty": CRITERION.penalty(n_pixels),
-    }
-    if not isinstance(less, KernelFit) or not np.isfinite(less.chi2):
-        return fit, {**record, "chi2_gain": None, "bkg_order": degree}
-    gain = float(less.chi2 - fit.chi2)
-    kept = gain > record["penalty"]
-    return (fit if kept else less), {
-        **record,
         "chi2_gain": gain,
-        "bkg_order": degree if kept else degree - 1,
+        # what the degree had to gain: its term's ln(n), and any difference in the
+        # components' costs (a nod copy the lower degree's fit dropped or kept)
+        "cost": (
+            gain - (value[degree - 1] - value[degree])
+            if gain is not None and None not in (value.get(degree - 1), value.get(degree))
+            else None
+        ),
+        "bkg_order": degree if kept is fit else degree - 1,
     }
+    return kept, record
 
 
 def _with_bins_sky(
