@@ -41,8 +41,13 @@ c u^2`` (u in [-1, 1], c = 1.5 bowed, 0 straight); the residual sky
 column, in every pixel, rippled by +-50 % along the dispersion (1.5 periods,
 random phase) with a +-30 % slope across the slit; nods are a three-shutter
 slitlet nod (negative copies at +-5.3 px of 1/3 and at +-10.6 px of 1/6, with
-the DITHER metadata that tell the step where to expect them). The S/N of a
-cell is the median over columns of the true S/N F_true / sqrt(CRB); the
+the DITHER metadata that tell the step where to expect them); the noise is
+independent between pixels, or, in the "noise" scene, correlated as
+drizzling makes it (white noise smoothed by a Gaussian of 0.6 px: 0.44 and
+0.06 at lags 1 and 2 along and across the slit, as the residuals of CEERS
+933's s2d correlate across it, 0.38 and 0.06), with VAR arrays that stay
+the per-pixel values. The S/N of a cell is the median over columns of the
+true S/N F_true / sqrt(CRB) (of the per-pixel variance); the
 emission-line sources have a continuum at S/N ~2 and six unresolved lines
 (sigma 0.4 % of the wavelength, 0.5-1.3 px) peaking at S/N ~60-150, and
 their sky is a fraction of the continuum. Slits, cosmic-ray free, are drawn
@@ -112,6 +117,9 @@ FWHM_BLUE = 1.6
 THREE_SHUTTER = {"nod_offsets": (-5.3, 5.3, -10.6, 10.6), "nod_scale": (1 / 3, 1 / 3, 1 / 6, 1 / 6)}
 NOD_TYPE = "3-SHUTTER-SLITLET"
 SKY_SHAPE = {"tilt": 0.3, "ripple": 0.5, "periods": 1.5}
+# drizzle-like noise whose neighbouring pixels correlate as on CEERS 933's s2d
+# (0.44 and 0.06 at lags 1 and 2 along and across the slit; CEERS: 0.38, 0.06)
+CEERS_CORRELATION = 0.6
 LINE_SNR = 150.0  # S/N of the brightest line's peak column
 CONTINUUM = 0.006  # continuum of the emission-line sources, relative to the brightest line
 N_LINES = 6
@@ -136,6 +144,7 @@ class Scene:
     sky: float = 0.005  # residual sky per pixel, fraction of the continuum flux per column
     nods: bool = False
     lines: bool = False
+    correlated: float = 0.0  # drizzle-like noise: `simulate_slit`'s ``correlated`` width (px)
 
     @property
     def label(self) -> str:
@@ -149,6 +158,8 @@ class Scene:
         ]
         if self.lines:
             parts.insert(0, "emission lines")
+        if self.correlated:
+            parts.append("correlated noise")
         return ", ".join(parts)
 
 
@@ -164,6 +175,7 @@ SCENES = (
     replace(BASE, varied="sky", sky=0.0),
     replace(BASE, varied="sky", sky=0.02),
     replace(BASE, varied="nods", nods=True),
+    replace(BASE, varied="noise", correlated=CEERS_CORRELATION),
     Scene("combination", psf="moffat", widening=3.0, sky=0.02, nods=True),
     Scene("combination", psf="tabulated", nods=True),
 )
@@ -254,6 +266,8 @@ def slit_kwargs(scene: Scene, psf: PSFTable) -> dict:
         kwargs.update(shape=scene.psf, fwhm=(FWHM_BLUE, FWHM_BLUE * scene.widening))
     if scene.nods:
         kwargs.update(THREE_SHUTTER)
+    if scene.correlated:
+        kwargs["correlated"] = scene.correlated
     return kwargs
 
 
