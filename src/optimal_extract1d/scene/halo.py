@@ -114,6 +114,9 @@ TAIL_INDEX = 1.5
 FRACTION_GRID = (0.05, 0.12)
 #: Terms of the sky `_sky_gain` weighs (uniform across the slit, linear along the bins).
 SKY_TERMS = 2
+#: The background degree across the slit the wing law is weighed over, at least:
+#: a constant and a slope, the form a residual sky takes.
+LAW_BKG_ORDER = 1
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,11 @@ class HaloEvidence:
         the Moffat is. None otherwise.
     rival_gain : float
         That Moffat's ``chi2_eff`` gain over the Gaussian (0 when not fitted).
+    law_check : dict or None
+        The wing law weighed again over a sky of degree `LAW_BKG_ORDER`, where
+        the slice's degree is lower and a pure law won (`halo_over_bins`):
+        the background degree, the law chosen there (None when no pure law
+        won) and the one the slice's degree chose.
     """
 
     ratio: float
@@ -180,6 +188,7 @@ class HaloEvidence:
     tail_gain: float = 0.0
     rival_alpha: float | None = None
     rival_gain: float = 0.0
+    law_check: dict[str, Any] | None = None
 
     @property
     def wins(self) -> bool:
@@ -211,6 +220,7 @@ class HaloEvidence:
             "cost": float(self.cost),
             "n_pixels": int(self.n_pixels),
             "why": self.why or ("not fitted: no grid point paid" if not self.fitted else ""),
+            **({} if self.law_check is None else {"law_check": self.law_check}),
         }
 
 
@@ -266,6 +276,57 @@ def halo_over_bins(
         None when there is nothing to compare (not a Gaussian or Moffat, no
         background, fewer than two good bins).
     """
+    evidence = _weigh_halo(template, data, fit=fit, settings=settings, weigh_sky=weigh_sky)
+    if (
+        evidence is None
+        or not evidence.wins
+        or evidence.tail_fitted
+        or evidence.bkg_order is not None  # weighed over a sky: checked there
+        or int(settings.bkg_order) >= LAW_BKG_ORDER
+    ):
+        return evidence
+    # the wing law over the sky a residual sky can be, a constant and a slope
+    # across the slit: with none, or a constant alone, the wider law's wings can
+    # stand in for a sky's slope (example PSF at S/N 30: 4 of 30 slits took the
+    # x**-2 law, each 0.5-1 sigma low in every column). Both laws hold the same
+    # parameters, so the background is a nuisance of the comparison: the law is
+    # taken there, and the halo is then weighed and fitted at the slice's degree.
+    over_slope = replace(settings, bkg_order=LAW_BKG_ORDER)
+    base = _refit_base(template, data, fit=fit, settings=settings, bkg_order=LAW_BKG_ORDER)
+    sloped = replace(data, fits=base)
+    law = _weigh_halo(template, sloped, fit=fit, settings=over_slope, weigh_sky=False)
+    if law is None or not law.wins or law.tail_fitted:
+        return replace(evidence, law_check=_law_check(law, evidence.index))
+    check = _law_check(law, evidence.index)
+    if law.index == evidence.index:
+        return replace(evidence, law_check=check)
+    again = _weigh_halo(
+        template, data, fit=fit, settings=settings, weigh_sky=weigh_sky, laws=(law.index,)
+    )
+    if again is None or not again.wins:
+        return replace(evidence, law_check={**check, "kept": "the law the slice's degree chose"})
+    return replace(again, law_check=check)
+
+
+def _law_check(law: HaloEvidence | None, index: float) -> dict[str, Any]:
+    """The record of the wing law weighed over a sloped sky (``model_choice.halo.law_check``)."""
+    return {
+        "bkg_order": LAW_BKG_ORDER,
+        "index": None if law is None or not law.wins or law.tail_fitted else float(law.index),
+        "index_at_slice_degree": float(index),
+    }
+
+
+def _weigh_halo(
+    template: KernelTemplate,
+    data: BinData,
+    *,
+    fit: KernelFit,
+    settings: SceneSettings,
+    weigh_sky: bool = True,
+    laws: tuple[float, ...] = HALO_INDICES,
+) -> HaloEvidence | None:
+    """`halo_over_bins` at the slice's background degree, the wing laws ``laws``."""
     kind = type(template.model)
     if kind not in (models.Gaussian1D, models.Moffat1D) or data.fits.chi2.size == 0:
         return None
@@ -298,7 +359,7 @@ def halo_over_bins(
     # costs one fit, not two.
     points = [
         min((i for i, g in enumerate(grid) if g[2] == index), key=lambda i: grid_chi2[i])
-        for index in HALO_INDICES
+        for index in laws
     ]
     # against a Moffat the grid does not screen (the fit does, above): it is
     # evaluated at the Moffat's widths, narrower than a core + halo's where the
@@ -525,10 +586,26 @@ def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> floa
     return float(np.sum((rhs - a[:, :-2] @ without) ** 2) - chi2_sky)
 
 
-def _refit_base(template, data: BinData, *, fit, settings) -> trace.BinFits:
-    """The chosen family fitted to every bin with a constant background, from the slice's center."""
+def _refit_base(template, data: BinData, *, fit, settings, bkg_order: int = 0) -> trace.BinFits:
+    """The chosen family fitted to every bin with a background of ``bkg_order``.
+
+    From the slice's center; ``bkg_order`` 0 is a constant in every bin.
+    """
     fit_center = bool(settings.fit_trace)
-    return constant_fit(template, data, fit=fit, fit_center=fit_center, center=fit.center)
+    if bkg_order == 0:
+        return constant_fit(template, data, fit=fit, fit_center=fit_center, center=fit.center)
+    return trace.fit_bins(
+        template,
+        data.values,
+        data.sigma,
+        bkg_order=bkg_order,
+        center=fit.center,
+        fwhm=fit.fwhm,
+        fit_center=fit_center,
+        fit_fwhm=True,
+        offsets=fit.offsets,
+        extra=data.extra,
+    )
 
 
 def _fit_bins(
