@@ -164,7 +164,7 @@ class HaloEvidence:
     rival_gain : float
         That Moffat's ``chi2_eff`` gain over the Gaussian (0 when not fitted).
     law_check : dict or None
-        The wing law weighed again over a sky of degree `LAW_BKG_ORDER`, where
+        The wing law weighed again over a sky of degree ``LAW_BKG_ORDER``, where
         the slice's degree is lower and a pure law won (`halo_over_bins`):
         the background degree, the law chosen there (None when no pure law
         won) and the one the slice's degree chose.
