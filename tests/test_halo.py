@@ -358,14 +358,17 @@ def test_an_explicit_background_degree_keeps_the_halo_without_a_sky():
         assert res.metadata["bkg_order"] == -1
 
 
-def test_the_wing_law_is_weighed_over_a_sloped_sky():
+def test_the_wing_law_is_weighed_over_a_sloped_sky(caplog):
     """Over a constant alone, the x**-2 law's wider wings stood in for the sky's slope
     across the slit on this example-PSF slit (x**-3 wings): it took the x**-2 law and
     came out 2.2 % high in every column. Weighed over a constant and a slope, the
     law is the true one, and the halo is then fitted at the slice's own degree."""
     rng = np.random.default_rng(5)
     sim = _core_halo_slit(rng, 30.0)
-    (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+    with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+    (line,) = [r.getMessage() for r in caplog.records if "chose" in r.getMessage()]
+    assert "wings index 1.5 over a sloped sky; 1 at the slice's background degree" in line
     halo = res.metadata["model_choice"]["halo"]
     assert halo["chosen"] and halo["index"] == 1.5 and not halo["tail_fitted"]
     assert halo["law_check"] == {"bkg_order": 1, "index": 1.5, "index_at_slice_degree": 1.0}

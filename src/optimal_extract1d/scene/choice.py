@@ -391,6 +391,12 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
         law = f"wings index {halo['index']:g}"
         if halo.get("tail_fitted"):
             law += f" with a Lorentzian share {halo['tail']:.2f}"
+        check = halo.get("law_check") or {}
+        if check.get("index") is not None and check["index"] != check["index_at_slice_degree"]:
+            law += (
+                f" over a sloped sky; {check['index_at_slice_degree']:g} at the slice's "
+                "background degree"
+            )
         parts.append(
             f"core + halo over the bins ({law}, halo fraction {halo['fraction']:.3f}, "
             f"chi2 gain {halo['chi2_gain']:.1f})"
