@@ -167,7 +167,9 @@ class HaloEvidence:
         The wing law weighed again over a sky of degree ``LAW_BKG_ORDER``, where
         the slice's degree is lower and a pure law won (`halo_over_bins`):
         the background degree, the law chosen there (None when no pure law
-        won) and the one the slice's degree chose.
+        won), the one the slice's degree chose, and ``kept`` where the law
+        changed there but the halo, weighed again with it at the slice's
+        degree, then lost (the first law stays).
     """
 
     ratio: float
@@ -288,7 +290,7 @@ def halo_over_bins(
     # the wing law over the sky a residual sky can be, a constant and a slope
     # across the slit: with none, or a constant alone, the wider law's wings can
     # stand in for a sky's slope (example PSF at S/N 30: 4 of 30 slits took the
-    # x**-2 law, each 0.5-1 sigma low in every column). Both laws hold the same
+    # x**-2 law, one 2.2 % high in every column; now 1). Both laws hold the same
     # parameters, so the background is a nuisance of the comparison: the law is
     # taken there, and the halo is then weighed and fitted at the slice's degree.
     over_slope = replace(settings, bkg_order=LAW_BKG_ORDER)
