@@ -38,7 +38,7 @@ from .variation import BinData
 __all__ = [
     "BackgroundEvidence",
     "background_over_bins",
-    "constant_fit",
+    "background_fit",
     "free_wing_shape",
     "sky_design",
 ]
@@ -139,7 +139,7 @@ def background_over_bins(
     if not shape or int(none.good.sum()) < 2:
         return None
     n_cross = bins.values.shape[0]
-    const = constant_fit(template, bins, fit=fit, fit_center=fit_center, center=none.center)
+    const = background_fit(template, bins, fit=fit, fit_center=fit_center, center=none.center)
     both = none.good & const.good
     n_bins = int(both.sum())
     if n_bins < 2:
@@ -242,24 +242,27 @@ def sky_design(shapes, values, sigma, *, sky: np.ndarray) -> tuple[np.ndarray, n
     return design.reshape(-1, design.shape[2]), (d * w).reshape(-1)
 
 
-def constant_fit(
+def background_fit(
     template: KernelTemplate,
     bins: BinData,
     *,
     fit: KernelFit,
     fit_center: bool,
     center: float | np.ndarray,
+    bkg_order: int = 0,
 ) -> trace.BinFits:
-    """``template`` fitted to every bin with a constant background (width free, shape shared).
+    """``template`` fitted to every bin with a background (width free, shape shared).
 
-    ``center`` starts the fit (the slice's, or every bin's own); ``fit``'s
-    FWHM starts the width and its components move with the source.
+    The background is a polynomial of ``bkg_order`` across the slit in every
+    bin (a constant by default). ``center`` starts the fit (the slice's, or
+    every bin's own); ``fit``'s FWHM starts the width and its components move
+    with the source.
     """
     return trace.fit_bins(
         template,
         bins.values,
         bins.sigma,
-        bkg_order=0,
+        bkg_order=bkg_order,
         center=center,
         fwhm=fit.fwhm,
         fit_center=fit_center,

@@ -113,9 +113,12 @@ def fit_scene(
         fit = kernel_choice.fit
         settings = replace(settings, bkg_order=kernel_choice.bkg_order)
     else:
-        fit = fit_slice(template, sd.data, variance, **slice_fit)
+        coadded = _slice(sd, variance, slice_fit)  # the fit and its background retest share it
+        fit = fit_slice(template, sd.data, variance, coadded=coadded, **slice_fit)
         if previous is not None and auto_background and _slice_chose_background(previous):
-            fit, retest = _retest_background(fit, sd, variance, slice_fit=slice_fit)
+            fit, retest = _retest_background(
+                fit, sd, variance, slice_fit=slice_fit, coadded=coadded
+            )
             settings = replace(settings, bkg_order=retest["bkg_order"])
             slice_fit = {**slice_fit, "settings": settings}
     if previous is None and fit.offsets:
@@ -229,7 +232,12 @@ def _slice_chose_background(previous: SceneModel) -> bool:
 
 
 def _retest_background(
-    fit: KernelFit, sd: SlitData, variance: np.ndarray, *, slice_fit: dict
+    fit: KernelFit,
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    slice_fit: dict,
+    coadded: tuple[np.ndarray, np.ndarray],
 ) -> tuple[KernelFit, dict[str, Any]]:
     """The slice's background degree weighed again against one less, at the model variance.
 
@@ -240,11 +248,12 @@ def _retest_background(
     degrees are fitted to the slice the refit used (its errors times the
     ``noise_scale`` further sources were re-tested against) and weighed by
     `.choice.choose_kernel`, the first round's rule: their chi2, terms and
-    components. Returns the fit kept and a record for
+    components. ``coadded`` is the slice and its uncertainty (`_slice`), as
+    the refit coadded them. Returns the fit kept and a record for
     ``model_choice.background_retest``.
     """
     degree = int(slice_fit["settings"].bkg_order)
-    values, sigma = _slice(sd, variance, slice_fit)
+    values, sigma = coadded
     sigma = sigma * slice_fit["noise_scale"]
     n_pixels = int(np.sum(valid_pixels(values, sigma)))
     less = _refit_from(
@@ -850,6 +859,7 @@ def attempt_slice_fit(
     extra: Mapping[str, float] | None = None,
     previous: KernelFit | None = None,
     noise_scale: float = 1.0,
+    coadded: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> KernelFit | FitFailure:
     """Fit the kernel to the slice of ``settings.slice_width`` columns around ``column``.
 
@@ -861,7 +871,8 @@ def attempt_slice_fit(
     real noise of correlated pixels), are dropped.
     ``extra`` sets template parameters the data fix for the slice (e.g. the
     wavelength of its center column, `.psf.kernel.wavelength_params`); the
-    fitted template keeps them.
+    fitted template keeps them. ``coadded``: the slice and its uncertainty
+    when the caller has coadded them already (`_slice`).
 
     Returns
     -------
@@ -870,7 +881,9 @@ def attempt_slice_fit(
     """
     if extra:
         template = with_params(template, extra)
-    values, sigma = _coadd_slice(data, variance, usable, column=column, width=settings.slice_width)
+    if coadded is None:
+        coadded = _coadd_slice(data, variance, usable, column=column, width=settings.slice_width)
+    values, sigma = coadded
     bkg_order = settings.bkg_order
     if previous is not None:
         return _refit_seeded(

@@ -85,7 +85,7 @@ from ..psf.kernel import (
 from ..psf.linear import solve_linear, valid_pixels
 from ..psf.profilefit import at_bound, component_shapes
 from . import trace
-from .binsky import constant_fit, sky_design
+from .binsky import background_fit, sky_design
 from .choice import score_bins
 from .criterion import CRITERION
 from .model import SceneSettings
@@ -297,10 +297,8 @@ def halo_over_bins(
     base = _refit_base(template, data, fit=fit, settings=settings, bkg_order=LAW_BKG_ORDER)
     sloped = replace(data, fits=base)
     law = _weigh_halo(template, sloped, fit=fit, settings=over_slope, weigh_sky=False)
-    if law is None or not law.wins or law.tail_fitted:
-        return replace(evidence, law_check=_law_check(law, evidence.index))
     check = _law_check(law, evidence.index)
-    if law.index == evidence.index:
+    if check["index"] in (None, evidence.index):  # no pure law there, or the same one
         return replace(evidence, law_check=check)
     again = _weigh_halo(
         template, data, fit=fit, settings=settings, weigh_sky=weigh_sky, laws=(law.index,)
@@ -594,19 +592,8 @@ def _refit_base(template, data: BinData, *, fit, settings, bkg_order: int = 0) -
     From the slice's center; ``bkg_order`` 0 is a constant in every bin.
     """
     fit_center = bool(settings.fit_trace)
-    if bkg_order == 0:
-        return constant_fit(template, data, fit=fit, fit_center=fit_center, center=fit.center)
-    return trace.fit_bins(
-        template,
-        data.values,
-        data.sigma,
-        bkg_order=bkg_order,
-        center=fit.center,
-        fwhm=fit.fwhm,
-        fit_center=fit_center,
-        fit_fwhm=True,
-        offsets=fit.offsets,
-        extra=data.extra,
+    return background_fit(
+        template, data, fit=fit, fit_center=fit_center, center=fit.center, bkg_order=bkg_order
     )
 
 
