@@ -16,10 +16,21 @@ from optimal_extract1d.scene.criterion import CRITERION
 from optimal_extract1d.sim.simulate import ResidualSky, simulate_slit
 
 
-def _oracle_mse(sim, flux):
-    best = extract_columns(
-        sim.data, sim.true_variance, sim.true_profile, mask=~np.isfinite(sim.data)
+def _oracle(sim, *, sky=False):
+    """Horne with the true profile and variance, fitting the true nod copies and, with
+    ``sky``, the sky's form (a constant and a slope), as `benchmarks/defaults.py`'s."""
+    return extract_columns(
+        sim.data,
+        sim.true_variance,
+        sim.true_profile,
+        mask=~np.isfinite(sim.data),
+        bkg_basis=polynomial_basis(sim.data.shape[0], 1) if sky else None,
+        extra=np.stack(sim.nod_profiles, axis=2) if sim.nod_profiles else None,
     )
+
+
+def _oracle_mse(sim, flux):
+    best = _oracle(sim)
     good = np.isfinite(flux) & np.isfinite(best.flux)
     return np.sum((flux[good] - sim.flux[good]) ** 2) / np.sum(
         (best.flux[good] - sim.flux[good]) ** 2
@@ -240,14 +251,7 @@ def test_a_widening_moffat_with_nods_and_sky_is_one_spectrum_at_the_bound(snr, s
         assert len(spectra) == 1  # no spurious source
         res = spectra[0]
         assert res.metadata["model_choice"]["kernel"]["chosen"] == "moffat"
-        best = extract_columns(  # the oracle: true profiles, nod copies and sky form
-            sim.data,
-            sim.true_variance,
-            sim.true_profile,
-            mask=~np.isfinite(sim.data),
-            bkg_basis=polynomial_basis(sim.data.shape[0], 1),
-            extra=np.stack(sim.nod_profiles, axis=2),
-        )
+        best = _oracle(sim, sky=True)
         good = np.isfinite(res.flux)
         ratio.append(res.flux[good] / sim.flux[good])
         sq += np.sum((res.flux - sim.flux)[good] ** 2)
@@ -485,14 +489,7 @@ def test_drizzle_like_noise_keeps_the_defaults_at_the_oracle(rng):
             choice.get("halo") or {}
         ).get("chosen")
         assert res.metadata["error_scale"]["factor"] > 1.1
-        # the oracle: Horne with the true profile and the sky's form (constant + slope)
-        best = extract_columns(
-            sim.data,
-            sim.true_variance,
-            sim.true_profile,
-            mask=~np.isfinite(sim.data),
-            bkg_basis=polynomial_basis(sim.data.shape[0], 1),
-        )
+        best = _oracle(sim, sky=True)
         good = np.isfinite(res.flux) & np.isfinite(best.flux)
         squares += np.sum((res.flux[good] - sim.flux[good]) ** 2)
         oracle_squares += np.sum((best.flux[good] - sim.flux[good]) ** 2)
