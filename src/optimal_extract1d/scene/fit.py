@@ -248,7 +248,7 @@ def _retest_background(
     degrees are fitted to the slice the refit used (its errors times the
     ``noise_scale`` further sources were re-tested against) and weighed by
     `.choice.choose_kernel`, the first round's rule: their chi2, terms and
-    components. ``coadded`` is the slice and its uncertainty (`_slice`), as
+    components. ``coadded`` is the slice and its uncertainty (``_slice``), as
     the refit coadded them. Returns the fit kept and a record for
     ``model_choice.background_retest``.
     """
@@ -872,7 +872,7 @@ def attempt_slice_fit(
     ``extra`` sets template parameters the data fix for the slice (e.g. the
     wavelength of its center column, `.psf.kernel.wavelength_params`); the
     fitted template keeps them. ``coadded``: the slice and its uncertainty
-    when the caller has coadded them already (`_slice`).
+    when the caller has coadded them already (``_slice``).
 
     Returns
     -------
