@@ -1,0 +1,215 @@
+"""The flux's bound when the PSF's wings are learnt from the slit, in the tabulated cells.
+
+Run by hand (about a minute)::
+
+    python benchmarks/halo_bound.py
+    python benchmarks/halo_bound.py --output benchmarks/results/halo_bound.md
+
+The defaults benchmark (``benchmarks/defaults.py``) scores every method
+against an oracle that knows the true profile. In its tabulated-PSF cells no
+method given only the data can: the wings' share of the flux, its change
+with the wavelength and the wings' law must be learnt from the slit, and the
+flux of every column moves with them. This script computes, on the same
+slits (the same seed, S/N levels and PSFs as ``defaults.py``), the
+Cramér–Rao bound of each column's flux when those PSF parameters are unknown
+too, over the bound with them known (the oracle's variance, the quantity
+``defaults.py`` divides by):
+
+* *share*: the wings' flux share, one value for the slit;
+* *share + slope*: and its linear change with the wavelength;
+* *share + slope + law*: and a continuous wing law, a share ``tail`` of
+  the wings falling as x**-2 and the rest as x**-3 (the halo family's
+  ``tail``, `optimal_extract1d.psf.halo.CoreHalo1D`).
+
+The truth is a Gaussian core plus wings of half width 1.5 core FWHM (a
+Moffat of index 1.5, as ``scripts/make_example_psf.py``, or a Lorentzian),
+stretched to the benchmark's widths (``defaults.tabulated_psf``). The
+derivatives of every column's profile (and the nod copies') with respect to
+these parameters are finite differences of the simulated profiles; every
+column's own flux, nod copies' fluxes and sky (a constant and a slope
+across the slit, as the oracle's) are free, the PSF parameters shared by
+all columns: the bound's variance of a column's flux is the oracle's plus
+``u I^-1 u^T``, ``I`` the PSF parameters' information left after every
+column's own parameters, ``u`` how the column's flux estimate leans on them.
+The trace and the widths are taken as known (both are fitted as a few
+smooth terms over the slit and cost far less). The correlated-noise cell is
+left out: its oracle weighs with a variance that is not the noise's.
+
+A tail on its bound (a pure law) makes the last column a local figure: it
+is the price of a continuous law, which the defaults do not pay where a
+pure law describes the slit (they choose between the two laws, then weigh
+a tail at the focused cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy.special import erf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import defaults as D  # noqa: E402
+
+from optimal_extract1d.core.horne import polynomial_basis  # noqa: E402
+from optimal_extract1d.io.psfref import write_psf_file  # noqa: E402
+
+#: Finite-difference steps of the PSF parameters (share, its change over the band, tail).
+STEP = 1e-3
+PARAMETER_SETS = {
+    "share": ("share",),
+    "share + slope": ("share", "slope"),
+    "share + slope + law": ("share", "slope", "tail"),
+}
+SNR_LEVELS = (10.0, 30.0, 100.0)
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: The wings' law of each tabulated PSF of the defaults benchmark: the share ``tail`` in x**-2.
+LAW = {"tabulated": 0.0, "tabulated-x2": 1.0}
+
+
+def wing_psf(directory: Path, tail: float, *, share=0.0, slope=0.0, tag: str):
+    """The benchmark's tabulated PSF with its wings' share, slope or law moved.
+
+    ``share`` is added to the wings' share at every wavelength, ``slope`` x
+    (wavelength - 0.6) / 4.7 too (the example's share grows by 0.06 over
+    the band); ``tail`` of the wings fall as x**-2, the rest as x**-3.
+    """
+    spec = importlib.util.spec_from_file_location("make_example_psf", D.EXAMPLE_PSF_SCRIPT)
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+
+    def cdf(x, lam):
+        fwhm = maker.core_fwhm(lam)
+        core = 0.5 * (1.0 + erf(x / (np.sqrt(2.0) * fwhm / FWHM_PER_SIGMA)))
+        u = x / (1.5 * fwhm)
+        lorentz = 0.5 + np.arctan(u) / np.pi
+        moffat = 0.5 * (1.0 + u / np.sqrt(1.0 + u**2))
+        wings = tail * lorentz + (1.0 - tail) * moffat
+        f = maker.wing_fraction(lam) + share + slope * (lam - 0.6) / 4.7
+        return (1.0 - f) * core + f * wings
+
+    maker._cdf = cdf
+    _, profiles = maker.effective_profiles()
+    path = write_psf_file(
+        directory / f"{tag}.fits",
+        profiles,
+        maker.WAVELENGTH,
+        subpix=maker.SUBPIX,
+        center=maker.HALF_WIDTH * maker.SUBPIX,
+    )
+    return D.tabulated_psf(directory, path)[0]
+
+
+def _cell(scene, snr, n_slits, seed, psf):
+    level = D.SNR_LEVELS.index(snr)
+    return D.simulate_cell(scene, snr, n_slits, rng=np.random.default_rng([seed, level]), psf=psf)
+
+
+def _signal_derivative(sim, moved, step, scales) -> np.ndarray:
+    """d(expected image)/d(parameter) per unit flux of each column, shape (n_cross, n_disp)."""
+    d = (moved.true_profile - sim.true_profile) / step
+    for scale, mine, theirs in zip(scales, sim.nod_profiles, moved.nod_profiles, strict=True):
+        d = d - scale * (theirs - mine) / step
+    return d
+
+
+def bound_ratios(scene, snr, *, n_slits, seed, directory) -> dict[str, float]:
+    """Sum over the slits' columns of the bound's flux variance over the oracle's, per set."""
+    tail = LAW[scene.psf]
+    base_psf = D.tabulated_psfs(directory)[scene.psf][0]
+    cell = _cell(scene, snr, n_slits, seed, base_psf)
+    toward = -STEP if tail == 1.0 else STEP  # the tail's step stays inside [0, 1]
+    moves = {
+        "share": (dict(tail=tail, share=STEP), STEP),
+        "slope": (dict(tail=tail, slope=STEP), STEP),
+        "tail": (dict(tail=tail + toward), toward),
+    }
+    same = _cell(scene, snr, n_slits, seed, wing_psf(directory, tag="same", tail=tail))
+    for a, b in zip(cell.sims, same.sims, strict=True):  # the moves start from the truth
+        assert np.allclose(a.true_profile, b.true_profile, rtol=0, atol=1e-9)
+    moved = {}
+    for name, (kwargs, step) in moves.items():
+        other = _cell(scene, snr, n_slits, seed, wing_psf(directory, tag=name, **kwargs))
+        for a, b in zip(cell.sims, other.sims, strict=True):
+            assert np.array_equal(a.center, b.center), "the moved cell drew other slits"
+        moved[name] = (other, step)
+    scales = np.asarray(D.THREE_SHUTTER["nod_scale"] if scene.nods else (), float)
+    sums = dict.fromkeys(PARAMETER_SETS, 0.0)
+    oracle_sum = 0.0
+    for i, sim in enumerate(cell.sims):
+        good = np.isfinite(sim.data) & (sim.true_variance > 0)
+        weight = np.where(good, 1.0 / np.where(good, sim.true_variance, 1.0), 0.0).T
+        basis = polynomial_basis(sim.data.shape[0], 1)
+        parts = [sim.true_profile.T[..., None]]
+        parts += [p.T[..., None] for p in sim.nod_profiles]
+        parts.append(np.broadcast_to(basis, (sim.data.shape[1], *basis.shape)))
+        design = np.concatenate(parts, axis=2)  # (n_disp, n_cross, k)
+        a = np.einsum("jik,ji,jil->jkl", design, weight, design)
+        a_inv = np.linalg.inv(a)
+        oracle_sum += float(np.sum(a_inv[:, 0, 0]))
+        for label, names in PARAMETER_SETS.items():
+            g = np.stack(
+                [
+                    _signal_derivative(sim, moved[n][0].sims[i], moved[n][1], scales).T
+                    * sim.flux[:, None]
+                    for n in names
+                ],
+                axis=2,
+            )  # (n_disp, n_cross, p)
+            b = np.einsum("jik,ji,jil->jkl", design, weight, g)
+            c = np.einsum("jik,ji,jil->jkl", g, weight, g)
+            info = np.sum(c - np.swapaxes(b, 1, 2) @ a_inv @ b, axis=0)
+            lean = (a_inv @ b)[:, 0, :]  # (n_disp, p)
+            extra = np.einsum("jp,pq,jq->j", lean, np.linalg.inv(info), lean)
+            sums[label] += float(np.sum(a_inv[:, 0, 0] + extra))
+    return {label: total / oracle_sum for label, total in sums.items()}
+
+
+def tabulated_scenes():
+    """The defaults benchmark's tabulated-PSF scenes with independent noise."""
+    return [s for s in D.SCENES if s.psf in LAW and not s.correlated]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-slits", type=int, default=30, help="slits per cell")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--output", type=Path, help="also write the table to this file")
+    args = parser.parse_args(argv)
+    lines = [
+        "| scene | S/N | "
+        + " | ".join(f"bound/oracle, {k} unknown" for k in PARAMETER_SETS)
+        + " |",
+        "|---|---|" + "---|" * len(PARAMETER_SETS),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        for scene in tabulated_scenes():
+            for snr in SNR_LEVELS:
+                ratios = bound_ratios(
+                    scene, snr, n_slits=args.n_slits, seed=args.seed, directory=Path(tmp)
+                )
+                cells = " | ".join(f"{ratios[k]:.3f}" for k in PARAMETER_SETS)
+                lines.append(f"| {scene.label} | {snr:g} | {cells} |")
+                print(lines[-1], flush=True)
+    table = "\n".join(lines)
+    print()
+    print(table)
+    if args.output:
+        header = (
+            "# Flux bound with the PSF's wings learnt from the slit\n\n"
+            f"Command: `python benchmarks/halo_bound.py --n-slits {args.n_slits} "
+            f"--seed {args.seed}`. The Cramér–Rao bound of every column's flux with the\n"
+            "listed PSF parameters unknown (shared by the slit's columns), over the\n"
+            "oracle's (`defaults.py`'s var/oracle denominator), summed over the cell's\n"
+            "columns; see the script's docstring.\n\n"
+        )
+        args.output.write_text(header + table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
