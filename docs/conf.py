@@ -37,6 +37,7 @@ optimal_type_words = (
     # dimension names in shapes ("shape (n_comp - 1,)", "(n_disp, order + 1)")
     *"n_cross n_disp n_prof n_comp n_bins n_wave n_offset n_rows n_cols n m k order".split(),
     *"n_exp n_pix".split(),  # the cal path's stacked pixels
+    *"n_par n_local".split(),  # shape parameters shared by a slit, and free per bin
 )
 # No intersphinx offline: names outside the package cannot resolve.
 nitpick_ignore = [

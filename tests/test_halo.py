@@ -374,3 +374,50 @@ def test_the_wing_law_is_weighed_over_a_sloped_sky(caplog):
     assert halo["law_check"] == {"bkg_order": 1, "index": 1.5, "index_at_slice_degree": 1.0}
     good = np.isfinite(res.flux)
     assert abs(np.median(res.flux[good] / sim.flux[good]) - 1.0) < 0.005
+
+
+def test_the_errors_carry_the_wings_share_the_slit_set(rng, monkeypatch):
+    """The flux errors grow by the variance of the share the slit set, as its offsets scatter."""
+    from optimal_extract1d.pipeline import slit as slit_module
+
+    computed = slit_module._shape_error
+    sky = ResidualSky(level=0.005, tilt=0.3, ripple=0.5, periods=1.5)
+    offsets, predicted, laws, relative = [], [], [], []
+    for _ in range(12):
+        sd = slit_data_from_sim(sim := _core_halo_slit(rng, 30.0, sky=sky))
+        monkeypatch.setattr(slit_module, "_shape_error", computed)
+        (res,) = extract_slit(sd, ExtractParams())
+        monkeypatch.setattr(slit_module, "_shape_error", lambda *a, **k: None)
+        (plain,) = extract_slit(sd, ExtractParams())
+        halo, shape = res.metadata["model_choice"]["halo"], res.metadata["shape_error"]
+        assert halo["chosen"] and "fraction" in shape["parameters"]
+        assert 0.001 < shape["parameters"]["fraction"] < 0.03
+        # the same fit; every variance of the flux raised alike, so FLUX_ERROR is
+        # still the root of the FLUX_VAR_* sum
+        np.testing.assert_array_equal(plain.flux, res.flux)
+        good = np.isfinite(res.flux)
+        ratio = res.var_poisson[good] / plain.var_poisson[good]
+        np.testing.assert_allclose(res.var_rnoise[good] / plain.var_rnoise[good], ratio)
+        assert np.median(ratio) - 1 == pytest.approx(shape["relative_variance"], rel=0.05)
+        relative.append(shape["relative_variance"])
+        laws.append(halo["index"] if not halo["tail_fitted"] else np.nan)
+        offsets.append(np.median((res.flux - sim.flux)[good] / sim.flux[good]))
+        own = (plain.var_poisson + plain.var_rnoise + plain.var_flat)[good] / sim.flux[good] ** 2
+        predicted.append(np.sqrt(shape["relative_variance"] * np.median(own)))
+    # a few per cent of a column's variance at S/N 30
+    assert 0.005 < np.median(relative) < 0.1
+    # the share's error moves every column of a slit alike: over the slits that took
+    # the file's wing law, the slits' offsets scatter as the term says
+    right = np.array(laws) == 1.5
+    assert right.sum() >= 5
+    ratio = np.sqrt(np.mean(np.square(np.array(offsets)[right]))) / np.sqrt(
+        np.mean(np.square(np.array(predicted)[right]))
+    )
+    assert 0.5 < ratio < 2.0
+
+
+def test_a_gaussian_source_carries_no_shape_error(rng):
+    sim = simulate_slit(rng, n_disp=400, snr=30.0, spectrum=np.ones(400), fwhm=(1.6, 3.2))
+    (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+    assert not res.metadata["model_choice"].get("halo", {}).get("chosen")
+    assert "shape_error" not in res.metadata

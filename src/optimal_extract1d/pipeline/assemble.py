@@ -108,11 +108,12 @@ def spectrum(
     usable: np.ndarray,
     status: str,
     meta: dict[str, Any],
-    error_factor: float = 1.0,
+    error_factor: float | np.ndarray = 1.0,
 ) -> SpectrumResult:
     """The spectrum of one source from its column sums.
 
-    ``error_factor`` multiplies every propagated error (see `.core.errorscale`).
+    ``error_factor`` (one value, or one per column) multiplies every
+    propagated error (see `.core.errorscale` and `.core.shapeerror`).
     """
     weights = profile.weights
     missing = np.sum(np.where(usable & ~result.rejected, 0.0, weights), axis=0)

@@ -11,7 +11,9 @@
 3. when the variance model changed the weights, outliers fell in the fitted
    data, or correlated noise may have faked further sources: the scene
    refitted with the model variance and the iteration run again;
-4. one spectrum per source (`.assemble`), with the residual error scale.
+4. one spectrum per source (`.assemble`), with the residual error scale and,
+   where the slit's data set the PSF's wings, the flux variance that adds
+   (`.core.shapeerror`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from ..core import horne, iteration
 from ..core.errorscale import residual_error_scale, slice_noise_scale
 from ..core.outliers import fit_outliers
+from ..core.shapeerror import shape_variance
 from ..core.smoothbkg import CANDIDATE_ORDERS, SmoothBackground, column_chi2, fit_smooth_background
 from ..errors import ProfileFitError
 from ..params import ExtractParams
@@ -33,6 +36,12 @@ from ..scene.choice import describe_choice
 from ..scene.criterion import CRITERION
 from ..scene.fit import fit_scene, fixed_scene, slice_column
 from ..scene.model import SceneModel, SceneSettings, box_scene, fallback_bkg_order
+from ..scene.shape import (
+    bin_groups,
+    learnt_parameters,
+    local_derivatives,
+    profile_derivatives,
+)
 from ..scene.sources import describe_fates
 from ..slitdata import SlitData
 from . import assemble
@@ -491,6 +500,11 @@ def _spectra(
                 sums=sums,
             )
             factor, meta["error_scale"] = scale.applied_factor, scale.to_meta()
+        if i == 0:
+            shape = _shape_error(sd, scene, result, variance=variance)
+            if shape is not None:
+                relative, meta["shape_error"] = shape
+                factor = factor * np.sqrt(1.0 + relative)
         name = sd.name if len(sources) == 1 else f"{sd.name}_{number}"
         spectra.append(
             assemble.spectrum(
@@ -506,6 +520,49 @@ def _spectra(
             )
         )
     return spectra
+
+
+def _shape_error(
+    sd: SlitData, scene: SceneModel, result: iteration.IteratedSums, *, variance: np.ndarray
+) -> tuple[np.ndarray, dict] | None:
+    """The flux variance the PSF shape learnt from the slit adds, relative to each column's own.
+
+    The core + halo's wings' share (and its slope, tail) is one value for
+    every column, set by the slit's bins with a background of the scene's
+    degree and a center and width of their own in each: the term is
+    computed over that design, every column's fluxes and background terms
+    and every bin's center and width free (`.core.shapeerror.shape_variance`),
+    at the model variance. None when no shape parameter was learnt.
+    """
+    names = learnt_parameters(scene)
+    if not names:
+        return None
+    sums = horne.extract_columns(
+        _data(sd, scene),
+        variance,
+        scene.profile.weights,
+        mask=sd.mask | result.rejected,
+        bkg_basis=horne.polynomial_basis(sd.shape[0], scene.bkg_order),
+        extra=scene.others(0),
+    )
+    shape = shape_variance(
+        sums,
+        _data(sd, scene),
+        profile_derivatives(scene, names),
+        local=local_derivatives(scene),
+        groups=bin_groups(scene, sd.shape[1]),
+    )
+    if shape is None:
+        return None
+    relative = np.where(np.isfinite(shape.relative), shape.relative, 0.0)
+    used = ~sums.empty
+    meta = {
+        "parameters": {n: float(e) for n, e in zip(names, shape.parameter_errors, strict=True)},
+        "relative_variance": float(np.median(relative[used])) if used.any() else 0.0,
+        "note": "errors include the flux variance of the PSF shape learnt from the slit; "
+        "it is the same error in every column and does not average down when binning",
+    }
+    return relative, meta
 
 
 def _source_sums(
