@@ -63,23 +63,7 @@ def profile_derivatives(scene: SceneModel, names: tuple[str, ...]) -> np.ndarray
         as the sums use them).
     """
     template = scene.template
-    n_cross = scene.profile.weights.shape[0]
-    offsets = tuple(scene.fit.offsets) if scene.fit is not None else ()
-
-    def profiles(t):
-        parts = component_profiles(
-            t,
-            n_cross,
-            scene.centers,
-            fwhm=scene.fwhm,
-            offsets=offsets,
-            column_params=scene.column_params,
-        )
-        return np.stack([p.weights for p in parts], axis=2)
-
-    base = profiles(template)
-    if not names:
-        return base[..., None][..., :0]
+    base = _stacked_profiles(scene, template)
     out = []
     for name in names:
         param = getattr(template.model, name)
@@ -87,7 +71,8 @@ def profile_derivatives(scene: SceneModel, names: tuple[str, ...]) -> np.ndarray
         upper = param.bounds[1]
         if upper is not None and value + step > upper:
             step = -step
-        out.append((profiles(with_params(template, {name: value + step})) - base) / step)
+        moved = _stacked_profiles(scene, with_params(template, {name: value + step}))
+        out.append((moved - base) / step)
     return np.stack(out, axis=3)
 
 
@@ -96,26 +81,13 @@ def local_derivatives(scene: SceneModel, step: float = 1e-3) -> np.ndarray:
 
     Both were free in every bin while the shared parameters were set
     (`.scene.halo`): ``(n_cross, n_disp, n_components, 2)``, the components moving
-    together (the nod copies and further sources sit at fixed offsets).
+    together (the nod copies and further sources sit at fixed offsets); the
+    width's per unit of its logarithm.
     """
     template = scene.template
-    n_cross = scene.profile.weights.shape[0]
-    offsets = tuple(scene.fit.offsets) if scene.fit is not None else ()
-
-    def profiles(centers, fwhm):
-        parts = component_profiles(
-            template,
-            n_cross,
-            centers,
-            fwhm=fwhm,
-            offsets=offsets,
-            column_params=scene.column_params,
-        )
-        return np.stack([p.weights for p in parts], axis=2)
-
-    base = profiles(scene.centers, scene.fwhm)
-    center = (profiles(scene.centers + step, scene.fwhm) - base) / step
-    width = (profiles(scene.centers, scene.fwhm * (1 + step)) - base) / step
+    base = _stacked_profiles(scene, template)
+    center = (_stacked_profiles(scene, template, centers=scene.centers + step) - base) / step
+    width = (_stacked_profiles(scene, template, fwhm=scene.fwhm * (1 + step)) - base) / step
     return np.stack([center, width], axis=3)
 
 
@@ -134,3 +106,20 @@ def bin_groups(scene: SceneModel, n_disp: int) -> np.ndarray | None:
         if ok:
             groups[int(lo) : min(int(hi), n_disp)] = number
     return groups
+
+
+def _stacked_profiles(scene: SceneModel, template, *, centers=None, fwhm=None) -> np.ndarray:
+    """Every component's normalized profile, ``(n_cross, n_disp, n_components)``.
+
+    As the scene's (`.model.component_profiles`), from ``template`` at the
+    scene's centers and FWHM unless others are given.
+    """
+    parts = component_profiles(
+        template,
+        scene.profile.weights.shape[0],
+        scene.centers if centers is None else centers,
+        fwhm=scene.fwhm if fwhm is None else fwhm,
+        offsets=tuple(scene.fit.offsets) if scene.fit is not None else (),
+        column_params=scene.column_params,
+    )
+    return np.stack([p.weights for p in parts], axis=2)
