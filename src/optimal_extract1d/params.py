@@ -112,7 +112,9 @@ class ExtractParams:
         ``"residual"``: scale the propagated errors to the measured
         scatter: on s2d input raised to the scatter of the residuals, pixel
         correlations included, never lowered; on the cal path set to the
-        scatter of the spectrum. ``"none"``: keep them.
+        scatter of the spectrum. ``"none"``: keep them. Either way the
+        errors of a core + halo chosen by ``kernel = "auto"`` carry the
+        variance of the wings' share the slit set (`.core.shapeerror`).
     """
 
     extraction_region: tuple[int, int, int, int] | None = None
