@@ -27,8 +27,9 @@ three ways (four for the tabulated PSF):
 
 Scenes: a base (Gaussian PSF whose FWHM doubles across the band, trace bowed
 by 1.5 px, residual sky of 0.5 % of the source per pixel, no nods), each
-factor varied on its own, and four realistic combinations (the last one the
-tabulated PSF with nods and drizzle-correlated noise). The PSF is
+factor varied on its own, and five combinations (the tabulated PSF with nods
+and drizzle-correlated noise the most realistic; the tabulated PSF with no
+sky, where a constant can stand in for its wings). The PSF is
 Gaussian, Moffat (beta 2.5) or tabulated (the shipped example PSF's profiles,
 wings included, stretched to the same FWHM law: a non-analytic PSF). The
 example PSF's wings are a Moffat of index 1.5 and width 1.5 x the core FWHM,
@@ -180,6 +181,7 @@ SCENES = (
     Scene("combination", psf="moffat", widening=3.0, sky=0.02, nods=True),
     Scene("combination", psf="tabulated", nods=True),
     Scene("combination", psf="tabulated", nods=True, correlated=CEERS_CORRELATION),
+    Scene("combination", psf="tabulated", sky=0.0),
 )
 LINE_SCENES = (
     replace(BASE, varied="source", lines=True),
