@@ -1,6 +1,6 @@
 """Defaults benchmark: what a user gets with no parameters, beside hand-tuned runs and jwst's box.
 
-Run by hand (about 8 minutes on 2 cores; issue 11, item 5)::
+Run by hand (about 9 minutes on 2 cores; issue 11, item 5)::
 
     python benchmarks/defaults.py                 # full run, prints a Markdown table
     python benchmarks/defaults.py --quick         # 3 slits per cell, a smoke run

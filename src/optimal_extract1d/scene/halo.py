@@ -332,7 +332,7 @@ def halo_without_constant(
     and the halo, weighed at that degree, keeps it. Here the chosen family is
     refitted to the bins with no background and the halo weighed over them as
     where the slice chose none: a sky that describes the bins as well as the
-    halo, or pays beside it, is weighed again with the halo (`bkg_order` 0 in
+    halo, or pays beside it, is weighed again with the halo (``bkg_order`` 0 in
     the result). None when nothing can be compared.
     """
     base = _refit_base(template, data, fit=fit, settings=settings, bkg_order=-1)
