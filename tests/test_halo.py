@@ -15,6 +15,7 @@ from optimal_extract1d.psf.evaluate import evaluate_with_derivatives
 from optimal_extract1d.psf.halo import FWHM_PER_SIGMA, CoreHalo1D, fwhm_over_core, halo_pixels
 from optimal_extract1d.psf.kernel import make_template, with_params
 from optimal_extract1d.psf.tabulated import PSFTable
+from optimal_extract1d.scene.choice import describe_choice
 from optimal_extract1d.sim.simulate import ResidualSky, simulate_slit
 
 PARAMS = {
@@ -445,6 +446,8 @@ def test_a_constant_the_slice_took_for_the_wings_is_dropped_beside_the_halo(rng,
             continue
         dropped += 1
         assert res.metadata["bkg_order"] == -1  # the slice is refitted with none
+        # and the slit's INFO line says so
+        assert "the slice's constant dropped" in describe_choice(res.metadata["model_choice"])
         monkeypatch.setattr(fit_module, "halo_without_constant", lambda *a, **k: None)
         (kept,) = extract_slit(sd, ExtractParams())
         assert kept.metadata["bkg_order"] >= 0
