@@ -27,7 +27,8 @@ stretched to the benchmark's widths (``defaults.tabulated_psf``). The
 derivatives of every column's profile (and the nod copies') with respect to
 these parameters are finite differences of the simulated profiles; every
 column's own flux, nod copies' fluxes and sky (a constant and a slope
-across the slit, as the oracle's) are free, the PSF parameters shared by
+across the slit where the scene has a sky, as the oracle's) are free, the
+PSF parameters shared by
 all columns: the bound's variance of a column's flux is the oracle's plus
 ``u I^-1 u^T``, ``I`` the PSF parameters' information left after every
 column's own parameters, ``u`` how the column's flux estimate leans on them.
@@ -143,7 +144,7 @@ def bound_ratios(scene, snr, *, n_slits, seed, directory) -> dict[str, float]:
     for i, sim in enumerate(cell.sims):
         good = np.isfinite(sim.data) & (sim.true_variance > 0)
         weight = np.where(good, 1.0 / np.where(good, sim.true_variance, 1.0), 0.0).T
-        basis = polynomial_basis(sim.data.shape[0], 1)
+        basis = polynomial_basis(sim.data.shape[0], 1 if scene.sky else -1)  # as the oracle
         parts = [sim.true_profile.T[..., None]]
         parts += [p.T[..., None] for p in sim.nod_profiles]
         parts.append(np.broadcast_to(basis, (sim.data.shape[1], *basis.shape)))
