@@ -38,6 +38,11 @@ preferred to the halo when its plain chi2 is the lower (the same parameters):
 at S/N 10 a 30-column slice may not tell a Moffat from a Gaussian, and the
 halo then stood in for the Moffat's wings.
 
+Where the slice chose a constant, it may have been the wings a Gaussian or
+Moffat cannot hold: `halo_without_constant` weighs the halo again over bins
+fitted with no background (the sky beside it weighed as above), and the
+scene drops the constant where the halo wins there with no sky paying.
+
 The bins' fits of the core + halo refit the offsets of the slice's nod copies
 and further sources (one value each for the slit): found with the chosen
 family's shape, they are off by 0.01-0.02 px, which at S/N 100 leaves a
