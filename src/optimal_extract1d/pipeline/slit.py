@@ -537,8 +537,9 @@ def _shape_error(
     names = learnt_parameters(scene)
     if not names:
         return None
+    data = _data(sd, scene)
     sums = horne.extract_columns(
-        _data(sd, scene),
+        data,
         variance,
         scene.profile.weights,
         mask=sd.mask | result.rejected,
@@ -547,7 +548,7 @@ def _shape_error(
     )
     shape = shape_variance(
         sums,
-        _data(sd, scene),
+        data,
         profile_derivatives(scene, names),
         local=local_derivatives(scene),
         groups=bin_groups(scene, sd.shape[1]),

@@ -150,11 +150,12 @@ def fit_scene(
     if halo is not None and halo.wins and auto_background and _constant_for_wings(halo, settings):
         # the slice's constant may have stood in for the wings the halo now holds
         bare = halo_without_constant(varied.template, varied.bins, fit=fit, settings=settings)
-        dropped = bare is not None and bare.wins and bare.bkg_order is None
-        check = {"bkg_order": -1, "halo_wins": bool(bare is not None and bare.wins)}
+        wins = bare is not None and bare.wins
+        dropped = wins and bare.bkg_order is None
         if dropped:
             halo, settings, halo_degrees = bare, replace(settings, bkg_order=-1), (-1,)
-        halo = replace(halo, constant_check={**check, "dropped": dropped})
+        check = {"bkg_order": -1, "halo_wins": wins, "dropped": dropped}
+        halo = replace(halo, constant_check=check)
     if halo is not None and halo.wins:
         with_halo = _with_halo(
             fit,

@@ -311,9 +311,9 @@ def halo_over_bins(
     # x**-2 law, one 2.2 % high in every column; now 1). Both laws hold the same
     # parameters, so the background is a nuisance of the comparison: the law is
     # taken there, and the halo is then weighed and fitted at the slice's degree.
-    over_slope = replace(settings, bkg_order=LAW_BKG_ORDER)
-    base = _refit_base(template, data, fit=fit, settings=settings, bkg_order=LAW_BKG_ORDER)
-    sloped = replace(data, fits=base)
+    sloped, over_slope = _at_degree(
+        template, data, fit=fit, settings=settings, bkg_order=LAW_BKG_ORDER
+    )
     law = _weigh_halo(template, sloped, fit=fit, settings=over_slope, weigh_sky=False)
     check = _law_check(law, evidence.index)
     if check["index"] in (None, evidence.index):  # no pure law there, or the same one
@@ -340,9 +340,8 @@ def halo_without_constant(
     halo, or pays beside it, is weighed again with the halo (``bkg_order`` 0 in
     the result). None when nothing can be compared.
     """
-    base = _refit_base(template, data, fit=fit, settings=settings, bkg_order=-1)
-    bare = replace(settings, bkg_order=-1)
-    return halo_over_bins(template, replace(data, fits=base), fit=fit, settings=bare)
+    bare, at_none = _at_degree(template, data, fit=fit, settings=settings, bkg_order=-1)
+    return halo_over_bins(template, bare, fit=fit, settings=at_none)
 
 
 def _law_check(law: HaloEvidence | None, index: float) -> dict[str, Any]:
@@ -493,8 +492,7 @@ def _weigh_halo(
         over = _sky_gain(halo, beside, good & held.good, offsets=np.asarray(held.offsets, float))
         focused = CRITERION.focus_penalty
         if sky >= plain or (sky > SKY_TERMS * penalty and over > SKY_TERMS * focused):
-            refit = replace(data, fits=_refit_base(template, data, fit=fit, settings=settings))
-            over_sky = replace(settings, bkg_order=0)
+            refit, over_sky = _at_degree(template, data, fit=fit, settings=settings, bkg_order=0)
             again = halo_over_bins(template, refit, fit=fit, settings=over_sky)
             if again is None:
                 return replace(best, fitted=False, why="no bins fitted over a sky")
@@ -623,15 +621,23 @@ def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> floa
     return float(np.sum((rhs - a[:, :-2] @ without) ** 2) - chi2_sky)
 
 
-def _refit_base(template, data: BinData, *, fit, settings, bkg_order: int = 0) -> trace.BinFits:
-    """The chosen family fitted to every bin with a background of ``bkg_order``.
+def _at_degree(
+    template, data: BinData, *, fit, settings: SceneSettings, bkg_order: int
+) -> tuple[BinData, SceneSettings]:
+    """The bins with the chosen family refitted at background ``bkg_order``, and the settings at it.
 
-    From the slice's center; ``bkg_order`` 0 is a constant in every bin.
+    From the slice's center; ``bkg_order`` 0 is a constant in every bin, -1 none.
+    The halo is then weighed over them as at a slice of that degree.
     """
-    fit_center = bool(settings.fit_trace)
-    return background_fit(
-        template, data, fit=fit, fit_center=fit_center, center=fit.center, bkg_order=bkg_order
+    fits = background_fit(
+        template,
+        data,
+        fit=fit,
+        fit_center=bool(settings.fit_trace),
+        center=fit.center,
+        bkg_order=bkg_order,
     )
+    return replace(data, fits=fits), replace(settings, bkg_order=bkg_order)
 
 
 def _fit_bins(
