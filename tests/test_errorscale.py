@@ -8,19 +8,23 @@ from optimal_extract1d.results import DQ_OUTLIER
 from optimal_extract1d.sim.simulate import simulate_slit
 
 
+def _with_variance_scaled(sim, scale):
+    """The slit of ``sim`` with every variance array (and the total) times ``scale``."""
+    sd = slit_data_from_sim(sim)
+    return slit_data_from_sim(
+        sim,
+        variance=sd.variance * scale,
+        var_poisson=sd.var_poisson * scale,
+        var_rnoise=sd.var_rnoise * scale,
+        var_flat=sd.var_flat * scale,
+    )
+
+
 def _pulls(rng, n, params, var_scale=1.0, **kw):
     pulls, factors = [], []
     for _ in range(n):
         sim = simulate_slit(rng, n_disp=200, snr=30.0, fwhm=(2.0, 2.0), spectrum=np.ones(200), **kw)
-        sd = slit_data_from_sim(sim)
-        s = var_scale
-        sd = slit_data_from_sim(
-            sim,
-            variance=sd.variance * s,
-            var_poisson=sd.var_poisson * s,
-            var_rnoise=sd.var_rnoise * s,
-            var_flat=sd.var_flat * s,
-        )
+        sd = _with_variance_scaled(sim, var_scale)
         (res,) = extract_slit(sd, ExtractParams(**params))
         pulls.append((res.flux - sim.flux) / res.error)
         factors.append(res.metadata.get("error_scale", {}).get("factor", 1.0))
@@ -56,14 +60,7 @@ def test_errors_are_raised_to_the_scatter_never_lowered(rng):
     pulls, measured = [], []
     for _ in range(3):
         sim = simulate_slit(rng, n_disp=200, snr=30.0, fwhm=(2.0, 2.0), spectrum=np.ones(200))
-        sd = slit_data_from_sim(sim)
-        sd = slit_data_from_sim(
-            sim,
-            variance=sd.variance * 4,
-            var_poisson=sd.var_poisson * 4,
-            var_rnoise=sd.var_rnoise * 4,
-            var_flat=sd.var_flat * 4,
-        )
+        sd = _with_variance_scaled(sim, 4)
         (res,) = extract_slit(sd, ExtractParams())
         (plain,) = extract_slit(sd, ExtractParams(error_scale="none"))
         record = res.metadata["error_scale"]
@@ -115,14 +112,7 @@ def test_a_level_below_one_does_not_lower_what_the_correlations_raise(rng):
         sim = simulate_slit(
             rng, n_disp=200, snr=30.0, fwhm=(2.0, 2.0), spectrum=np.ones(200), correlated=1.0
         )
-        sd = slit_data_from_sim(sim)
-        sd = slit_data_from_sim(
-            sim,
-            variance=sd.variance * 1.5,
-            var_poisson=sd.var_poisson * 1.5,
-            var_rnoise=sd.var_rnoise * 1.5,
-            var_flat=sd.var_flat * 1.5,
-        )
+        sd = _with_variance_scaled(sim, 1.5)
         (res,) = extract_slit(sd, ExtractParams())
         records.append(res.metadata["error_scale"])
         pulls.append((res.flux - sim.flux) / res.error)

@@ -9,21 +9,21 @@ from optimal_extract1d.core.shapeerror import shape_variance
 N_CROSS, N_DISP = 17, 14
 
 
-def _profile(y, center, share, slope, t):
+def _profile(y, center, share, slope, t, core_sigma):
     """A Gaussian core and Lorentzian wings whose share changes along the slit, unit sum."""
     f = share + slope * t
-    core = np.exp(-0.5 * ((y - center) / 1.1) ** 2)
+    core = np.exp(-0.5 * ((y - center) / core_sigma) ** 2)
     wings = 1.0 / (1.0 + ((y - center) / 3.0) ** 2)
     p = (1 - f) * core / core.sum(axis=0) + f * wings / wings.sum(axis=0)
     return p / p.sum(axis=0)
 
 
-def _scene(theta):
+def _scene(theta, core_sigma=1.1):
     y = np.arange(N_CROSS, dtype=float)[:, None]
     t = np.linspace(-1, 1, N_DISP)[None, :]
     center = 8.0 + 0.3 * t
-    source = _profile(y, center, *theta, t)
-    nod = _profile(y, center - 5.0, *theta, t)
+    source = _profile(y, center, *theta, t, core_sigma)
+    nod = _profile(y, center - 5.0, *theta, t, core_sigma)
     return source, nod
 
 
@@ -118,21 +118,8 @@ def test_a_width_free_in_every_bin_takes_its_share_of_the_information():
     sums = extract_columns(data, variance, source, mask=mask, extra=nod[:, :, None])
     deriv = _derivatives(theta)
     # the core's width: widen both components' profiles (a numerical derivative)
-    y = np.arange(N_CROSS, dtype=float)[:, None]
-    t = np.linspace(-1, 1, N_DISP)[None, :]
-
-    def wide(step):
-        center = 8.0 + 0.3 * t
-        out = []
-        for c in (center, center - 5.0):
-            f = theta[0] + theta[1] * t
-            core = np.exp(-0.5 * ((y - c) / (1.1 + step)) ** 2)
-            wings = 1.0 / (1.0 + ((y - c) / 3.0) ** 2)
-            prof = (1 - f) * core / core.sum(axis=0) + f * wings / wings.sum(axis=0)
-            out.append(prof / prof.sum(axis=0))
-        return np.stack(out, axis=2)
-
-    width = ((wide(1e-6) - wide(0.0)) / 1e-6)[..., None]
+    wider = np.stack(_scene(theta, core_sigma=1.1 + 1e-6), axis=2)
+    width = ((wider - np.stack(_scene(theta), axis=2)) / 1e-6)[..., None]
     groups = np.repeat(np.arange(5), 3)[:N_DISP]
     groups[-1] = -1  # a column outside the good bins brings no information
     shape = shape_variance(sums, data, deriv, local=width, groups=groups)
