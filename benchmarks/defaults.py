@@ -208,6 +208,18 @@ def lorentzian_wings_psf(directory: Path) -> Path:
     The same Gaussian core and wing flux share; the wings, of half width 1.5 x
     the core FWHM, fall as x^-2 instead of x^-3.
     """
+    return wing_psf(directory, tail=1.0, name="lorentzian_wings_psf")
+
+
+def wing_psf(directory: Path, *, tail: float, share=0.0, slope=0.0, name: str) -> Path:
+    """The example PSF's file (``scripts/make_example_psf.py``) with its wings changed.
+
+    ``tail`` of the wings fall as x^-2 (a Lorentzian), the rest as x^-3 (the
+    example's Moffat of index 1.5), both of half width 1.5 x the core FWHM;
+    ``share`` is added to the wings' share at every wavelength, and ``slope``
+    x (wavelength - 0.6) / 4.7 too (the example's share grows by 0.06 over
+    the band). Written to ``directory / name``.fits.
+    """
     spec = importlib.util.spec_from_file_location("make_example_psf", EXAMPLE_PSF_SCRIPT)
     maker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(maker)
@@ -215,14 +227,17 @@ def lorentzian_wings_psf(directory: Path) -> Path:
     def cdf(x, lam):
         sigma = maker.core_fwhm(lam) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
         core = 0.5 * (1.0 + erf(x / (np.sqrt(2.0) * sigma)))
-        wings = 0.5 + np.arctan(x / (1.5 * maker.core_fwhm(lam))) / np.pi
-        f = maker.wing_fraction(lam)
+        u = x / (1.5 * maker.core_fwhm(lam))
+        lorentz = 0.5 + np.arctan(u) / np.pi
+        moffat = 0.5 * (1.0 + u / np.sqrt(1.0 + u**2))
+        wings = tail * lorentz + (1.0 - tail) * moffat
+        f = maker.wing_fraction(lam) + share + slope * (lam - 0.6) / 4.7
         return (1.0 - f) * core + f * wings
 
     maker._cdf = cdf
     _, profiles = maker.effective_profiles()
     return write_psf_file(
-        directory / "lorentzian_wings_psf.fits",
+        directory / f"{name}.fits",
         profiles,
         maker.WAVELENGTH,
         subpix=maker.SUBPIX,

@@ -45,19 +45,16 @@ a tail at the focused cost).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from scipy.special import erf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import defaults as D  # noqa: E402
 
 from optimal_extract1d.core.horne import polynomial_basis  # noqa: E402
-from optimal_extract1d.io.psfref import write_psf_file  # noqa: E402
 
 #: Finite-difference steps of the PSF parameters (share, its change over the band, tail).
 STEP = 1e-3
@@ -67,41 +64,18 @@ PARAMETER_SETS = {
     "share + slope + law": ("share", "slope", "tail"),
 }
 SNR_LEVELS = (10.0, 30.0, 100.0)
-FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 #: The wings' law of each tabulated PSF of the defaults benchmark: the share ``tail`` in x**-2.
 LAW = {"tabulated": 0.0, "tabulated-x2": 1.0}
 
 
 def wing_psf(directory: Path, tail: float, *, share=0.0, slope=0.0, tag: str):
-    """The benchmark's tabulated PSF with its wings' share, slope or law moved.
+    """The benchmark's tabulated PSF with its wings moved (`defaults.wing_psf`), as a table.
 
     ``share`` is added to the wings' share at every wavelength, ``slope`` x
-    (wavelength - 0.6) / 4.7 too (the example's share grows by 0.06 over
-    the band); ``tail`` of the wings fall as x**-2, the rest as x**-3.
+    (wavelength - 0.6) / 4.7 too; ``tail`` of the wings fall as x**-2, the
+    rest as x**-3.
     """
-    spec = importlib.util.spec_from_file_location("make_example_psf", D.EXAMPLE_PSF_SCRIPT)
-    maker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(maker)
-
-    def cdf(x, lam):
-        fwhm = maker.core_fwhm(lam)
-        core = 0.5 * (1.0 + erf(x / (np.sqrt(2.0) * fwhm / FWHM_PER_SIGMA)))
-        u = x / (1.5 * fwhm)
-        lorentz = 0.5 + np.arctan(u) / np.pi
-        moffat = 0.5 * (1.0 + u / np.sqrt(1.0 + u**2))
-        wings = tail * lorentz + (1.0 - tail) * moffat
-        f = maker.wing_fraction(lam) + share + slope * (lam - 0.6) / 4.7
-        return (1.0 - f) * core + f * wings
-
-    maker._cdf = cdf
-    _, profiles = maker.effective_profiles()
-    path = write_psf_file(
-        directory / f"{tag}.fits",
-        profiles,
-        maker.WAVELENGTH,
-        subpix=maker.SUBPIX,
-        center=maker.HALF_WIDTH * maker.SUBPIX,
-    )
+    path = D.wing_psf(directory, tail=tail, share=share, slope=slope, name=tag)
     return D.tabulated_psf(directory, path)[0]
 
 
