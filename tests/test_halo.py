@@ -15,7 +15,6 @@ from optimal_extract1d.psf.evaluate import evaluate_with_derivatives
 from optimal_extract1d.psf.halo import FWHM_PER_SIGMA, CoreHalo1D, fwhm_over_core, halo_pixels
 from optimal_extract1d.psf.kernel import make_template, with_params
 from optimal_extract1d.psf.tabulated import PSFTable
-from optimal_extract1d.scene.choice import describe_choice
 from optimal_extract1d.sim.simulate import ResidualSky, simulate_slit
 
 PARAMS = {
@@ -288,10 +287,11 @@ def test_a_sky_the_slice_missed_is_fitted_beside_the_halo():
     these two slits): a sky that still pays beside the halo has the halo weighed again,
     its law included, on top of a constant in every bin."""
     rng = np.random.default_rng(7)  # slits 0 and 5 of this draw: the slice takes no sky
-    missed = []
+    missed, every = [], []
     for _ in range(6):
         sim = _core_halo_slit(rng, 10.0, sky=FAINT_SKY)
         (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+        every.append(np.nanmedian(res.flux / sim.flux) - 1)
         choice = res.metadata["model_choice"]
         if choice["kernel"]["bkg_order"] != -1:
             continue
@@ -302,6 +302,9 @@ def test_a_sky_the_slice_missed_is_fitted_beside_the_halo():
         missed.append(np.nanmedian(res.flux / sim.flux) - 1)
     assert len(missed) == 2
     assert np.max(np.abs(missed)) < 0.015
+    # where the slice took the sky, it stays beside the halo: weighed again without
+    # it, the halo's share took it up in 3 of these 4 slits (fluxes 3.5-5.7 % high)
+    assert np.max(np.abs(every)) < 0.025 and abs(np.mean(every)) < 0.01
 
 
 def test_a_moffat_slice_is_weighed_against_the_halo_without_the_grid_screen():
@@ -422,39 +425,3 @@ def test_a_gaussian_source_carries_no_shape_error(rng):
     (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
     assert not res.metadata["model_choice"].get("halo", {}).get("chosen")
     assert "shape_error" not in res.metadata
-
-
-def test_a_constant_the_slice_took_for_the_wings_is_dropped_beside_the_halo(rng, monkeypatch):
-    """No sky: where the slice chose a constant for the wings, the bins weigh the halo without it.
-
-    A tabulated PSF's wings look like a constant to a Gaussian on a 30-column
-    slice, and the halo, weighed at that degree, kept it: the constant is
-    nearly degenerate with the wings, which costs variance (a tabulated PSF
-    with no sky at S/N 30: var/oracle 1.139, 1.010 with no background).
-    """
-    from optimal_extract1d.scene import fit as fit_module
-
-    computed = fit_module.halo_without_constant
-    dropped, errors, kept_errors = 0, [], []
-    for _ in range(12):
-        sim = _core_halo_slit(rng, 30.0, sky=None)
-        sd = slit_data_from_sim(sim)
-        monkeypatch.setattr(fit_module, "halo_without_constant", computed)
-        (res,) = extract_slit(sd, ExtractParams())
-        check = res.metadata["model_choice"]["halo"].get("constant_check")
-        if not (check and check["dropped"]):
-            continue
-        dropped += 1
-        assert res.metadata["bkg_order"] == -1  # the slice is refitted with none
-        # and the slit's INFO line says so
-        assert "the slice's constant dropped" in describe_choice(res.metadata["model_choice"])
-        monkeypatch.setattr(fit_module, "halo_without_constant", lambda *a, **k: None)
-        (kept,) = extract_slit(sd, ExtractParams())
-        assert kept.metadata["bkg_order"] >= 0
-        good = np.isfinite(res.flux) & np.isfinite(kept.flux)
-        errors.append((res.flux - sim.flux)[good])
-        kept_errors.append((kept.flux - sim.flux)[good])
-    assert dropped >= 2
-    # the constant was the wings: without it the fluxes scatter less about the truth
-    mse, mse_kept = (np.mean(np.square(np.concatenate(e))) for e in (errors, kept_errors))
-    assert mse < 0.95 * mse_kept

@@ -397,11 +397,9 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
                 f" over a sloped sky; {check['index_at_slice_degree']:g} at the slice's "
                 "background degree"
             )
-        dropped = (halo.get("constant_check") or {}).get("dropped")
         parts.append(
             f"core + halo over the bins ({law}, halo fraction {halo['fraction']:.3f}, "
             f"chi2 gain {halo['chi2_gain']:.1f})"
-            + ("; beside it the slice's constant dropped: background degree -1" if dropped else "")
         )
     elif "moffat_alpha" in halo:
         parts.append(f"a Moffat of index {halo['moffat_alpha']:.2f} over the bins: {halo['why']}")

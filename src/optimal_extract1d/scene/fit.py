@@ -44,7 +44,7 @@ from .binsky import BackgroundEvidence, background_over_bins
 from .choice import KernelChoice, choose_kernel, shape_at_bound
 from .components import ComponentSearch, component_cost
 from .criterion import CRITERION
-from .halo import HaloEvidence, halo_over_bins, halo_template, halo_without_constant
+from .halo import HaloEvidence, halo_over_bins, halo_template
 from .model import (
     BKG_CANDIDATES,
     SceneModel,
@@ -146,16 +146,6 @@ def fit_scene(
         halo = halo_over_bins(
             varied.template, varied.bins, fit=fit, settings=settings, weigh_sky=auto_background
         )
-    halo_degrees = None
-    if halo is not None and halo.wins and auto_background and _constant_for_wings(halo, settings):
-        # the slice's constant may have stood in for the wings the halo now holds
-        bare = halo_without_constant(varied.template, varied.bins, fit=fit, settings=settings)
-        wins = bare is not None and bare.wins
-        dropped = wins and bare.bkg_order is None
-        if dropped:
-            halo, settings, halo_degrees = bare, replace(settings, bkg_order=-1), (-1,)
-        check = {"bkg_order": -1, "halo_wins": wins, "dropped": dropped}
-        halo = replace(halo, constant_check=check)
     if halo is not None and halo.wins:
         with_halo = _with_halo(
             fit,
@@ -164,10 +154,8 @@ def fit_scene(
             variance,
             slice_fit=slice_fit,
             # the degrees from the one the bins weighed the halo with: a lower one
-            # would let the halo's wings stand in for the sky (and none where the
-            # bins found no sky beside the halo: the slice's constant was its wings)
-            bkg_orders=halo_degrees
-            or tuple(b for b in bkg_orders if b >= _halo_degree(halo, settings)),
+            # would let the halo's wings stand in for the sky
+            bkg_orders=tuple(b for b in bkg_orders if b >= _halo_degree(halo, settings)),
         )
         if with_halo is not None:
             halo_slice = with_halo.to_meta()
@@ -364,11 +352,6 @@ def _refit_on_slice(
         search=slice_fit["search"],
     )
     return trial if isinstance(trial, KernelFit) else None
-
-
-def _constant_for_wings(halo: HaloEvidence, settings: SceneSettings) -> bool:
-    """Whether the halo won at a constant the kernel slice chose (not one the bins' sky brought)."""
-    return halo.bkg_order is None and int(settings.bkg_order) == 0
 
 
 def _halo_degree(halo: HaloEvidence, settings: SceneSettings) -> int:

@@ -39,9 +39,10 @@ at S/N 10 a 30-column slice may not tell a Moffat from a Gaussian, and the
 halo then stood in for the Moffat's wings.
 
 Where the slice chose a constant, it may have been the wings a Gaussian or
-Moffat cannot hold: `halo_without_constant` weighs the halo again over bins
-fitted with no background (the sky beside it weighed as above), and the
-scene drops the constant where the halo wins there with no sky paying.
+Moffat cannot hold; it is kept: fitted smooth along the dispersion
+(`.pipeline.slit`), a constant the slit does not need costs its fluxes 1-3 %
+of their variance, while a faint sky dropped where a halo's share took it up
+leaves 1-5 % of the flux in every column.
 
 The bins' fits of the core + halo refit the offsets of the slice's nod copies
 and further sources (one value each for the slit): found with the chosen
@@ -87,7 +88,7 @@ from ..psf.kernel import (
     shape_bounds,
     with_params,
 )
-from ..psf.linear import solve_linear, valid_pixels
+from ..psf.linear import data_weights, solve_linear, valid_pixels
 from ..psf.profilefit import at_bound, component_shapes
 from . import trace
 from .binsky import background_fit, sky_design
@@ -102,7 +103,6 @@ __all__ = [
     "HaloEvidence",
     "halo_over_bins",
     "halo_template",
-    "halo_without_constant",
 ]
 
 # The family's template at each index, built once (an astropy model costs ~0.7 ms to
@@ -116,6 +116,9 @@ HALO_RATIO = 1.5
 #: one parameter's cost: the fit gained up to 3.5 times the grid's (it also refits the
 #: centers and widths), and a gain below the cost does not win.
 SCREEN = 0.25
+#: Finite-difference step of the shape's derivatives in the sky's score test (a center
+#: in pixels, a width's logarithm, a share of the flux).
+STEP = 1e-4
 #: The screening grid: halo ``gamma`` over the core FWHM and halo flux share, at each
 #: halo index of `.psf.halo.HALO_INDICES`; the core is as narrow as puts the whole
 #: profile's FWHM at the chosen family's in each bin. The best point sets the index.
@@ -182,10 +185,6 @@ class HaloEvidence:
         won), the one the slice's degree chose, and ``kept`` where the law
         changed there but the halo, weighed again with it at the slice's
         degree, then lost (the first law stays).
-    constant_check : dict or None
-        Where the slice chose a constant and the halo won with it: the halo
-        weighed again over the bins with no background (`halo_without_constant`),
-        ``dropped`` when it won there and no sky paid beside it.
     """
 
     ratio: float
@@ -207,7 +206,6 @@ class HaloEvidence:
     rival_alpha: float | None = None
     rival_gain: float = 0.0
     law_check: dict[str, Any] | None = None
-    constant_check: dict[str, Any] | None = None
 
     @property
     def wins(self) -> bool:
@@ -240,7 +238,6 @@ class HaloEvidence:
             "n_pixels": int(self.n_pixels),
             "why": self.why or ("not fitted: no grid point paid" if not self.fitted else ""),
             **({} if self.law_check is None else {"law_check": self.law_check}),
-            **({} if self.constant_check is None else {"constant_check": self.constant_check}),
         }
 
 
@@ -324,24 +321,6 @@ def halo_over_bins(
     if again is None or not again.wins:
         return replace(evidence, law_check={**check, "kept": "the law the slice's degree chose"})
     return replace(again, law_check=check)
-
-
-def halo_without_constant(
-    template: KernelTemplate, data: BinData, *, fit: KernelFit, settings: SceneSettings
-) -> HaloEvidence | None:
-    """The core + halo weighed again over the bins with no background at all.
-
-    Where the kernel slice chose a constant, it may have stood in for the
-    wings a Gaussian or Moffat cannot hold (a tabulated PSF with no sky took a
-    constant in 14 of 30 slits at S/N 30: var/oracle 1.139, 1.010 with none),
-    and the halo, weighed at that degree, keeps it. Here the chosen family is
-    refitted to the bins with no background and the halo weighed over them as
-    where the slice chose none: a sky that describes the bins as well as the
-    halo, or pays beside it, is weighed again with the halo (``bkg_order`` 0 in
-    the result). None when nothing can be compared.
-    """
-    bare, at_none = _at_degree(template, data, fit=fit, settings=settings, bkg_order=-1)
-    return halo_over_bins(template, bare, fit=fit, settings=at_none)
 
 
 def _law_check(law: HaloEvidence | None, index: float) -> dict[str, Any]:
@@ -487,9 +466,21 @@ def _weigh_halo(
         # 0.1-6 alone): hence the sky pays alone too.
         sky = _sky_gain(template, data, good, offsets=offsets)
         plain = float(np.sum(data.fits.chi2[good]) - np.sum(held.chi2[good]))
+        # beside the halo, its share free (the sky's score test): the share took up
+        # what it could of the sky when it was fitted, and a sky beside that share
+        # held was weighed against the rest only (a 0.2 % sky at S/N 10: gains 1.3-7.0
+        # held, 3.2-16 free; a 0.1 % sky at S/N 30 was left out of 8 of 30 slits held,
+        # 2 free). Not the share's slope: a sky's change along the slit is what it
+        # takes up (that 0.1 % sky went into the slope of 24 of 30 slits, +1.8 %)
         halo = with_params(_HALOS[start["index"]], held.shape_params)
         beside = replace(data, fits=held, extra={WAVELENGTH_PARAM: data.wavelength})
-        over = _sky_gain(halo, beside, good & held.good, offsets=np.asarray(held.offsets, float))
+        over = _sky_gain(
+            halo,
+            beside,
+            good & held.good,
+            offsets=np.asarray(held.offsets, float),
+            free=("fraction",),
+        )
         focused = CRITERION.focus_penalty
         if sky >= plain or (sky > SKY_TERMS * penalty and over > SKY_TERMS * focused):
             refit, over_sky = _at_degree(template, data, fit=fit, settings=settings, bkg_order=0)
@@ -600,11 +591,16 @@ def _moffat_allowed(settings: SceneSettings) -> bool:
     )
 
 
-def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> float:
-    """Chi2 the bins of ``data.fits`` gain from a sky (``template``'s profiles held as fitted).
+def _sky_gain(
+    template: KernelTemplate, data: BinData, good, *, offsets, free: tuple[str, ...] = ()
+) -> float:
+    """Chi2 the bins of ``data.fits`` gain from a sky (``template``'s profiles as fitted).
 
     The sky is uniform across the slit and linear along the bins: two terms
     shared by all bins, solved with every bin's component fluxes at once.
+    With ``free`` (``template``'s shared shape parameters), those and every
+    bin's center and width are free too, linearized at the fits: the sky's
+    score test, which weighs it against what the shape could take up of it.
     """
     fits = data.fits
     cp, wp = template.center_param, template.width_param
@@ -614,11 +610,49 @@ def _sky_gain(template: KernelTemplate, data: BinData, good, *, offsets) -> floa
     shapes = component_shapes(template, y, params, offsets=offsets)
     n_good = shapes.shape[1]
     sky = np.column_stack([np.ones(n_good), np.linspace(-1.0, 1.0, n_good)])
-    a, rhs = sky_design(shapes, data.values[:, good], data.sigma[:, good], sky=sky)
+    values, sigma = data.values[:, good], data.sigma[:, good]
+    a, rhs = sky_design(shapes, values, sigma, sky=sky)
+    if free:
+        a = _with_shape_columns(a, rhs, template, y, params, free, shapes, values, sigma, offsets)
     with_sky = np.linalg.lstsq(a, rhs, rcond=None)[0]
     without = np.linalg.lstsq(a[:, :-2], rhs, rcond=None)[0]
     chi2_sky = np.sum((rhs - a @ with_sky) ** 2)
     return float(np.sum((rhs - a[:, :-2] @ without) ** 2) - chi2_sky)
+
+
+def _with_shape_columns(a, rhs, template, y, params, free, shapes, values, sigma, offsets):
+    """``a`` (`.binsky.sky_design`) with the shape's derivatives before the sky's two columns.
+
+    Every bin's center and width (one column per bin each) and the shared
+    parameters ``free`` (one column each), times the bins' fitted fluxes:
+    finite differences of `.psf.profilefit.component_shapes`.
+    """
+    n_cross, n_bins, n_comp = shapes.shape
+    fluxes = np.linalg.lstsq(a[:, :-2], rhs, rcond=None)[0].reshape(n_bins, n_comp)
+    _, w, _ = data_weights(values, sigma)
+    cp, wp = template.center_param, template.width_param
+
+    def moved(step, changed, model=template):
+        return (component_shapes(model, y, {**params, **changed}, offsets=offsets) - shapes) / step
+
+    derivatives = [
+        moved(STEP, {cp: params[cp] + STEP}),
+        moved(STEP, {wp: params[wp] * (1.0 + STEP)}),
+    ]
+    for name in free:
+        value = float(getattr(template.model, name).value)
+        derivatives.append(moved(STEP, {}, with_params(template, {name: value + STEP})))
+    index = np.arange(n_bins)
+    columns = []
+    for k, d in enumerate(derivatives):
+        change = np.einsum("rbc,bc->rb", d, fluxes) * w
+        if k < 2:  # a column per bin
+            block = np.zeros((n_cross, n_bins, n_bins))
+            block[:, index, index] = change
+            columns.append(block.reshape(n_cross * n_bins, n_bins))
+        else:
+            columns.append(change.reshape(-1, 1))
+    return np.concatenate([a[:, :-2], *columns, a[:, -2:]], axis=1)
 
 
 def _at_degree(
