@@ -26,8 +26,9 @@ Moffat of index 1.5, as ``scripts/make_example_psf.py``, or a Lorentzian),
 stretched to the benchmark's widths (``defaults.tabulated_psf``). The
 derivatives of every column's profile (and the nod copies') with respect to
 these parameters are finite differences of the simulated profiles; every
-column's own flux, nod copies' fluxes and sky (a constant and a slope
-across the slit where the scene has a sky, as the oracle's) are free, the
+column's own flux and nod copies' fluxes are free, and where the scene has
+a sky, the oracle's sky (a constant and a slope across the slit, smooth
+along the dispersion: ``defaults.oracle``), shared by all columns as the
 PSF parameters shared by
 all columns: the bound's variance of a column's flux is the oracle's plus
 ``u I^-1 u^T``, ``I`` the PSF parameters' information left after every
@@ -53,6 +54,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import defaults as D  # noqa: E402
+from numpy.polynomial.legendre import legvander  # noqa: E402
 
 from optimal_extract1d.core.horne import polynomial_basis  # noqa: E402
 
@@ -92,6 +94,27 @@ def _signal_derivative(sim, moved, step, scales) -> np.ndarray:
     return d
 
 
+def _sky_columns(sim) -> np.ndarray:
+    """The oracle's sky (`defaults.oracle`): a constant and a slope across the slit times
+    Legendre polynomials of degree `defaults.ORACLE_SKY_DEGREE` along it, ``(n_disp, n_cross, m)``.
+    """
+    n_cross, n_disp = sim.data.shape
+    across = polynomial_basis(n_cross, 1)  # (n_cross, 2)
+    along = legvander(np.linspace(-1.0, 1.0, n_disp), D.ORACLE_SKY_DEGREE)  # (n_disp, L + 1)
+    return np.einsum("ik,jl->jikl", across, along).reshape(n_disp, n_cross, -1)
+
+
+def _with_global(a_inv, design, weight, g) -> np.ndarray:
+    """Every column's flux variance with the parameters ``g`` (shared by all columns) free too."""
+    if g.shape[2] == 0:
+        return a_inv[:, 0, 0]
+    b = np.einsum("jik,ji,jil->jkl", design, weight, g)
+    c = np.einsum("jik,ji,jil->jkl", g, weight, g)
+    info = np.sum(c - np.swapaxes(b, 1, 2) @ a_inv @ b, axis=0)
+    lean = (a_inv @ b)[:, 0, :]  # (n_disp, p)
+    return a_inv[:, 0, 0] + np.einsum("jp,pq,jq->j", lean, np.linalg.inv(info), lean)
+
+
 def bound_ratios(scene, snr, *, n_slits, seed, directory) -> dict[str, float]:
     """Sum over the slits' columns of the bound's flux variance over the oracle's, per set."""
     tail = LAW[scene.psf]
@@ -118,14 +141,13 @@ def bound_ratios(scene, snr, *, n_slits, seed, directory) -> dict[str, float]:
     for i, sim in enumerate(cell.sims):
         good = np.isfinite(sim.data) & (sim.true_variance > 0)
         weight = np.where(good, 1.0 / np.where(good, sim.true_variance, 1.0), 0.0).T
-        basis = polynomial_basis(sim.data.shape[0], 1 if scene.sky else -1)  # as the oracle
         parts = [sim.true_profile.T[..., None]]
         parts += [p.T[..., None] for p in sim.nod_profiles]
-        parts.append(np.broadcast_to(basis, (sim.data.shape[1], *basis.shape)))
         design = np.concatenate(parts, axis=2)  # (n_disp, n_cross, k)
         a = np.einsum("jik,ji,jil->jkl", design, weight, design)
         a_inv = np.linalg.inv(a)
-        oracle_sum += float(np.sum(a_inv[:, 0, 0]))
+        sky = _sky_columns(sim) if scene.sky else np.zeros((*design.shape[:2], 0))
+        oracle_sum += float(np.sum(_with_global(a_inv, design, weight, sky)))
         for label, names in PARAMETER_SETS.items():
             g = np.stack(
                 [
@@ -135,12 +157,8 @@ def bound_ratios(scene, snr, *, n_slits, seed, directory) -> dict[str, float]:
                 ],
                 axis=2,
             )  # (n_disp, n_cross, p)
-            b = np.einsum("jik,ji,jil->jkl", design, weight, g)
-            c = np.einsum("jik,ji,jil->jkl", g, weight, g)
-            info = np.sum(c - np.swapaxes(b, 1, 2) @ a_inv @ b, axis=0)
-            lean = (a_inv @ b)[:, 0, :]  # (n_disp, p)
-            extra = np.einsum("jp,pq,jq->j", lean, np.linalg.inv(info), lean)
-            sums[label] += float(np.sum(a_inv[:, 0, 0] + extra))
+            g = np.concatenate([sky, g], axis=2)
+            sums[label] += float(np.sum(_with_global(a_inv, design, weight, g)))
     return {label: total / oracle_sum for label, total in sums.items()}
 
 

@@ -75,10 +75,11 @@ class ExtractParams:
     bkg_smooth_order : int or str
         How the background varies along the dispersion: -1 = independent in
         every column; N >= 0 = a Legendre polynomial of degree N
-        (`.core.smoothbkg`); ``"auto"``: independent columns, except where
-        ``bkg_order = "auto"`` chose no background on the kernel slice: then
-        none or a constant smooth along the dispersion, chosen over the whole
-        slit among the degrees `.core.smoothbkg.CANDIDATE_ORDERS`.
+        (`.core.smoothbkg`); ``"auto"``: chosen over the whole slit among
+        independent columns (none where ``bkg_order = "auto"`` chose no
+        background on the kernel slice) and the background smooth along the
+        dispersion (a constant where the slice chose none) of the degrees
+        `.core.smoothbkg.CANDIDATE_ORDERS`. Not where ``bkg_order = -1``.
     variance_source : str
         ``"auto"``, ``"var"`` (VAR_* arrays), ``"wht"`` (drizzle weights) or
         ``"err"`` (ERR squared).

@@ -105,7 +105,7 @@ class OptimalExtract1dStep(Step):
     kernel = option("auto", "gaussian", "moffat", "empirical", "psf", default="auto")  # PSF template; auto = Gaussian or Moffat (or the profiles of psf_file when given), chosen per slit; empirical = Horne's data-driven profile; psf = the profiles of psf_file
     psf_file = string(default=None)  # jwst SpecPsfModel file of cross-dispersion PSFs per wavelength (kernel = psf, or a candidate of kernel = auto)
     bkg_order = pass(default="auto")  # Polynomial1D background degree fitted with the PSF; -1 = none; auto = none, constant or slope, chosen per slit
-    bkg_smooth_order = pass(default="auto")  # background along the dispersion: N = Legendre degree N, -1 = independent columns; auto = independent columns, or none / a smooth constant where the slice chose no background
+    bkg_smooth_order = pass(default="auto")  # background along the dispersion: N = Legendre degree N, -1 = independent columns; auto = chosen per slit among independent columns (none where the slice chose no background) and smooth degrees 0-15
     variance_source = option("auto", "var", "wht", "err", default="auto")  # auto: VAR_* > 1/(WHT s^4) > ERR^2
     drizzle_scale = float(default=1.0, min=0)  # s in Var = 1/(WHT s^4)
     input_unit = option("auto", "MJy/sr", "MJy", "DN/s", default="auto")  # unit of the data; auto = BUNIT, or as jwst's extract_1d decides when BUNIT says DN/s after photom (MJy for NIRSpec point sources, else MJy/sr)
