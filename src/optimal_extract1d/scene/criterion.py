@@ -77,7 +77,8 @@ class Criterion:
         parameter that the data barely constrain but that moves the flux of
         every column alike (the share of a PSF halo's wings falling as
         x**-2 rather than x**-3, and the change of the halo's share with the
-        wavelength, `.scene.halo`). Left out wrongly, it biases
+        wavelength, `.scene.halo`; a background's terms along the
+        dispersion, `.pipeline.slit`). Left out wrongly, it biases
         the whole spectrum; kept, it adds its own variance; it is kept when
         its fit lowers the chi2 by more than this, where the flux's expected
         squared error is the lower with it.
