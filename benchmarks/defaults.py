@@ -338,23 +338,20 @@ def oracle(sim, *, sky: bool, smooth: bool = True):
     mask = ~np.isfinite(sim.data)
     extra = np.stack(sim.nod_profiles, axis=2) if sim.nod_profiles else None
     data = np.where(mask, np.nan, sim.data)
-    if sky and not smooth:
-        basis = polynomial_basis(sim.data.shape[0], 1)
-        return extract_columns(
-            data, sim.true_variance, sim.true_profile, mask=mask, bkg_basis=basis, extra=extra
-        )
-    if sky:
-        profiles = np.stack([sim.true_profile, *sim.nod_profiles], axis=2)
-        smooth = fit_smooth_background(
+    across = polynomial_basis(sim.data.shape[0], 1) if sky else None
+    if sky and smooth:
+        background = fit_smooth_background(
             data,
             sim.true_variance,
             ~mask,
-            profiles=profiles,
-            basis=polynomial_basis(sim.data.shape[0], 1),
+            profiles=np.stack([sim.true_profile, *sim.nod_profiles], axis=2),
+            basis=across,
             orders=(ORACLE_SKY_DEGREE,),
         )[ORACLE_SKY_DEGREE]
-        data = data - smooth.image
-    return extract_columns(data, sim.true_variance, sim.true_profile, mask=mask, extra=extra)
+        data, across = data - background.image, None
+    return extract_columns(
+        data, sim.true_variance, sim.true_profile, mask=mask, bkg_basis=across, extra=extra
+    )
 
 
 def snr_argument(scene: Scene, snr: float, psf: PSFTable) -> float:

@@ -26,13 +26,13 @@ Moffat of index 1.5, as ``scripts/make_example_psf.py``, or a Lorentzian),
 stretched to the benchmark's widths (``defaults.tabulated_psf``). The
 derivatives of every column's profile (and the nod copies') with respect to
 these parameters are finite differences of the simulated profiles; every
-column's own flux and nod copies' fluxes are free, and where the scene has
-a sky, the oracle's sky (a constant and a slope across the slit, smooth
-along the dispersion: ``defaults.oracle``), shared by all columns as the
-PSF parameters shared by
-all columns: the bound's variance of a column's flux is the oracle's plus
+column's own flux and nod copies' fluxes are free; the PSF parameters, and
+where the scene has a sky the oracle's (a constant and a slope across the
+slit, smooth along the dispersion: ``defaults.oracle``), are shared by all
+columns: the bound's variance of a column's flux is the oracle's plus
 ``u I^-1 u^T``, ``I`` the PSF parameters' information left after every
-column's own parameters, ``u`` how the column's flux estimate leans on them.
+column's own parameters and the sky, ``u`` how the column's flux estimate
+leans on them (the oracle's own variance has the sky's share of that term).
 The trace and the widths are taken as known (both are fitted as a few
 smooth terms over the slit and cost far less). The correlated-noise cell is
 left out: its oracle weighs with a variance that is not the noise's.

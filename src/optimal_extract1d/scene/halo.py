@@ -97,13 +97,7 @@ from .criterion import CRITERION
 from .model import SceneSettings
 from .variation import BinData
 
-__all__ = [
-    "HALO_RATIO",
-    "SCREEN",
-    "HaloEvidence",
-    "halo_over_bins",
-    "halo_template",
-]
+__all__ = ["HALO_RATIO", "SCREEN", "HaloEvidence", "halo_over_bins", "halo_template"]
 
 # The family's template at each index, built once (an astropy model costs ~0.7 ms to
 # make or copy; templates are never changed in place, `.psf.kernel.with_params` copies them).
