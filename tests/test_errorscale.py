@@ -121,3 +121,58 @@ def test_a_level_below_one_does_not_lower_what_the_correlations_raise(rng):
         assert record["factor"] == pytest.approx(record["measured_factor"] / record["pixel_scale"])
     # the errors are the correlated noise's, only the level's excess is kept
     assert 0.75 < np.std(np.concatenate(pulls)) < 0.9
+
+
+def _drizzled(rng, shape, width=0.6):
+    """White noise smoothed by a Gaussian of ``width`` px, unit variance (lag 1: ~0.44)."""
+    from scipy.ndimage import gaussian_filter
+
+    noise = gaussian_filter(rng.standard_normal(shape), width)
+    return noise / noise.std()
+
+
+def test_the_correlation_along_the_dispersion_is_the_noise_not_a_smooth_residual(rng):
+    from optimal_extract1d.core.errorscale import dispersion_correlation
+
+    shape = (30, 400)
+    noise = _drizzled(rng, shape)
+    ones = np.ones(shape)
+    usable = np.ones(shape, bool)
+    zero = np.zeros(shape)
+    rho = dispersion_correlation(noise, zero, ones, usable=usable, source=zero)
+    assert rho[0] == pytest.approx(0.44, abs=0.04) and abs(rho[2]) < 0.04
+    # a sky the model lacks, smooth along the dispersion, is not counted as noise
+    sky = 0.5 * np.sin(np.linspace(0, 3 * np.pi, shape[1]))[None, :] * ones
+    with_sky = dispersion_correlation(noise + sky, zero, ones, usable=usable, source=zero)
+    assert with_sky[0] == pytest.approx(rho[0], abs=0.04)
+    white = dispersion_correlation(
+        rng.standard_normal(shape), zero, ones, usable=usable, source=zero
+    )
+    assert all(abs(r) < 0.04 for r in white)
+
+
+def test_the_noise_seen_through_other_weights(rng):
+    # the error scale's noise model, measured once, gives the factor of other weights:
+    # for the weights it was measured with, exactly the measured factor
+    from optimal_extract1d.core import horne
+    from optimal_extract1d.core.errorscale import residual_error_scale
+
+    sim = simulate_slit(rng, n_disp=200, snr=30.0, fwhm=(2.0, 2.0), correlated=0.6)
+    sd = slit_data_from_sim(sim)
+    usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
+    sums = horne.extract_columns(sd.data, sd.variance, sim.true_profile, mask=~usable)
+    scale = residual_error_scale(
+        sd.data,
+        np.nan_to_num(sums.model),
+        sd.variance,
+        usable=usable,
+        weights=sums.pixel_weights,
+        sums=sums,
+    )
+    again = scale.for_weights(sums.pixel_weights, sd.variance, usable)
+    assert again.factor == pytest.approx(scale.factor, rel=1e-12)
+    assert scale.smooth_inflation == pytest.approx(1 + 2 * sum(scale.correlation))
+    assert 1.7 < scale.smooth_inflation < 2.4
+    # a box's flat weights see more of the correlations than the profile's
+    flat = np.where(usable, 1.0, 0.0)
+    assert scale.for_weights(flat, sd.variance, usable).factor > scale.factor

@@ -146,3 +146,41 @@ def test_a_sky_too_faint_for_the_slice_is_found_over_the_whole_slit():
     ]
     bias, bias_unfound = (np.nanmedian(np.concatenate(r)) - 1 for r in (ratios, carried))
     assert bias_unfound > 0.008 and abs(bias) < 0.6 * bias_unfound
+
+
+def test_correlated_noise_does_not_buy_a_rippled_sky():
+    # drizzle-like noise (neighbours correlated 0.44 along and across the slit) under
+    # a sky constant along the dispersion: weighed against the per-pixel variance,
+    # a ripple of the noise pays for Legendre degree 15 in most slits; the terms'
+    # cost raised by the measured correlations keeps the sky smooth
+    rng = np.random.default_rng(5)
+    sky = ResidualSky(level=0.005, tilt=0.3, ripple=0.0, periods=0.0)
+
+    def chosen(correlated, **params):
+        sims = [
+            simulate_slit(
+                rng,
+                n_disp=300,
+                snr=30.0,
+                fwhm=(1.6, 3.2),
+                spectrum=np.ones(300),
+                sky=sky,
+                correlated=correlated,
+            )
+            for _ in range(6)
+        ]
+        x1d = OptimalExtract1dStep.call(make_multislit(sims), **params)
+        choices = [s.meta.optimal_extraction.background_along_dispersion for s in x1d.spec]
+        return [c.chosen for c in choices], [c.noise_inflation.instance for c in choices]
+
+    orders, inflation = chosen(0.6)
+    assert all(o in (0, 1, 3) for o in orders)
+    for f in inflation:  # (1 + 2 (0.44 + 0.06))^1 each way
+        assert 1.7 < f["across"] < 2.4 and 1.7 < f["along"] < 2.4
+    unweighed, _ = chosen(0.6, error_scale="none")
+    assert sum(o is not None and o >= 7 for o in unweighed) >= 4
+    # white noise: the terms cost what they did, but for the measurement's noise
+    # (the sum of three lags' correlations, about +-0.1)
+    orders, inflation = chosen(0.0)
+    assert all(o in (0, 1) for o in orders)
+    assert all(f["across"] < 1.3 and f["along"] < 1.3 for f in inflation)

@@ -31,7 +31,7 @@ as they are, columns where it is bright only with a bright neighbour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,6 +41,7 @@ from .outliers import median
 
 __all__ = [
     "ErrorScale",
+    "dispersion_correlation",
     "residual_error_scale",
     "slice_noise_scale",
     "MAX_LAG",
@@ -112,6 +113,33 @@ class ErrorScale:
         level = min(self.pixel_scale, 1.0)
         return max(self.factor / level if level > 0 else self.factor, 1.0)
 
+    @property
+    def smooth_inflation(self) -> float:
+        """How much more than white noise a term smooth along the slit gains from it, ``>= 1``.
+
+        ``1 + 2 sum_k rho_k``: the noise's power at low frequencies over the
+        white noise's, for the correlations of lags 1 to `MAX_LAG` (a
+        constant or slope across a column of correlated pixels lowers the
+        chi2, computed with the per-pixel variance, that much more on
+        average). Never below 1: anticorrelated residuals are the fit's.
+        """
+        return max(1.0 + 2.0 * sum(self.correlation), 1.0)
+
+    def for_weights(self, weights: np.ndarray, variance: np.ndarray, usable: np.ndarray):
+        """The factor of the same noise model for other flux weights ``g``.
+
+        For sums over the same pixels with the same variance whose model
+        changed little (the background made smooth along the dispersion):
+        the noise was measured once, only the weights it is seen through
+        changed.
+        """
+        if not self.correlation:
+            return self
+        a0 = self.pixel_scale**2
+        coeffs = np.array([a0, *(a0 * rho for rho in self.correlation)])
+        sigma = np.sqrt(np.where(usable & (variance > 0), variance, np.nan))
+        return replace(self, factor=_correlated_factor(coeffs, weights, sigma))
+
     def to_meta(self) -> dict:
         """Plain values for the spectrum metadata (``factor``: the applied one)."""
         return {
@@ -182,6 +210,16 @@ def residual_error_scale(
     coeffs = _noise_model(np.where(keep, u, 0.0), keep, terms)
     if coeffs is None:
         return ErrorScale(1.0, 1.0, (), int(keep.sum()))
+    return ErrorScale(
+        _correlated_factor(coeffs, weights, sigma),
+        float(np.sqrt(coeffs[0])),
+        tuple(float(a / coeffs[0]) for a in coeffs[1:]),
+        int(keep.sum()),
+    )
+
+
+def _correlated_factor(coeffs: np.ndarray, weights: np.ndarray, sigma: np.ndarray) -> float:
+    """Median over columns of ``sqrt((g s)^T C (g s) / (g s)^T (g s))``, C from ``coeffs``."""
     gs = np.nan_to_num(weights) * np.nan_to_num(sigma)
     independent = _lag_sum(gs, gs, 0)
     correlated = independent * coeffs[0] + sum(
@@ -189,12 +227,7 @@ def residual_error_scale(
     )
     good = independent > 0
     ratio = median(correlated[good] / independent[good]) if good.any() else 1.0
-    return ErrorScale(
-        float(np.sqrt(max(ratio, 1e-6))),
-        float(np.sqrt(coeffs[0])),
-        tuple(float(a / coeffs[0]) for a in coeffs[1:]),
-        int(keep.sum()),
-    )
+    return float(np.sqrt(max(ratio, 1e-6)))
 
 
 def _misfit_pairs(sums: ColumnSums, n_disp: int) -> np.ndarray:
@@ -374,20 +407,60 @@ def slice_noise_scale(
         The factor on the slice's standard errors (>= 1; 1 if unmeasurable).
     """
     z, _, ok = _residuals(data, model, variance, usable=usable, source=source)
-    if ok.sum() < MIN_PIXELS:
+    cov = _dispersion_covariances(z, ok, MAX_LAG)
+    if cov is None:
         return max(cross.factor, 1.0)
+    along = 1.0
+    for lag, c in enumerate(cov[1:], start=1):
+        along += 2.0 * (1.0 - lag / max(width, 1)) * c / cov[0]
+    return float(max(cross.factor * np.sqrt(max(along, 0.0)), 1.0))
+
+
+def dispersion_correlation(
+    data: np.ndarray,
+    model: np.ndarray,
+    variance: np.ndarray,
+    *,
+    usable: np.ndarray,
+    source: np.ndarray,
+) -> tuple[float, ...]:
+    """Correlation of the residuals of columns 1 to `MAX_LAG` apart (empty if unmeasurable).
+
+    Measured where the sources are below the noise (``source``, the sources'
+    model), outliers clipped. Whatever the model leaves that is smooth along
+    the dispersion (a sky it lacks, a profile's misfit in the wings) would
+    pass for correlated noise: its covariance, the mean of lags
+    ``MAX_LAG + 1`` to ``2 MAX_LAG + 2`` where drizzled noise no longer
+    correlates, is taken off every lag's.
+    """
+    z, _, ok = _residuals(data, model, variance, usable=usable, source=source)
+    cov = _dispersion_covariances(z, ok, 2 * MAX_LAG + 2)
+    if cov is None or cov.size < 2 * MAX_LAG + 3:
+        return ()
+    far = float(np.mean(cov[MAX_LAG + 1 :]))
+    noise = cov[0] - far
+    if noise <= 0:
+        return ()
+    return tuple(float((c - far) / noise) for c in cov[1 : MAX_LAG + 1])
+
+
+def _dispersion_covariances(z: np.ndarray, ok: np.ndarray, max_lag: int) -> np.ndarray | None:
+    """Mean ``z_x z_{x + k}`` over the inlying pixels, k = 0 to ``max_lag`` columns.
+
+    None when fewer than `MIN_PIXELS` pixels, or pairs at some lag, are measured.
+    """
+    if ok.sum() < MIN_PIXELS:
+        return None
     ok = _inliers(z, ok)
     # lags along the dispersion: axis 0 of the transposes
     z0, measured = np.where(ok, z, 0.0).T, ok.T.astype(float)
-    variance_z = np.sum(z0 * z0) / np.sum(measured)
-    along = 1.0
-    for lag in range(1, min(MAX_LAG, z0.shape[0] - 1) + 1):
+    cov = []
+    for lag in range(max_lag + 1):
         pairs = np.sum(_lag_sum(measured, measured, lag))
         if pairs < MIN_PIXELS:
-            break
-        rho = np.sum(_lag_sum(z0, z0, lag)) / pairs / variance_z
-        along += 2.0 * (1.0 - lag / max(width, 1)) * rho
-    return float(max(cross.factor * np.sqrt(max(along, 0.0)), 1.0))
+            return None if lag <= 1 else np.array(cov)
+        cov.append(np.sum(_lag_sum(z0, z0, lag)) / pairs)
+    return np.array(cov)
 
 
 def _residuals(data, model, variance, *, usable, source):

@@ -24,7 +24,12 @@ from dataclasses import replace
 import numpy as np
 
 from ..core import horne, iteration
-from ..core.errorscale import residual_error_scale, slice_noise_scale
+from ..core.errorscale import (
+    ErrorScale,
+    dispersion_correlation,
+    residual_error_scale,
+    slice_noise_scale,
+)
 from ..core.outliers import fit_outliers
 from ..core.shapeerror import shape_variance
 from ..core.smoothbkg import CANDIDATE_ORDERS, SmoothBackground, column_chi2, fit_smooth_background
@@ -145,9 +150,11 @@ def extract_slit(
         if first.fit.offsets:
             final = scene.fit if scene.status == "fit" else None
             log.info("Slit %s: %s", sd.name, describe_fates(first.fit, final, noise_scale=noise))
+    noise = None  # the pixels' noise as measured on the main source's final sums, if it was
     if scene.status == "fit" and _smooth_wanted(params, scene):
-        scene, result = _smooth_background(sd, params, scene, result, usable=usable)
+        scene, result, noise = _smooth_background(sd, params, scene, result, usable=usable)
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
+        noise = None
         reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
         scene = box_scene(
             sd.shape, reason, fit=scene.fit, column=scene.column, bkg_order=scene.bkg_order
@@ -155,7 +162,7 @@ def extract_slit(
         result = _iterate(sd, params, scene)
     if "model_choice" in scene.metadata:
         log.info("Slit %s: chose %s", sd.name, describe_choice(scene.metadata["model_choice"]))
-    spectra = _spectra(sd, scene, result, usable=usable, params=params)
+    spectra = _spectra(sd, scene, result, usable=usable, params=params, noise=noise)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
 
@@ -182,7 +189,7 @@ def _smooth_background(
     result: iteration.IteratedSums,
     *,
     usable: np.ndarray,
-) -> tuple[SceneModel, iteration.IteratedSums]:
+) -> tuple[SceneModel, iteration.IteratedSums, ErrorScale | None]:
     """The background smooth along the dispersion (`_smooth_wanted`).
 
     The scene's background across the slit (a constant when the slice chose
@@ -205,6 +212,22 @@ def _smooth_background(
     and the variance its uncertainty adds to the flux). Every candidate is
     recorded; the first is what the sums fitted (independent columns, -1, or
     none).
+
+    Drizzled pixels correlate, and noise fitted by a term smooth over many
+    of them lowers the chi2 (computed with the per-pixel variance) more than
+    white noise would: by ``1 + 2 sum_k rho_k`` across the slit
+    (`.core.errorscale.ErrorScale.smooth_inflation`, of the correlations
+    measured from the sums' residuals, as for the error scale) and as much
+    again along the dispersion (`.core.errorscale.dispersion_correlation`).
+    With ``error_scale = "residual"`` a term's cost is raised by that
+    factor: both for the smooth degrees, across only for independent
+    columns. Without it, the correlated Gaussian of `benchmarks/defaults.py`
+    took a ripple of the noise at S/N 30 / 100 (var/oracle 1.029 / 1.016;
+    1.001 / 1.004 so).
+
+    Returns the scene, the sums and the error scale measured on the main
+    source's sums: the final one's noise (`_spectra` sees it through the final
+    weights) unless the slit gained a sky the residuals held (None).
     """
     variance = _model_variance(sd, result)
     ok = usable & ~result.rejected
@@ -218,6 +241,17 @@ def _smooth_background(
     # pay at S/N 10 beside a Moffat's nod copies, and the fluxes kept it (var/oracle
     # 1.093, calib 1.032; 1.016, 0.993 so)
     cost = CRITERION.focus_penalty
+    noise, along = None, 1.0
+    if params.error_scale == "residual":
+        model = np.nan_to_num(sums.model)
+        noise = residual_error_scale(
+            sd.data, model, variance, usable=ok, weights=sums.pixel_weights, sums=sums
+        )
+        rho = dispersion_correlation(
+            sd.data, model, variance, usable=ok, source=model - np.nan_to_num(sums.background)
+        )
+        along = max(1.0 + 2.0 * sum(rho), 1.0)
+    across = noise.smooth_inflation if noise is not None else 1.0
     degree = max(scene.bkg_order, 0)
     basis = horne.polynomial_basis(sd.shape[0], degree)
     candidates = [
@@ -235,7 +269,8 @@ def _smooth_background(
     )
     candidates += [{"order": o, "k": f.n_params, "chi2": f.chi2} for o, f in fits.items()]
     for c in candidates:
-        c["value"] = round(c["chi2"] + c["k"] * cost, 2)
+        inflation = across * along if c["order"] not in (-1, None) else across
+        c["value"] = round(c["chi2"] + c["k"] * cost * inflation, 2)
         c["chi2"] = round(c["chi2"], 2)
     if auto:
         chosen = min(candidates, key=lambda c: c["value"])["order"]
@@ -243,7 +278,8 @@ def _smooth_background(
         order = params.bkg_smooth_order
         chosen = order if order in fits else candidates[0]["order"]
     meta = {
-        "criterion": "chi2 + 2 k (focused)",
+        "criterion": "chi2 + 2 k c (focused; c: correlated noise)",
+        "noise_inflation": {"across": round(across, 3), "along": round(along, 3)},
         "n_pixels": n_pixels,
         "candidates": candidates,
         "chosen": chosen,
@@ -251,20 +287,26 @@ def _smooth_background(
     names = {-1: "independent columns", None: "none"}
     best = min(c["value"] for c in candidates)
     log.info(
-        "Slit %s: background along the dispersion: %s (%s)",
+        "Slit %s: background along the dispersion: %s (%s)%s",
         sd.name,
         names.get(chosen, f"Legendre degree {chosen}"),
         ", ".join(
             f"{names.get(c['order'], c['order'])} {c['value'] - best:+.1f}" for c in candidates
         ),
+        f"; correlated noise: terms cost x {across:.2f} across, x {along:.2f} along"
+        if across * along > 1.0
+        else "",
     )
     scene = replace(scene, metadata={**scene.metadata, "background_along_dispersion": meta})
     if chosen in names:
-        return scene, result
+        return scene, result, noise
+    if scene.bkg_order < 0:  # a sky the residuals held: the noise is measured again
+        noise = None
     scene = replace(scene, background=fits[chosen], bkg_order=degree)
     # the sums again on the data less the background, with the variance and the
     # rejections the iteration ended with (the model hardly moves: not iterated again)
-    return scene, replace(result, sums=_source_sums(sd, scene, result, index=0, variance=variance))
+    sums = _source_sums(sd, scene, result, index=0, variance=variance)
+    return scene, replace(result, sums=sums), noise
 
 
 def _with_background(
@@ -477,8 +519,13 @@ def _spectra(
     *,
     usable: np.ndarray,
     params: ExtractParams,
+    noise: ErrorScale | None = None,
 ) -> list[SpectrumResult]:
-    """One spectrum per source component, ordered along the slit."""
+    """One spectrum per source component, ordered along the slit.
+
+    ``noise``: the error scale already measured on the main source's sums
+    (`_smooth_background`), seen through their final weights.
+    """
     sources = [i for i, kind in enumerate(scene.kinds) if kind == "source"]
     variance = _model_variance(sd, result)
     position = {i: float(np.nanmedian(scene.profiles[i].centers)) for i in sources}
@@ -496,14 +543,18 @@ def _spectra(
         )
         factor = 1.0
         if params.error_scale == "residual":
-            scale = residual_error_scale(
-                sd.data,
-                np.nan_to_num(sums.model),
-                variance,
-                usable=usable & ~result.rejected,
-                weights=sums.pixel_weights,
-                sums=sums,
-            )
+            ok = usable & ~result.rejected
+            if i == 0 and noise is not None:
+                scale = noise.for_weights(sums.pixel_weights, variance, ok)
+            else:
+                scale = residual_error_scale(
+                    sd.data,
+                    np.nan_to_num(sums.model),
+                    variance,
+                    usable=ok,
+                    weights=sums.pixel_weights,
+                    sums=sums,
+                )
             factor, meta["error_scale"] = scale.applied_factor, scale.to_meta()
         if i == 0:
             shape = _shape_error(sd, scene, result, variance=variance)
