@@ -13,11 +13,8 @@ held at `HALO_RATIO` -- and `HaloEvidence.wins` when its ``chi2_eff`` over
 the bins (`.criterion.Criterion.chi2`: a template's misfit at high S/N does
 not buy it) is lower by more than the criterion's cost ``k ln(n)`` (one
 parameter over a Gaussian, a quarter over a Moffat, whose index it replaces),
-``n`` the bins' pixels; where the slice chose no background (and may get one),
-at the focused cost, 2 a term: the wings' other explanation is then the sky
-the whole slit is asked for, which pays that much a term (`.pipeline.slit`).
-A fraction on its bound (0 is the Gaussian) is not a candidate. The halo's
-wings fall as x**-3 (index 1.5) or x**-2 (index 1);
+``n`` the bins' pixels. A fraction on its bound (0 is the Gaussian) is not a
+candidate. The halo's wings fall as x**-3 (index 1.5) or x**-2 (index 1);
 both laws are fitted and the one with the lower plain chi2 kept (the same
 parameters: the template error's discount would only leave out the cores,
 where their fits differ too), and then wings between them (a
@@ -214,7 +211,7 @@ class HaloEvidence:
     def to_meta(self) -> dict[str, Any]:
         """Plain values for the spectrum metadata."""
         return {
-            "criterion": "chi2 + k ln(n) over the bins (2 k where the slice chose no background)",
+            "criterion": "chi2 + k ln(n) over the bins",
             "chosen": self.wins,
             "ratio": float(self.ratio),
             "index": float(self.index),
@@ -310,9 +307,7 @@ def halo_over_bins(
     sloped, over_slope = _at_degree(
         template, data, fit=fit, settings=settings, bkg_order=LAW_BKG_ORDER
     )
-    # at the cost the halo was weighed at: whether it still pays there is asked below
-    alike = int(settings.bkg_order) < 0 and weigh_sky
-    law = _weigh_halo(template, sloped, fit=fit, settings=over_slope, weigh_sky=False, alike=alike)
+    law = _weigh_halo(template, sloped, fit=fit, settings=over_slope, weigh_sky=False)
     check = _law_check(law, evidence.index)
     if check["index"] is None and law is not None and int(settings.bkg_order) < 0 and weigh_sky:
         # over a sloped sky no halo pays where, with no background, one did: its wings
@@ -374,13 +369,8 @@ def _weigh_halo(
     settings: SceneSettings,
     weigh_sky: bool = True,
     laws: tuple[float, ...] = HALO_INDICES,
-    alike: bool | None = None,
 ) -> HaloEvidence | None:
-    """`halo_over_bins` at the slice's background degree, the wing laws ``laws``.
-
-    ``alike``: whether the halo's existence is weighed at the focused cost
-    (by default where the slice chose no background and may get one).
-    """
+    """`halo_over_bins` at the slice's background degree, the wing laws ``laws``."""
     kind = type(template.model)
     if kind not in (models.Gaussian1D, models.Moffat1D) or data.fits.chi2.size == 0:
         return None
@@ -399,19 +389,10 @@ def _weigh_halo(
     values, sigma = data.values[:, good], data.sigma[:, good]
     n_pixels = int(np.sum(valid_pixels(values, sigma)))
     penalty = CRITERION.penalty(n_pixels)
-    # where the slice chose no background and may still get one, the wings' other
-    # explanation is the sky the whole slit is asked for, at the focused cost a term
-    # (`.pipeline.slit`): the halo's share is weighed at that cost too. At ln n the
-    # example PSF with no sky at S/N 10 lost its halo (gains 0-5) to that sky, 2.4 %
-    # low; with a background in the slice the halo stays at ln n (at the focused cost
-    # the Moffat x3 + 2 % sky + nods combination at S/N 3 went 1.09 -> 1.36)
-    if alike is None:
-        alike = int(settings.bkg_order) < 0 and weigh_sky
-    exist = CRITERION.focus_penalty if alike else penalty
     base = float(np.sum(data.fits.chi2[good]))
     dof = n_pixels - int(good.sum()) * (1 + len(offsets) + basis.shape[1] + 2)
-    if _cannot_win(base, dof, terms, exist):
-        return HaloEvidence(HALO_RATIO, np.nan, 0.0, terms * exist, n_pixels, False)
+    if _cannot_win(base, dof, terms, penalty):
+        return HaloEvidence(HALO_RATIO, np.nan, 0.0, terms * penalty, n_pixels, False)
     grid, grid_chi2 = _grid(values, sigma, data.fits, good, basis=basis, offsets=offsets)
     reference = float(np.median(data.wavelength[good]))
     at = {"basis": basis, "offsets": offsets}
@@ -428,7 +409,7 @@ def _weigh_halo(
     # evaluated at the Moffat's widths, narrower than a core + halo's where the
     # Moffat's wings carry more flux (a tabulated PSF's slit at S/N 30: the grid lost 14
     # where the fit gained 41, and the Moffat's fluxes were 0.9 sigma low)
-    screen = SCREEN * exist if own < 1 else -np.inf
+    screen = SCREEN * penalty if own < 1 else -np.inf
     trials = []
     for point in sorted(points, key=lambda i: grid_chi2[i]):
         if base - grid_chi2[point] < screen or (trials and not trials[0][0].wins):
@@ -453,22 +434,13 @@ def _weigh_halo(
             slope=False,
             bkg_order=int(settings.bkg_order),
         )
-        evidence = _evidence(
-            held,
-            data,
-            good,
-            extra_terms=terms,
-            base=template,
-            index=index,
-            focused=alike,
-            **at,
-        )
+        evidence = _evidence(held, data, good, extra_terms=terms, base=template, index=index, **at)
         trials.append((evidence, held, start, width))
     if not trials:
         point = int(np.argmin(grid_chi2))
         ratio, fraction, index, _ = grid[point]
         gain = base - grid_chi2[point]
-        return HaloEvidence(ratio, fraction, gain, terms * exist, n_pixels, False, index=index)
+        return HaloEvidence(ratio, fraction, gain, terms * penalty, n_pixels, False, index=index)
     # between the two laws (the same parameters) the plain chi2 decides, over the bins
     # both fitted: the template error's discount guards against buying parameters,
     # and here would only leave out the cores, where the laws' fits differ too
