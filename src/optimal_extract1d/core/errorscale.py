@@ -125,7 +125,9 @@ class ErrorScale:
         """
         return max(1.0 + 2.0 * sum(self.correlation), 1.0)
 
-    def for_weights(self, weights: np.ndarray, variance: np.ndarray, usable: np.ndarray):
+    def for_weights(
+        self, weights: np.ndarray, variance: np.ndarray, usable: np.ndarray
+    ) -> ErrorScale:
         """The factor of the same noise model for other flux weights ``g``.
 
         For sums over the same pixels with the same variance whose model

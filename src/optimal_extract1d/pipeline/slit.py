@@ -156,7 +156,7 @@ def extract_slit(
         scene, result, noise = _smooth_background(sd, params, scene, result, usable=usable)
         if before.bkg_order < 0 and scene.background is not None:
             scene, result = _refit_under_sky(
-                sd, settings, template, before, scene, result, usable=fit_usable
+                sd, settings, template, before, scene, result, usable=usable, fit_usable=fit_usable
             )
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
         noise = None
@@ -323,6 +323,7 @@ def _refit_under_sky(
     result: iteration.IteratedSums,
     *,
     usable: np.ndarray,
+    fit_usable: np.ndarray,
 ) -> tuple[SceneModel, iteration.IteratedSums]:
     """The kernel refitted on the data less the sky the whole slit found (`_smooth_background`).
 
@@ -341,11 +342,12 @@ def _refit_under_sky(
     """
     variance = _model_variance(sd, result)
     less = replace(sd, data=sd.data - scene.background.image)
+    # the kernel on the pixels the fits use, the sky on the ones it was chosen on
     refit = _scene(
         less,
         settings,
         template,
-        usable=usable & ~result.rejected,
+        usable=fit_usable & ~result.rejected,
         variance=variance,
         previous=before,
     )
