@@ -130,7 +130,7 @@ def extract_slit(
     fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
     scene = _scene(sd, settings, template, usable=fit_usable, variance=sd.variance)
     result = _iterate(sd, params, scene)
-    noise = _slice_noise(sd, scene, result, usable=usable, params=params)
+    noise, measured = _slice_noise(sd, scene, result, usable=usable, params=params)
     if scene.status == "fit" and (
         noise > 1.0 or _refit_needed(result, sd, fit_usable, scene=scene, params=params)
     ):
@@ -147,19 +147,22 @@ def extract_slit(
             noise_scale=noise,
         )
         result = _iterate(sd, params, scene, start=result.var_poisson)
+        measured = None  # on the first round's sums
         if first.fit.offsets:
             final = scene.fit if scene.status == "fit" else None
             log.info("Slit %s: %s", sd.name, describe_fates(first.fit, final, noise_scale=noise))
-    noise = None  # the pixels' noise as measured on the main source's final sums, if it was
+    errors = None  # the error scale measured on the main source's final sums, if it was
     if scene.status == "fit" and _smooth_wanted(params, scene):
         before = scene
-        scene, result, noise = _smooth_background(sd, params, scene, result, usable=usable)
+        scene, result, errors = _smooth_background(
+            sd, params, scene, result, usable=usable, measured=measured
+        )
         if before.bkg_order < 0 and scene.background is not None:
             scene, result = _refit_under_sky(
                 sd, settings, template, before, scene, result, usable=usable, fit_usable=fit_usable
             )
     if scene.status != "box" and np.all(result.sums.empty) and usable.any():
-        noise = None
+        errors = None
         reason = (scene.reason + "; " if scene.reason else "") + "no usable pixel under the kernel"
         scene = box_scene(
             sd.shape, reason, fit=scene.fit, column=scene.column, bkg_order=scene.bkg_order
@@ -167,7 +170,7 @@ def extract_slit(
         result = _iterate(sd, params, scene)
     if "model_choice" in scene.metadata:
         log.info("Slit %s: chose %s", sd.name, describe_choice(scene.metadata["model_choice"]))
-    spectra = _spectra(sd, scene, result, usable=usable, params=params, noise=noise)
+    spectra = _spectra(sd, scene, result, usable=usable, params=params, noise=errors)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
 
@@ -194,6 +197,7 @@ def _smooth_background(
     result: iteration.IteratedSums,
     *,
     usable: np.ndarray,
+    measured: ErrorScale | None = None,
 ) -> tuple[SceneModel, iteration.IteratedSums, ErrorScale | None]:
     """The background smooth along the dispersion (`_smooth_wanted`).
 
@@ -230,7 +234,8 @@ def _smooth_background(
     took a ripple of the noise at S/N 30 / 100 (var/oracle 1.029 / 1.016;
     1.001 / 1.004 so).
 
-    Returns the scene, the sums and the error scale measured on the main
+    ``measured``: the error scale `_slice_noise` measured on these sums, if
+    it did. Returns the scene, the sums and the error scale measured on the main
     source's sums: the final one's noise (`_spectra` sees it through the final
     weights) unless the slit gained a sky the residuals held (None).
     """
@@ -249,9 +254,11 @@ def _smooth_background(
     noise, along = None, 1.0
     if params.error_scale == "residual":
         model = np.nan_to_num(sums.model)
-        noise = residual_error_scale(
-            sd.data, model, variance, usable=ok, weights=sums.pixel_weights, sums=sums
-        )
+        noise = measured
+        if noise is None:
+            noise = residual_error_scale(
+                sd.data, model, variance, usable=ok, weights=sums.pixel_weights, sums=sums
+            )
         rho = dispersion_correlation(
             sd.data, model, variance, usable=ok, source=model - np.nan_to_num(sums.background)
         )
@@ -355,7 +362,7 @@ def _refit_under_sky(
         return scene, result
     ok = usable & ~result.rejected
     profiles = np.stack([p.weights for p in refit.profiles], axis=2)
-    order = scene.metadata["background_along_dispersion"]["chosen"]
+    order = scene.background.order
     fits = fit_smooth_background(
         sd.data, variance, ok, profiles=profiles, basis=scene.background.basis, orders=(order,)
     )
@@ -526,17 +533,18 @@ def _slice_noise(
     *,
     usable: np.ndarray,
     params: ExtractParams,
-) -> float:
+) -> tuple[float, ErrorScale | None]:
     """Real over propagated noise of the kernel slice, when further sources were found.
 
     Drizzled pixels are correlated along and across the slit, so a detection
     at ``detect_threshold`` in the variance's terms can be noise. With
     ``error_scale = "residual"`` the first round's residuals measure by how
     much (`.core.errorscale.slice_noise_scale`); 1 when not needed or not above
-    `NOISE_RETEST`.
+    `NOISE_RETEST`. With it, the error scale measured on the way (None when
+    not measured), which `_smooth_background` uses where the sums stay these.
     """
     if params.error_scale != "residual" or scene.kinds.count("source") < 2:
-        return 1.0
+        return 1.0, None
     variance = _model_variance(sd, result)
     sums = result.sums
     model = np.nan_to_num(sums.model)
@@ -549,14 +557,14 @@ def _slice_noise(
         sd.data, model, variance, usable=ok, source=source, cross=cross, width=params.slice_width
     )
     if noise <= NOISE_RETEST:
-        return 1.0
+        return 1.0, cross
     log.info(
         "Slit %s: the residuals scatter %.2f x the variance over the kernel slice "
         "(correlated pixels); further sources re-tested against that noise",
         sd.name,
         noise,
     )
-    return noise
+    return noise, cross
 
 
 def _iterate(
