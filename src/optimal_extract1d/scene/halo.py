@@ -314,7 +314,13 @@ def halo_over_bins(
         # stood in for a sky the score test beside it missed (a 0.2 % sky sloped across
         # a Gaussian's slit at S/N 10: an x**-2 halo of share 0.09, the flux 6.8 % high).
         # It is weighed again over a constant in every bin, which it pays for too.
-        return _over_constant(template, data, fit=fit, settings=settings, check=check)
+        again = _over_constant(template, data, fit=fit, settings=settings)
+        if again is None:
+            n_pixels = int(np.sum(valid_pixels(data.values, data.sigma)))
+            why = "no bins fitted over a sky"
+            return HaloEvidence(HALO_RATIO, np.nan, 0.0, 0.0, n_pixels, False, why)
+        why = "no halo over a sloped sky, nor over a constant"
+        return _charged(again, CRITERION.penalty(again.n_pixels), why, law_check=check)
     if check["index"] in (None, evidence.index):  # no pure law there, or the same one
         return replace(evidence, law_check=check)
     again = _weigh_halo(
@@ -326,29 +332,18 @@ def halo_over_bins(
 
 
 def _over_constant(
-    template: KernelTemplate,
-    data: BinData,
-    *,
-    fit: KernelFit,
-    settings: SceneSettings,
-    check: dict[str, Any],
-) -> HaloEvidence:
-    """The halo weighed again over a constant in every bin, at one term more (the constant)."""
+    template: KernelTemplate, data: BinData, *, fit: KernelFit, settings: SceneSettings
+) -> HaloEvidence | None:
+    """The halo weighed again from the start over a constant in every bin."""
     refit, over_sky = _at_degree(template, data, fit=fit, settings=settings, bkg_order=0)
-    again = halo_over_bins(template, refit, fit=fit, settings=over_sky)
-    n_pixels = int(np.sum(valid_pixels(data.values, data.sigma)))
-    if again is None:
-        return HaloEvidence(
-            HALO_RATIO, np.nan, 0.0, 0.0, n_pixels, False, "no bins fitted over a sky"
-        )
-    again = replace(
-        again,
-        cost=again.cost + CRITERION.penalty(again.n_pixels),
-        bkg_order=0,
-        law_check=check,
-    )
+    return halo_over_bins(template, refit, fit=fit, settings=over_sky)
+
+
+def _charged(again: HaloEvidence, extra: float, why: str, **fields: Any) -> HaloEvidence:
+    """``again`` (`_over_constant`) at ``extra`` more cost, with ``why`` where it loses."""
+    again = replace(again, cost=again.cost + extra, bkg_order=0, **fields)
     if not again.wins and not again.why:
-        again = replace(again, why="no halo over a sloped sky, nor over a constant")
+        again = replace(again, why=why)
     return again
 
 
@@ -512,18 +507,14 @@ def _weigh_halo(
         )
         focused = CRITERION.focus_penalty
         if sky >= plain or (sky > SKY_TERMS * penalty and over > SKY_TERMS * focused):
-            refit, over_sky = _at_degree(template, data, fit=fit, settings=settings, bkg_order=0)
-            again = halo_over_bins(template, refit, fit=fit, settings=over_sky)
+            again = _over_constant(template, data, fit=fit, settings=settings)
             if again is None:
                 return replace(best, fitted=False, why="no bins fitted over a sky")
             # where the sky does not pay on its own, the halo brings the constant the
             # slice did not want: one term more
             extra = penalty if sky <= SKY_TERMS * penalty else 0.0
-            again = replace(again, cost=again.cost + extra, bkg_order=0)
-            if not again.wins and not again.why:
-                why = f"a sky gains {sky:.1f} alone, {over:.1f} beside it; over it, no halo"
-                again = replace(again, why=why)
-            return again
+            why = f"a sky gains {sky:.1f} alone, {over:.1f} beside it; over it, no halo"
+            return _charged(again, extra, why)
     # a Gaussian's slice may have missed a Moffat's wings (at S/N 10 its index heads
     # for the Gaussian limit in 30 columns): the halo then stands in for them
     rival = _moffat_rival(
