@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from optimal_extract1d.core.horne import extract_columns, polynomial_basis
 from optimal_extract1d.core.profile import normalize_profile
 from optimal_extract1d.results import FluxUnits
-from optimal_extract1d.sim.simulate import simulate_slit
+from optimal_extract1d.sim.simulate import ResidualSky, simulate_slit
 from optimal_extract1d.slitdata import SlitData
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ceers-933"
@@ -90,6 +90,20 @@ def curved_widening(rng):
         return curved_widening_slit(rng, n_disp=n_disp, snr=snr, **overrides)
 
     return make
+
+
+def sky_slits(rng, n, *, level, snr, fwhm=(1.6, 3.2), ripple=0.5, periods=1.5, **kwargs):
+    """``n`` flat-spectrum slits of 300 columns under a residual sky, and that sky.
+
+    The sky is ``level`` per pixel, sloped by 30 % across the slit and rippled
+    by ``ripple`` over ``periods`` along it; ``kwargs`` go to `simulate_slit`.
+    """
+    sky = ResidualSky(level=level, tilt=0.3, ripple=ripple, periods=periods)
+    sims = [
+        simulate_slit(rng, n_disp=300, snr=snr, fwhm=fwhm, spectrum=np.ones(300), sky=sky, **kwargs)
+        for _ in range(n)
+    ]
+    return sims, sky
 
 
 def gaussian_profile(n_cross, n_disp, center=10.0, sigma=1.2):

@@ -4,7 +4,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import slit_data_from_sim
+from conftest import sky_slits, slit_data_from_sim
 from scipy.integrate import quad
 
 from optimal_extract1d.core.horne import extract_columns
@@ -433,12 +433,7 @@ def test_a_sky_sloped_across_the_slit_does_not_pass_for_a_halo():
     # background in the slice an x**-2 halo of share 0.09 paid (fluxes 6.8 % high),
     # the sky's score test beside it missing the slope; over a constant and a slope
     # no halo pays, so it is weighed again over a constant, and loses
-    rng = np.random.default_rng(21)
-    sky = ResidualSky(level=0.002, tilt=0.3, ripple=0.5, periods=1.5)
-    sims = [
-        simulate_slit(rng, n_disp=300, snr=10.0, fwhm=(1.6, 3.2), spectrum=np.ones(300), sky=sky)
-        for _ in range(2)
-    ]
+    sims, _ = sky_slits(np.random.default_rng(21), 2, level=0.002, snr=10.0)
     (res,) = extract_slit(slit_data_from_sim(sims[1]), ExtractParams())
     halo = res.metadata["model_choice"]["halo"]
     assert halo["law_check"]["index"] is None and halo["law_check"]["index_at_slice_degree"] == 1

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import sky_slits
 
 from optimal_extract1d import OptimalExtract1dStep
 from optimal_extract1d.core.horne import extract_columns, polynomial_basis
@@ -9,7 +10,7 @@ from optimal_extract1d.core.smoothbkg import fit_smooth_background
 from optimal_extract1d.errors import ParameterError
 from optimal_extract1d.params import ExtractParams
 from optimal_extract1d.sim.models import make_multislit
-from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, ResidualSky, simulate_slit
+from optimal_extract1d.sim.simulate import PIXEL_AREA_SR
 
 
 def _gaussian_profiles(n_cross, n_disp, centers):
@@ -55,17 +56,6 @@ def test_joint_fit_equals_the_dense_least_squares_solution():
     assert fits[order].n_params == 2 * (order + 1) and fits[1].chi2 > fits[order].chi2
 
 
-def _sky_slits(rng, n):
-    sky = ResidualSky(level=0.01, tilt=0.3, ripple=0.5, periods=1.5)
-    sims = []
-    for _ in range(n):
-        sim = simulate_slit(
-            rng, n_disp=300, snr=30.0, fwhm=(1.6, 3.2), spectrum=np.ones(300), sky=sky
-        )
-        sims.append(sim)
-    return sims, sky
-
-
 def _truth_jy(sim):
     return sim.flux * PIXEL_AREA_SR * 1e6
 
@@ -73,7 +63,7 @@ def _truth_jy(sim):
 def test_a_smooth_sky_costs_less_variance_with_errors_that_hold(rng):
     # bkg_smooth_order = 7: the background the slice chose (here a constant or a
     # slope), smooth along the dispersion instead of free in every column
-    sims, sky = _sky_slits(rng, 4)
+    sims, sky = sky_slits(rng, 4, level=0.01, snr=30.0)
     model = make_multislit(sims)
     smooth = OptimalExtract1dStep.call(model, bkg_smooth_order=7)
     # the propagated variances alone (no residual error scale), smooth and per column
@@ -119,12 +109,7 @@ def test_bad_bkg_smooth_order_names_the_allowed_values():
 def test_a_sky_too_faint_for_the_slice_is_found_over_the_whole_slit():
     # at S/N 10 a 0.2 % sky does not pay for a constant in the 30 columns of the
     # kernel slice, but over 300 columns it does, and left out it biases every flux
-    rng = np.random.default_rng(12)
-    sky = ResidualSky(level=0.002, tilt=0.3, ripple=0.5, periods=1.5)
-    sims = [
-        simulate_slit(rng, n_disp=300, snr=10.0, fwhm=(2.0, 2.0), spectrum=np.ones(300), sky=sky)
-        for _ in range(6)
-    ]
+    sims, _ = sky_slits(np.random.default_rng(12), 6, level=0.002, snr=10.0, fwhm=(2.0, 2.0))
     model = make_multislit(sims)
     x1d = OptimalExtract1dStep.call(model)
     found, ratios = 0, []
@@ -154,21 +139,11 @@ def test_correlated_noise_does_not_buy_a_rippled_sky():
     # a ripple of the noise pays for Legendre degree 15 in most slits; the terms'
     # cost raised by the measured correlations keeps the sky smooth
     rng = np.random.default_rng(5)
-    sky = ResidualSky(level=0.005, tilt=0.3, ripple=0.0, periods=0.0)
 
     def chosen(correlated, **params):
-        sims = [
-            simulate_slit(
-                rng,
-                n_disp=300,
-                snr=30.0,
-                fwhm=(1.6, 3.2),
-                spectrum=np.ones(300),
-                sky=sky,
-                correlated=correlated,
-            )
-            for _ in range(6)
-        ]
+        sims, _ = sky_slits(
+            rng, 6, level=0.005, snr=30.0, ripple=0.0, periods=0.0, correlated=correlated
+        )
         x1d = OptimalExtract1dStep.call(make_multislit(sims), **params)
         choices = [s.meta.optimal_extraction.background_along_dispersion for s in x1d.spec]
         return [c.chosen for c in choices], [c.noise_inflation.instance for c in choices]
@@ -192,12 +167,7 @@ def test_a_kernel_fitted_with_the_sky_in_it_is_refitted_without():
     # the kernel is refitted on the data less it: else its fluxes carry the sky
     # (here +0.7 % on average over those slits, paired with an oracle on the same
     # noise: the true profile and variance on the data less the true sky)
-    rng = np.random.default_rng(21)
-    sky = ResidualSky(level=0.003, tilt=0.3, ripple=0.5, periods=1.5)
-    sims = [
-        simulate_slit(rng, n_disp=300, snr=10.0, fwhm=(1.6, 3.2), spectrum=np.ones(300), sky=sky)
-        for _ in range(16)
-    ]
+    sims, sky = sky_slits(np.random.default_rng(21), 16, level=0.003, snr=10.0)
     x1d = OptimalExtract1dStep.call(make_multislit(sims))
     paired = []
     for spec, sim in zip(x1d.spec, sims, strict=True):
