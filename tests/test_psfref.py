@@ -32,8 +32,9 @@ def test_shipped_example_is_what_the_script_writes(tmp_path):
         pytest.skip("source checkout only")
     path = _script().main(tmp_path / "example.fits")
     fresh, shipped = read_psf_file(path).table("1", 1), read_psf_file(EXAMPLE_PSF).table("1", 1)
-    np.testing.assert_array_equal(fresh.values, shipped.values)
-    np.testing.assert_array_equal(fresh.wavelength, shipped.wavelength)
+    # the same file up to the last bits numpy's and scipy's versions may round differently
+    np.testing.assert_allclose(fresh.values, shipped.values, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(fresh.wavelength, shipped.wavelength, rtol=1e-12, atol=0)
     assert EXAMPLE_PSF.stat().st_size < 300_000
     # NIRSpec PRISM-like: 0.6-5.3 um, FWHM growing with wavelength, oversampled 5x
     assert shipped.wavelength[0] == pytest.approx(0.6) and shipped.wavelength[-1] == 5.3
