@@ -28,9 +28,11 @@ three ways (four for the tabulated PSF):
 
 Scenes: a base (Gaussian PSF whose FWHM doubles across the band, trace bowed
 by 1.5 px, residual sky of 0.5 % of the source per pixel, no nods), each
-factor varied on its own, and five combinations (the tabulated PSF with nods
+factor varied on its own, and six combinations (the tabulated PSF with nods
 and drizzle-correlated noise the most realistic; the tabulated PSF with no
-sky, where a constant can stand in for its wings). The PSF is
+sky, where a constant can stand in for its wings; nods with no sky and the
+source anywhere in its shutter, ``off-centre``, so that the far nod copies
+fall near the slit's edges). The PSF is
 Gaussian, Moffat (beta 2.5) or tabulated (the shipped example PSF's profiles,
 wings included, stretched to the same FWHM law: a non-analytic PSF). The
 example PSF's wings are a Moffat of index 1.5 and width 1.5 x the core FWHM,
@@ -39,7 +41,8 @@ a second tabulated PSF has other wings: ``tabulated-x2``, the same core and
 flux share with Lorentzian wings (falling as x^-2, as the 2-D Airy pattern's
 collapse does); the
 FWHM grows from 1.6 px to x1, x2 or x3; the trace is ``15 +- 1 + 0.3 u +
-c u^2`` (u in [-1, 1], c = 1.5 bowed, 0 straight); the residual sky
+c u^2`` (u in [-1, 1], c = 1.5 bowed, 0 straight; off-centre, 11-19 px
+instead of 14-16); the residual sky
 (`ResidualSky`) is the given fraction of the source's continuum flux per
 column, in every pixel, rippled by +-50 % along the dispersion (1.5 periods,
 random phase) with a +-30 % slope across the slit; nods are a three-shutter
@@ -154,6 +157,7 @@ class Scene:
     nods: bool = False
     lines: bool = False
     correlated: float = 0.0  # drizzle-like noise: `simulate_slit`'s ``correlated`` width (px)
+    off_centre: bool = False  # source anywhere in its shutter: center 11-19 px, not 14-16
 
     @property
     def label(self) -> str:
@@ -169,6 +173,8 @@ class Scene:
             parts.insert(0, "emission lines")
         if self.correlated:
             parts.append("correlated noise")
+        if self.off_centre:
+            parts.append("off-centre")
         return ", ".join(parts)
 
 
@@ -189,6 +195,7 @@ SCENES = (
     Scene("combination", psf="tabulated", nods=True),
     Scene("combination", psf="tabulated", nods=True, correlated=CEERS_CORRELATION),
     Scene("combination", psf="tabulated", sky=0.0),
+    Scene("combination", sky=0.0, nods=True, off_centre=True),
 )
 LINE_SCENES = (
     replace(BASE, varied="source", lines=True),
@@ -396,7 +403,8 @@ def simulate_cell(scene: Scene, snr: float, n_slits: int, *, rng, psf: PSFTable)
     argument = snr_argument(scene, snr, psf)
     sims, lines = [], []
     for _ in range(n_slits):
-        center, phase = rng.uniform(14.0, 16.0), rng.uniform(0.0, 2 * np.pi)
+        low, high = (11.0, 19.0) if scene.off_centre else (14.0, 16.0)
+        center, phase = rng.uniform(low, high), rng.uniform(0.0, 2 * np.pi)
         spectrum, line = np.ones(N_DISP), None
         if scene.lines:
             spectrum, line = line_spectrum(rng, wavelength_grid())

@@ -53,6 +53,9 @@ class ComponentSearch:
         sources are searched for and these start the fit.
     criterion : Criterion
         The criterion components are judged by, and the model's limits.
+    held : tuple of float
+        Offsets of nod copies the whole slit's bins found (`.nodbins`): a
+        copy near one is not dropped for what the slice alone says of it.
     """
 
     nods: bool = True
@@ -61,6 +64,16 @@ class ComponentSearch:
     expected_nods: tuple[float, ...] = ()
     positions: tuple[float, ...] | None = None
     criterion: Criterion = CRITERION
+    held: tuple[float, ...] = ()
+
+    def is_held(self, offset: float, flux: float, fwhm: float) -> bool:
+        """A negative copy within a FWHM (a pixel at least) of one the whole slit's bins found.
+
+        Not a pixel, as `predicted`: the slice's refits move a copy the slice
+        alone cannot place (one went from the bins' -10.7 px to -11.7).
+        """
+        reach = max(1.0, fwhm)
+        return flux < 0 and any(abs(offset - h) < reach for h in self.held)
 
     def predicted(self, offset: float) -> bool:
         """The nod pattern puts a copy within a pixel of ``offset`` (from the source)."""

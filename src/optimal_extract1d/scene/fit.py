@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from astropy.modeling import models
 
 from ..core import coadd, horne
 from ..core.empirical import DEFAULT_ORDER as EMPIRICAL_ORDER
@@ -42,8 +43,9 @@ from ..psf.profilefit import FitFailure, attempt_kernel_fit, component_shapes
 from ..slitdata import SlitData
 from .binsky import BackgroundEvidence, background_over_bins
 from .choice import KernelChoice, choose_kernel, shape_at_bound
-from .components import ComponentSearch, component_cost
+from .components import ComponentSearch, SliceData, component_cost, linear_refit
 from .criterion import CRITERION
+from .family import gaussian_over_bins
 from .halo import HaloEvidence, halo_over_bins, halo_template
 from .model import (
     BKG_CANDIDATES,
@@ -52,6 +54,7 @@ from .model import (
     component_profiles,
     fixed_kernel,
 )
+from .nodbins import NodEvidence, nods_over_bins
 from .position import metadata_position
 from .pruning import prune_components
 from .sources import describe_components, find_components
@@ -105,6 +108,9 @@ def fit_scene(
         "previous": previous.fit if previous else None,
         "noise_scale": noise_scale,
     }
+    held = _held_copies(previous)
+    if held and slice_fit["search"] is not None:
+        slice_fit["search"] = replace(slice_fit["search"], held=held)
     kernel_choice, retest = None, None
     if previous is None and (settings.other_kernels or len(bkg_orders) > 1):
         kernel_choice = _choose_fit(
@@ -131,6 +137,41 @@ def fit_scene(
         "noise_scale": noise_scale,
     }
     varied = vary_kernel(fit, sd.data, variance, **vary)
+    copies = None
+    if previous is None and varied.bins is not None and slice_fit["search"] is not None:
+        copies = nods_over_bins(
+            varied.template, varied.bins, fit=fit, search=slice_fit["search"], settings=settings
+        )
+    if copies is not None and copies.wins:
+        with_copies = _with_copies(
+            fit, copies, sd, variance, slice_fit=slice_fit, settings=settings
+        )
+        if with_copies is not None:
+            fit = with_copies
+            slice_fit = {**slice_fit, "search": replace(slice_fit["search"], held=copies.added)}
+            varied = vary_kernel(fit, sd.data, variance, **vary)
+    else:
+        # the components where the whole slit's bins placed them (the first round's
+        # places in the refit, whose slice moves them again)
+        at = copies.offsets if copies is not None else _refined_offsets(previous)
+        refined = _at_offsets(fit, at, sd, variance, slice_fit=slice_fit, settings=settings)
+        fit = refined or fit
+    family = None
+    if kernel_choice is not None and varied.bins is not None and _gaussian_first(template):
+        family = gaussian_over_bins(varied.template, varied.bins, fit=fit, settings=settings)
+    if family is not None and not family.moffat_kept:
+        gaussian = _refit_on_slice(
+            template,
+            fit,
+            sd,
+            variance,
+            slice_fit=slice_fit,
+            bkg_order=int(settings.bkg_order),
+            extra=slice_fit["extra"],
+        )
+        if gaussian is not None:
+            fit = gaussian
+            varied = vary_kernel(fit, sd.data, variance, **vary)
     sky = None
     if previous is None and settings.bkg_order == -1 and 0 in bkg_orders and varied.bins:
         sky = background_over_bins(
@@ -186,6 +227,17 @@ def fit_scene(
             meta["model_choice"] = {"kernel": kept, **meta.get("model_choice", {})}
     if retest is not None:
         meta["model_choice"] = {**meta.get("model_choice", {}), "background_retest": retest}
+    if copies is not None:
+        meta["model_choice"] = {**meta.get("model_choice", {}), "nods_over_bins": copies.to_meta()}
+    elif previous is not None and "nods_over_bins" in previous.metadata.get("model_choice", {}):
+        kept = previous.metadata["model_choice"]["nods_over_bins"]
+        meta["model_choice"] = {**meta.get("model_choice", {}), "nods_over_bins": kept}
+    if family is not None:
+        family_record = {"family_over_bins": family.to_meta()}
+        meta["model_choice"] = {**meta.get("model_choice", {}), **family_record}
+    elif previous is not None and "family_over_bins" in previous.metadata.get("model_choice", {}):
+        kept = previous.metadata["model_choice"]["family_over_bins"]
+        meta["model_choice"] = {**meta.get("model_choice", {}), "family_over_bins": kept}
     if sky is not None:
         meta["model_choice"] = {**meta.get("model_choice", {}), "bins_background": sky.to_meta()}
     elif previous is not None and "bins_background" in previous.metadata.get("model_choice", {}):
@@ -214,6 +266,72 @@ def fit_scene(
         column_params=varied.column_params,
         metadata=meta,
     )
+
+
+def _held_copies(previous: SceneModel | None) -> tuple[float, ...]:
+    """The nod copies the first round's bins added (`.nodbins`): the refit keeps them."""
+    if previous is None:
+        return ()
+    record = previous.metadata.get("model_choice", {}).get("nods_over_bins", {})
+    return tuple(record.get("offsets", ())) if record.get("added") else ()
+
+
+def _refined_offsets(previous: SceneModel | None) -> tuple[float, ...]:
+    """The components' offsets the first round's bins refined (`.nodbins`), or ()."""
+    if previous is None:
+        return ()
+    record = previous.metadata.get("model_choice", {}).get("nods_over_bins", {})
+    return tuple(record.get("refined_offsets", ()))
+
+
+def _at_offsets(
+    fit: KernelFit,
+    offsets: tuple[float, ...],
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    slice_fit: dict,
+    settings: SceneSettings,
+) -> KernelFit | None:
+    """The slice's fluxes refitted with its components at ``offsets``, shapes held.
+
+    None when there are none, when they are not the fit's components (the
+    refit dropped one), or when a component's flux changed sign.
+    """
+    if not offsets or len(offsets) != len(fit.offsets):
+        return None
+    values, sigma = _slice(sd, variance, slice_fit)
+    data = SliceData(values, sigma, int(settings.bkg_order))
+    trial = linear_refit(fit, data, center=fit.center, offsets=list(offsets))
+    signs = zip(trial.component_flux, fit.component_flux, strict=True)
+    if any((a < 0) != (b < 0) for a, b in signs):
+        return None
+    return trial
+
+
+def _with_copies(
+    fit: KernelFit,
+    copies: NodEvidence,
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    slice_fit: dict,
+    settings: SceneSettings,
+) -> KernelFit | None:
+    """The slice refitted with the nod copies the bins added; None unless all are negative."""
+    values, sigma = _slice(sd, variance, slice_fit)
+    data = SliceData(values, sigma, int(settings.bkg_order))
+    # the copies at the bins' offsets, the slice's shapes held: the slice alone
+    # places a faint copy to a pixel or worse (one moved -10.7 -> -11.8)
+    trial = linear_refit(fit, data, center=fit.center, offsets=[*fit.offsets, *copies.added])
+    if any(f >= 0 for f in trial.component_flux[len(fit.offsets) :]):
+        return None
+    return trial
+
+
+def _gaussian_first(template: KernelTemplate) -> bool:
+    """Whether the first family, which a Moffat the slice chose is weighed against, is Gaussian."""
+    return type(template.model) is models.Gaussian1D
 
 
 def _slice_chose_background(previous: SceneModel) -> bool:

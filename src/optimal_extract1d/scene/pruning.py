@@ -86,7 +86,7 @@ def prune(fit: KernelFit, data: SliceData, search: ComponentSearch) -> KernelFit
         outside = _outside_limits(fit, data, search)
         rise = removal_chi2(fit, data) - fit.chi2
         for i, (o, f) in enumerate(zip(fit.offsets, fit.component_flux, strict=True)):
-            if i < fixed:
+            if i < fixed or search.is_held(o, f, fit.fwhm):
                 worth.append(np.inf)
             elif outside[i]:
                 worth.append(-np.inf)
