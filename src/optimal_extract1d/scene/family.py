@@ -12,11 +12,11 @@ do not have. The bins along the dispersion (`.variation.vary_kernel`) hold
 ``kernel = "auto"`` and the Gaussian is among the families,
 `gaussian_over_bins` fits a Gaussian to the same bins (its center and width
 per bin, as the Moffat's; the nod copies' and further sources' offsets
-refitted, one value each for the slit, as the halo's are, `.halo`) and the
+refitted, one value each for the slit, as the halo's are, `.scene.halo`) and the
 Moffat is kept only when its ``chi2_eff`` over the bins is the lower by
 more than the criterion's cost of its index, ``ln n``, ``n`` the bins'
 pixels (`.criterion.Criterion`). The mirror of the Moffat weighed over the
-bins against a chosen Gaussian (`.halo`'s rival).
+bins against a chosen Gaussian (`.scene.halo`'s rival).
 """
 
 from __future__ import annotations
