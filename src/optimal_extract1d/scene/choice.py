@@ -32,6 +32,7 @@ __all__ = [
     "choose_orders",
     "describe_choice",
     "score_bins",
+    "score_fits",
     "shape_at_bound",
 ]
 
@@ -426,3 +427,24 @@ def _relative(candidate: Mapping[str, Any], best: float | None) -> str:
 
 def _degree(order: int | None) -> str:
     return "held" if order is None else str(order)
+
+
+def score_fits(template, values, sigma, fits, bins, *, offsets, basis, extra) -> float:
+    """``chi2_eff`` of ``template`` at ``fits``' centers and widths, summed over ``bins``.
+
+    `score_bins` of one candidate: the fits of the bins (a `.trace.BinFits`)
+    on the bins the boolean mask ``bins`` selects, ``extra`` per bin as
+    `score_bins` takes it (every bin's, selected here). How two fits of the
+    same bins are weighed (`.scene.halo`'s, `.scene.family`'s, `.scene.nodbins`'s).
+    """
+    chi2, _ = score_bins(
+        template,
+        values[:, bins],
+        sigma[:, bins],
+        centers=[fits.center[bins]],
+        widths=[fits.fwhm[bins]],
+        offsets=offsets,
+        basis=basis,
+        extra={k: np.asarray(v, float)[bins] for k, v in extra.items()},
+    )
+    return float(chi2[0])

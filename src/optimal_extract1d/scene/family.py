@@ -31,7 +31,7 @@ from ..core.horne import polynomial_basis
 from ..psf.kernel import KernelFit, KernelTemplate, make_template
 from ..psf.linear import valid_pixels
 from . import trace
-from .choice import score_bins
+from .choice import score_fits
 from .criterion import CRITERION
 from .model import SceneSettings
 from .variation import BinData
@@ -123,21 +123,13 @@ def gaussian_over_bins(
     if both.sum() < max(2, good.sum() // 2):
         return None
     basis = polynomial_basis(data.values.shape[0], int(settings.bkg_order))
-    values, sigma = data.values[:, both], data.sigma[:, both]
-    n_pixels = int(np.sum(valid_pixels(values, sigma)))
+    n_pixels = int(np.sum(valid_pixels(data.values[:, both], data.sigma[:, both])))
 
     def chi2_eff(shape: KernelTemplate, bins: trace.BinFits) -> float:
-        chi2, _ = score_bins(
-            shape,
-            values,
-            sigma,
-            centers=[bins.center[both]],
-            widths=[bins.fwhm[both]],
-            offsets=np.asarray(bins.offsets or fit.offsets, float),
-            basis=basis,
-            extra={},
+        at = np.asarray(bins.offsets or fit.offsets, float)
+        return score_fits(
+            shape, data.values, data.sigma, bins, both, offsets=at, basis=basis, extra={}
         )
-        return float(chi2[0])
 
     gain = chi2_eff(gaussian, rival) - chi2_eff(template, own)
     alpha = float(template.model.alpha.value)

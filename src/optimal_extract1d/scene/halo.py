@@ -94,7 +94,7 @@ from ..psf.linear import data_weights, solve_linear, valid_pixels
 from ..psf.profilefit import at_bound, component_shapes
 from . import trace
 from .binsky import background_fit, sky_design
-from .choice import score_bins
+from .choice import score_fits
 from .criterion import CRITERION
 from .model import SceneSettings
 from .variation import BinData
@@ -773,17 +773,9 @@ def _evidence(
 
 def _chi2_eff(template, fits: trace.BinFits, extra, *, basis, offsets, data, bins) -> float:
     """``chi2_eff`` of ``template`` at the bins' fitted centers and widths, summed."""
-    chi2, _ = score_bins(
-        template,
-        data.values[:, bins],
-        data.sigma[:, bins],
-        centers=[fits.center[bins]],
-        widths=[fits.fwhm[bins]],
-        offsets=offsets,
-        basis=basis,
-        extra={k: np.asarray(v, float)[bins] for k, v in extra.items()},
+    return score_fits(
+        template, data.values, data.sigma, fits, bins, offsets=offsets, basis=basis, extra=extra
     )
-    return float(chi2[0])
 
 
 def _cannot_win(chi2: float, dof: int, extra_terms: float, penalty: float) -> bool:

@@ -35,7 +35,7 @@ from ..core.horne import polynomial_basis
 from ..psf.kernel import KernelFit, KernelTemplate
 from ..psf.linear import valid_pixels
 from . import trace
-from .choice import score_bins
+from .choice import score_fits
 from .components import ComponentSearch
 from .criterion import CRITERION
 from .model import SceneSettings
@@ -173,21 +173,20 @@ def nods_over_bins(
     if both.sum() < max(2, good.sum() // 2):
         return NodEvidence((), tuple(missing), 0.0, 0.0, 0, _refined(without, fit))
     basis = polynomial_basis(data.values.shape[0], int(settings.bkg_order))
-    values, sigma = data.values[:, both], data.sigma[:, both]
-    n_pixels = int(np.sum(valid_pixels(values, sigma)))
+    n_pixels = int(np.sum(valid_pixels(data.values[:, both], data.sigma[:, both])))
 
     def chi2_eff(bins: trace.BinFits, at: tuple[float, ...]) -> float:
-        chi2, _ = score_bins(
+        where = np.asarray(bins.offsets or at, float)
+        return score_fits(
             template,
-            values,
-            sigma,
-            centers=[bins.center[both]],
-            widths=[bins.fwhm[both]],
-            offsets=np.asarray(bins.offsets or at, float),
+            data.values,
+            data.sigma,
+            bins,
+            both,
+            offsets=where,
             basis=basis,
-            extra={k: np.asarray(v, float)[both] for k, v in data.extra.items()},
+            extra=data.extra,
         )
-        return float(chi2[0])
 
     gain = chi2_eff(without, fit.offsets) - chi2_eff(with_copies, offsets)
     cost = len(missing) * (int(both.sum()) + 1) * CRITERION.focus_penalty
