@@ -6,6 +6,8 @@ on four of them the slice alone took a Moffat its noise made (+9 to +28 % in
 every column) or left out far nod copies (a constant took them up, +4 to +8 %).
 """
 
+import logging
+
 import numpy as np
 import pytest
 from conftest import slit_data_from_sim
@@ -39,33 +41,47 @@ def speed_slits():
     return _speed_file_slits({17, 52, 59, 83})
 
 
-def _extract(sim):
+def _extract(sim, caplog=None):
     nods = THREE_SHUTTER["nod_offsets"]
-    (res,) = extract_slit(slit_data_from_sim(sim, nod_offsets=nods), ExtractParams())
+    sd = slit_data_from_sim(sim, nod_offsets=nods)
+    if caplog is None:
+        (res,) = extract_slit(sd, ExtractParams())
+    else:
+        with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+            (res,) = extract_slit(sd, ExtractParams())
     good = np.isfinite(res.flux)
     return res, np.sum(res.flux[good]) / np.sum(sim.flux[good]) - 1
 
 
+def _choice_line(caplog) -> str:
+    (line,) = [r.getMessage() for r in caplog.records if "chose" in r.getMessage()]
+    return line
+
+
 @pytest.mark.parametrize("number", [17, 83])
-def test_a_moffat_the_slice_chose_on_a_gaussian_is_weighed_over_the_bins(speed_slits, number):
+def test_a_moffat_the_slice_chose_on_a_gaussian_is_weighed_over_the_bins(
+    speed_slits, number, caplog
+):
     """The slice took a Moffat by 0.5-0.8 over the Gaussian (index 1.3 / 1.7: +10 / +9 %
     in every column); over the bins its index does not pay, and the Gaussian is kept."""
-    res, bias = _extract(speed_slits[number])
+    res, bias = _extract(speed_slits[number], caplog)
     choice = res.metadata["model_choice"]
     assert choice["kernel"]["chosen"] == "moffat"
     family = choice["family_over_bins"]
     assert family["chosen"] == "gaussian" and family["chi2_gain"] < family["cost"]
     assert res.metadata["kernel"]["kernel"] == "gaussian"
+    assert "over the bins the Moffat's index" in _choice_line(caplog)
     assert abs(bias) < 0.025
 
 
 @pytest.mark.parametrize("number", [52, 59])
-def test_far_nod_copies_the_slice_dropped_are_weighed_over_the_bins(speed_slits, number):
+def test_far_nod_copies_the_slice_dropped_are_weighed_over_the_bins(speed_slits, number, caplog):
     """The far copies (1/6 of the source, 10.6 px out) gained 3-5 in the slice, under
     their cost; over the bins they pay, and the constant that took them up goes."""
-    res, bias = _extract(speed_slits[number])
+    res, bias = _extract(speed_slits[number], caplog)
     copies = res.metadata["model_choice"]["nods_over_bins"]
     assert copies["added"] and copies["chi2_gain"] > copies["cost"]
+    assert "px over the bins (chi2 gain" in _choice_line(caplog)
     offsets = [c["offset"] for c in res.metadata["kernel"]["components"]]
     assert len(offsets) == 4 and all(
         c["kind"] == "nod" for c in res.metadata["kernel"]["components"]

@@ -348,8 +348,10 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
     ``model_choice`` is the ``meta["model_choice"]`` of a scene (the kernel
     family and background degree of `choose_kernel`, that degree dropped
     when it no longer paid at the model variance, a sky the bins then
-    asked for (`.binsky`), a core + halo or a Moffat they preferred
-    (`.scene.halo`), the orders of `choose_orders`); every candidate's
+    asked for (`.binsky`), nod copies they added (`.scene.nodbins`), a
+    Gaussian they preferred to the slice's Moffat (`.scene.family`), a core
+    + halo or a Moffat they preferred (`.scene.halo`), the orders of
+    `choose_orders`); every candidate's
     criterion value is given relative to the chosen one's (a positive number
     is how much worse it was).
     """
@@ -378,6 +380,19 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
             f"at the model variance the slice's background degree {retest['degree']} "
             f"gained {retest['chi2_gain']:.1f} {why}: "
             f"background degree {retest['bkg_order']}"
+        )
+    copies = model_choice.get("nods_over_bins") or {}
+    if copies.get("added"):
+        where = ", ".join(f"{o:+.1f}" for o in copies["offsets"])
+        parts.append(
+            f"nod copies at {where} px over the bins (chi2 gain {copies['chi2_gain']:.1f} "
+            f"for a cost of {copies['cost']:.1f})"
+        )
+    family = model_choice.get("family_over_bins") or {}
+    if family.get("chosen") == "gaussian":
+        parts.append(
+            f"over the bins the Moffat's index {family['moffat_alpha']:.2f} gained "
+            f"{family['chi2_gain']:.1f} (< {family['cost']:.1f}): gaussian kernel"
         )
     bins_sky = model_choice.get("bins_background") or {}
     if bins_sky.get("chosen_degree") is not None:
