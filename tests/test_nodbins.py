@@ -7,6 +7,7 @@ every column) or left out far nod copies (a constant took them up, +4 to +8 %).
 """
 
 import logging
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +15,9 @@ from conftest import slit_data_from_sim
 
 from optimal_extract1d.params import ExtractParams
 from optimal_extract1d.pipeline.slit import extract_slit
+from optimal_extract1d.psf.kernel import KernelFit, make_template
+from optimal_extract1d.scene.components import ComponentSearch
+from optimal_extract1d.scene.nodbins import missing_copies
 from optimal_extract1d.sim.simulate import simulate_slit
 
 THREE_SHUTTER = {"nod_offsets": (-5.3, 5.3, -10.6, 10.6), "nod_scale": (1 / 3, 1 / 3, 1 / 6, 1 / 6)}
@@ -89,3 +93,29 @@ def test_far_nod_copies_the_slice_dropped_are_weighed_over_the_bins(speed_slits,
     for predicted in copies["predicted"]:
         assert min(abs(np.asarray(offsets) - predicted)) < 1.5
     assert abs(bias) < 0.025
+
+
+def test_missing_copies_are_the_predicted_ones_on_valid_rows_the_slice_lacks():
+    """Only copies whose rows hold data and where the slice has no component within
+    a pixel are weighed over the bins; with nods not modelled, none."""
+    fit = KernelFit(
+        template=make_template("gaussian"),
+        center=12.0,
+        fwhm=2.0,
+        amplitude=1.0,
+        flux=1.0,
+        bkg_coeffs=(),
+        snr=20.0,
+        chi2=30.0,
+        chi2_reduced=1.0,
+        offsets=(-5.2, 5.4),
+        component_flux=(-0.3, -0.3),
+        component_snr=(-6.0, -6.0),
+    )
+    search = ComponentSearch(expected_nods=(-5.3, 5.3, -10.6, 10.6))
+    valid = np.ones(31, bool)
+    valid[[0, 30]] = False  # the NaN border: row 1.4 (12 - 10.6) holds data, row 0 not
+    assert missing_copies(fit, search, valid) == [-10.6, 10.6]
+    valid[:2] = False  # now the copy at row 1.4 falls off the valid rows
+    assert missing_copies(fit, search, valid) == [10.6]
+    assert missing_copies(fit, replace(search, nods=False), valid) == []
