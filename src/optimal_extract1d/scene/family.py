@@ -109,18 +109,14 @@ def gaussian_over_bins(
     # 0.4 px for a Gaussian's nod copies where the Moffat bent to take them
     refit = {
         "bkg_order": int(settings.bkg_order),
-        "center": np.where(good, data.fits.center, fit.center),
-        "fwhm": np.where(good, data.fits.fwhm, fit.fwhm),
         "fit_center": bool(settings.fit_trace),
-        "fit_fwhm": True,
-        "offsets": fit.offsets,
         "fit_offsets": bool(fit.offsets),
     }
     gaussian = make_template("gaussian")
-    rival = trace.fit_bins(gaussian, data.values, data.sigma, **refit)
-    own = trace.fit_bins(template, data.values, data.sigma, **refit) if fit.offsets else data.fits
-    both = good & rival.good & own.good & np.isfinite(rival.chi2) & np.isfinite(own.chi2)
-    if both.sum() < max(2, good.sum() // 2):
+    rival = data.refit(gaussian, fit, good, **refit)
+    own = data.refit(template, fit, good, **refit) if fit.offsets else data.fits
+    both = trace.common_bins(good, rival, own)
+    if not trace.enough_common(both, good):
         return None
     basis = polynomial_basis(data.values.shape[0], int(settings.bkg_order))
     n_pixels = int(np.sum(valid_pixels(data.values[:, both], data.sigma[:, both])))

@@ -227,28 +227,21 @@ def fit_scene(
             meta["model_choice"] = {"kernel": kept, **meta.get("model_choice", {})}
     if retest is not None:
         meta["model_choice"] = {**meta.get("model_choice", {}), "background_retest": retest}
-    if copies is not None:
-        meta["model_choice"] = {**meta.get("model_choice", {}), "nods_over_bins": copies.to_meta()}
-    elif previous is not None and "nods_over_bins" in previous.metadata.get("model_choice", {}):
-        kept = previous.metadata["model_choice"]["nods_over_bins"]
-        meta["model_choice"] = {**meta.get("model_choice", {}), "nods_over_bins": kept}
-    if family is not None:
-        family_record = {"family_over_bins": family.to_meta()}
-        meta["model_choice"] = {**meta.get("model_choice", {}), **family_record}
-    elif previous is not None and "family_over_bins" in previous.metadata.get("model_choice", {}):
-        kept = previous.metadata["model_choice"]["family_over_bins"]
-        meta["model_choice"] = {**meta.get("model_choice", {}), "family_over_bins": kept}
-    if sky is not None:
-        meta["model_choice"] = {**meta.get("model_choice", {}), "bins_background": sky.to_meta()}
-    elif previous is not None and "bins_background" in previous.metadata.get("model_choice", {}):
-        kept = previous.metadata["model_choice"]["bins_background"]
-        meta["model_choice"] = {**meta.get("model_choice", {}), "bins_background": kept}
-    if halo is not None:
-        record = {**halo.to_meta(), **({"slice": halo_slice} if halo_slice else {})}
-        meta["model_choice"] = {**meta.get("model_choice", {}), "halo": record}
-    elif previous is not None and "halo" in previous.metadata.get("model_choice", {}):
-        kept = previous.metadata["model_choice"]["halo"]
-        meta["model_choice"] = {**meta.get("model_choice", {}), "halo": kept}
+    # what the bins weighed: this round's record, else the first round's (the refit
+    # keeps the first round's choices and does not weigh them again)
+    earlier = previous.metadata.get("model_choice", {}) if previous is not None else {}
+    this_round = {
+        "nods_over_bins": None if copies is None else copies.to_meta(),
+        "family_over_bins": None if family is None else family.to_meta(),
+        "bins_background": None if sky is None else sky.to_meta(),
+        "halo": None
+        if halo is None
+        else {**halo.to_meta(), **({"slice": halo_slice} if halo_slice else {})},
+    }
+    for key, record in this_round.items():
+        record = earlier.get(key) if record is None else record
+        if record is not None:
+            meta["model_choice"] = {**meta.get("model_choice", {}), key: record}
     if settings.empirical:
         profiles[0] = _empirical(sd, settings, usable=usable, variance=variance, kernel=profiles[0])
         meta["empirical"] = {"order": EMPIRICAL_ORDER, "support": "2 FWHM + 1 px of the trace"}
@@ -268,20 +261,37 @@ def fit_scene(
     )
 
 
+def _nods_record(previous: SceneModel | None) -> dict[str, Any]:
+    """The first round's ``model_choice.nods_over_bins`` (`.nodbins`), or {}."""
+    if previous is None:
+        return {}
+    return previous.metadata.get("model_choice", {}).get("nods_over_bins", {})
+
+
 def _held_copies(previous: SceneModel | None) -> tuple[float, ...]:
     """The nod copies the first round's bins added (`.nodbins`): the refit keeps them."""
-    if previous is None:
-        return ()
-    record = previous.metadata.get("model_choice", {}).get("nods_over_bins", {})
+    record = _nods_record(previous)
     return tuple(record.get("offsets", ())) if record.get("added") else ()
 
 
 def _refined_offsets(previous: SceneModel | None) -> tuple[float, ...]:
     """The components' offsets the first round's bins refined (`.nodbins`), or ()."""
-    if previous is None:
-        return ()
-    record = previous.metadata.get("model_choice", {}).get("nods_over_bins", {})
-    return tuple(record.get("refined_offsets", ()))
+    return tuple(_nods_record(previous).get("refined_offsets", ()))
+
+
+def _fluxes_at(
+    fit: KernelFit,
+    offsets: list[float],
+    sd: SlitData,
+    variance: np.ndarray,
+    *,
+    slice_fit: dict,
+    settings: SceneSettings,
+) -> KernelFit:
+    """The slice's fluxes and background solved with its components at ``offsets``, shapes held."""
+    values, sigma = _slice(sd, variance, slice_fit)
+    data = SliceData(values, sigma, int(settings.bkg_order))
+    return linear_refit(fit, data, center=fit.center, offsets=offsets)
 
 
 def _at_offsets(
@@ -300,9 +310,8 @@ def _at_offsets(
     """
     if not offsets or len(offsets) != len(fit.offsets):
         return None
-    values, sigma = _slice(sd, variance, slice_fit)
-    data = SliceData(values, sigma, int(settings.bkg_order))
-    trial = linear_refit(fit, data, center=fit.center, offsets=list(offsets))
+    at = {"slice_fit": slice_fit, "settings": settings}
+    trial = _fluxes_at(fit, list(offsets), sd, variance, **at)
     signs = zip(trial.component_flux, fit.component_flux, strict=True)
     if any((a < 0) != (b < 0) for a, b in signs):
         return None
@@ -319,11 +328,10 @@ def _with_copies(
     settings: SceneSettings,
 ) -> KernelFit | None:
     """The slice refitted with the nod copies the bins added; None unless all are negative."""
-    values, sigma = _slice(sd, variance, slice_fit)
-    data = SliceData(values, sigma, int(settings.bkg_order))
     # the copies at the bins' offsets, the slice's shapes held: the slice alone
     # places a faint copy to a pixel or worse (one moved -10.7 -> -11.8)
-    trial = linear_refit(fit, data, center=fit.center, offsets=[*fit.offsets, *copies.added])
+    at = {"slice_fit": slice_fit, "settings": settings}
+    trial = _fluxes_at(fit, [*fit.offsets, *copies.added], sd, variance, **at)
     if any(f >= 0 for f in trial.component_flux[len(fit.offsets) :]):
         return None
     return trial

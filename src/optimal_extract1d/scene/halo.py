@@ -563,19 +563,7 @@ def _moffat_rival(
     if type(template.model) is not models.Gaussian1D or not _moffat_allowed(settings):
         return None
     moffat = with_params(make_template("moffat"), {"alpha": 2.5})
-    center = np.where(good, data.fits.center, fit.center)
-    fits = trace.fit_bins(
-        moffat,
-        data.values,
-        data.sigma,
-        bkg_order=bkg_order,
-        center=center,
-        fwhm=np.where(good, data.fits.fwhm, fit.fwhm),
-        fit_center=bool(settings.fit_trace),
-        fit_fwhm=True,
-        offsets=fit.offsets,
-        fit_offsets=True,
-    )
+    fits = data.refit(moffat, fit, good, bkg_order=bkg_order, fit_center=bool(settings.fit_trace))
     alpha = float(fits.shape_params.get("alpha", np.nan))
     lo, hi = shape_bounds(moffat, data.values.shape[0])["alpha"]
     if (
@@ -583,8 +571,8 @@ def _moffat_rival(
         or at_bound({"alpha": np.array([alpha])}, ["alpha"], {"alpha": (lo, hi)}, n_prof=1)[0]
     ):
         return None
-    both = good & fits.good & np.isfinite(fits.chi2)
-    if both.sum() < max(2, good.sum() // 2):
+    both = trace.common_bins(good, fits)
+    if not trace.enough_common(both, good):
         return None
     args = {"basis": at["basis"], "offsets": at["offsets"], "data": data, "bins": both}
     gain = _chi2_eff(template, data.fits, data.extra, **args) - _chi2_eff(
@@ -599,7 +587,7 @@ def _common_chi2(good: np.ndarray, *fits: trace.BinFits) -> list[float]:
     How fits holding the same number of parameters (the halo's two laws, the
     halo and a Moffat) are compared: by the plain chi2, over the same bins.
     """
-    both = np.logical_and.reduce([good] + [f.good & np.isfinite(f.chi2) for f in fits])
+    both = trace.common_bins(good, *fits)
     return [float(np.sum(f.chi2[both])) for f in fits]
 
 

@@ -145,32 +145,18 @@ def nods_over_bins(
     good = data.fits.good & np.isfinite(data.fits.chi2)
     if good.sum() < 2:
         return None
-    common = {
-        "bkg_order": int(settings.bkg_order),
-        "center": np.where(good, data.fits.center, fit.center),
-        "fwhm": np.where(good, data.fits.fwhm, fit.fwhm),
-        # the bins' centers and widths held as the chosen family fitted them: only the
-        # offsets (and every bin's fluxes and background) are fitted
-        "fit_center": False,
-        "fit_fwhm": False,
-        "extra": data.extra,
-    }
+    # the bins' centers and widths held as the chosen family fitted them: only the
+    # offsets (and every bin's fluxes and background) are fitted
+    held = {"bkg_order": int(settings.bkg_order), "fit_center": False, "fit_fwhm": False}
     without = (
-        trace.fit_bins(
-            template, data.values, data.sigma, offsets=fit.offsets, fit_offsets=True, **common
-        )
-        if fit.offsets
-        else data.fits
+        data.refit(template, fit, good, extra=data.extra, **held) if fit.offsets else data.fits
     )
     if not missing:
         return NodEvidence((), (), 0.0, 0.0, 0, _refined(without, fit))
     offsets = (*fit.offsets, *missing)
-    with_copies = trace.fit_bins(
-        template, data.values, data.sigma, offsets=offsets, fit_offsets=True, **common
-    )
-    both = good & without.good & with_copies.good
-    both &= np.isfinite(without.chi2) & np.isfinite(with_copies.chi2)
-    if both.sum() < max(2, good.sum() // 2):
+    with_copies = data.refit(template, fit, good, offsets=offsets, extra=data.extra, **held)
+    both = trace.common_bins(good, without, with_copies)
+    if not trace.enough_common(both, good):
         return NodEvidence((), tuple(missing), 0.0, 0.0, 0, _refined(without, fit))
     basis = polynomial_basis(data.values.shape[0], int(settings.bkg_order))
     n_pixels = int(np.sum(valid_pixels(data.values[:, both], data.sigma[:, both])))

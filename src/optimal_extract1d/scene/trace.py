@@ -30,6 +30,8 @@ __all__ = [
     "SmoothModel",
     "bin_centers",
     "choose_bins",
+    "common_bins",
+    "enough_common",
     "fit_bins",
     "fit_smooth",
 ]
@@ -164,6 +166,20 @@ def _runs(flags: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First and past-the-last index of every run of True in ``flags``."""
     step = np.diff(np.r_[0, flags.astype(int), 0])
     return np.flatnonzero(step == 1), np.flatnonzero(step == -1)
+
+
+def common_bins(good: np.ndarray, *fits: BinFits) -> np.ndarray:
+    """The ``good`` bins that every one of ``fits`` fitted (good, with a finite chi2).
+
+    Where two fits of the same bins are compared (`.scene.halo`, `.scene.family`,
+    `.scene.nodbins`): over the same bins.
+    """
+    return np.logical_and.reduce([good] + [f.good & np.isfinite(f.chi2) for f in fits])
+
+
+def enough_common(common: np.ndarray, good: np.ndarray) -> bool:
+    """Whether the ``common`` bins are enough to weigh fits on: half the ``good``, two at least."""
+    return bool(common.sum() >= max(2, good.sum() // 2))
 
 
 def fit_bins(

@@ -12,6 +12,7 @@ trace the data chose when it leaves the row they were placed along.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -51,6 +52,41 @@ class BinData:
     fits: trace.BinFits
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     wavelength: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def refit(
+        self,
+        template: KernelTemplate,
+        fit: KernelFit,
+        good: np.ndarray,
+        *,
+        bkg_order: int,
+        fit_center: bool,
+        fit_fwhm: bool = True,
+        fit_offsets: bool = True,
+        offsets: tuple[float, ...] | None = None,
+        extra: Mapping[str, np.ndarray] | None = None,
+    ) -> trace.BinFits:
+        """``template`` fitted to these bins, started from their fits.
+
+        Every ``good`` bin starts at the center and FWHM fitted in it, the
+        others at the slice ``fit``'s; ``fit``'s components (or ``offsets``)
+        move with the source, their offsets refitted (one value each for the
+        slit) with ``fit_offsets``. How another family or another scene is weighed on
+        the same bins (`.scene.halo`, `.scene.family`, `.scene.nodbins`).
+        """
+        return trace.fit_bins(
+            template,
+            self.values,
+            self.sigma,
+            bkg_order=bkg_order,
+            center=np.where(good, self.fits.center, fit.center),
+            fwhm=np.where(good, self.fits.fwhm, fit.fwhm),
+            fit_center=fit_center,
+            fit_fwhm=fit_fwhm,
+            offsets=fit.offsets if offsets is None else offsets,
+            extra=extra,
+            fit_offsets=fit_offsets,
+        )
 
 
 @dataclass(frozen=True)
