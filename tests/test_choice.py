@@ -390,35 +390,35 @@ def _faint_slit_without_sky(rng):
 def test_a_slice_background_is_weighed_again_at_the_model_variance(caplog):
     """At low S/N with no sky, the input VAR_POISSON (computed from the noisy data, zero
     where they are negative) made a constant pay for its term in 8 of these 12 slices
-    (gains of 3.4 and more); weighed again at the model variance, each gains 0.1-1.0
-    and is dropped."""
+    (gains of 3.4 and more); weighed again at the model variance, each gained 0.1-1.0
+    and was dropped. The slice is now fitted at its neighbours' variance
+    (`_fit_variance`), which holds no pixel's own noise: no slice chooses the
+    constant. Where one still would, the retest weighs it at the model variance."""
     rng = np.random.default_rng(21)
-    kept, dropped = 0, 0
+    chose_constant = 0
     for _ in range(12):
         sim = _faint_slit_without_sky(rng)
         sd = slit_data_from_sim(sim)
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
             (res,) = extract_slit(sd, ExtractParams())
+        chose_constant += res.metadata["model_choice"]["kernel"]["bkg_order"] >= 0
         retest = res.metadata["model_choice"].get("background_retest")
         if retest is None:
             continue
         assert retest["degree"] >= 0
         assert retest["bkg_order"] in (retest["degree"], retest["degree"] - 1)
         if retest["bkg_order"] < retest["degree"]:
-            dropped += 1
             assert retest["chi2_gain"] < retest["cost"]
             (line,) = [r.getMessage() for r in caplog.records if "chose" in r.getMessage()]
             assert "at the model variance" in line
-        else:
-            kept += 1
         # the extraction keeps the retest's degree, unless the whole slit then chose a
         # sky smooth along the dispersion (at the focused cost, a faint one pays)
         smooth = res.metadata.get("background_along_dispersion") or {}
         if res.metadata["bkg_order"] != retest["bkg_order"]:
             chosen = smooth.get("chosen")
             assert retest["bkg_order"] == -1 and chosen is not None and chosen >= 0
-    assert dropped >= 6 and kept <= 1
+    assert chose_constant <= 1
 
 
 def test_an_explicit_background_degree_is_not_weighed_again():
@@ -437,7 +437,11 @@ def test_the_background_retest_weighs_both_degrees_against_the_refits_noise():
     (correlated) noise, the retest weighs both background degrees on that same
     slice: the degree's fit had the scaled errors and the one-less fit the
     propagated ones, so the degree "gained" 22-37 on a slit with no sky (1.7-2
-    times the noise) and was always kept; weighed alike it gains 1-5."""
+    times the noise) and was always kept; weighed alike it gains 0.3-6 (at
+    penalty 3.4). Of these 12 slits 5 reach the retest, 3 of them drop the degree;
+    of 30, 9 and 7. (With the kernel fitted at the pixels' own data-derived
+    variance 4 reached it and 3 dropped it; at the neighbours' variance one more
+    slice chose a slope, kept at a gain of 5.9.)"""
     rng = np.random.default_rng(3)
     retests, dropped = 0, 0
     for _ in range(12):
@@ -459,7 +463,7 @@ def test_the_background_retest_weighs_both_degrees_against_the_refits_noise():
         retests += 1
         assert retest["chi2_gain"] < 3.0 * retest["penalty"]
         dropped += retest["bkg_order"] < retest["degree"]
-    assert retests >= 3 and dropped >= retests - 1
+    assert retests >= 3 and dropped >= retests - 2
 
 
 def test_drizzle_like_noise_keeps_the_defaults_at_the_oracle(rng):

@@ -444,3 +444,37 @@ def test_a_sky_sloped_across_the_slit_does_not_pass_for_a_halo():
     assert not halo["chosen"] and halo["bkg_order"] == 0
     assert halo["why"] == "no halo over a sloped sky, nor over a constant"
     assert abs(np.nanmedian(res.flux / sims[1].flux) - 1) < 0.02
+
+
+def test_the_pipelines_data_derived_poisson_variance_does_not_pull_the_wings_low():
+    """VAR_POISSON from the measured count rate gives a wing pixel that fluctuated low a
+    larger weight than one that fluctuated high. The kernel fitted with it found the
+    halo at half its share and took every column low: on these 12 core + halo slits
+    at S/N 10, -3.3 % against an oracle with the true profile, where the same draws
+    with the model's Poisson variance give -1.2 % (the halo not chosen on some faint
+    slits). The first fit now weighs each pixel by its neighbours' variance
+    (`_fit_variance`): -1.6 %, within 0.4 % of the model-variance extraction."""
+    psf = read_psf_file(EXAMPLE_PSF).table("ANY", 1)
+    differences, truth = 0.0, 0.0
+    rng = np.random.default_rng(5)
+    for _ in range(12):
+        state = rng.bit_generator.state
+        fluxes = []
+        for from_data in (True, False):  # the same noise; only VAR_POISSON differs
+            rng.bit_generator.state = state
+            sim = simulate_slit(
+                rng,
+                n_disp=400,
+                snr=10.0,
+                spectrum=np.ones(400),
+                psf=psf,
+                psf_scale=1.3,
+                curvature=1.0,
+                poisson_from_data=from_data,
+            )
+            (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+            fluxes.append(res.flux)
+        good = np.isfinite(fluxes[0]) & np.isfinite(fluxes[1])
+        differences += np.sum(fluxes[0][good] - fluxes[1][good])
+        truth += np.sum(sim.flux[good])
+    assert abs(differences / truth) < 0.008

@@ -1,4 +1,4 @@
-"""Re-estimate the Poisson variance from the scene model (Horne 1986, step 6).
+"""Variances free of the pixel's own noise: the scene model's (Horne 1986) and the neighbours'.
 
 The pipeline's VAR_POISSON is computed from the measured count rate, so a
 pixel that fluctuated up gets a larger variance and a smaller weight: the
@@ -8,6 +8,14 @@ modelled as ``VAR_POISSON ~ s(x) + k max(M, 0)``: a per-column sky term and
 one slit-wide scale ``k``, fitted to the pipeline's own VAR_POISSON. Where
 that relation is not supported by the data (no significant positive ``k``)
 the input variance is kept.
+
+Before there is a model, the kernel is fitted with `neighbour_variance`: each
+pixel's data-derived terms (VAR_POISSON, VAR_FLAT) replaced by the mean of its
+two neighbours along the dispersion, which share its expected value on a
+smooth spectrum but not its noise. With the pixel's own, a faint wing pixel
+that fluctuated low weighs more than one that fluctuated high: the fitted
+wings come out low and every column's flux with them (a core + halo PSF at
+S/N 10: -2.5 %, a halo fraction fitted at half its value).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-__all__ = ["PoissonModel", "remodel_poisson"]
+__all__ = ["PoissonModel", "neighbour_variance", "remodel_poisson"]
 
 # The scale k must be measured at this significance before it is trusted.
 MIN_SCALE_SIGNIFICANCE = 5.0
@@ -97,3 +105,40 @@ def _smooth(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     den = uniform_filter1d(w, SKY_SMOOTH_COLUMNS, mode="nearest")
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / den, 0.0)
+
+
+def neighbour_variance(variance: np.ndarray) -> np.ndarray:
+    """Each pixel's variance term replaced by the mean of its two neighbours along the dispersion.
+
+    A data-derived term (VAR_POISSON from the count rate, VAR_FLAT from the
+    flux) carries the pixel's own noise; its neighbours' mean does not, and
+    on a spectrum smooth over three columns it has the same expected value.
+    At an unresolved line's peak it is low (the neighbours are fainter):
+    those pixels weigh more in a profile fit, which their high S/N allows.
+
+    Parameters
+    ----------
+    variance : ndarray, shape (n_cross, n_disp)
+        A variance term (NaN or negative where unusable).
+
+    Returns
+    -------
+    ndarray, shape (n_cross, n_disp)
+        The mean of the usable neighbours (the one usable neighbour at an
+        edge or beside a bad pixel); the pixel's own value where it has none,
+        or where its own is unusable.
+    """
+    var = np.asarray(variance, float)
+    if var.shape[1] < 2:
+        return var
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(var) & (var >= 0)
+    value = np.where(ok, var, 0.0)
+    total = np.zeros_like(value)
+    count = np.zeros(var.shape)
+    total[:, 1:] += value[:, :-1]
+    count[:, 1:] += ok[:, :-1]
+    total[:, :-1] += value[:, 1:]
+    count[:, :-1] += ok[:, 1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok & (count > 0), total / count, var)

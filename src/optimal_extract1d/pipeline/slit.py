@@ -33,6 +33,7 @@ from ..core.errorscale import (
 from ..core.outliers import fit_outliers
 from ..core.shapeerror import shape_variance
 from ..core.smoothbkg import CANDIDATE_ORDERS, SmoothBackground, column_chi2, fit_smooth_background
+from ..core.variance import neighbour_variance
 from ..errors import ProfileFitError
 from ..params import ExtractParams
 from ..psf.kernel import KernelTemplate
@@ -128,11 +129,13 @@ def extract_slit(
     usable = horne.usable_pixels(sd.data, sd.variance, sd.mask)
     _log_empty_edges(sd, usable)
     fit_usable = usable & ~fit_outliers(sd.data, sd.variance, usable)
-    scene = _scene(sd, settings, template, usable=fit_usable, variance=sd.variance)
+    fit_variance = _fit_variance(sd)
+    scene = _scene(sd, settings, template, usable=fit_usable, variance=fit_variance)
     result = _iterate(sd, params, scene)
     noise, measured = _slice_noise(sd, scene, result, usable=usable, params=params)
     if scene.status == "fit" and (
-        noise > 1.0 or _refit_needed(result, sd, fit_usable, scene=scene, params=params)
+        noise > 1.0
+        or _refit_needed(result, sd, fit_usable, scene=scene, params=params, old=fit_variance)
     ):
         # Horne's loop: refit the kernel with the model variance, without the outliers
         # (and the further sources re-tested against the real noise of the slice).
@@ -502,11 +505,14 @@ def _refit_needed(
     *,
     scene: SceneModel,
     params: ExtractParams,
+    old: np.ndarray,
 ) -> bool:
-    """Refit when the variance model changed the weights or outliers entered the fits."""
+    """Refit when the variance model changed the weights or outliers entered the fits.
+
+    ``old`` is the variance the kernel was fitted with (`_fit_variance`).
+    """
     if np.isfinite(result.poisson_scale):
         core = fit_usable & (scene.profile.weights > CORE_PROFILE)
-        old = sd.var_poisson + sd.var_rnoise + sd.var_flat
         new = _model_variance(sd, result)
         with np.errstate(invalid="ignore", divide="ignore"):
             change = np.abs(new - old)[core] / old[core]
@@ -519,6 +525,21 @@ def _refit_needed(
         return True
     lo = max(scene.column - params.slice_width // 2, 0)
     return bool(pixels[:, lo : lo + params.slice_width].any())
+
+
+def _fit_variance(sd: SlitData) -> np.ndarray:
+    """The variance the first kernel fit weighs pixels with: no pixel's own noise in it.
+
+    The data-derived terms (VAR_POISSON, VAR_FLAT; ERR**2 when it is the
+    source) are their neighbours' along the dispersion
+    (`.core.variance.neighbour_variance`), the read noise the pixel's own.
+    Horne's sums start from the input variance and remodel it
+    (`.core.iteration`); the refit round fits with that model.
+    """
+    terms = (neighbour_variance(sd.var_poisson), sd.var_rnoise, neighbour_variance(sd.var_flat))
+    with np.errstate(invalid="ignore", over="ignore"):
+        total = terms[0] + terms[1] + terms[2]
+    return np.where(np.isfinite(sd.variance), total, sd.variance)
 
 
 def _model_variance(sd: SlitData, result: iteration.IteratedSums) -> np.ndarray:
