@@ -492,8 +492,10 @@ class Figure:
 def bootstrap(stat, n_slits: int) -> Figure:
     """A statistic of the cell's slits (a function of their indices) and its bootstrap scatter."""
     rng = np.random.default_rng(0)
-    draws = [stat(rng.integers(0, n_slits, n_slits)) for _ in range(N_BOOT)]
-    return Figure(float(stat(np.arange(n_slits))), float(np.nanstd(draws)))
+    draws = np.array([stat(rng.integers(0, n_slits, n_slits)) for _ in range(N_BOOT)], float)
+    # a figure not defined for the cell (the bias at S/N 3) has no scatter either
+    sigma = float(np.nanstd(draws)) if np.isfinite(draws).sum() > 1 else float("nan")
+    return Figure(float(stat(np.arange(n_slits))), sigma)
 
 
 def pooled(arrays: list, idx) -> np.ndarray:
