@@ -639,6 +639,17 @@ def _choose_fit(
             [t for t in trials if isinstance(t, KernelFit)], price, n_cross=sd.shape[0]
         )
         fits.append(trial)
+        if sources_only is not None and (trial is None or shape_at_bound(trial, sd.shape[0])):
+            # the first family's further sources may have stood in for a sky as well as
+            # for this family's wings, so the degree chosen with them can leave this
+            # family nothing to fit but the sky (a Moffat's index then runs to its
+            # bound): the other degrees, from the nod copies alone
+            for other in bkg_orders:
+                if other != bkg:
+                    names.append(family.name)
+                    orders.append(other)
+                    extra = _searched(sources_only, family, other, own)
+                    fits.append(extra if isinstance(extra, KernelFit) else None)
     if all(fit is None for fit in fits):
         raise ProfileFitError(first_failure.reason)
     choice = chosen()
