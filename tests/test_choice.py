@@ -300,6 +300,9 @@ def test_a_moffat_is_weighed_at_every_degree_when_the_gaussians_companions_took_
     (spec,) = x1d.spec
     record = spec.meta.optimal_extraction
     assert record.model_choice.kernel.chosen == "moffat" and record.bkg_order >= 0
+    # every (family, degree) is one candidate in the record, fitted once
+    pairs = [(c.kernel, c.bkg_order) for c in record.model_choice.kernel.candidates]
+    assert len(pairs) == len(set(pairs)) and {("moffat", b) for b in (-1, 0, 1)} <= set(pairs)
     flux = np.asarray(spec.spec_table["FLUX"], float) / (PIXEL_AREA_SR * 1e6)
     best = _oracle(sim, sky=True)
     good = np.isfinite(flux) & np.isfinite(best.flux)

@@ -659,8 +659,9 @@ def _choose_fit(
         # with the family chosen, from its components.
         family = next(f for f in families if f.name == choice.fit.template.name)
         own = _own_parameters(family, sd, seeded)
+        tried = {order for name, order in zip(names, orders, strict=True) if name == family.name}
         for bkg_order in bkg_orders:
-            if bkg_order != choice.bkg_order:
+            if bkg_order not in tried:  # not already fitted at every degree (Stage 2)
                 names.append(family.name)
                 orders.append(bkg_order)
                 trial = _refit_from(choice.fit, family, sd, variance, bkg_order=bkg_order, **own)
