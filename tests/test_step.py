@@ -3,6 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from conftest import median_ratio_tolerance
 from jwst.datamodels import ModelContainer
 from stdatamodels.jwst import datamodels
@@ -10,6 +11,7 @@ from stdatamodels.validate import ValidationWarning
 
 from optimal_extract1d import OptimalExtract1dStep
 from optimal_extract1d.errors import InputError, ParameterError, ReferenceFileError
+from optimal_extract1d.io.inputs import open_input
 from optimal_extract1d.io.psfref import EXAMPLE_PSF, read_psf_file, write_psf_file
 from optimal_extract1d.sim.models import make_lrs_image, make_multislit
 from optimal_extract1d.sim.simulate import PIXEL_AREA_SR, simulate_slit
@@ -128,6 +130,37 @@ def test_bad_input_and_parameters_raise_clear_errors(sims, tmp_path):
         OptimalExtract1dStep.call(datamodels.MultiSpecModel())
     with pytest.raises(ParameterError, match="outside slit '1'"):
         OptimalExtract1dStep.call(make_multislit(sims), extraction_region=[0, 0, 500, 10])
+
+
+def test_a_file_cut_at_a_block_boundary_is_named_truncated_and_other_open_warnings_pass(
+    sims, tmp_path, caplog
+):
+    model = make_multislit(sims)
+    path = tmp_path / "cut_s2d.fits"
+    model.save(path)
+    raw = path.read_bytes()
+    # whole 2880-byte blocks, cut inside the second slit's SCI data: only the reader's
+    # own check of the headers against the file's size can tell
+    with datamodels.open(path) as opened:
+        assert len(opened.slits) == 3
+    cut = (len(raw) // 2 // 2880) * 2880
+    path.write_bytes(raw[:cut])
+    with pytest.raises(InputError, match=r"cut_s2d\.fits' is truncated or corrupted: File may"):
+        OptimalExtract1dStep.call(str(path))
+    # a whole file whose header holds a value its schema rejects: stdatamodels' warning
+    # reaches the caller once (stpipe logs it), and the slits are extracted
+    model.save(path)
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header["EXP_TYPE"] = "NOT_A_MODE"
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        open_input(str(path)).close()
+    assert [w.category for w in record if "NOT_A_MODE" in str(w.message)] == [ValidationWarning]
+    caplog.clear()
+    result = OptimalExtract1dStep.call(str(path), bkg_order=0)
+    assert len(result.spec) == 3
+    logged = [r for r in caplog.records if "NOT_A_MODE" in r.getMessage()]
+    assert len(logged) == 1 and "ValidationWarning" in logged[0].getMessage()
 
 
 def test_strun_by_alias_offline(sims, tmp_path, strun):
