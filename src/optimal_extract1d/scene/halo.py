@@ -281,7 +281,8 @@ def halo_over_bins(
         ``bkg_order`` (an integer) and ``fit_trace``.
     weigh_sky : bool
         Whether a sky may be weighed beside the halo where ``bkg_order`` is
-        none (False when the user gave ``bkg_order``: it is kept).
+        none, and a constant's slope where it is a constant (False when the
+        user gave ``bkg_order``: it is kept).
 
     Returns
     -------
@@ -304,6 +305,7 @@ def halo_over_bins(
     # x**-2 law, one 2.2 % high in every column; now 1). Both laws hold the same
     # parameters, so the background is a nuisance of the comparison: the law is
     # taken there, and the halo is then weighed and fitted at the slice's degree.
+    # Where the slice chose a constant, the halo is kept over the slope instead.
     sloped, over_slope = _at_degree(
         template, data, fit=fit, settings=settings, bkg_order=LAW_BKG_ORDER
     )
@@ -321,6 +323,15 @@ def halo_over_bins(
             return HaloEvidence(HALO_RATIO, np.nan, 0.0, 0.0, n_pixels, False, why)
         why = "no halo over a sloped sky, nor over a constant"
         return _charged(again, CRITERION.penalty(again.n_pixels), why, law_check=check)
+    if check["index"] is not None and int(settings.bkg_order) >= 0 and weigh_sky:
+        # a sky the slice saw as a constant: its slope across the slit, too faint to pay
+        # in one slice, still moves the halo's share, and the share moves every column's
+        # flux alike (example PSF with a 0.5 % sky sloped by +-30 % at S/N 30: the 7 of
+        # 30 slits whose slice chose a constant were +0.39 to +0.80 % high, the share
+        # fitted 0.004 higher; the cell's bias +0.15 %, var/oracle 1.060). The halo
+        # over the sloped sky is kept, and the slice is refitted at that degree: the
+        # cell +0.02 %, 1.041.
+        return replace(law, law_check=check, bkg_order=LAW_BKG_ORDER)
     if check["index"] in (None, evidence.index):  # no pure law there, or the same one
         return replace(evidence, law_check=check)
     again = _weigh_halo(
