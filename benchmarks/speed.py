@@ -25,7 +25,9 @@ whole call, peak resident memory):
    profile at the slit's fitted position; time of the extraction calls).
 
 It prints medians, peak memory, per-slit milliseconds above the floor, and
-the ratios to jwst's box.
+the ratios to jwst's box: of the medians, and the median of every round's
+own ratio (each method above that round's floor over the box's), which a
+host whose speed drifts between rounds disturbs less.
 
 Before the rounds it byte-compiles this package (``compileall``, as pip does
 for every package it installs from a wheel), so that every method imports
@@ -173,6 +175,14 @@ def medians(runs: dict, key: str) -> dict[str, float]:
     return {n: float(np.median([r[key] for r in v])) for n, v in runs.items()}
 
 
+def per_round_ratios(runs: dict, name: str) -> list[float]:
+    """``name``'s wall over the box's, both above the floor of the same round."""
+    return [
+        (r["wall"] - f["wall"]) / (b["wall"] - f["wall"])
+        for r, b, f in zip(runs[name], runs["jwst box"], runs["floor"], strict=True)
+    ]
+
+
 def report(runs: dict, n_slits: int) -> None:
     wall, peak = medians(runs, "wall"), medians(runs, "peak_mb")
     floor = wall.get("floor", 0.0)
@@ -196,6 +206,15 @@ def report(runs: dict, n_slits: int) -> None:
             above = f"{(cpu[name] - cfloor) / (cbox - cfloor):.2f}" if name != "floor" else "—"
             print(f"- {name}: {cpu[name]:.2f} s, {(cpu[name] - cfloor) / n_slits * 1e3:.1f} "
                   f"ms/slit above the floor's, {above} × the box's")
+    if "jwst box" in runs and "floor" in runs:
+        print("\nPer round (each method over the box, above that round's floor; a host whose "
+              "speed drifts between rounds moves all methods of a round alike):")
+        for name in runs:
+            if name in ("floor", "jwst box"):
+                continue
+            ratios = per_round_ratios(runs, name)
+            print(f"- {name}: median {np.median(ratios):.2f}, rounds "
+                  + ", ".join(f"{r:.2f}" for r in ratios))
     if "specreduce Horne" in runs:
         ext = float(np.median([r["extraction"] for r in runs["specreduce Horne"]]))
         print(f"\nspecreduce HorneExtract: {ext / n_slits * 1e3:.1f} ms per slit in its calls")
