@@ -114,27 +114,28 @@ def _open_file(path: str) -> Any:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model = datamodels.open(path)
+            model, failure = datamodels.open(path), None
         except Exception as err:  # any reader failure means "not a readable datamodel"
-            _raise_if_truncated(path, caught, err)
-            msg = f"cannot read {path!r} as a JWST datamodel: {type(err).__name__}: {err}"
-            raise InputError(msg) from err
-        try:
-            _raise_if_truncated(path, caught)
-        except InputError:
+            model, failure = None, err
+    truncated = _truncation(caught)
+    if truncated is not None:
+        if model is not None:
             model.close()
-            raise
+        raise InputError(f"{path!r} is truncated or corrupted: {truncated}") from failure
     _pass_on(caught)
+    if failure is not None:
+        msg = f"cannot read {path!r} as a JWST datamodel: {type(failure).__name__}: {failure}"
+        raise InputError(msg) from failure
     return model
 
 
-def _raise_if_truncated(path: str, caught: list, err: Exception | None = None) -> None:
-    """Raise `.InputError` if the reader warned that ``path`` is truncated."""
+def _truncation(caught: list) -> str | None:
+    """The reader's warning that the file is truncated (its first line), if it gave one."""
     for warning in caught:
         text = str(warning.message)
         if "truncated" in text.lower():
-            msg = f"{path!r} is truncated or corrupted: {text.splitlines()[0]}"
-            raise InputError(msg) from err
+            return text.splitlines()[0]
+    return None
 
 
 def _pass_on(caught: list) -> None:
