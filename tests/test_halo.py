@@ -385,7 +385,7 @@ def test_the_wing_law_is_weighed_over_a_sloped_sky(caplog):
     assert abs(np.median(res.flux[good] / sim.flux[good]) - 1.0) < 0.005
 
 
-def test_where_the_slice_chose_a_constant_the_halo_is_kept_over_the_sloped_sky():
+def test_where_the_slice_chose_a_constant_the_halo_is_kept_over_the_sloped_sky(caplog):
     """A sky's slope across the slit, too faint to pay in one slice, moves the halo's
     share when only a constant is fitted beside it, and the share moves every column
     alike: on `benchmarks/defaults.py`'s example-PSF cell at S/N 30 the slits whose
@@ -395,7 +395,13 @@ def test_where_the_slice_chose_a_constant_the_halo_is_kept_over_the_sloped_sky()
     for seed in (2, 4):  # slices that choose a constant; the true x**-3 law wins
         sim = _core_halo_slit(np.random.default_rng(seed), 30.0)
         sd = slit_data_from_sim(sim)
-        (res,) = extract_slit(sd, ExtractParams())
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+            (res,) = extract_slit(sd, ExtractParams())
+        # the slit's INFO line says the degree the halo took
+        (line,) = [r.getMessage() for r in caplog.records if "chose" in r.getMessage()]
+        assert "background degree 0 (vs" in line
+        assert "halo fraction" in line and "; background degree 1 with it" in line
         (constant,) = extract_slit(sd, ExtractParams(bkg_order=0))
         choice = res.metadata["model_choice"]
         halo = choice["halo"]

@@ -413,9 +413,13 @@ def describe_choice(model_choice: Mapping[str, Any]) -> str:
                 f" over a sloped sky; {check['index_at_slice_degree']:g} at the slice's "
                 "background degree"
             )
+        with_it = ""
+        degree = (halo.get("slice") or {}).get("bkg_order")
+        if degree is not None and kernel and degree != kernel.get("bkg_order"):
+            with_it = f"; background degree {degree} with it"
         parts.append(
             f"core + halo over the bins ({law}, halo fraction {halo['fraction']:.3f}, "
-            f"chi2 gain {halo['chi2_gain']:.1f})"
+            f"chi2 gain {halo['chi2_gain']:.1f}){with_it}"
         )
     elif "moffat_alpha" in halo:
         parts.append(f"a Moffat of index {halo['moffat_alpha']:.2f} over the bins: {halo['why']}")
