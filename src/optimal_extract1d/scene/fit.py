@@ -58,7 +58,7 @@ from .nodbins import NodEvidence, nods_over_bins
 from .position import metadata_position
 from .pruning import prune_components
 from .sources import describe_components, find_components
-from .variation import vary_kernel
+from .variation import KernelVariation, vary_kernel
 
 __all__ = [
     "attempt_slice_fit",
@@ -151,9 +151,10 @@ def fit_scene(
             slice_fit = {**slice_fit, "search": replace(slice_fit["search"], held=copies.added)}
             varied = vary_kernel(fit, sd.data, variance, **vary)
     else:
-        # the components where the whole slit's bins placed them (the first round's
-        # places in the refit, whose slice moves them again)
-        at = copies.offsets if copies is not None else _refined_offsets(previous)
+        # the components where the whole slit's bins placed them: the bins fit their
+        # offsets (one value each for the slit) with the kernel's shape, so a copy
+        # the slice placed 0.01 px off no longer bends a Moffat's index
+        at = copies.offsets if copies is not None else _bins_offsets(varied, previous)
         refined = _at_offsets(fit, at, sd, variance, slice_fit=slice_fit, settings=settings)
         fit = refined or fit
     family = None
@@ -277,6 +278,13 @@ def _held_copies(previous: SceneModel | None) -> tuple[float, ...]:
 def _refined_offsets(previous: SceneModel | None) -> tuple[float, ...]:
     """The components' offsets the first round's bins refined (`.nodbins`), or ()."""
     return tuple(_nods_record(previous).get("refined_offsets", ()))
+
+
+def _bins_offsets(varied: KernelVariation, previous: SceneModel | None) -> tuple[float, ...]:
+    """The components' offsets the bins fitted (`.variation.vary_kernel`), or the first round's."""
+    if varied.bins is not None and varied.bins.fits.offsets:
+        return tuple(varied.bins.fits.offsets)
+    return _refined_offsets(previous)
 
 
 def _fluxes_at(

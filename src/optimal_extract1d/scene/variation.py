@@ -392,7 +392,7 @@ def _orders(
         at=at,
         trace_orders=options["trace"],
         fwhm_orders=options["fwhm"],
-        offsets=fit.offsets,
+        offsets=bins.offsets,
         basis=polynomial_basis(profiles[0].shape[0], settings.bkg_order),
         extra=extra,
         fwhm_abscissae=("wavelength", "column") if auto["fwhm"] else ("wavelength",),
@@ -483,6 +483,7 @@ def _bin_fits(
         fit_fwhm=settings.fit_fwhm,
         offsets=fit.offsets,
         extra=per_bin,
+        fit_offsets=bool(fit.offsets),
     )
     return edges, bins, (values, sigma), per_bin
 
@@ -550,7 +551,7 @@ def _with_smear(
         fwhm=width[edges[:-1]],
         fit_center=True,
         fit_fwhm=bool(settings.fit_fwhm),
-        offsets=fit.offsets,
+        offsets=bins.offsets,
         extra=extra,
     )
     ok = good & np.isfinite(seen.center) & np.isfinite(seen.fwhm)
