@@ -211,6 +211,10 @@ def fit_scene(
             fit = moffat
             settings = replace(settings, bkg_order=degree)
             varied = vary_kernel(fit, sd.data, variance, **{**vary, "settings": settings})
+    placed = _bins_offsets(varied, None)
+    if placed and placed != tuple(fit.offsets):  # a refit slice (halo, Moffat, sky) placed them
+        at = {"slice_fit": slice_fit, "settings": settings}
+        fit = _at_offsets(fit, placed, sd, variance, **at) or fit
     profiles = component_profiles(
         varied.template,
         sd.shape[0],
