@@ -151,9 +151,9 @@ def fit_scene(
             slice_fit = {**slice_fit, "search": replace(slice_fit["search"], held=copies.added)}
             varied = vary_kernel(fit, sd.data, variance, **vary)
     else:
-        # the components where the whole slit's bins placed them: the bins fit their
-        # offsets (one value each for the slit) with the kernel's shape, so a copy
-        # the slice placed 0.01 px off no longer bends a Moffat's index
+        # the slice's fluxes with the components where the whole slit's bins placed
+        # them (`.variation.vary_kernel` fits their offsets), so the weighings below
+        # start from there (the first round's places where no bins were fitted)
         at = copies.offsets if copies is not None else _bins_offsets(varied, previous)
         refined = _at_offsets(fit, at, sd, variance, slice_fit=slice_fit, settings=settings)
         fit = refined or fit

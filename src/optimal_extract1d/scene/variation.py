@@ -483,6 +483,9 @@ def _bin_fits(
         fit_fwhm=settings.fit_fwhm,
         offsets=fit.offsets,
         extra=per_bin,
+        # the components' offsets too, one value each for the slit: held at the
+        # 30-column slice's (0.01-0.03 px off at S/N 100), a Moffat's shared index
+        # bent to fill the misfit at the nod copies' cores
         fit_offsets=bool(fit.offsets),
     )
     return edges, bins, (values, sigma), per_bin
