@@ -213,7 +213,13 @@ def test_the_choice_and_its_evidence_are_one_info_line_per_slit(rng, caplog):
     assert f"{kernel['chosen']} kernel, background degree {kernel['bkg_order']}" in lines[0]
     assert f"FWHM degree {choice['fwhm_order']}" in lines[0]
     # every other kernel candidate is listed with its criterion relative to the choice
-    assert lines[0].count("/") == len(kernel["candidates"]) - 1
+    assert lines[0].split("; background along")[0].count("/") == len(kernel["candidates"]) - 1
+    # and the background's form along the dispersion, with every candidate, on the same line
+    along = res.metadata["background_along_dispersion"]
+    assert "background along the dispersion: " in lines[0]
+    assert lines[0].count(" +") >= len(along["candidates"]) - 1 + len(kernel["candidates"]) - 1
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert sum("along the dispersion" in m for m in infos) == 1
 
 
 @pytest.mark.parametrize(

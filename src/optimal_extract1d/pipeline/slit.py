@@ -175,7 +175,13 @@ def extract_slit(
         )
         result = _iterate(sd, params, scene)
     if "model_choice" in scene.metadata:
-        log.info("Slit %s: chose %s", sd.name, describe_choice(scene.metadata["model_choice"]))
+        along = scene.metadata.get("background_along_dispersion")
+        log.info(
+            "Slit %s: chose %s%s",
+            sd.name,
+            describe_choice(scene.metadata["model_choice"]),
+            f"; {describe_background_along(along)}" if along else "",
+        )
     spectra = _spectra(sd, scene, result, usable=usable, params=params, noise=errors)
     assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
     return spectra
@@ -302,21 +308,9 @@ def _smooth_background(
         "candidates": candidates,
         "chosen": chosen,
     }
-    names = {-1: "independent columns", None: "none"}
-    best = min(c["value"] for c in candidates)
-    log.info(
-        "Slit %s: background along the dispersion: %s (%s)%s",
-        sd.name,
-        names.get(chosen, f"Legendre degree {chosen}"),
-        ", ".join(
-            f"{names.get(c['order'], c['order'])} {c['value'] - best:+.1f}" for c in candidates
-        ),
-        f"; correlated noise: terms cost x {across:.2f} across, x {along:.2f} along"
-        if across * along > 1.0
-        else "",
-    )
+    log.debug("Slit %s: %s", sd.name, describe_background_along(meta))
     scene = replace(scene, metadata={**scene.metadata, "background_along_dispersion": meta})
-    if chosen in names:
+    if chosen in _ALONG_NAMES:
         return scene, result, noise
     if scene.bkg_order < 0:  # a sky the residuals held: the noise is measured again
         noise = None
@@ -325,6 +319,36 @@ def _smooth_background(
     # rejections the iteration ended with (the model hardly moves: not iterated again)
     sums = _source_sums(sd, scene, result, index=0, variance=variance)
     return scene, replace(result, sums=sums), noise
+
+
+_ALONG_NAMES = {-1: "independent columns", None: "none"}
+
+
+def describe_background_along(meta: dict) -> str:
+    """The background's choice along the dispersion, for the slit's INFO line.
+
+    ``meta`` is the ``background_along_dispersion`` record of `_smooth_background`:
+    the chosen form, every candidate's criterion value relative to the chosen
+    one's, the correlated noise's factor on a term's cost when above 1, and the
+    kernel's FWHM before and after its refit under that sky (`_refit_under_sky`).
+    """
+    names = _ALONG_NAMES
+    candidates = meta["candidates"]
+    best = min(c["value"] for c in candidates)
+    others = ", ".join(
+        f"{names.get(c['order'], c['order'])} {c['value'] - best:+.1f}" for c in candidates
+    )
+    chosen = meta["chosen"]
+    text = f"background along the dispersion: {names.get(chosen, f'Legendre degree {chosen}')}"
+    text += f" ({others})"
+    inflation = meta.get("noise_inflation", {})
+    across, along = inflation.get("across", 1.0), inflation.get("along", 1.0)
+    if across * along > 1.0:
+        text += f", its terms cost x {across:.2f} across and x {along:.2f} along (correlated noise)"
+    if "kernel_refitted" in meta:
+        before, after = meta["kernel_refitted"]
+        text += f", the kernel refitted under it (FWHM {before:.2f} -> {after:.2f} px)"
+    return text
 
 
 def _refit_under_sky(
@@ -381,7 +405,7 @@ def _refit_under_sky(
         bkg_order=scene.bkg_order,
         metadata={**refit.metadata, "background_along_dispersion": choice},
     )
-    log.info(
+    log.debug(
         "Slit %s: the kernel refitted on the data less that background (FWHM %.2f -> %.2f px)",
         sd.name,
         *fwhm,
