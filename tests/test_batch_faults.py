@@ -191,6 +191,41 @@ def test_a_worker_killed_fails_its_file_only(s2d_files, tmp_path):
     _assert_no_partial_output(out, s2d_files)
 
 
+@linux_only
+def test_a_worker_killed_after_writing_its_x1d_leaves_no_x1d_for_its_failed_file(
+    s2d_files, tmp_path, monkeypatch
+):
+    """A worker killed between writing its x1d (whole: written atomically) and sending
+    its result: the summary reports the file failed, so its x1d must go too (the test
+    above met this race under load: the kill came while the worker wrote its second
+    file), and ``--resume`` redoes it; an x1d of an earlier run stays."""
+    from optimal_extract1d.cli import batch
+
+    out = tmp_path / "out"
+    victim, kept = s2d_files[1], s2d_files[2]
+    earlier = Path(batch.x1d_path(kept, out))
+    out.mkdir()
+    earlier.write_bytes(b"an earlier run's x1d")
+    os.utime(earlier, (time.time() - 3600, time.time() - 3600))
+    real = batch._extract_one
+
+    def dies_after_writing(path, **kwargs):
+        if path in (str(victim), str(kept)):
+            if path == str(victim):
+                Path(batch.x1d_path(path, kwargs["output_dir"])).write_bytes(b"a whole x1d")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(batch, "_extract_one", dies_after_writing)
+    results = run_batch(s2d_files[:4], output_dir=out, workers=2)
+    failed = [r.path for r in results if r.state == "failed"]
+    assert sorted(failed) == sorted([str(victim), str(kept)])
+    assert all("killed by SIGKILL" in r.error for r in results if r.state == "failed")
+    assert not Path(batch.x1d_path(victim, out)).exists()
+    assert earlier.read_bytes() == b"an earlier run's x1d"  # older than the run: not its
+    assert Path(batch.x1d_path(s2d_files[0], out)).exists()
+
+
 @pytest.mark.heavy
 @linux_only
 def test_a_lost_dask_worker_has_its_tasks_rerun(s2d_files, tmp_path):

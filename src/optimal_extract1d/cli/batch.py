@@ -593,13 +593,33 @@ def _check_unique_names(paths: list[str]) -> None:
 def _run_processes(paths: list[str], kwargs: dict, workers: int) -> Iterator[FileResult]:
     """Files on a `.cli.workers.WorkerPool`; a worker that dies fails its file only."""
     _preload()
+    started = time.time()
     pool = WorkerPool(functools.partial(_extract_one, **kwargs), workers)
     try:
         with pool:
             for path, result in pool.imap_unordered(paths):
+                if isinstance(result, WorkerLost):
+                    _remove_unconfirmed(x1d_path(path, kwargs["output_dir"]), since=started)
                 yield _from_worker(path, result)
     finally:
         remove_partials(kwargs["output_dir"], pool.pids)
+
+
+def _remove_unconfirmed(out: str, *, since: float) -> None:
+    """Remove the x1d a lost worker wrote in this run before it died.
+
+    A worker killed between writing its x1d (atomically: the file is whole)
+    and sending its result leaves an x1d whose file the summary reports as
+    failed. It goes, so that the outputs match the summary and ``--resume``
+    extracts the file again. An x1d older than the run (the second before it
+    started: file times use a coarser clock) is an earlier run's and stays.
+    """
+    try:
+        if os.stat(out).st_mtime >= since - 1.0:
+            os.remove(out)
+            log.warning("%s: written by a worker that then died; removed", out)
+    except FileNotFoundError:
+        pass
 
 
 def _preload() -> None:
