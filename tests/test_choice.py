@@ -222,6 +222,24 @@ def test_the_choice_and_its_evidence_are_one_info_line_per_slit(rng, caplog):
     assert sum("along the dispersion" in m for m in infos) == 1
 
 
+def test_the_bins_too_faint_for_the_smooth_models_are_counted_once_per_slit(caplog):
+    """Every fit of the bins (two rounds, and refits for the halo, nods or a sky) logged its
+    faint bins at INFO: CEERS 933 said it twice. The slit's summary line counts them."""
+    import logging
+
+    spectrum = np.where(np.arange(300) < 150, 1.0, 0.0)  # a break: the last bin is too faint
+    rng = np.random.default_rng(1)
+    sim = simulate_slit(rng, n_disp=300, snr=15.0, spectrum=spectrum, fwhm=(1.6, 3.2))
+    with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+        (res,) = extract_slit(slit_data_from_sim(sim), ExtractParams())
+    good = np.asarray(res.metadata["bins"]["good"], bool)
+    assert 0 < np.count_nonzero(~good) < good.size
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    (line,) = [m for m in lines if "bins too faint" in m]
+    assert f"{np.count_nonzero(~good)} of {good.size} bins too faint" in line
+    assert "columns extracted" in line  # the slit's summary line
+
+
 @pytest.mark.parametrize(
     ("snr", "seed", "excess"),
     [(57.5, 2, 1.1), (223.0, 3, 1.3)],  # true column S/N ~30 and ~100 (benchmarks/defaults.py)

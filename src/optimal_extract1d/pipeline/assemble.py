@@ -24,6 +24,7 @@ from ..results import (
     SpectrumResult,
 )
 from ..scene.model import SceneModel
+from ..scene.trace import MIN_BIN_SNR
 from ..slitdata import SlitData
 
 __all__ = ["spectrum", "metadata", "along_trace", "log_slit", "MISSING_PROFILE_LIMIT"]
@@ -150,13 +151,21 @@ def spectrum(
 
 
 def log_slit(
-    sd: SlitData, profile: Profile, status: str, *, spectra: list, result: IteratedSums
+    sd: SlitData,
+    profile: Profile,
+    status: str,
+    *,
+    spectra: list,
+    result: IteratedSums,
+    bins: dict | None = None,
 ) -> None:
     """One INFO line per slit, and a WARNING per spectrum whose flux rests on its profile.
 
     The WARNING counts the columns flagged DQ_FLUX_ESTIMATED (masked pixels
     carry more than `MISSING_PROFILE_LIMIT` of the profile there), e.g. a
-    trace cut by all-NaN rows at the slit's edge.
+    trace cut by all-NaN rows at the slit's edge. ``bins``: the scene's record
+    of the bins along the dispersion (``metadata["bins"]``), whose bins too
+    faint or unstable for the smooth models the line counts.
     """
     for spec in spectra:
         estimated = int(np.count_nonzero(spec.dq & DQ_FLUX_ESTIMATED))
@@ -171,9 +180,20 @@ def log_slit(
                 spec.dq.size,
             )
     fwhm = profile.fwhm
+    good = np.asarray((bins or {}).get("good", []), bool)
+    weak = int(np.count_nonzero(~good))
+    if weak and good.any():
+        note = (
+            f"; {weak} of {good.size} bins too faint or unstable for the smooth center and "
+            f"FWHM models (S/N < {MIN_BIN_SNR:g}, a bound or a jump), which the others set"
+        )
+    elif weak:
+        note = "; no bin with enough signal: center and FWHM held at the slice's"
+    else:
+        note = ""
     log.info(
         "Slit %s: %s, center %.2f px, FWHM %.2f px, %d source(s), %d/%d columns extracted, "
-        "%d outliers",
+        "%d outliers%s",
         sd.name,
         status,
         float(np.nanmedian(profile.centers)) + sd.offset[0],
@@ -182,4 +202,5 @@ def log_slit(
         int(np.isfinite(spectra[0].flux).sum()),
         sd.shape[1],
         int(result.rejected.sum()),
+        note,
     )

@@ -183,7 +183,14 @@ def extract_slit(
             f"; {describe_background_along(along)}" if along else "",
         )
     spectra = _spectra(sd, scene, result, usable=usable, params=params, noise=errors)
-    assemble.log_slit(sd, scene.profile, scene.status, spectra=spectra, result=result)
+    assemble.log_slit(
+        sd,
+        scene.profile,
+        scene.status,
+        spectra=spectra,
+        result=result,
+        bins=scene.metadata.get("bins"),
+    )
     return spectra
 
 

@@ -381,7 +381,7 @@ def _orders(
     if not any(auto.values()):
         return fixed["trace"], fixed["fwhm"], "wavelength"
     if n_good == 0:
-        log.info("Slit %s: no bin with enough signal; center and FWHM held at the slice's", name)
+        log.debug("Slit %s: no bin with enough signal; center and FWHM held at the slice's", name)
         return fixed["trace"], fixed["fwhm"], "wavelength"
     top = {"trace": settings.trace_order, "fwhm": settings.fwhm_order}
     options = {key: (_auto_orders(top[key], n_good) if auto[key] else [fixed[key]]) for key in auto}
@@ -436,9 +436,10 @@ def _bins_meta(edges: np.ndarray, bins: trace.BinFits, mid_lam: np.ndarray) -> d
 
 
 def _log_weak_bins(bins: trace.BinFits, name: str) -> None:
+    """DEBUG: the bins left out of the smooth models (the slit's INFO line counts them once)."""
     n_weak = int((~bins.good).sum())
     if n_weak and bins.good.any():
-        log.info(
+        log.debug(
             "Slit %s: %d of %d bins too faint or unstable (S/N < %.0f, bound or jump); "
             "the smooth models are fitted to the others",
             name,
