@@ -5,6 +5,14 @@ Run by hand (about 9 minutes on 2 cores; issue 11, item 5)::
     python benchmarks/defaults.py                 # full run, prints a Markdown table
     python benchmarks/defaults.py --quick         # 3 slits per cell, a smoke run
     python benchmarks/defaults.py --output benchmarks/results/defaults.md
+    python benchmarks/defaults.py --cell 14 30            # one cell, slit by slit
+    python benchmarks/defaults.py --cell 14 30 --set bkg_order=-1
+
+With ``--cell SCENE SNR`` one cell (``SCENE`` an index into `SCENES` then
+`LINE_SCENES`, as ``--list`` prints them; ``SNR`` one of `SNR_LEVELS`, or
+`LINE_SNR` for a line scene), drawn as in the full run, is extracted with the
+defaults (and the parameters ``--set`` gives) only, and printed slit by
+slit with what the step chose for each: the way to see why a cell misses.
 
 Every cell is one NIRSpec MOS PRISM-like s2d file (``make_multislit``: gwcs,
 MJy/sr, pipeline-like data-derived VAR_POISSON, no cosmic rays) holding
@@ -567,6 +575,84 @@ def run(n_slits: int, seed: int) -> list[tuple[Cell, dict]]:
     return rows
 
 
+def all_scenes() -> tuple[Scene, ...]:
+    """The scenes ``--cell`` indexes: `SCENES`, then `LINE_SCENES`."""
+    return (*SCENES, *LINE_SCENES)
+
+
+def one_cell(index: int, snr: float, *, n_slits: int, seed: int, parameters: dict) -> str:
+    """One cell's figures and its slits one by one, the defaults plus ``parameters``."""
+    scenes = all_scenes()
+    if not 0 <= index < len(scenes):
+        raise SystemExit(f"--cell: scene index {index} not in 0-{len(scenes) - 1} (see --list)")
+    scene = scenes[index]
+    levels = (LINE_SNR,) if scene.lines else SNR_LEVELS
+    if snr not in levels:
+        raise SystemExit(f"--cell: S/N {snr:g} not one of {', '.join(f'{v:g}' for v in levels)}")
+    level = SNR_LEVELS.index(snr) if snr in SNR_LEVELS else len(SNR_LEVELS)
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        psf, _ = tabulated_psfs(directory).get(scene.psf, (None, None))
+        cell = simulate_cell(scene, snr, n_slits, rng=np.random.default_rng([seed, level]), psf=psf)
+        path = directory / "cell_s2d.fits"
+        nod_type = NOD_TYPE if scene.nods else None
+        make_multislit(cell.sims, filename=path.name, nod_type=nod_type).save(path)
+        x1d = OptimalExtract1dStep.call(str(path), **parameters)
+    f = figures(x1d, cell)
+    lines = [
+        f"{scene.label}, S/N {snr:g}, {n_slits} slits, seed {seed}, "
+        f"parameters {parameters or 'none (the defaults)'}",
+        f"bias {100 * f['bias'].value:+.3f} ± {100 * f['bias'].sigma:.3f} %, var/oracle "
+        f"{f['var_oracle'].value:.3f} ± {f['var_oracle'].sigma:.3f}, calib "
+        f"{f['calib'].value:.3f}, spurious {100 * f['spurious']:.0f} %",
+        "",
+        "| slit | var/oracle | flux − oracle | kernel | slice: family, background | "
+        "background | halo: law, share, weighed over | along λ | error scale |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    flux, _, _ = spectra(x1d, n_slits)
+    records = {
+        int(spec.source_id) - 1: spec.meta.optimal_extraction.instance
+        for spec in x1d.spec
+        if getattr(spec.meta, "optimal_extraction", None) is not None
+    }
+    for i, (sq, sim, best) in enumerate(zip(f["sq"], cell.sims, cell.oracles, strict=True)):
+        own = np.nansum(np.where(np.isfinite(sq), (best.flux - sim.flux) ** 2, np.nan))
+        offset = 100 * np.nanmedian((flux[i] - best.flux) / sim.flux)
+        record = records.get(i, {})
+        choice = record.get("model_choice", {})
+        slice_choice = choice.get("kernel") or {}
+        halo = choice.get("halo") or {}
+        law = (
+            f"x^-{2 if halo.get('index') == 1.0 else 3}, {halo.get('fraction', 0):.3f}, "
+            f"{_degree(halo.get('bkg_order'), 'the slice')}"
+            if halo.get("chosen")
+            else "—"
+        )
+        smooth = record.get("background_along_dispersion")
+        along = (
+            "—" if smooth is None else _ALONG.get(smooth["chosen"], f"degree {smooth['chosen']}")
+        )
+        lines.append(
+            f"| {i + 1} | {np.nansum(sq) / own:.3f} | {offset:+.2f} % | "
+            f"{(record.get('kernel') or {}).get('kernel', '—')} | "
+            f"{slice_choice.get('chosen', '—')}, {_degree(slice_choice.get('bkg_order'))} | "
+            f"{_degree(record.get('bkg_order'))} | {law} | {along} | "
+            f"{(record.get('error_scale') or {}).get('factor', float('nan')):.3f} |"
+        )
+    return "\n".join(lines)
+
+
+#: The background's form along the dispersion, as ``--cell`` prints it.
+_ALONG = {None: "none", -1: "independent columns"}
+
+
+def _degree(order, none: str = "—") -> str:
+    """A background degree as words."""
+    names = {-1: "none", 0: "constant", 1: "constant + slope"}
+    return none if order is None else names.get(int(order), f"degree {order}")
+
+
 def misses(f: dict, method: str) -> dict[str, str]:
     """Missed targets: key -> "✗", or "(✗)" when the miss is within 2 sigma of the target."""
     if method == "jwst box":
@@ -706,8 +792,39 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--quick", action="store_true", help="3 slits per cell")
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
+    parser.add_argument(
+        "--cell",
+        nargs=2,
+        metavar=("SCENE", "SNR"),
+        help="only this cell (scene index, S/N), slit by slit, the defaults only",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="with --cell: a step parameter (repeatable), e.g. bkg_order=-1",
+    )
+    parser.add_argument("--list", action="store_true", help="print the scenes' indices")
     args = parser.parse_args()
     logging.disable(logging.WARNING)  # keep the table readable
+    if args.list:
+        for i, scene in enumerate(all_scenes()):
+            print(f"{i:2d}  {scene.label}")
+        return
+    if args.cell:
+        given = dict(item.split("=", 1) for item in args.set)
+        parameters = OptimalExtract1dStep.validated_parameters(given) if given else {}
+        print(
+            one_cell(
+                int(args.cell[0]),
+                float(args.cell[1]),
+                n_slits=3 if args.quick else args.n_slits,
+                seed=args.seed,
+                parameters=parameters,
+            )
+        )
+        return
     n_slits = 3 if args.quick else args.n_slits
     start = time.perf_counter()
     rows = run(n_slits, args.seed)
