@@ -222,6 +222,24 @@ def test_the_choice_and_its_evidence_are_one_info_line_per_slit(rng, caplog):
     assert sum("along the dispersion" in m for m in infos) == 1
 
 
+def test_the_background_along_the_dispersion_is_logged_with_the_kernel_given_too(caplog):
+    """With the kernel and the fits given there is no model choice to log, but the
+    background's form along the dispersion is still chosen: its INFO line stays."""
+    import logging
+
+    rng = np.random.default_rng(1)
+    sim = simulate_slit(rng, n_disp=300, snr=30.0, spectrum=np.ones(300), fwhm=(1.6, 3.2))
+    given = ExtractParams(kernel="gaussian", fit_fwhm=True, fit_trace=True, bkg_order=0)
+    with caplog.at_level(logging.INFO, logger="optimal_extract1d"):
+        (res,) = extract_slit(slit_data_from_sim(sim), given)
+    assert "model_choice" not in res.metadata
+    along = res.metadata["background_along_dispersion"]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    (line,) = [m for m in infos if "along the dispersion" in m]
+    assert "chose background along the dispersion: " in line
+    assert line.count(" +") == len(along["candidates"])  # every candidate, the chosen +0.0
+
+
 def test_the_bins_too_faint_for_the_smooth_models_are_counted_once_per_slit(caplog):
     """Every fit of the bins (two rounds, and refits for the halo, nods or a sky) logged its
     faint bins at INFO: CEERS 933 said it twice. The slit's summary line counts them."""

@@ -174,14 +174,9 @@ def extract_slit(
             sd.shape, reason, fit=scene.fit, column=scene.column, bkg_order=scene.bkg_order
         )
         result = _iterate(sd, params, scene)
-    if "model_choice" in scene.metadata:
-        along = scene.metadata.get("background_along_dispersion")
-        log.info(
-            "Slit %s: chose %s%s",
-            sd.name,
-            describe_choice(scene.metadata["model_choice"]),
-            f"; {describe_background_along(along)}" if along else "",
-        )
+    choices = _describe_choices(scene.metadata)
+    if choices:
+        log.info("Slit %s: chose %s", sd.name, choices)
     spectra = _spectra(sd, scene, result, usable=usable, params=params, noise=errors)
     assemble.log_slit(
         sd,
@@ -315,7 +310,6 @@ def _smooth_background(
         "candidates": candidates,
         "chosen": chosen,
     }
-    log.debug("Slit %s: %s", sd.name, describe_background_along(meta))
     scene = replace(scene, metadata={**scene.metadata, "background_along_dispersion": meta})
     if chosen in _ALONG_NAMES:
         return scene, result, noise
@@ -331,6 +325,21 @@ def _smooth_background(
 _ALONG_NAMES = {-1: "independent columns", None: "none"}
 
 
+def _describe_choices(metadata: dict) -> str:
+    """The slit's one INFO line of its model choice ("" when nothing was chosen).
+
+    The scene's choices (`.scene.choice.describe_choice`, under ``auto``) and
+    the background's form along the dispersion (`describe_background_along`,
+    also where the user gave the kernel and the fits), as one line.
+    """
+    parts = []
+    if "model_choice" in metadata:
+        parts.append(describe_choice(metadata["model_choice"]))
+    if metadata.get("background_along_dispersion"):
+        parts.append(describe_background_along(metadata["background_along_dispersion"]))
+    return "; ".join(parts)
+
+
 def describe_background_along(meta: dict) -> str:
     """The background's choice along the dispersion, for the slit's INFO line.
 
@@ -340,14 +349,15 @@ def describe_background_along(meta: dict) -> str:
     kernel's FWHM before and after its refit under that sky (`_refit_under_sky`).
     """
     names = _ALONG_NAMES
-    candidates = meta["candidates"]
-    best = min(c["value"] for c in candidates)
+    best = min(c["value"] for c in meta["candidates"])
     others = ", ".join(
-        f"{names.get(c['order'], c['order'])} {c['value'] - best:+.1f}" for c in candidates
+        f"{names.get(c['order'], c['order'])} {c['value'] - best:+.1f}" for c in meta["candidates"]
     )
     chosen = meta["chosen"]
-    text = f"background along the dispersion: {names.get(chosen, f'Legendre degree {chosen}')}"
-    text += f" ({others})"
+    text = (
+        f"background along the dispersion: {names.get(chosen, f'Legendre degree {chosen}')}"
+        f" ({others})"
+    )
     inflation = meta.get("noise_inflation", {})
     across, along = inflation.get("across", 1.0), inflation.get("along", 1.0)
     if across * along > 1.0:
