@@ -95,14 +95,69 @@ def _signal_derivative(sim, moved, step, scales) -> np.ndarray:
     return d
 
 
-def _sky_columns(sim) -> np.ndarray:
-    """The oracle's sky (`defaults.oracle`): a constant and a slope across the slit times
-    Legendre polynomials of degree `defaults.ORACLE_SKY_DEGREE` along it, ``(n_disp, n_cross, m)``.
+def _sky(sim, form: str) -> np.ndarray:
+    """A sky fitted with the fluxes, ``(n_disp, n_cross, m)``.
+
+    A constant and a slope across the slit, times Legendre polynomials up to
+    degree ``d`` along the dispersion (``form = "smooth<d>"``; the oracle's,
+    `ORACLE_SKY`, as `defaults.oracle` fits it) or an indicator of each of ``n``
+    equal bins (``"bins<n>"``, a sky free in every bin, as the bins learn the
+    halo's share).
     """
     n_cross, n_disp = sim.data.shape
     across = polynomial_basis(n_cross, 1)  # (n_cross, 2)
-    along = legvander(np.linspace(-1.0, 1.0, n_disp), D.ORACLE_SKY_DEGREE)  # (n_disp, L + 1)
+    if form.startswith("smooth"):
+        along = legvander(np.linspace(-1.0, 1.0, n_disp), int(form[len("smooth") :]))
+    elif form.startswith("bins"):
+        n_bins = int(form[len("bins") :])
+        along = np.eye(n_bins)[np.minimum(np.arange(n_disp) * n_bins // n_disp, n_bins - 1)]
+    else:
+        raise ValueError(f"unknown sky form {form!r}: smooth<degree> or bins<number>")
     return np.einsum("ik,jl->jikl", across, along).reshape(n_disp, n_cross, -1)
+
+
+#: The oracle's sky (`defaults.oracle`), as a `_sky` form.
+ORACLE_SKY = f"smooth{D.ORACLE_SKY_DEGREE}"
+
+
+def _columns(sim):
+    """Every column's fluxes (source and nod copies) as the oracle fits them: the design
+    ``(n_disp, n_cross, k)``, the pixels' weights and every column's inverse information."""
+    good = np.isfinite(sim.data) & (sim.true_variance > 0)
+    weight = np.where(good, 1.0 / np.where(good, sim.true_variance, 1.0), 0.0).T
+    parts = [sim.true_profile.T[..., None]] + [p.T[..., None] for p in sim.nod_profiles]
+    design = np.concatenate(parts, axis=2)
+    return design, weight, np.linalg.inv(np.einsum("jik,ji,jil->jkl", design, weight, design))
+
+
+def _moved_cells(scene, snr, cell, moves, *, n_slits, seed, directory) -> dict:
+    """The cell drawn again with each PSF parameter moved: name -> (cell, step).
+
+    ``moves``: name -> (`wing_psf` arguments, step). The same slits are drawn
+    (checked), and the unmoved file gives the truth's profiles (checked).
+    """
+    tail = LAW[scene.psf]
+    same = _cell(scene, snr, n_slits, seed, wing_psf(directory, tag="same", tail=tail))
+    for a, b in zip(cell.sims, same.sims, strict=True):  # the moves start from the truth
+        assert np.allclose(a.true_profile, b.true_profile, rtol=0, atol=1e-9)
+    moved = {}
+    for name, (kwargs, step) in moves.items():
+        other = _cell(scene, snr, n_slits, seed, wing_psf(directory, tag=name, **kwargs))
+        for a, b in zip(cell.sims, other.sims, strict=True):
+            assert np.array_equal(a.center, b.center), "the moved cell drew other slits"
+        moved[name] = (other, step)
+    return moved
+
+
+def _psf_columns(sim, i, moved, names, scales) -> np.ndarray:
+    """d(image)/d(PSF parameter) of slit ``i`` for each of ``names``, ``(n_disp, n_cross, p)``."""
+    return np.stack(
+        [
+            _signal_derivative(sim, moved[n][0].sims[i], moved[n][1], scales).T * sim.flux[:, None]
+            for n in names
+        ],
+        axis=2,
+    )  # (n_disp, n_cross, p)
 
 
 def _with_global(a_inv, design, weight, g) -> np.ndarray:
@@ -127,91 +182,38 @@ def bound_ratios(scene, snr, *, n_slits, seed, directory) -> dict[str, float]:
         "slope": (dict(tail=tail, slope=STEP), STEP),
         "tail": (dict(tail=tail + toward), toward),
     }
-    same = _cell(scene, snr, n_slits, seed, wing_psf(directory, tag="same", tail=tail))
-    for a, b in zip(cell.sims, same.sims, strict=True):  # the moves start from the truth
-        assert np.allclose(a.true_profile, b.true_profile, rtol=0, atol=1e-9)
-    moved = {}
-    for name, (kwargs, step) in moves.items():
-        other = _cell(scene, snr, n_slits, seed, wing_psf(directory, tag=name, **kwargs))
-        for a, b in zip(cell.sims, other.sims, strict=True):
-            assert np.array_equal(a.center, b.center), "the moved cell drew other slits"
-        moved[name] = (other, step)
+    moved = _moved_cells(scene, snr, cell, moves, n_slits=n_slits, seed=seed, directory=directory)
     scales = np.asarray(D.THREE_SHUTTER["nod_scale"] if scene.nods else (), float)
     sums = dict.fromkeys(PARAMETER_SETS, 0.0)
     oracle_sum = 0.0
     for i, sim in enumerate(cell.sims):
-        good = np.isfinite(sim.data) & (sim.true_variance > 0)
-        weight = np.where(good, 1.0 / np.where(good, sim.true_variance, 1.0), 0.0).T
-        parts = [sim.true_profile.T[..., None]]
-        parts += [p.T[..., None] for p in sim.nod_profiles]
-        design = np.concatenate(parts, axis=2)  # (n_disp, n_cross, k)
-        a = np.einsum("jik,ji,jil->jkl", design, weight, design)
-        a_inv = np.linalg.inv(a)
-        sky = _sky_columns(sim) if scene.sky else np.zeros((*design.shape[:2], 0))
+        design, weight, a_inv = _columns(sim)
+        sky = _sky(sim, ORACLE_SKY) if scene.sky else np.zeros((*design.shape[:2], 0))
         oracle_sum += float(np.sum(_with_global(a_inv, design, weight, sky)))
         for label, names in PARAMETER_SETS.items():
-            g = np.stack(
-                [
-                    _signal_derivative(sim, moved[n][0].sims[i], moved[n][1], scales).T
-                    * sim.flux[:, None]
-                    for n in names
-                ],
-                axis=2,
-            )  # (n_disp, n_cross, p)
-            g = np.concatenate([sky, g], axis=2)
+            g = np.concatenate([sky, _psf_columns(sim, i, moved, names, scales)], axis=2)
             sums[label] += float(np.sum(_with_global(a_inv, design, weight, g)))
     return {label: total / oracle_sum for label, total in sums.items()}
 
 
-def _fitted_sky(sim, form: str) -> np.ndarray:
-    """A sky the extraction fits though the truth may have none, ``(n_disp, n_cross, m)``.
-
-    A constant and a slope across the slit, times: Legendre polynomials up to
-    degree ``d`` along the dispersion (``form = "smooth<d>"``, the defaults'
-    background along the dispersion), or an indicator of each of ``n`` equal
-    bins (``"bins<n>"``, a sky free in every bin, as the bins learn the halo's
-    share).
-    """
-    n_cross, n_disp = sim.data.shape
-    across = polynomial_basis(n_cross, 1)
-    if form.startswith("smooth"):
-        along = legvander(np.linspace(-1.0, 1.0, n_disp), int(form[len("smooth") :]))
-    elif form.startswith("bins"):
-        n_bins = int(form[len("bins") :])
-        which = np.minimum(np.arange(n_disp) * n_bins // n_disp, n_bins - 1)
-        along = np.eye(n_bins)[which]
-    else:
-        raise ValueError(f"unknown sky form {form!r}: smooth<degree> or bins<number>")
-    return np.einsum("ik,jl->jikl", across, along).reshape(n_disp, n_cross, -1)
-
-
 def fitted_sky_ratios(scene, snr, forms, *, n_slits, seed, directory) -> dict[str, float]:
-    """The bound with the share and its slope unknown and a sky of each form fitted, over the
-    oracle's (the oracle without that sky: what keeping a sky the slit may not have costs)."""
+    """The bound with the share and its slope unknown and a sky of each form (`_sky`)
+    fitted, over the oracle's without it: what keeping a sky the slit may not have costs."""
     tail = LAW[scene.psf]
     cell = _cell(scene, snr, n_slits, seed, D.tabulated_psfs(directory)[scene.psf][0])
-    moved = {
-        name: _cell(scene, snr, n_slits, seed, wing_psf(directory, tag=name, tail=tail, **kw))
-        for name, kw in (("share", {"share": STEP}), ("slope", {"slope": STEP}))
+    moves = {
+        "share": (dict(tail=tail, share=STEP), STEP),
+        "slope": (dict(tail=tail, slope=STEP), STEP),
     }
+    moved = _moved_cells(scene, snr, cell, moves, n_slits=n_slits, seed=seed, directory=directory)
     scales = np.asarray(D.THREE_SHUTTER["nod_scale"] if scene.nods else (), float)
     totals, oracle_sum = dict.fromkeys(forms, 0.0), 0.0
     for i, sim in enumerate(cell.sims):
-        good = np.isfinite(sim.data) & (sim.true_variance > 0)
-        weight = np.where(good, 1.0 / np.where(good, sim.true_variance, 1.0), 0.0).T
-        parts = [sim.true_profile.T[..., None]] + [p.T[..., None] for p in sim.nod_profiles]
-        design = np.concatenate(parts, axis=2)
-        a_inv = np.linalg.inv(np.einsum("jik,ji,jil->jkl", design, weight, design))
+        design, weight, a_inv = _columns(sim)
         oracle_sum += float(np.sum(a_inv[:, 0, 0]))
-        g = np.stack(
-            [
-                _signal_derivative(sim, moved[n].sims[i], STEP, scales).T * sim.flux[:, None]
-                for n in ("share", "slope")
-            ],
-            axis=2,
-        )
+        g = _psf_columns(sim, i, moved, ("share", "slope"), scales)
         for form in forms:
-            both = np.concatenate([_fitted_sky(sim, form), g], axis=2)
+            both = np.concatenate([_sky(sim, form), g], axis=2)
             totals[form] += float(np.sum(_with_global(a_inv, design, weight, both)))
     return {form: total / oracle_sum for form, total in totals.items()}
 
