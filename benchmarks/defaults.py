@@ -441,10 +441,7 @@ def wavelength_grid() -> np.ndarray:
 def extract(cell: Cell, directory: Path, *, psf_file: Path | None) -> dict:
     """The extractions of a cell's file: method -> x1d (``WITH_PSF_FILE`` for a tabulated PSF)."""
     path = directory / "defaults_s2d.fits"
-    model = make_multislit(
-        cell.sims, filename=path.name, nod_type=NOD_TYPE if cell.scene.nods else None
-    )
-    model.save(path)
+    model = write_cell(cell, path)
     kernel = (
         {"kernel": "psf", "psf_file": str(psf_file)}
         if cell.scene.psf in TABULATED
@@ -461,6 +458,21 @@ def extract(cell: Cell, directory: Path, *, psf_file: Path | None) -> dict:
     if cell.scene.psf in TABULATED:  # the defaults, told the PSF file
         runs[WITH_PSF_FILE] = OptimalExtract1dStep.call(str(path), psf_file=str(psf_file))
     return runs
+
+
+def write_cell(cell: Cell, path: Path):
+    """The cell's s2d file (`make_multislit`, with the nod pattern where it has nods)."""
+    model = make_multislit(
+        cell.sims, filename=path.name, nod_type=NOD_TYPE if cell.scene.nods else None
+    )
+    model.save(path)
+    return model
+
+
+def cell_rng(seed: int, snr: float) -> np.random.Generator:
+    """A S/N level's noise draws, the same in every scene (paired)."""
+    level = SNR_LEVELS.index(snr) if snr in SNR_LEVELS else len(SNR_LEVELS)
+    return np.random.default_rng([seed, level])
 
 
 def spectra(x1d, n_slits: int) -> tuple[list, list, np.ndarray]:
@@ -567,10 +579,8 @@ def run(n_slits: int, seed: int) -> list[tuple[Cell, dict]]:
         plan = [(scene, snr) for scene in SCENES for snr in SNR_LEVELS]
         plan += [(scene, LINE_SNR) for scene in LINE_SCENES]
         for scene, snr in plan:
-            level = SNR_LEVELS.index(snr) if snr in SNR_LEVELS else len(SNR_LEVELS)
-            rng = np.random.default_rng([seed, level])
             psf, psf_file = psfs.get(scene.psf, psfs["tabulated"])
-            cell = simulate_cell(scene, snr, n_slits, rng=rng, psf=psf)
+            cell = simulate_cell(scene, snr, n_slits, rng=cell_rng(seed, snr), psf=psf)
             rows.append((cell, run_cell(cell, directory, psf_file=psf_file)))
     return rows
 
@@ -589,14 +599,12 @@ def one_cell(index: int, snr: float, *, n_slits: int, seed: int, parameters: dic
     levels = (LINE_SNR,) if scene.lines else SNR_LEVELS
     if snr not in levels:
         raise SystemExit(f"--cell: S/N {snr:g} not one of {', '.join(f'{v:g}' for v in levels)}")
-    level = SNR_LEVELS.index(snr) if snr in SNR_LEVELS else len(SNR_LEVELS)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         psf, _ = tabulated_psfs(directory).get(scene.psf, (None, None))
-        cell = simulate_cell(scene, snr, n_slits, rng=np.random.default_rng([seed, level]), psf=psf)
+        cell = simulate_cell(scene, snr, n_slits, rng=cell_rng(seed, snr), psf=psf)
         path = directory / "cell_s2d.fits"
-        nod_type = NOD_TYPE if scene.nods else None
-        make_multislit(cell.sims, filename=path.name, nod_type=nod_type).save(path)
+        write_cell(cell, path)
         x1d = OptimalExtract1dStep.call(str(path), **parameters)
     f = figures(x1d, cell)
     lines = [
