@@ -29,6 +29,51 @@ def test_automatic_bin_count_follows_the_signal():
     assert len(choose_bins(np.full(400, 1.0), None)) - 1 == 1  # 20^2 / 15^2 = 1.8
 
 
+def test_a_faint_continuum_beside_bright_lines_gets_the_bins_its_own_snr_reaches():
+    """Lines' S/N counted in the bin number split a faint continuum into unfit bins.
+
+    CEERS 933: two bright lines set 24 bins, and the continuum got 19 of them at
+    a first-pass S/N of 15 each that fitted to 3-10, under MIN_BIN_SNR.
+    """
+    from optimal_extract1d.scene.trace import TARGET_BIN_SNR
+
+    snr = np.full(400, 2.0)  # continuum S/N^2 1600: 7 bins of 15
+    for c in (120, 300):
+        snr[c - 2 : c + 3] = (40.0, 110.0, 150.0, 110.0, 40.0)
+    edges = choose_bins(snr, None)
+    wide = np.diff(edges) > 1
+    s2 = np.add.reduceat(snr**2, edges[:-1])
+    assert wide.sum() <= 1600 // TARGET_BIN_SNR**2 + 2  # + the stretches the lines cut
+    # every continuum bin but those cut short by a line reaches the target
+    assert np.median(s2[wide]) >= 0.9 * TARGET_BIN_SNR**2
+    # the lines' columns are still bins of their own
+    assert {121, 122, 301, 302} <= set(edges.tolist())
+    # a number of bins the user asks for is kept
+    assert len(choose_bins(snr, 20)) - 1 >= 20
+
+
+def test_smooth_model_clips_a_bin_by_its_own_precision():
+    """A faint bin off by two of its errors stays; a bright one off by ten is clipped.
+
+    Clipped by the residual in pixels, CEERS 933's one faint bin over the
+    PRISM's red half (FWHM 4.6 px where its lines' are 2.2) was dropped and the
+    lines' width held there.
+    """
+    rng = np.random.default_rng(3)
+    x = np.linspace(1.0, 5.0, 12)
+    snr = np.full(12, 40.0)
+    snr[-1] = 5.0
+    truth = 2.0 + 0.1 * x
+    values = truth + rng.normal(0.0, 4.0 / snr)  # precision ~ width / S/N
+    values[-1] = truth[-1] + 2 * 4.0 / snr[-1]  # faint, 1.6 px off: two of its errors
+    model = fit_smooth(x, values, snr, order=1)
+    assert model.n_clipped == 0
+    values[3] += 10 * 4.0 / snr[3]  # bright, 1 px off: ten of its errors
+    model = fit_smooth(x, values, snr, order=1)
+    assert model.n_clipped == 1
+    np.testing.assert_allclose(model(x[:-1]), truth[:-1], atol=0.1)
+
+
 def _bin_profiles(centers, fwhm, amp, noise, rng, n_cross=31):
     t = make_template("gaussian")
     y = np.arange(n_cross, dtype=float)

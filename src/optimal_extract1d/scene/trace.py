@@ -120,7 +120,8 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
     s2 = np.clip(np.nan_to_num(column_snr), 0.0, None) ** 2
     total = s2.sum()
     max_bins = max(n_disp // MIN_BIN_COLUMNS, 1)
-    if n_bins is None:
+    auto = n_bins is None
+    if auto:
         n_bins = int(np.clip(total // TARGET_BIN_SNR**2, 1, MAX_BINS))
     n_bins = int(np.clip(n_bins, 1, max_bins))
     if total <= 0:
@@ -129,8 +130,14 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
     starts, stops = _runs(heavy)
     light = np.where(heavy, 0.0, s2)
     # the lines' columns are bins on top of those of the other columns, as many as
-    # if the lines were not there, less the one each line would have taken
-    n_light = max(n_bins - starts.size, 1)
+    # if the lines were not there, less the one each line would have taken; and,
+    # binned automatically, no more than reach the target on the other columns'
+    # own S/N (the lines' S/N, counted in ``n_bins``, would split a faint
+    # continuum into bins too faint to fit)
+    n_light = n_bins - starts.size
+    if auto:
+        n_light = min(n_light, int(light.sum() // TARGET_BIN_SNR**2))
+    n_light = max(n_light, 1)
     edges = np.zeros(0, int)
     if light.sum() > 0:
         cum = np.concatenate([[0.0], np.cumsum(light)]) / light.sum()
@@ -364,6 +371,12 @@ def fit_smooth(
 ) -> SmoothModel:
     """Fit a sigma-clipped polynomial (3 sigma, 3 passes) to per-bin values.
 
+    The clipping weighs every bin's residual by its weight, as the fit does:
+    a bin whose S/N is low is not clipped for being far off in pixels while
+    within its errors (CEERS 933's one bin over the PRISM's red half, whose
+    continuum is twice as wide as its lines: clipped, the width there was the
+    lines' and the red fluxes came out 25-50 % low).
+
     The polynomial is the same as astropy's ``Polynomial1D`` with the bins'
     range of ``x`` as domain and window [-1, 1]; numpy fits it (this runs
     for every slit, and the astropy fitter's overhead dominated).
@@ -401,7 +414,9 @@ def fit_smooth(
     for _ in range(3 if n > order + 1 else 1):  # sigma clipping, 3 sigma, 3 passes
         keep = ~clipped
         coeffs = np.linalg.lstsq(weighted[keep], (values * weights)[keep], rcond=None)[0]
-        resid = values - basis @ coeffs
+        # in units of every bin's precision: a faint bin far off in pixels may be
+        # within its errors, a bright one a little off may not
+        resid = (values - basis @ coeffs) * weights
         kept = resid[~clipped]
         again = np.abs(resid - np.median(kept)) > 3.0 * np.std(kept) if kept.size > 2 else clipped
         if np.array_equal(again, clipped) or again.sum() > n - order - 1:
