@@ -186,3 +186,41 @@ def test_a_faint_line_gets_a_bin_once_the_bright_ones_took_theirs():
     assert 221 in edges and 222 in edges
     # the lines' columns are bins on top of the continuum's, which keep their budget
     assert np.sum(np.diff(edges) > 1) <= 24
+
+
+def test_a_bin_whose_fit_fell_under_the_snr_its_width_needs_is_merged_into_a_neighbour():
+    """CEERS 933 with no background: the red tail, placed at S/N 15, fitted to 9.4.
+
+    Left out, its 3.3 px width held no weight and the lines' 2.1 px were held
+    over the PRISM's red half. It is merged into its fainter neighbour; a
+    line's column is never merged, and a stretch of continuum that a line cut
+    from its bin joins the continuum on its own side.
+    """
+    from optimal_extract1d.scene.trace import plan_bins
+
+    snr = np.full(400, 2.0)
+    snr[198:203] = (40.0, 110.0, 150.0, 110.0, 40.0)  # a line
+    plan = plan_bins(snr, None)
+    assert plan.line.sum() >= 3 and np.all(np.diff(plan.edges)[plan.line] == 1)
+    n = plan.line.size
+    fitted = np.full(n, 14.0)
+    fitted[plan.line] = 5.0  # a line's column under the floor stays a bin
+    fitted[-1] = 9.4  # the red tail
+    fitted[-2] = 12.0
+    fitted[-3] = 11.0
+    first_line = int(np.flatnonzero(plan.line)[0])
+    fitted[first_line - 1] = np.nan  # a failed fit beside the line
+    merged = plan.merged_where_faint(fitted)
+    assert merged.edges[0] == 0 and merged.edges[-1] == 400
+    assert merged.line.size == merged.edges.size - 1
+    # the tail joined the fainter of its one neighbours, the bin before it
+    assert plan.edges[-2] not in merged.edges and plan.edges[-3] in merged.edges
+    # the failed bin beside the line joined the continuum before it, not the line
+    assert plan.edges[first_line - 1] not in merged.edges
+    assert plan.edges[first_line] in merged.edges
+    # every line column is still a bin of its own
+    for c in np.flatnonzero(plan.line):
+        assert plan.edges[c] in merged.edges and plan.edges[c + 1] in merged.edges
+    assert merged.line.sum() == plan.line.sum()
+    # nothing under the floor: the plan itself
+    assert plan.merged_where_faint(np.full(n, 14.0)) is plan

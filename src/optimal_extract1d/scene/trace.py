@@ -27,6 +27,7 @@ from ..psf.profilefit import fit_profiles
 
 __all__ = [
     "BinFits",
+    "BinPlan",
     "SmoothModel",
     "bin_centers",
     "choose_bins",
@@ -34,6 +35,7 @@ __all__ = [
     "enough_common",
     "fit_bins",
     "fit_smooth",
+    "plan_bins",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,74 @@ def bin_centers(edges: np.ndarray) -> np.ndarray:
 
 
 def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
+    """Bin edges holding equal shares of the total S/N squared (`plan_bins`'s edges)."""
+    return plan_bins(column_snr, n_bins).edges
+
+
+@dataclass(frozen=True)
+class BinPlan:
+    """Bin edges along the dispersion, and which bins are an emission line's column.
+
+    Attributes
+    ----------
+    edges : ndarray of int, shape (n_bins + 1,)
+        Increasing column edges from 0 to n_disp (bin i is ``edges[i]:edges[i+1]``).
+    line : ndarray of bool, shape (n_bins,)
+        Bins that are one column holding a whole share of the S/N (a line).
+    """
+
+    edges: np.ndarray
+    line: np.ndarray
+
+    def merged_where_faint(self, snr: np.ndarray) -> BinPlan:
+        """The plan with every bin whose fit fell under ``MIN_BIN_SNR`` merged into a neighbour.
+
+        The bins were placed at the S/N a fixed profile predicts; their fits
+        free the center, the width and every component's flux, and one may
+        come out under the S/N its width needs (CEERS 933 with no background:
+        the PRISM's red tail, 4.2-5.4 um, at 9.4). Left out, its columns hold
+        no weight in the smooth models, which are held over them from the
+        bins beside. Such a bin is merged with its neighbour of lower fitted
+        S/N, never with a line's column (which would dilute the line's
+        profile) nor across one; a column of continuum that a line cut from
+        its bin is merged so too. The faintest bins are merged first, each
+        bin once.
+
+        Parameters
+        ----------
+        snr : ndarray, shape (n_bins,)
+            Fitted flux S/N of every bin (NaN where the fit failed).
+
+        Returns
+        -------
+        BinPlan
+            Itself when no bin merges.
+        """
+        snr = np.nan_to_num(np.asarray(snr, float), nan=-np.inf)
+        n = snr.size
+        faint = ~self.line & (snr < MIN_BIN_SNR)
+        if not faint.any() or n < 2:
+            return self
+        drop = set()  # indices of the edges removed (edge k separates bins k-1 and k)
+        used = np.zeros(n, bool)
+        for i in np.argsort(snr, kind="stable"):
+            if not faint[i] or used[i]:
+                continue
+            nbrs = [j for j in (i - 1, i + 1) if 0 <= j < n and not self.line[j] and not used[j]]
+            if not nbrs:
+                continue
+            j = min(nbrs, key=lambda k: snr[k])
+            drop.add(max(i, j))
+            used[[i, j]] = True
+        if not drop:
+            return self
+        keep = np.ones(n + 1, bool)
+        keep[sorted(drop)] = False
+        line = np.delete(self.line, [k - 1 for k in sorted(drop)])
+        return BinPlan(self.edges[keep], line)
+
+
+def plan_bins(column_snr: np.ndarray, n_bins: int | None) -> BinPlan:
     """Bin edges holding equal shares of the total S/N squared.
 
     A column that holds a whole share or more on its own (an emission line)
@@ -113,8 +183,7 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
 
     Returns
     -------
-    ndarray of int, shape (n_bins + 1,)
-        Increasing column edges from 0 to n_disp.
+    BinPlan
     """
     n_disp = column_snr.size
     s2 = np.clip(np.nan_to_num(column_snr), 0.0, None) ** 2
@@ -125,7 +194,8 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
         n_bins = int(np.clip(total // TARGET_BIN_SNR**2, 1, MAX_BINS))
     n_bins = int(np.clip(n_bins, 1, max_bins))
     if total <= 0:
-        return np.linspace(0, n_disp, n_bins + 1).round().astype(int)
+        edges = np.linspace(0, n_disp, n_bins + 1).round().astype(int)
+        return BinPlan(edges, np.zeros(edges.size - 1, bool))
     heavy = _heavy_columns(s2, n_bins)
     starts, stops = _runs(heavy)
     light = np.where(heavy, 0.0, s2)
@@ -148,7 +218,9 @@ def choose_bins(column_snr: np.ndarray, n_bins: int | None) -> np.ndarray:
     heavy_rows = np.flatnonzero(heavy)
     edges = np.concatenate([edges, heavy_rows, heavy_rows + 1])
     edges = np.unique(np.concatenate([[0], np.clip(edges, 1, n_disp - 1), [n_disp]]))
-    return edges.astype(int)
+    edges = edges.astype(int)
+    line = (np.diff(edges) == 1) & heavy[edges[:-1]]
+    return BinPlan(edges, line)
 
 
 def _heavy_columns(s2: np.ndarray, n_bins: int) -> np.ndarray:

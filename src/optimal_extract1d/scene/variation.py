@@ -469,7 +469,8 @@ def _bin_fits(
     first = extract_columns(data, variance, main.weights, mask=~usable, bkg_basis=basis)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = first.flux / np.sqrt(first.variance)
-    edges = trace.choose_bins(snr, settings.n_bins)
+    plan = trace.plan_bins(snr, settings.n_bins)
+    edges = plan.edges
     values, sigma, per_bin, bins = _fit_placed(fit, guide, data, variance, usable, settings, edges)
     if settings.n_bins is None:
         # The bins were placed by the S/N of a fixed profile; their fits free the
@@ -482,7 +483,15 @@ def _bin_fits(
         # at the S/N the fits see:
         loss = _snr_loss(snr, edges, bins)
         if loss < trace.MIN_BIN_SNR / trace.TARGET_BIN_SNR:
-            edges = trace.choose_bins(snr * loss, None)
+            plan = trace.plan_bins(snr * loss, None)
+            edges = plan.edges
+            values, sigma, per_bin, bins = _fit_placed(
+                fit, guide, data, variance, usable, settings, edges
+            )
+        # and a bin whose fit still fell under MIN_BIN_SNR is merged into a neighbour
+        merged = plan.merged_where_faint(bins.snr)
+        if merged is not plan:
+            edges = merged.edges
             values, sigma, per_bin, bins = _fit_placed(
                 fit, guide, data, variance, usable, settings, edges
             )
