@@ -469,9 +469,11 @@ def _bin_fits(
     first = extract_columns(data, variance, main.weights, mask=~usable, bkg_basis=basis)
     with np.errstate(invalid="ignore", divide="ignore"):
         snr = first.flux / np.sqrt(first.variance)
-    plan = trace.plan_bins(snr, settings.n_bins)
-    edges = plan.edges
-    values, sigma, per_bin, bins = _fit_placed(fit, guide, data, variance, usable, settings, edges)
+
+    def placed(plan: trace.BinPlan):
+        return plan, *_fit_placed(fit, guide, data, variance, usable, settings, plan.edges)
+
+    plan, values, sigma, per_bin, bins = placed(trace.plan_bins(snr, settings.n_bins))
     if settings.n_bins is None:
         # The bins were placed by the S/N of a fixed profile; their fits free the
         # center, the width and every component's flux, and lose S/N to them. The
@@ -481,21 +483,14 @@ def _bin_fits(
         # without them), most bins fall under it and the smooth models are held
         # over whole stretches the bins together cover. The bins are placed again
         # at the S/N the fits see:
-        loss = _snr_loss(snr, edges, bins)
+        loss = _snr_loss(snr, plan.edges, bins)
         if loss < trace.MIN_BIN_SNR / trace.TARGET_BIN_SNR:
-            plan = trace.plan_bins(snr * loss, None)
-            edges = plan.edges
-            values, sigma, per_bin, bins = _fit_placed(
-                fit, guide, data, variance, usable, settings, edges
-            )
+            plan, values, sigma, per_bin, bins = placed(trace.plan_bins(snr * loss, None))
         # and a bin whose fit still fell under MIN_BIN_SNR is merged into a neighbour
         merged = plan.merged_where_faint(bins.snr)
         if merged is not plan:
-            edges = merged.edges
-            values, sigma, per_bin, bins = _fit_placed(
-                fit, guide, data, variance, usable, settings, edges
-            )
-    return edges, bins, (values, sigma), per_bin
+            plan, values, sigma, per_bin, bins = placed(merged)
+    return plan.edges, bins, (values, sigma), per_bin
 
 
 def _fit_placed(
